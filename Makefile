@@ -1,0 +1,38 @@
+# Two ways in (README.md): `make demo` and `make test`. Each runs `make setup` first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test audit bench-fusion bench-gpu clean
+
+setup: $(STAMP)
+
+# --system-site-packages: a GPU machine keeps the CUDA torch it already has. Where no torch
+# is importable we install the CPU build 2.13.0 (on this machine's disk) explicitly, so pip
+# never resolves `torch` to a multi-GB CUDA download.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -c "import triton" 2>/dev/null || $(PY) -m pip install -q "triton==3.9.0"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m slimtriton.demo
+
+test: setup
+	$(PY) -m pytest -q
+
+audit: setup
+	$(VENV)/bin/slimtriton audit resnet_v1_50 --dtype float16 --arch 90
+
+bench-fusion: setup
+	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) bench/fusion.py
+
+bench-gpu: setup
+	$(PY) bench/gpu.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,162 @@
+"""The one IR node, and the symbolic tensor that front-end code holds.
+
+A `Node` is immutable: op, inputs (other nodes), attrs, static shape, dtype and a
+unique name (the TF-style op name, e.g. ``resnet_v1_50/conv1/Conv2D``). Every node
+has exactly one output, so a node *is* the value it produces; `Tensor` is the
+thin user-facing handle (TF1 habits: ``.shape``, ``.get_shape().as_list()``,
+``.name`` with ``:0``, Python operators) around a node and its graph.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Any, Mapping
+
+from .ops import Op
+
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int32", "int64", "bool")
+FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _freeze(value: Any) -> Any:
+    """Attribute values must be immutable: lists become tuples, recursively."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        raise TypeError("dict attribute values are not allowed; use a tuple of pairs")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Node:
+    op: Op
+    inputs: tuple["Node", ...]
+    attrs: Mapping[str, Any]
+    shape: tuple[int, ...]
+    dtype: str
+    name: str
+
+    @staticmethod
+    def make(op: Op, inputs, attrs: Mapping[str, Any], shape, dtype: str, name: str) -> "Node":
+        frozen = types.MappingProxyType({k: _freeze(v) for k, v in sorted(attrs.items())})
+        return Node(op, tuple(inputs), frozen, tuple(int(d) for d in shape), str(dtype), str(name))
+
+    def replace(self, **changes) -> "Node":
+        """A new node with some fields changed (the original is untouched)."""
+        fields = dict(op=self.op, inputs=self.inputs, attrs=dict(self.attrs),
+                      shape=self.shape, dtype=self.dtype, name=self.name)
+        fields.update(changes)
+        return Node.make(**fields)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def format_attrs(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.attrs.items())
+
+    def __repr__(self) -> str:
+        ins = ", ".join(i.name for i in self.inputs)
+        return f"Node({self.name}: {self.op.short}({ins}) {{{self.format_attrs()}}} -> {self.dtype}{list(self.shape)})"
+
+
+class TensorShape(tuple):
+    """A static shape with the TF1 `TensorShape` methods the slim nets call."""
+
+    @property
+    def ndims(self) -> int:
+        return len(self)
+
+    rank = ndims
+
+    def as_list(self) -> list[int]:
+        return list(self)
+
+    def num_elements(self) -> int:
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+    def is_fully_defined(self) -> bool:
+        return True
+
+    def with_rank(self, rank: int) -> "TensorShape":
+        if len(self) != rank:
+            raise ValueError(f"Shape {list(self)} must have rank {rank}")
+        return self
+
+    def with_rank_at_least(self, rank: int) -> "TensorShape":
+        if len(self) < rank:
+            raise ValueError(f"Shape {list(self)} must have rank at least {rank}")
+        return self
+
+    def __getitem__(self, item):
+        got = tuple.__getitem__(self, item)
+        return TensorShape(got) if isinstance(item, slice) else got
+
+    def __repr__(self) -> str:
+        return f"TensorShape({list(self)})"
+
+
+class Tensor:
+    """Symbolic value recorded in a `Graph`; layers compute nothing, they record nodes."""
+
+    __slots__ = ("node", "graph")
+    __array_priority__ = 1000  # numpy scalars on the left defer to our operators
+
+    def __init__(self, node: Node, graph):
+        self.node = node
+        self.graph = graph
+
+    @property
+    def shape(self) -> TensorShape:
+        return TensorShape(self.node.shape)
+
+    def get_shape(self) -> TensorShape:
+        return self.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.node.dtype
+
+    @property
+    def name(self) -> str:
+        return self.node.name + ":0"
+
+    @property
+    def op_name(self) -> str:
+        return self.node.name
+
+    def __repr__(self) -> str:
+        return f"<slimtriton.Tensor '{self.name}' shape={list(self.node.shape)} dtype={self.dtype}>"
+
+    def __hash__(self) -> int:
+        return id(self.node)
+
+    def __eq__(self, other):  # identity, as TF1 tensors: usable as dict keys (feed_dict)
+        return isinstance(other, Tensor) and other.node is self.node
+
+    def __bool__(self):
+        raise TypeError("a symbolic slimtriton Tensor has no truth value; it is recorded, not computed")
+
+    # Python operators record elementwise nodes (see graph.binary_op).
+    def _bin(self, other, op, reverse=False):
+        from .graph import binary_op
+        return binary_op(op, other, self) if reverse else binary_op(op, self, other)
+
+    def __add__(self, o): return self._bin(o, Op.ADD)
+    def __radd__(self, o): return self._bin(o, Op.ADD, True)
+    def __sub__(self, o): return self._bin(o, Op.SUB)
+    def __rsub__(self, o): return self._bin(o, Op.SUB, True)
+    def __mul__(self, o): return self._bin(o, Op.MUL)
+    def __rmul__(self, o): return self._bin(o, Op.MUL, True)
+    def __truediv__(self, o): return self._bin(o, Op.DIV)
+    def __rtruediv__(self, o): return self._bin(o, Op.DIV, True)
+
+    def __neg__(self):
+        from .graph import record
+        return record(Op.NEG, [self], {}, "Neg")

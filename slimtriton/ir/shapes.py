@@ -1,0 +1,304 @@
+"""Shape rules: one entry per op, (node name, input nodes, attrs) -> (shape, dtype).
+
+Used when recording (the front end) and again by the verifier after every pass.
+Errors are ValueError/TypeError naming the node (its scope), the argument and the shapes.
+"""
+from __future__ import annotations
+
+from .node import DTYPES, FLOAT_DTYPES
+from .ops import ACTIVATIONS, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Op, lookup
+
+EPILOGUE_ACTS = ("none", "relu", "relu6")
+
+
+def infer(op: Op, inputs, attrs, name: str):
+    rule = lookup(SHAPE_RULES, op, "SHAPE_RULES")
+    return rule(name, inputs, attrs)
+
+
+def _fail(name, msg, exc=ValueError):
+    raise exc(f"{name}: {msg}")
+
+
+def _arity(name, inputs, *counts):
+    if len(inputs) not in counts:
+        _fail(name, f"expected {' or '.join(map(str, counts))} inputs, got {len(inputs)}")
+
+
+def _same_dtype(name, inputs):
+    dts = {i.dtype for i in inputs}
+    if len(dts) > 1:
+        _fail(name, "inputs have different dtypes: " + ", ".join(f"{i.name}:{i.dtype}" for i in inputs), TypeError)
+    return inputs[0].dtype
+
+
+def _rank(name, node, rank, what="input"):
+    if len(node.shape) != rank:
+        _fail(name, f"{what} {node.name} must have rank {rank}, got shape {list(node.shape)}")
+
+
+def _vector(name, node, length, what):
+    if tuple(node.shape) != (length,):
+        _fail(name, f"{what} {node.name} must have shape [{length}], got {list(node.shape)}")
+
+
+def broadcast_shapes(name, a, b):
+    out = []
+    for i in range(max(len(a), len(b))):
+        da = a[len(a) - 1 - i] if i < len(a) else 1
+        db = b[len(b) - 1 - i] if i < len(b) else 1
+        if da != db and 1 not in (da, db):
+            _fail(name, f"shapes {list(a)} and {list(b)} do not broadcast")
+        out.append(max(da, db))
+    return tuple(reversed(out))
+
+
+def _source(name, inputs, attrs):
+    _arity(name, inputs, 0)
+    if attrs["dtype"] not in DTYPES:
+        _fail(name, f"unknown dtype {attrs['dtype']!r}", TypeError)
+    return tuple(attrs.get("shape", ())), attrs["dtype"]
+
+
+def _binary(name, inputs, attrs):
+    _arity(name, inputs, 2)
+    dtype = _same_dtype(name, inputs)
+    return broadcast_shapes(name, inputs[0].shape, inputs[1].shape), dtype
+
+
+def _unary(name, inputs, attrs):
+    _arity(name, inputs, 1)
+    return inputs[0].shape, inputs[0].dtype
+
+
+def _bias_add(name, inputs, attrs):
+    _arity(name, inputs, 2)
+    x, b = inputs
+    if len(x.shape) < 2:
+        _fail(name, f"input must have rank >= 2, got shape {list(x.shape)}")
+    _vector(name, b, x.shape[-1], "biases")
+    return x.shape, _same_dtype(name, inputs)
+
+
+def _batch_norm(name, inputs, attrs):
+    n_params = 2 + bool(attrs["scale"]) + bool(attrs["center"])
+    _arity(name, inputs, 1 + n_params)
+    x = inputs[0]
+    if len(x.shape) < 2:
+        _fail(name, f"input must have rank >= 2, got shape {list(x.shape)}")
+    for p in inputs[1:]:
+        _vector(name, p, x.shape[-1], "parameter")
+    return x.shape, _same_dtype(name, inputs)
+
+
+def conv_output_size(size, k, stride, dilation, pad_before, pad_after):
+    k_eff = (k - 1) * dilation + 1
+    return (size + pad_before + pad_after - k_eff) // stride + 1
+
+
+def _window_attrs(name, attrs, x_shape, kernel_hw):
+    sh, sw = attrs["strides"]
+    dh, dw = attrs.get("dilations", (1, 1))
+    (pt, pb), (pl, pr) = attrs["padding"]
+    if min(sh, sw, dh, dw) < 1 or min(pt, pb, pl, pr) < 0:
+        _fail(name, f"strides {attrs['strides']}, dilations {(dh, dw)} must be >= 1 and padding {attrs['padding']} >= 0")
+    oh = conv_output_size(x_shape[1], kernel_hw[0], sh, dh, pt, pb)
+    ow = conv_output_size(x_shape[2], kernel_hw[1], sw, dw, pl, pr)
+    if oh < 1 or ow < 1:
+        _fail(name, f"kernel {list(kernel_hw)} (dilation {(dh, dw)}) is larger than the padded input "
+                    f"{[x_shape[1] + pt + pb, x_shape[2] + pl + pr]} (input shape {list(x_shape)})")
+    return oh, ow
+
+
+def _conv2d(name, inputs, attrs):
+    x, w = inputs[0], inputs[1]
+    _rank(name, x, 4)
+    _rank(name, w, 4, "weights")
+    if w.shape[2] != x.shape[3]:
+        _fail(name, f"weights {list(w.shape)} expect {w.shape[2]} input channels, input has shape {list(x.shape)}")
+    oh, ow = _window_attrs(name, attrs, x.shape, w.shape[:2])
+    return (x.shape[0], oh, ow, w.shape[3]), _same_dtype(name, inputs[:2])
+
+
+def _depthwise(name, inputs, attrs):
+    x, w = inputs[0], inputs[1]
+    _rank(name, x, 4)
+    _rank(name, w, 4, "depthwise weights")
+    if w.shape[2] != x.shape[3]:
+        _fail(name, f"depthwise weights {list(w.shape)} expect {w.shape[2]} channels, input has shape {list(x.shape)}")
+    oh, ow = _window_attrs(name, attrs, x.shape, w.shape[:2])
+    return (x.shape[0], oh, ow, w.shape[2] * w.shape[3]), _same_dtype(name, inputs[:2])
+
+
+def _conv2d_transpose(name, inputs, attrs):
+    x, w = inputs[0], inputs[1]
+    _rank(name, x, 4)
+    _rank(name, w, 4, "weights")
+    if w.shape[3] != x.shape[3]:
+        _fail(name, f"transpose weights {list(w.shape)} expect {w.shape[3]} input channels, input has shape {list(x.shape)}")
+    oh, ow = attrs["output_hw"]
+    if oh < 1 or ow < 1:
+        _fail(name, f"output size {attrs['output_hw']} must be positive")
+    return (x.shape[0], oh, ow, w.shape[2]), _same_dtype(name, inputs[:2])
+
+
+def _matmul(name, inputs, attrs):
+    x, w = inputs[0], inputs[1]
+    _rank(name, w, 2, "weights")
+    if len(x.shape) < 2 or x.shape[-1] != w.shape[0]:
+        _fail(name, f"input shape {list(x.shape)} does not contract with weights {list(w.shape)} on the last axis")
+    return tuple(x.shape[:-1]) + (w.shape[1],), _same_dtype(name, inputs[:2])
+
+
+def _pool(name, inputs, attrs):
+    _arity(name, inputs, 1)
+    x = inputs[0]
+    _rank(name, x, 4)
+    oh, ow = _window_attrs(name, attrs, x.shape, attrs["ksize"])
+    return (x.shape[0], oh, ow, x.shape[3]), x.dtype
+
+
+def _axis(name, x, axis):
+    if not 0 <= axis < len(x.shape):
+        _fail(name, f"axis {axis} is out of range for shape {list(x.shape)}")
+
+
+def _reduce_mean(name, inputs, attrs):
+    _arity(name, inputs, 1)
+    x = inputs[0]
+    axes = tuple(attrs["axes"])
+    for a in axes:
+        _axis(name, x, a)
+    if attrs["keepdims"]:
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    else:
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return shape, x.dtype
+
+
+def _along_axis(name, inputs, attrs):
+    _arity(name, inputs, 1)
+    _axis(name, inputs[0], attrs["axis"])
+    return inputs[0].shape, inputs[0].dtype
+
+
+def _reshape(name, inputs, attrs):
+    _arity(name, inputs, 1)
+    x = inputs[0]
+    shape = tuple(attrs["shape"])
+    n = 1
+    for d in shape:
+        n *= d
+    if n != x.size:
+        _fail(name, f"cannot reshape {list(x.shape)} ({x.size} elements) to {list(shape)}")
+    return shape, x.dtype
+
+
+def _concat(name, inputs, attrs):
+    if not inputs:
+        _fail(name, "concat needs at least one input")
+    axis = attrs["axis"]
+    first = inputs[0]
+    _axis(name, first, axis)
+    for i in inputs[1:]:
+        if len(i.shape) != len(first.shape) or any(
+                a != b for k, (a, b) in enumerate(zip(i.shape, first.shape)) if k != axis):
+            _fail(name, f"concat along axis {axis}: shapes do not match: "
+                        + ", ".join(f"{n.name}{list(n.shape)}" for n in inputs))
+    shape = list(first.shape)
+    shape[axis] = sum(i.shape[axis] for i in inputs)
+    return tuple(shape), _same_dtype(name, inputs)
+
+
+def _pad(name, inputs, attrs):
+    _arity(name, inputs, 1)
+    x = inputs[0]
+    pads = attrs["paddings"]
+    if len(pads) != len(x.shape) or any(min(p) < 0 for p in pads):
+        _fail(name, f"paddings {pads} must give (before, after) >= 0 for each of the {len(x.shape)} axes of {list(x.shape)}")
+    return tuple(d + b + a for d, (b, a) in zip(x.shape, pads)), x.dtype
+
+
+def _tile(name, inputs, attrs):
+    _arity(name, inputs, 1)
+    x = inputs[0]
+    mult = attrs["multiples"]
+    if len(mult) != len(x.shape) or min(mult) < 1:
+        _fail(name, f"multiples {mult} must be >= 1 for each axis of {list(x.shape)}")
+    return tuple(d * m for d, m in zip(x.shape, mult)), x.dtype
+
+
+def _one_hot(name, inputs, attrs):
+    _arity(name, inputs, 1)
+    if inputs[0].dtype not in ("int32", "int64"):
+        _fail(name, f"labels must be integers, got {inputs[0].dtype}", TypeError)
+    return tuple(inputs[0].shape) + (attrs["depth"],), attrs["dtype"]
+
+
+# -- fused ops: base op shape + epilogue operands ---------------------------------------------
+def _epilogue_inputs(name, inputs, attrs, n_base, out_shape, out_dtype):
+    """Check (scale, shift[, residual][, in_scale, in_shift]) after the `n_base` operands."""
+    for key in ("act", "act2"):
+        if attrs.get(key, "none") not in EPILOGUE_ACTS:
+            _fail(name, f"{key}={attrs.get(key)!r} is not one of {EPILOGUE_ACTS}")
+    expected = n_base + 2 + bool(attrs.get("residual")) + 2 * bool(attrs.get("prologue"))
+    _arity(name, inputs, expected)
+    scale, shift = inputs[n_base], inputs[n_base + 1]
+    _vector(name, scale, out_shape[-1], "epilogue scale")
+    _vector(name, shift, out_shape[-1], "epilogue shift")
+    k = n_base + 2
+    if attrs.get("residual"):
+        if tuple(inputs[k].shape) != tuple(out_shape):
+            _fail(name, f"residual {inputs[k].name}{list(inputs[k].shape)} must have the output shape {list(out_shape)}")
+        k += 1
+    if attrs.get("prologue"):
+        c_in = inputs[0].shape[-1]
+        _vector(name, inputs[k], c_in, "prologue scale")
+        _vector(name, inputs[k + 1], c_in, "prologue shift")
+    _same_dtype(name, inputs)
+    return tuple(out_shape), out_dtype
+
+
+def _fused(base_rule, n_base):
+    def rule(name, inputs, attrs):
+        shape, dtype = base_rule(name, inputs[:n_base], attrs)
+        return _epilogue_inputs(name, inputs, attrs, n_base, shape, dtype)
+    return rule
+
+
+def _identity_base(name, inputs, attrs):
+    return inputs[0].shape, inputs[0].dtype
+
+
+SHAPE_RULES = {
+    Op.PLACEHOLDER: _source,
+    Op.VARIABLE: _source,
+    Op.CONSTANT: lambda name, inputs, attrs: (_arity(name, inputs, 0), ((), attrs["dtype"]))[1],
+    **{op: _binary for op in ELEMENTWISE_BINARY},
+    **{op: _unary for op in ELEMENTWISE_UNARY | ACTIVATIONS},
+    Op.DROPOUT: _unary,
+    Op.BIAS_ADD: _bias_add,
+    Op.BATCH_NORM: _batch_norm,
+    Op.UNIT_NORM: _along_axis,
+    Op.SOFTMAX: _along_axis,
+    Op.CONV2D: lambda n, i, a: (_arity(n, i, 2), _conv2d(n, i, a))[1],
+    Op.DEPTHWISE_CONV2D: lambda n, i, a: (_arity(n, i, 2), _depthwise(n, i, a))[1],
+    Op.CONV2D_TRANSPOSE: lambda n, i, a: (_arity(n, i, 2), _conv2d_transpose(n, i, a))[1],
+    Op.MATMUL: lambda n, i, a: (_arity(n, i, 2), _matmul(n, i, a))[1],
+    Op.MAX_POOL: _pool,
+    Op.AVG_POOL: _pool,
+    Op.REDUCE_MEAN: _reduce_mean,
+    Op.RESHAPE: _reshape,
+    Op.CONCAT: _concat,
+    Op.PAD: _pad,
+    Op.TILE: _tile,
+    Op.ONE_HOT: _one_hot,
+    Op.FUSED_CONV2D: _fused(_conv2d, 2),
+    Op.FUSED_DEPTHWISE_CONV2D: _fused(_depthwise, 2),
+    Op.FUSED_CONV2D_TRANSPOSE: _fused(_conv2d_transpose, 2),
+    Op.FUSED_MATMUL: _fused(_matmul, 2),
+    Op.FUSED_ELEMENTWISE: _fused(_identity_base, 1),
+}
+
+_missing = set(Op) - set(SHAPE_RULES)
+assert not _missing, f"SHAPE_RULES misses {_missing}"
