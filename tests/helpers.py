@@ -1,0 +1,40 @@
+"""The one comparison helper for tests: relative L2 error against a reference,
+with a tolerance per dtype."""
+from __future__ import annotations
+
+import numpy as np
+
+# Relative L2 error allowed, per dtype of the computation under test.
+TOLERANCE = {
+    "float64": 1e-10,
+    "float32": 1e-5,
+    "tf32": 5e-3,
+    "float16": 5e-3,
+    "bfloat16": 3e-2,
+}
+
+
+def to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def relative_l2(actual, expected) -> float:
+    a, e = to_numpy(actual), to_numpy(expected)
+    if a.shape != e.shape:
+        raise AssertionError(f"shape mismatch: got {a.shape}, expected {e.shape}")
+    if not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a))[:5].tolist()
+        raise AssertionError(f"non-finite values at {bad} (unwritten or overflowed output)")
+    denom = np.linalg.norm(e.ravel())
+    num = np.linalg.norm((a - e).ravel())
+    return float(num / denom) if denom > 0 else float(num)
+
+
+def assert_close(actual, expected, dtype: str = "float32", what: str = "", tol: float | None = None) -> None:
+    """Fail unless `actual` is within the relative L2 tolerance of `expected` for `dtype`."""
+    tol = TOLERANCE[dtype] if tol is None else tol
+    err = relative_l2(actual, expected)
+    if not err <= tol:
+        raise AssertionError(f"{what or 'result'}: relative L2 error {err:.3e} > {tol:.1e} ({dtype})")
