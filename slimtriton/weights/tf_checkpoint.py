@@ -1,0 +1,554 @@
+"""TensorFlow V2 checkpoints (`X.ckpt.index` + `X.ckpt.data-NNNNN-of-NNNNN`), read without TensorFlow.
+
+Format (facts from TensorFlow's tensor_bundle.{proto,cc} and the LevelDB table format it uses):
+
+* `X.ckpt.index` is a LevelDB-format SSTable. Its last 48 bytes are the footer: two BlockHandles
+  (metaindex, index; each a varint64 offset and a varint64 size), zero padding up to 40 bytes, and
+  the 8-byte little-endian magic 0xdb4775248b80fb57. Every block is followed by a 5-byte trailer:
+  a compression-type byte (0 = none, 1 = snappy) and the masked crc32c of the block contents plus
+  that type byte. A block holds entries `varint32 shared, varint32 non_shared, varint32 value_len,
+  key[shared:] bytes, value bytes` (keys prefix-compressed against the previous key), then the
+  restart array (uint32 offsets) and the uint32 restart count. The index block maps a separator key
+  to the BlockHandle of each data block.
+* Table values are protobufs: the empty key holds a `BundleHeaderProto` (num_shards = 1,
+  endianness = 2, version = 3 (VersionDef: producer = 1, min_consumer = 2, bad_consumers = 3)),
+  every other key a `BundleEntryProto` (dtype = 1, shape = 2 (TensorShapeProto: dim = 2 (size = 1,
+  name = 2), unknown_rank = 3), shard_id = 3, offset = 4, size = 5, crc32c = 6 (fixed32, masked),
+  slices = 7). We decode the wire format by hand: no protobuf dependency.
+* Tensor bytes live in `X.ckpt.data-{shard:05d}-of-{num_shards:05d}` at [offset, offset + size).
+  The entry's crc32c is the masked crc32c of exactly those bytes for numeric tensors; for DT_STRING
+  the writer checksums each length as a uint32 (uint64 above 4 GiB), the 4-byte masked length
+  checksum that follows the varint lengths, then the string bytes.
+* crc32c masking (LevelDB and TF alike): `((crc >> 15) | (crc << 17)) + 0xa282ead8` mod 2**32.
+
+dtypes: every numeric type maps to its NumPy dtype (DT_HALF -> float16). **DT_BFLOAT16 is returned
+as float32** (NumPy has no bfloat16; bfloat16 is the upper half of a float32, so the widening is
+exact). DT_STRING scalars/arrays (e.g. `_CHECKPOINTABLE_OBJECT_GRAPH`) come back as object arrays
+of `bytes`. Partitioned (sliced) variables and DT_VARIANT raise NotImplementedError naming the
+tensor; snappy-compressed index blocks (TF never writes them) raise NotImplementedError too.
+Anything corrupt or truncated raises `CheckpointError` (a ValueError) naming the file and the fault.
+"""
+from __future__ import annotations
+
+import codecs
+import re
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+
+__all__ = [
+    "CheckpointError", "CheckpointEntry", "read_checkpoint", "list_checkpoint",
+    "resolve_checkpoint_prefix", "is_tf_checkpoint", "is_non_model_variable",
+]
+
+TABLE_MAGIC = 0xDB4775248B80FB57
+FOOTER_SIZE = 48          # 2 BlockHandles padded to 40 bytes + 8-byte magic
+BLOCK_TRAILER_SIZE = 5    # compression type byte + fixed32 masked crc32c
+CRC_MASK_DELTA = 0xA282EAD8
+
+# TensorFlow DataType enum value -> (name, NumPy dtype of the stored bytes, little endian).
+_DTYPES = {
+    1: ("DT_FLOAT", "<f4"), 2: ("DT_DOUBLE", "<f8"), 3: ("DT_INT32", "<i4"),
+    4: ("DT_UINT8", "u1"), 5: ("DT_INT16", "<i2"), 6: ("DT_INT8", "i1"),
+    8: ("DT_COMPLEX64", "<c8"), 9: ("DT_INT64", "<i8"), 10: ("DT_BOOL", "?"),
+    11: ("DT_QINT8", "i1"), 12: ("DT_QUINT8", "u1"), 13: ("DT_QINT32", "<i4"),
+    14: ("DT_BFLOAT16", "<u2"), 15: ("DT_QINT16", "<i2"), 16: ("DT_QUINT16", "<u2"),
+    17: ("DT_UINT16", "<u2"), 18: ("DT_COMPLEX128", "<c16"), 19: ("DT_HALF", "<f2"),
+    22: ("DT_UINT32", "<u4"), 23: ("DT_UINT64", "<u8"),
+}
+DT_STRING, DT_BFLOAT16, DT_RESOURCE, DT_VARIANT = 7, 14, 20, 21
+_DTYPE_NAMES = {**{k: v[0] for k, v in _DTYPES.items()},
+                DT_STRING: "DT_STRING", DT_RESOURCE: "DT_RESOURCE", DT_VARIANT: "DT_VARIANT"}
+
+# Entries that are not model weights: training bookkeeping and optimizer / averaging slots.
+# Slot variables are named `<variable>/<slot>` by tf.train optimizers (Adam's second moment is
+# `<variable>/Adam_1`); Adam also keeps the top-level accumulators `beta1_power`/`beta2_power`.
+_NON_MODEL_NAMES = {"global_step", "beta1_power", "beta2_power"}
+_NON_MODEL_PREFIXES = ("_CHECKPOINTABLE_OBJECT_GRAPH",)
+_NON_MODEL_SLOTS = {
+    "Momentum", "ExponentialMovingAverage", "Adam", "Adam_1", "RMSProp", "RMSProp_1",
+    "Adagrad", "AdagradDA", "Adadelta", "Adadelta_1", "Ftrl", "Ftrl_1", "ProximalAdagrad",
+}
+
+
+class CheckpointError(ValueError):
+    """A TF checkpoint that is missing, corrupt, truncated or malformed."""
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    """One tensor's metadata from the index file."""
+    name: str
+    dtype: str              # TF enum name, e.g. "DT_FLOAT"
+    shape: tuple
+    shard_id: int
+    offset: int
+    size: int
+    crc32c: int             # masked, as stored
+    num_slices: int = 0     # > 0 for a partitioned variable's full-tensor entry
+
+
+def is_non_model_variable(name: str) -> bool:
+    """True for training bookkeeping: global_step, the object graph, optimizer/EMA slots."""
+    if name in _NON_MODEL_NAMES or name.startswith(_NON_MODEL_PREFIXES):
+        return True
+    return name.rsplit("/", 1)[-1] in _NON_MODEL_SLOTS and "/" in name
+
+
+# ---------------------------------------------------------------------------------------------
+# crc32c and wire-format primitives
+# ---------------------------------------------------------------------------------------------
+
+def _mask(crc: int) -> int:
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + CRC_MASK_DELTA) & 0xFFFFFFFF
+
+
+def _crc32c(data) -> int:
+    return google_crc32c.value(bytes(data))
+
+
+def _varint(buf: bytes, pos: int, end: int, what: str, where: str) -> tuple[int, int]:
+    """Decode a base-128 varint at buf[pos:end]; returns (value, new_pos)."""
+    result = 0
+    shift = 0
+    while True:
+        if pos >= end:
+            raise CheckpointError(f"{where}: truncated varint while reading {what}")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise CheckpointError(f"{where}: varint longer than 10 bytes while reading {what}")
+
+
+def _proto_fields(buf: bytes, where: str):
+    """Yield (field_number, wire_type, value) of a protobuf message; value is an int for
+    varint/fixed fields and a bytes object for length-delimited ones."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        tag, pos = _varint(buf, pos, end, "a field tag", where)
+        field, wire = tag >> 3, tag & 7
+        if field == 0:
+            raise CheckpointError(f"{where}: protobuf field number 0 (garbled entry)")
+        if wire == 0:
+            value, pos = _varint(buf, pos, end, f"field {field}", where)
+        elif wire == 1:
+            if pos + 8 > end:
+                raise CheckpointError(f"{where}: truncated fixed64 field {field}")
+            value = struct.unpack_from("<Q", buf, pos)[0]
+            pos += 8
+        elif wire == 2:
+            length, pos = _varint(buf, pos, end, f"length of field {field}", where)
+            if pos + length > end:
+                raise CheckpointError(f"{where}: field {field} length {length} runs past the "
+                                      f"end of its {end}-byte message")
+            value = bytes(buf[pos:pos + length])
+            pos += length
+        elif wire == 5:
+            if pos + 4 > end:
+                raise CheckpointError(f"{where}: truncated fixed32 field {field}")
+            value = struct.unpack_from("<I", buf, pos)[0]
+            pos += 4
+        else:
+            raise CheckpointError(f"{where}: unsupported protobuf wire type {wire} "
+                                  f"(field {field}); the entry is garbled")
+        yield field, wire, value
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+# ---------------------------------------------------------------------------------------------
+# The SSTable (index file)
+# ---------------------------------------------------------------------------------------------
+
+def _read_block(data: bytes, offset: int, size: int, path: Path, what: str) -> bytes:
+    limit = len(data) - FOOTER_SIZE
+    if offset < 0 or size < 0 or offset + size + BLOCK_TRAILER_SIZE > limit:
+        raise CheckpointError(f"{path}: {what} block [{offset}, {offset + size}) + trailer runs "
+                              f"past the table contents ({limit} bytes); truncated or corrupt index")
+    contents = data[offset:offset + size]
+    compression = data[offset + size]
+    stored = struct.unpack_from("<I", data, offset + size + 1)[0]
+    actual = _mask(_crc32c(data[offset:offset + size + 1]))
+    if stored != actual:
+        raise CheckpointError(f"{path}: {what} block at offset {offset} fails its crc32c check "
+                              f"(stored {stored:#010x}, computed {actual:#010x}); corrupt index")
+    if compression == 1:
+        raise NotImplementedError(f"{path}: {what} block at offset {offset} is snappy-compressed; "
+                                  "TensorFlow writes checkpoint indexes uncompressed and slimtriton "
+                                  "does not decode snappy")
+    if compression != 0:
+        raise CheckpointError(f"{path}: {what} block at offset {offset} has unknown compression "
+                              f"type {compression}; corrupt index")
+    return contents
+
+
+def _block_entries(block: bytes, path: Path, what: str):
+    """Yield (key, value) of one block, undoing the prefix compression of keys."""
+    where = f"{path}: {what} block"
+    if len(block) < 4:
+        raise CheckpointError(f"{where} is {len(block)} bytes, too short for its restart count")
+    num_restarts = struct.unpack_from("<I", block, len(block) - 4)[0]
+    restarts_at = len(block) - 4 - 4 * num_restarts
+    if num_restarts == 0 or restarts_at < 0:
+        raise CheckpointError(f"{where} has an impossible restart count {num_restarts} "
+                              f"for {len(block)} bytes")
+    pos, key = 0, b""
+    while pos < restarts_at:
+        shared, pos = _varint(block, pos, restarts_at, "a key's shared length", where)
+        non_shared, pos = _varint(block, pos, restarts_at, "a key's length", where)
+        value_len, pos = _varint(block, pos, restarts_at, "a value length", where)
+        if shared > len(key) or pos + non_shared + value_len > restarts_at:
+            raise CheckpointError(f"{where}: entry at byte {pos} is malformed (shared {shared} "
+                                  f"of previous key {len(key)}, key {non_shared} + value "
+                                  f"{value_len} bytes past the {restarts_at}-byte entry area)")
+        key = key[:shared] + block[pos:pos + non_shared]
+        pos += non_shared
+        yield key, block[pos:pos + value_len]
+        pos += value_len
+
+
+def _table_items(path: Path):
+    """Yield (key bytes, value bytes) of every entry of the SSTable at `path`, in key order."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint index file not found") from None
+    if len(data) < FOOTER_SIZE:
+        raise CheckpointError(f"{path}: {len(data)} bytes, shorter than the {FOOTER_SIZE}-byte "
+                              "table footer; truncated index")
+    footer = data[-FOOTER_SIZE:]
+    magic = struct.unpack_from("<Q", footer, 40)[0]
+    if magic != TABLE_MAGIC:
+        raise CheckpointError(f"{path}: bad table magic {magic:#018x} (expected "
+                              f"{TABLE_MAGIC:#018x}); not a TF checkpoint index, or truncated")
+    where = f"{path}: footer"
+    pos = 0
+    _meta_offset, pos = _varint(footer, pos, 40, "the metaindex offset", where)
+    _meta_size, pos = _varint(footer, pos, 40, "the metaindex size", where)
+    index_offset, pos = _varint(footer, pos, 40, "the index offset", where)
+    index_size, pos = _varint(footer, pos, 40, "the index size", where)
+    index_block = _read_block(data, index_offset, index_size, path, "index")
+    previous = None
+    for separator, handle in _block_entries(index_block, path, "index"):
+        hpos = 0
+        offset, hpos = _varint(handle, hpos, len(handle), "a data block offset", f"{path}: index")
+        size, hpos = _varint(handle, hpos, len(handle), "a data block size", f"{path}: index")
+        block = _read_block(data, offset, size, path, "data")
+        for key, value in _block_entries(block, path, f"data (offset {offset})"):
+            if previous is not None and key <= previous:
+                raise CheckpointError(f"{path}: keys out of order ({previous!r} then {key!r}); "
+                                      "corrupt index")
+            if key > separator:
+                raise CheckpointError(f"{path}: key {key!r} sorts after its block's index "
+                                      f"separator {separator!r}; corrupt index")
+            previous = key
+            yield key, value
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundle protos
+# ---------------------------------------------------------------------------------------------
+
+def _parse_header(value: bytes, path: Path) -> tuple[int, bool]:
+    """Returns (num_shards, big_endian)."""
+    where = f"{path}: BundleHeaderProto"
+    num_shards, endianness, min_consumer = 0, 0, 0
+    for field, wire, val in _proto_fields(value, where):
+        if field == 1 and wire == 0:
+            num_shards = _signed64(val)
+        elif field == 2 and wire == 0:
+            endianness = val
+        elif field == 3 and wire == 2:
+            for vfield, vwire, vval in _proto_fields(val, where + ".version"):
+                if vfield == 2 and vwire == 0:
+                    min_consumer = vval
+    if num_shards < 1:
+        raise CheckpointError(f"{where}: num_shards is {num_shards}; corrupt header")
+    if endianness not in (0, 1):
+        raise CheckpointError(f"{where}: unknown endianness {endianness}; corrupt header")
+    if min_consumer > 1:
+        raise CheckpointError(f"{where}: needs a reader of tensor-bundle version >= {min_consumer};"
+                              " this reader understands version 1")
+    return num_shards, endianness == 1
+
+
+def _parse_shape(buf: bytes, where: str) -> tuple:
+    dims = []
+    for field, wire, val in _proto_fields(buf, where):
+        if field == 2 and wire == 2:
+            size = 0
+            for dfield, dwire, dval in _proto_fields(val, where):
+                if dfield == 1 and dwire == 0:
+                    size = _signed64(dval)
+            if size < 0:
+                raise CheckpointError(f"{where}: dimension {len(dims)} has unknown size {size}")
+            dims.append(size)
+        elif field == 3 and wire == 0 and val:
+            raise CheckpointError(f"{where}: shape of unknown rank")
+    return tuple(dims)
+
+
+def _parse_entry(name: str, value: bytes, path: Path) -> CheckpointEntry:
+    where = f"{path}: entry {name!r}"
+    dtype, shape, shard_id, offset, size, crc, num_slices = 0, (), 0, 0, 0, 0, 0
+    for field, wire, val in _proto_fields(value, where):
+        if field == 1 and wire == 0:
+            dtype = val
+        elif field == 2 and wire == 2:
+            shape = _parse_shape(val, where + " shape")
+        elif field == 3 and wire == 0:
+            shard_id = _signed64(val)
+        elif field == 4 and wire == 0:
+            offset = _signed64(val)
+        elif field == 5 and wire == 0:
+            size = _signed64(val)
+        elif field == 6 and wire == 5:
+            crc = val
+        elif field == 7 and wire == 2:
+            num_slices += 1
+    if dtype not in _DTYPE_NAMES:
+        raise CheckpointError(f"{where}: unknown or unsupported dtype enum {dtype}")
+    if shard_id < 0 or offset < 0 or size < 0:
+        raise CheckpointError(f"{where}: negative shard_id/offset/size "
+                              f"({shard_id}/{offset}/{size}); corrupt index")
+    return CheckpointEntry(name, _DTYPE_NAMES[dtype], shape, shard_id, offset, size, crc,
+                           num_slices)
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating the checkpoint
+# ---------------------------------------------------------------------------------------------
+
+def _parse_checkpoint_state(path: Path) -> str:
+    """The `model_checkpoint_path` of a `checkpoint` text proto."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not a text `checkpoint` state file") from None
+    match = re.search(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"', text, re.MULTILINE)
+    if not match:
+        raise CheckpointError(f"{path}: no `model_checkpoint_path: \"...\"` line in this "
+                              "checkpoint state file")
+    return codecs.escape_decode(match.group(1).encode("utf-8"))[0].decode("utf-8")
+
+
+def _prefix_from_state_file(state: Path) -> Path:
+    recorded = _parse_checkpoint_state(state)
+    prefix = Path(recorded)
+    if not prefix.is_absolute():
+        return state.parent / prefix
+    if Path(str(prefix) + ".index").exists():
+        return prefix
+    # The directory was moved or copied since TF wrote the absolute path: the checkpoint files
+    # travel with their `checkpoint` file, so look next to it (as TF's own tools advise).
+    local = state.parent / prefix.name
+    if Path(str(local) + ".index").exists():
+        return local
+    raise CheckpointError(f"{state}: records model_checkpoint_path {recorded!r}, but neither "
+                          f"{recorded}.index nor {local}.index exists")
+
+
+def resolve_checkpoint_prefix(path) -> Path:
+    """Map a checkpoint prefix `X.ckpt`, `X.ckpt.index`, `X.ckpt.data-*`, a directory holding a
+    `checkpoint` state file, or that file itself to the prefix `X.ckpt`."""
+    path = Path(path)
+    if path.is_dir():
+        state = path / "checkpoint"
+        if state.is_file():
+            return _prefix_from_state_file(state)
+        indexes = sorted(path.glob("*.index"))
+        if len(indexes) == 1:
+            return indexes[0].with_suffix("")
+        raise CheckpointError(f"{path}: directory has no `checkpoint` state file and "
+                              f"{len(indexes)} *.index files "
+                              f"({', '.join(p.name for p in indexes) or 'none'}); "
+                              "pass the checkpoint prefix X.ckpt")
+    if path.name == "checkpoint" and path.is_file():
+        return _prefix_from_state_file(path)
+    if path.suffix == ".index":
+        return path.with_suffix("")
+    data_match = re.fullmatch(r"(.*)\.data-\d{5}-of-\d{5}", path.name)
+    if data_match:
+        return path.with_name(data_match.group(1))
+    if Path(str(path) + ".index").exists():
+        return path
+    if path.is_file() and path.stat().st_size >= FOOTER_SIZE:
+        with open(path, "rb") as f:
+            f.seek(-8, 2)
+            if struct.unpack("<Q", f.read(8))[0] == TABLE_MAGIC:
+                raise NotImplementedError(
+                    f"{path}: a single-file table is a TensorFlow V1 checkpoint (SavedTensorSlices);"
+                    " only V2 checkpoints (X.ckpt.index + X.ckpt.data-*) are read. Re-save it with "
+                    "tf.train.Saver(write_version=tf.train.SaverDef.V2)")
+    raise CheckpointError(f"{path}: no TF checkpoint here ({path}.index does not exist)")
+
+
+def is_tf_checkpoint(path) -> bool:
+    """True when `path` names a TF V2 checkpoint in any form `read_checkpoint` accepts."""
+    try:
+        prefix = resolve_checkpoint_prefix(path)
+    except (CheckpointError, NotImplementedError):
+        return False
+    return Path(str(prefix) + ".index").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Public readers
+# ---------------------------------------------------------------------------------------------
+
+def _read_index(prefix: Path):
+    index_path = Path(str(prefix) + ".index")
+    if not index_path.is_file():
+        raise CheckpointError(f"{index_path}: checkpoint index file not found")
+    items = _table_items(index_path)
+    first = next(items, None)
+    if first is None or first[0] != b"":
+        raise CheckpointError(f"{index_path}: the first entry is not the bundle header "
+                              "(empty key); corrupt index")
+    num_shards, big_endian = _parse_header(first[1], index_path)
+    entries = []
+    for key, value in items:
+        if key.startswith(b"\x00"):
+            continue  # the encoded key of one slice of a partitioned variable, read via its parent
+        try:
+            name = key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError(f"{index_path}: tensor name {key!r} is not UTF-8; "
+                                  "corrupt index") from None
+        entries.append(_parse_entry(name, value, index_path))
+    for entry in entries:
+        if entry.shard_id >= num_shards:
+            raise CheckpointError(f"{index_path}: entry {entry.name!r} is in shard "
+                                  f"{entry.shard_id} but the header says {num_shards} shard(s)")
+    return index_path, num_shards, big_endian, entries
+
+
+def list_checkpoint(path, include_non_model: bool = True) -> "OrderedDict[str, CheckpointEntry]":
+    """Metadata of every tensor (no data read), in the checkpoint's (sorted) key order."""
+    _, _, _, entries = _read_index(resolve_checkpoint_prefix(path))
+    return OrderedDict((e.name, e) for e in entries
+                       if include_non_model or not is_non_model_variable(e.name))
+
+
+def _shard_path(prefix: Path, shard: int, num_shards: int) -> Path:
+    return Path(f"{prefix}.data-{shard:05d}-of-{num_shards:05d}")
+
+
+def _decode_strings(raw: bytes, count: int, where: str) -> np.ndarray:
+    """[varint64 len]*count [fixed32 masked crc of the lengths] [string bytes]*count."""
+    pos, lengths, crc = 0, [], 0
+    for _ in range(count):
+        length, pos = _varint(raw, pos, len(raw), "a string length", where)
+        lengths.append(length)
+        crc = google_crc32c.extend(crc, struct.pack("<I" if length <= 0xFFFFFFFF else "<Q", length))
+    if pos + 4 > len(raw):
+        raise CheckpointError(f"{where}: truncated string tensor (no length checksum)")
+    stored = struct.unpack_from("<I", raw, pos)[0]
+    if stored != _mask(crc):
+        raise CheckpointError(f"{where}: string lengths fail their crc32c check "
+                              f"(stored {stored:#010x}, computed {_mask(crc):#010x})")
+    pos += 4
+    if pos + sum(lengths) != len(raw):
+        raise CheckpointError(f"{where}: string lengths sum to {pos + sum(lengths)} bytes but the "
+                              f"entry holds {len(raw)}")
+    out = np.empty(count, dtype=object)
+    for i, length in enumerate(lengths):
+        out[i] = raw[pos:pos + length]
+        pos += length
+    return out
+
+
+def _string_crc(raw: bytes, count: int) -> int:
+    """The unmasked crc TF records for a string tensor (lengths as fixed-width integers)."""
+    pos, crc = 0, 0
+    for _ in range(count):
+        length, pos = _varint(raw, pos, len(raw), "a string length", "string tensor")
+        crc = google_crc32c.extend(crc, struct.pack("<I" if length <= 0xFFFFFFFF else "<Q", length))
+    return google_crc32c.extend(crc, raw[pos:])
+
+
+def _decode_tensor(entry: CheckpointEntry, raw: bytes, big_endian: bool, where: str) -> np.ndarray:
+    count = int(np.prod(entry.shape, dtype=np.int64))
+    if entry.dtype == "DT_STRING":
+        return _decode_strings(raw, count, where).reshape(entry.shape)
+    code = next(k for k, v in _DTYPES.items() if v[0] == entry.dtype)
+    stored = np.dtype(_DTYPES[code][1])
+    if big_endian:
+        stored = stored.newbyteorder(">")
+    if count * stored.itemsize != entry.size:
+        raise CheckpointError(f"{where}: {entry.dtype} shape {list(entry.shape)} needs "
+                              f"{count * stored.itemsize} bytes but the entry records "
+                              f"{entry.size}; corrupt index")
+    array = np.frombuffer(raw, dtype=stored).reshape(entry.shape)
+    if code == DT_BFLOAT16:
+        # bfloat16 is the upper 16 bits of an IEEE float32: widening is exact.
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    if code == 10 and np.any(array.view(np.uint8) > 1):
+        raise CheckpointError(f"{where}: DT_BOOL bytes other than 0/1; corrupt data")
+    return array.astype(stored.newbyteorder("="), copy=True)
+
+
+def read_checkpoint(path, include_non_model: bool = False) -> "OrderedDict[str, np.ndarray]":
+    """Read a TF V2 checkpoint (prefix `X.ckpt`, `X.ckpt.index`, a directory with a `checkpoint`
+    file, or that file) into `{variable name: array}` in the checkpoint's sorted key order.
+
+    Non-model entries (`global_step`, `_CHECKPOINTABLE_OBJECT_GRAPH`, optimizer and moving-average
+    slots such as `.../Momentum`, `.../ExponentialMovingAverage`) are skipped unless
+    `include_non_model`. DT_BFLOAT16 comes back as float32, DT_HALF as float16; every tensor's
+    crc32c and every index block's crc32c are checked.
+    """
+    prefix = resolve_checkpoint_prefix(path)
+    index_path, num_shards, big_endian, entries = _read_index(prefix)
+    wanted = [e for e in entries if include_non_model or not is_non_model_variable(e.name)]
+    for entry in wanted:
+        if entry.num_slices:
+            raise NotImplementedError(
+                f"{index_path}: {entry.name!r} is a partitioned variable saved in "
+                f"{entry.num_slices} slices; slimtriton reads unpartitioned variables only")
+        if entry.dtype in ("DT_VARIANT", "DT_RESOURCE"):
+            raise NotImplementedError(f"{index_path}: {entry.name!r} has dtype {entry.dtype}, "
+                                      "which holds no plain array")
+    result: OrderedDict[str, np.ndarray] = OrderedDict()
+    shards: dict[int, tuple] = {}
+    try:
+        for entry in wanted:
+            if entry.shard_id not in shards:
+                shard = _shard_path(prefix, entry.shard_id, num_shards)
+                try:
+                    handle = open(shard, "rb")
+                except FileNotFoundError:
+                    raise CheckpointError(f"{shard}: data shard {entry.shard_id} of {num_shards} "
+                                          f"is missing (needed for {entry.name!r})") from None
+                handle.seek(0, 2)
+                shards[entry.shard_id] = (shard, handle, handle.tell())
+            shard, handle, shard_size = shards[entry.shard_id]
+            where = f"{shard}: tensor {entry.name!r}"
+            if entry.offset + entry.size > shard_size:
+                raise CheckpointError(f"{where} spans bytes [{entry.offset}, "
+                                      f"{entry.offset + entry.size}) but the shard is "
+                                      f"{shard_size} bytes; truncated data file")
+            handle.seek(entry.offset)
+            raw = handle.read(entry.size)
+            if len(raw) != entry.size:
+                raise CheckpointError(f"{where}: short read ({len(raw)} of {entry.size} bytes)")
+            count = int(np.prod(entry.shape, dtype=np.int64))
+            actual = _string_crc(raw, count) if entry.dtype == "DT_STRING" else _crc32c(raw)
+            if _mask(actual) != entry.crc32c:
+                raise CheckpointError(f"{where}: crc32c mismatch (index records "
+                                      f"{entry.crc32c:#010x}, data gives {_mask(actual):#010x}); "
+                                      "corrupt data")
+            result[entry.name] = _decode_tensor(entry, raw, big_endian, where)
+    finally:
+        for _, handle, _ in shards.values():
+            handle.close()
+    return result
