@@ -1,0 +1,78 @@
+"""Triton kernels and their host wrappers (torch tensors in, torch tensors out, NHWC).
+
+Every wrapper checks shapes / dtypes / devices (errors name the layer `name`, the argument
+and the shapes), allocates its output (NaN-filled in poison mode), and launches through one
+`KernelLaunch` description, which the static audit (`slimtriton.kernels.audit`) compiles
+exactly as it runs. Activations are float32 / float16 / bfloat16; accumulation is fp32;
+per-channel vectors (scale, shift, in_scale, in_shift) may be any float dtype. Activation
+names: 'none', 'relu', 'relu6'.
+
+Weights are packed once (at compile time):
+
+    prepack_conv2d(w[kh,kw,cin,cout], dtype=None, device=None) -> PackedWeight
+    prepack_conv2d_transpose(w[kh,kw,cout,cin], dtype=None, device=None) -> PackedWeight
+    prepack_matmul(w[K,N], dtype=None, device=None) -> PackedWeight
+    prepack_depthwise(w[kh,kw,cin,dm], dtype=None, device=None) -> PackedWeight
+
+GEMM-shaped kernels (one implicit-GEMM kernel; `w_packed` may also be a raw array, packed
+on the fly). The epilogue computes `act2(residual + residual_scale * act(acc*scale + shift))`
+(residual part only when `residual` is given) on the fp32 accumulator, and the result
+goes to `out[..., out_channel_offset : out_channel_offset + Cout]` of a wider buffer when
+`out` is given (a concat without a copy; other channels untouched):
+
+    conv2d(x, w_packed, *, strides=(1,1), padding=((0,0),(0,0)), dilations=(1,1),
+           scale=None, shift=None, act='none', residual=None, residual_scale=1.0, act2='none',
+           in_scale=None, in_shift=None, prologue_act='none', out=None, out_channel_offset=0,
+           precision='ieee', name='conv2d')
+        prologue: each input value becomes prologue_act(x*in_scale[ci] + in_shift[ci]);
+        padded positions stay zero. precision 'ieee' | 'tf32' (float32 only).
+    conv2d_transpose(x, w_packed, *, strides, pad_before, output_hw, <epilogue>, out=None,
+           out_channel_offset=0, precision='ieee', name=...)
+    matmul(x[..., K], w_packed, *, <epilogue>, out=None, out_channel_offset=0, precision='ieee', name=...)
+    depthwise_conv2d(x, w_packed, *, strides, padding, dilations, <epilogue>, <prologue>,
+           out=None, out_channel_offset=0, name=...)          # out channel c*dm + m
+
+Other kernels:
+
+    max_pool2d(x, ksize, strides, padding, out=None, out_channel_offset=0, name=...)
+    avg_pool2d(x, ksize, strides, padding, out=None, out_channel_offset=0, name=...)
+        padding explicit ((t,b),(l,r)); padded cells are ignored (avg divides by real cells)
+    global_mean(x, keepdims=True, out=None, out_channel_offset=0, name=...)   # mean over H, W
+    softmax(x, name=...)                                       # over the last axis
+    unit_norm(x, axis, epsilon, name=...)                      # x / sqrt(eps + sum(x^2, axis))
+    affine_act(x, scale, shift, act='none', residual=None, residual_scale=1.0, act2='none',
+               out=None, out_channel_offset=0, name=...)       # FUSED_ELEMENTWISE over last axis
+    binary(op, a, b, name=...)     # op in add/sub/mul/div/maximum, numpy broadcasting
+    unary(op, x, name=...)         # op in relu/relu6/sigmoid/tanh/neg
+    copy_channels(x, out, out_channel_offset, name=...)        # concat of inputs not written in place
+    pad(x, paddings, value=0.0, name=...)                      # constant pad, ((before, after),) per axis
+
+Infrastructure: `set_poison(bool)` / env `SLIMTRITON_POISON=1`; `record_launches(execute=True)`
+(context manager yielding the list of `KernelLaunch`es made inside it; `execute=False` with
+`device='meta'` tensors enumerates launches without running them); `KernelArgumentError`.
+
+Without a CUDA device, `TRITON_INTERPRET=1` is set here (before any kernel is defined)
+unless the variable is already set.
+"""
+from __future__ import annotations
+
+import os
+
+if "TRITON_INTERPRET" not in os.environ:
+    import torch as _torch
+
+    if not _torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+
+from .common import KernelArgumentError  # noqa: E402
+from .config import interpreting  # noqa: E402
+from .conv import (PackedWeight, conv2d, conv2d_transpose, matmul, prepack_conv2d,  # noqa: E402
+                   prepack_conv2d_transpose, prepack_matmul)
+from .launch import KernelLaunch, poison_enabled, record_launches, set_poison  # noqa: E402
+
+__all__ = [
+    "KernelArgumentError", "KernelLaunch", "PackedWeight", "interpreting", "poison_enabled",
+    "record_launches", "set_poison",
+    "conv2d", "conv2d_transpose", "matmul", "prepack_conv2d", "prepack_conv2d_transpose",
+    "prepack_matmul",
+]

@@ -1,0 +1,127 @@
+"""Shared pieces of the kernels: activation codes, jit helpers, host-side argument checks."""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+# Activation codes passed to kernels as constexprs (compared at compile time).
+ACT_CODES = {"none": 0, "relu": 1, "relu6": 2}
+UNARY_CODES = {"none": 0, "relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4, "neg": 5}
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+PRECISIONS = ("ieee", "tf32")
+INT32_LIMIT = 2**31 - 1
+
+
+@triton.jit
+def apply_act(x, ACT: tl.constexpr):
+    """none / relu / relu6 (codes of ACT_CODES) on an fp32 block; sigmoid, tanh, neg too."""
+    if ACT == 1:
+        x = tl.maximum(x, 0.0)
+    elif ACT == 2:
+        x = tl.minimum(tl.maximum(x, 0.0), 6.0)
+    elif ACT == 3:
+        x = 1.0 / (1.0 + tl.exp(-x))
+    elif ACT == 4:
+        # tanh(x) = 1 - 2 / (exp(2x) + 1): exact limits +-1 for large |x|, no inf/inf
+        x = 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
+    elif ACT == 5:
+        x = -x
+    return x
+
+
+class KernelArgumentError(ValueError):
+    """A kernel wrapper was called with arguments it cannot run (shape, dtype, device)."""
+
+
+def act_code(act: str, what: str, codes=ACT_CODES) -> int:
+    if act not in codes:
+        raise KernelArgumentError(f"{what}: unknown activation {act!r}; expected one of {sorted(codes)}")
+    return codes[act]
+
+
+def dtype_name(t: torch.Tensor, what: str) -> str:
+    if t.dtype not in DTYPE_NAMES:
+        raise KernelArgumentError(f"{what}: dtype {t.dtype} is not supported; "
+                                  f"expected one of {sorted(DTYPES)}")
+    return DTYPE_NAMES[t.dtype]
+
+
+def check_tensor(t, what: str, *, ndim: int | None = None, shape=None, dtype=None,
+                 device=None, contiguous: bool = True) -> torch.Tensor:
+    """Validate one tensor argument; every message names the argument and the shapes."""
+    if not isinstance(t, torch.Tensor):
+        raise KernelArgumentError(f"{what}: expected a torch.Tensor, got {type(t).__name__}")
+    if ndim is not None and t.dim() != ndim:
+        raise KernelArgumentError(f"{what}: expected {ndim} dims, got shape {tuple(t.shape)}")
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise KernelArgumentError(f"{what}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
+    if dtype is not None and t.dtype != dtype:
+        raise KernelArgumentError(f"{what}: expected dtype {dtype}, got {t.dtype} (shape {tuple(t.shape)})")
+    if device is not None and t.device != torch.device(device):
+        raise KernelArgumentError(f"{what}: on device {t.device}, expected {device} "
+                                  f"(all tensors of a launch must share one device)")
+    if contiguous and not t.is_contiguous():
+        raise KernelArgumentError(f"{what}: must be contiguous (shape {tuple(t.shape)}, "
+                                  f"strides {t.stride()})")
+    if t.numel() > INT32_LIMIT:
+        raise KernelArgumentError(f"{what}: {t.numel()} elements exceed the int32 indexing "
+                                  f"limit of the kernels (shape {tuple(t.shape)})")
+    return t
+
+
+def check_channel_vector(v, what: str, length: int, device) -> torch.Tensor | None:
+    """Per-channel scale/shift vectors: any float dtype (loaded as fp32), shape [length]."""
+    if v is None:
+        return None
+    check_tensor(v, what, ndim=1, device=device)
+    if v.shape[0] != length:
+        raise KernelArgumentError(f"{what}: expected {length} channels, got shape {tuple(v.shape)}")
+    if not v.dtype.is_floating_point:
+        raise KernelArgumentError(f"{what}: expected a float tensor, got {v.dtype}")
+    return v
+
+
+def check_output(out, what: str, lead_shape, channels: int, offset: int, dtype, device) -> int:
+    """Validate an `out` buffer receiving `channels` channels at `offset` of its last axis;
+    returns its total channel count."""
+    check_tensor(out, what, ndim=len(lead_shape) + 1, dtype=dtype, device=device)
+    if tuple(out.shape[:-1]) != tuple(lead_shape):
+        raise KernelArgumentError(f"{what}: leading dims {tuple(out.shape[:-1])} do not match the "
+                                  f"result's {tuple(lead_shape)} (out shape {tuple(out.shape)})")
+    total = out.shape[-1]
+    if offset < 0 or offset + channels > total:
+        raise KernelArgumentError(f"{what}: channel slice [{offset}, {offset + channels}) does not fit "
+                                  f"in {total} channels (out shape {tuple(out.shape)})")
+    return total
+
+
+def check_same_device(device, **tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and t.device != device:
+            raise KernelArgumentError(f"{name}: on device {t.device}, expected {device} "
+                                      f"(all tensors of a launch must share one device)")
+
+
+def pair(v, what: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    try:
+        a, b = v
+        return (int(a), int(b))
+    except (TypeError, ValueError):
+        raise KernelArgumentError(f"{what}: expected an int or a pair of ints, got {v!r}") from None
+
+
+def padding_pairs(padding, what: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    try:
+        (t, b), (l, r) = padding
+        out = ((int(t), int(b)), (int(l), int(r)))
+    except (TypeError, ValueError):
+        raise KernelArgumentError(f"{what}: padding must be explicit ((top, bottom), (left, right)), "
+                                  f"got {padding!r}") from None
+    if min(out[0] + out[1]) < 0:
+        raise KernelArgumentError(f"{what}: negative padding {padding!r}")
+    return out

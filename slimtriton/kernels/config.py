@@ -1,0 +1,181 @@
+"""Tile configurations: interpreter detection, the autotune space and its on-disk cache.
+
+* Under the Triton interpreter (`TRITON_INTERPRET=1`, CPU) one fixed large-tile
+  configuration is used: the interpreter runs each program as NumPy block operations,
+  so fewer, bigger programs are far faster (a 3136x256x576 GEMM: 14 s with 64x64x32
+  tiles, 0.6 s with 256x256x128).
+* On a GPU, a small candidate space per kernel family is timed once per
+  (GPU name, kernel signature, shapes) key and the winner is kept in a persistent JSON
+  cache, `~/.cache/slimtriton/autotune.json` (directory overridable by the environment
+  variable `SLIMTRITON_CACHE_DIR`). `SLIMTRITON_AUTOTUNE=0` disables timing: the cached
+  winner, else the first candidate, is used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def interpreting() -> bool:
+    """True when Triton kernels run in the interpreter (no GPU, `TRITON_INTERPRET=1`)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False")
+
+
+def next_pow2(n: int) -> int:
+    n = max(int(n), 1)
+    return 1 << (n - 1).bit_length()
+
+
+def clamp_pow2(n: int, lo: int, hi: int) -> int:
+    """The power of two >= n, clamped to [lo, hi]."""
+    return max(lo, min(hi, next_pow2(n)))
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Tile sizes of a GEMM-shaped kernel and its launch options."""
+    BLOCK_M: int
+    BLOCK_N: int
+    BLOCK_K: int
+    GROUP_M: int = 8
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def constexprs(self) -> dict:
+        return {"BLOCK_M": self.BLOCK_M, "BLOCK_N": self.BLOCK_N,
+                "BLOCK_K": self.BLOCK_K, "GROUP_M": self.GROUP_M}
+
+
+# GEMM-shaped kernels (implicit-GEMM conv, matmul, conv transpose) on GPUs. 16-bit inputs
+# use BLOCK_K 64 (one 128-byte row per k-tile, HMMA/HGMMA friendly); fp32 halves it so the
+# shared-memory ring of num_stages buffers fits. The first entry is the untimed default.
+GEMM_CANDIDATES_16 = (
+    TileConfig(128, 128, 64, 8, 8, 3),
+    TileConfig(128, 64, 64, 8, 4, 4),
+    TileConfig(64, 128, 64, 8, 4, 4),
+    TileConfig(128, 128, 32, 8, 4, 4),
+    TileConfig(64, 64, 64, 8, 4, 4),
+    TileConfig(128, 256, 64, 8, 8, 3),
+    TileConfig(64, 32, 64, 8, 4, 4),
+)
+GEMM_CANDIDATES_32 = (
+    TileConfig(128, 128, 32, 8, 8, 3),
+    TileConfig(128, 64, 32, 8, 4, 4),
+    TileConfig(64, 128, 32, 8, 4, 4),
+    TileConfig(64, 64, 32, 8, 4, 4),
+    TileConfig(64, 32, 32, 8, 4, 4),
+)
+
+
+def gemm_candidates(dtype: str, n_cols: int, k_inner: int) -> Sequence[TileConfig]:
+    """GPU candidates for a GEMM-shaped kernel; tiles wider than the problem are dropped."""
+    space = GEMM_CANDIDATES_32 if dtype == "float32" else GEMM_CANDIDATES_16
+    keep = [c for c in space if c.BLOCK_N <= max(32, next_pow2(n_cols))
+            and c.BLOCK_K <= max(16, next_pow2(k_inner))]
+    if not keep:
+        keep = [space[0]]
+    # The default (first) must fit the problem too: the smallest BLOCK_N wins ties.
+    return tuple(keep)
+
+
+def interpreter_gemm_config(m: int, n: int, k: int) -> TileConfig:
+    """One large-tile configuration for the interpreter (tile dims >= 16 for tl.dot)."""
+    return TileConfig(clamp_pow2(m, 16, 256), clamp_pow2(n, 16, 256), clamp_pow2(k, 16, 128),
+                      GROUP_M=8, num_warps=4, num_stages=1)
+
+
+def gpu_name(device=None) -> str:
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+# ---------------------------------------------------------------------------------------
+# Persistent autotune cache.
+
+def cache_path() -> Path:
+    root = os.environ.get("SLIMTRITON_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "slimtriton"
+    return base / "autotune.json"
+
+
+_CACHE_LOCK = threading.Lock()
+_MEMORY: dict[str, dict] | None = None
+_MEMORY_PATH: Path | None = None
+
+
+def _load_cache() -> dict[str, dict]:
+    global _MEMORY, _MEMORY_PATH
+    path = cache_path()
+    if _MEMORY is None or _MEMORY_PATH != path:
+        try:
+            _MEMORY = json.loads(path.read_text())
+            if not isinstance(_MEMORY, dict):
+                _MEMORY = {}
+        except (OSError, ValueError):
+            _MEMORY = {}
+        _MEMORY_PATH = path
+    return _MEMORY
+
+
+def _store_cache(key: str, config: TileConfig, timings_ms: dict) -> None:
+    path = cache_path()
+    with _CACHE_LOCK:
+        data = _load_cache()
+        data[key] = {"config": asdict(config), "timings_ms": timings_ms}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)  # atomic: concurrent writers never leave a torn file
+
+
+def cached_config(key: str) -> TileConfig | None:
+    entry = _load_cache().get(key)
+    if not entry:
+        return None
+    try:
+        return TileConfig(**entry["config"])
+    except (TypeError, KeyError):
+        return None
+
+
+def autotune_key(kernel: str, signature: str, shapes, device=None) -> str:
+    return f"{gpu_name(device)}|{kernel}|{signature}|{shapes}"
+
+
+def autotune_enabled() -> bool:
+    return os.environ.get("SLIMTRITON_AUTOTUNE", "1") not in ("0", "false", "False")
+
+
+def select_config(key: str, candidates: Sequence[TileConfig],
+                  bench: Callable[[TileConfig], float] | None) -> TileConfig:
+    """The cached winner for `key`; else, when `bench` is given (a function timing one
+    candidate, in ms) and autotuning is on, time every candidate, cache and return the
+    fastest; else the first candidate. A candidate that fails to compile or launch
+    (e.g. out of shared memory) is skipped."""
+    hit = cached_config(key)
+    if hit is not None:
+        return hit
+    if bench is None or not autotune_enabled() or len(candidates) == 1:
+        return candidates[0]
+    timings: dict[str, float] = {}
+    best, best_ms = None, float("inf")
+    for cfg in candidates:
+        label = f"{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.BLOCK_K}/w{cfg.num_warps}/s{cfg.num_stages}"
+        try:
+            ms = float(bench(cfg))
+        except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is just skipped
+            timings[label] = f"failed: {type(exc).__name__}"
+            continue
+        timings[label] = ms
+        if ms < best_ms:
+            best, best_ms = cfg, ms
+    if best is None:
+        raise RuntimeError(f"autotune: every candidate failed for {key}: {timings}")
+    _store_cache(key, best, timings)
+    return best

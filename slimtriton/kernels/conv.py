@@ -1,0 +1,420 @@
+"""Implicit-GEMM convolution, conv2d_transpose and fully-connected GEMM: one kernel.
+
+Algorithm (NHWC activations, weights pre-packed to a row-major [K, Cout] matrix):
+
+    GEMM view   M = N*OH*OW output pixels, N = Cout, K = KH*KW*Cin
+    row m       -> (n, oh, ow);   column j -> output channel
+    k           -> (kh, kw, ci)   (the packed weight row r*Cin + ci, r = kh*KW + kw)
+    A[m, k]     = prologue(x[n, ih, iw, ci]) when (ih, iw) is inside the image, else 0
+                  conv:      ih = oh*sh - pad_top + kh*dh            (iw likewise)
+                  transpose: ih = (oh + pad_top - kh) / sh, only when exactly divisible
+                             (out[o] += x[i] w[k] with o = i*s + k - pad_before)
+    acc         = sum_k A[m, k] * Wp[k, j]       (tl.dot, fp32 accumulator)
+    epilogue    y = act(acc*scale[j] + shift[j]);  y = act2(res[m, j] + rs*y) if residual
+    store       out[m, out_c_offset + j]  in a [M, out_c_total] NHWC buffer (concat in place)
+
+Three constexpr K-loop shapes: IS_1X1 (no padding, 1x1 kernel: a plain GEMM whose rows
+are strided pixels, used for matmul too), nested (runtime loop over the KH*KW taps, inner
+loop over Cin in BLOCK_K chunks: contiguous, vectorised loads with one row mask per tap),
+and FLAT_K (k decomposed per element: for small Cin such as a 3-channel first conv, so
+tiles are not mostly padding). Programs are ordered in GROUP_M-row groups so consecutive
+programs share weight columns and input rows in L2. Masks only cut the edges.
+
+The prologue (ResNet v2 pre-activation BN+ReLU) is applied to loaded input values in fp32
+and masked back to zero afterwards, so padding is applied *after* the prologue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+
+from . import config as cfg
+from .common import (DTYPES, PRECISIONS, KernelArgumentError, act_code, apply_act, check_channel_vector,
+                     check_output, check_tensor, dtype_name, padding_pairs, pair)
+from .launch import KernelLaunch, alloc
+
+
+@triton.jit
+def _load_a(x_ptr, offs, mask, ci, C_in, in_scale_ptr, in_shift_ptr,
+            HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr):
+    a = tl.load(x_ptr + offs, mask=mask, other=0.0)
+    if HAS_PROLOGUE:
+        s = tl.load(in_scale_ptr + ci, mask=ci < C_in, other=0.0).to(tl.float32)
+        b = tl.load(in_shift_ptr + ci, mask=ci < C_in, other=0.0).to(tl.float32)
+        y = apply_act(a.to(tl.float32) * s + b, PROLOGUE_ACT)
+        a = tl.where(mask, y, 0.0).to(x_ptr.dtype.element_ty)  # padding stays zero
+    return a
+
+
+@triton.jit
+def conv_gemm_kernel(
+    x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
+    M, H, W, C_in, OH, OW, C_out,
+    KH, KW, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w,
+    out_c_total, out_c_offset, residual_scale,
+    IS_1X1: tl.constexpr, FLAT_K: tl.constexpr, TRANSPOSED: tl.constexpr,
+    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr,
+    HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    # -- grouped program ordering (L2 reuse) ------------------------------------------
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(C_out, BLOCK_N)
+    in_group = GROUP_M * num_pid_n
+    first_m = (pid // in_group) * GROUP_M
+    group_rows = tl.minimum(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % in_group) % group_rows
+    pid_n = (pid % in_group) // group_rows
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    m_mask = offs_m < M
+    n_mask = offs_n < C_out
+    ow = offs_m % OW
+    t = offs_m // OW
+    oh = t % OH
+    n = t // OH
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if IS_1X1:
+        # plain GEMM; row m reads pixel (n, oh*sh, ow*sw) (strided rows for stride 2)
+        row = ((n * H + oh * stride_h) * W + ow * stride_w) * C_in
+        for c0 in range(0, C_in, BLOCK_K):
+            ck = c0 + offs_k
+            k_mask = ck < C_in
+            a = _load_a(x_ptr, row[:, None] + ck[None, :], m_mask[:, None] & k_mask[None, :],
+                        ck[None, :], C_in, in_scale_ptr, in_shift_ptr, HAS_PROLOGUE, PROLOGUE_ACT)
+            b = tl.load(w_ptr + ck[:, None] * C_out + offs_n[None, :],
+                        mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+    elif FLAT_K:
+        K = KH * KW * C_in
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + offs_k
+            k_mask = kk < K
+            ci = kk % C_in
+            r = kk // C_in
+            kw = r % KW
+            kh = r // KW
+            if TRANSPOSED:
+                th = oh[:, None] + pad_t - kh[None, :]
+                tw = ow[:, None] + pad_l - kw[None, :]
+                ih = th // stride_h
+                iw = tw // stride_w
+                valid = (th >= 0) & (tw >= 0) & (th % stride_h == 0) & (tw % stride_w == 0)
+                valid = valid & (ih < H) & (iw < W)
+            else:
+                ih = oh[:, None] * stride_h - pad_t + kh[None, :] * dil_h
+                iw = ow[:, None] * stride_w - pad_l + kw[None, :] * dil_w
+                valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            mask = valid & m_mask[:, None] & k_mask[None, :]
+            offs = ((n[:, None] * H + ih) * W + iw) * C_in + ci[None, :]
+            a = _load_a(x_ptr, offs, mask, ci[None, :], C_in, in_scale_ptr, in_shift_ptr,
+                        HAS_PROLOGUE, PROLOGUE_ACT)
+            b = tl.load(w_ptr + kk[:, None] * C_out + offs_n[None, :],
+                        mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+    else:
+        for r in range(0, KH * KW):
+            kh = r // KW
+            kw = r % KW
+            if TRANSPOSED:
+                th = oh + pad_t - kh
+                tw = ow + pad_l - kw
+                ih = th // stride_h
+                iw = tw // stride_w
+                valid = (th >= 0) & (tw >= 0) & (th % stride_h == 0) & (tw % stride_w == 0)
+                valid = valid & (ih < H) & (iw < W)
+            else:
+                ih = oh * stride_h - pad_t + kh * dil_h
+                iw = ow * stride_w - pad_l + kw * dil_w
+                valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            row_mask = valid & m_mask
+            row = ((n * H + ih) * W + iw) * C_in
+            w_row = r * C_in
+            for c0 in range(0, C_in, BLOCK_K):
+                ck = c0 + offs_k
+                k_mask = ck < C_in
+                a = _load_a(x_ptr, row[:, None] + ck[None, :], row_mask[:, None] & k_mask[None, :],
+                            ck[None, :], C_in, in_scale_ptr, in_shift_ptr, HAS_PROLOGUE, PROLOGUE_ACT)
+                b = tl.load(w_ptr + (w_row + ck)[:, None] * C_out + offs_n[None, :],
+                            mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+                acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+
+    # -- epilogue on the fp32 accumulator, before the downcast ---------------------------
+    if HAS_SCALE:
+        acc = acc * tl.load(scale_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+    if HAS_SHIFT:
+        acc = acc + tl.load(shift_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+    acc = apply_act(acc, ACT)
+    out_mask = m_mask[:, None] & n_mask[None, :]
+    if HAS_RESIDUAL:
+        res = tl.load(res_ptr + offs_m[:, None] * C_out + offs_n[None, :], mask=out_mask, other=0.0)
+        acc = apply_act(res.to(tl.float32) + residual_scale * acc, ACT2)
+    out_offs = offs_m[:, None] * out_c_total + out_c_offset + offs_n[None, :]
+    tl.store(out_ptr + out_offs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
+
+
+# ---------------------------------------------------------------------------------------
+# Weight pre-packing (once, at compile time).
+
+@dataclass(frozen=True)
+class PackedWeight:
+    """A weight packed for a kernel. For conv2d / conv2d_transpose / matmul, `data` is a
+    row-major [KH*KW*Cin, Cout] matrix (row (kh*KW + kw)*Cin + ci); for depthwise it is
+    [KH*KW, Cin*dm]. `kind` names the layer type it was packed for."""
+    kind: str
+    data: torch.Tensor
+    kh: int
+    kw: int
+    cin: int
+    cout: int
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+
+def _as_tensor(w, dtype, device, what: str) -> torch.Tensor:
+    if isinstance(w, np.ndarray):
+        w = torch.from_numpy(np.ascontiguousarray(w))
+    if not isinstance(w, torch.Tensor):
+        raise KernelArgumentError(f"{what}: expected a numpy array or torch tensor, got {type(w).__name__}")
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise KernelArgumentError(f"{what}: dtype {dtype!r} not in {sorted(DTYPES)}")
+        dtype = DTYPES[dtype]
+    return w.to(device=device if device is not None else w.device, dtype=dtype or w.dtype)
+
+
+def prepack_conv2d(w, dtype=None, device=None) -> PackedWeight:
+    """Pack a conv2d weight w[KH, KW, Cin, Cout] (numpy or torch) into [KH*KW*Cin, Cout]."""
+    w = _as_tensor(w, dtype, device, "prepack_conv2d: w")
+    if w.dim() != 4:
+        raise KernelArgumentError(f"prepack_conv2d: w must be [kh, kw, cin, cout], got shape {tuple(w.shape)}")
+    kh, kw, cin, cout = w.shape
+    return PackedWeight("conv2d", w.reshape(kh * kw * cin, cout).contiguous(), kh, kw, cin, cout)
+
+
+def prepack_conv2d_transpose(w, dtype=None, device=None) -> PackedWeight:
+    """Pack a conv2d_transpose weight w[KH, KW, Cout, Cin] into [KH*KW*Cin, Cout]."""
+    w = _as_tensor(w, dtype, device, "prepack_conv2d_transpose: w")
+    if w.dim() != 4:
+        raise KernelArgumentError(f"prepack_conv2d_transpose: w must be [kh, kw, cout, cin], "
+                                  f"got shape {tuple(w.shape)}")
+    kh, kw, cout, cin = w.shape
+    data = w.permute(0, 1, 3, 2).reshape(kh * kw * cin, cout).contiguous()
+    return PackedWeight("conv2d_transpose", data, kh, kw, cin, cout)
+
+
+def prepack_matmul(w, dtype=None, device=None) -> PackedWeight:
+    """Pack a fully-connected weight w[K, N] (row-major, contiguous)."""
+    w = _as_tensor(w, dtype, device, "prepack_matmul: w")
+    if w.dim() != 2:
+        raise KernelArgumentError(f"prepack_matmul: w must be [K, N], got shape {tuple(w.shape)}")
+    k, n = w.shape
+    return PackedWeight("matmul", w.contiguous(), 1, 1, k, n)
+
+
+# ---------------------------------------------------------------------------------------
+# Host side.
+
+def _check_packed(w, kind: str, what: str, prepack) -> PackedWeight:
+    if isinstance(w, PackedWeight):
+        if w.kind != kind:
+            raise KernelArgumentError(f"{what}: weight was packed for {w.kind}, not {kind}")
+        return w
+    if isinstance(w, (torch.Tensor, np.ndarray)):
+        return prepack(w)  # convenience: pack on the fly (compiled models pack once)
+    raise KernelArgumentError(f"{what}: expected a PackedWeight (from prepack_{kind}) or an array, "
+                              f"got {type(w).__name__}")
+
+
+def _epilogue_args(what, x, cout, lead_shape, scale, shift, act, residual, residual_scale, act2,
+                   out, out_channel_offset):
+    """Validate the shared epilogue/output arguments; returns (out, out_c_total, flags)."""
+    dev = x.device
+    check_channel_vector(scale, f"{what}: scale", cout, dev)
+    check_channel_vector(shift, f"{what}: shift", cout, dev)
+    flags = {"HAS_SCALE": scale is not None, "HAS_SHIFT": shift is not None,
+             "ACT": act_code(act, f"{what}: act"), "HAS_RESIDUAL": residual is not None,
+             "ACT2": act_code(act2, f"{what}: act2")}
+    if residual is not None:
+        check_tensor(residual, f"{what}: residual", shape=(*lead_shape, cout), dtype=x.dtype, device=dev)
+    elif act2 != "none":
+        raise KernelArgumentError(f"{what}: act2={act2!r} needs a residual")
+    if out is None:
+        if out_channel_offset != 0:
+            raise KernelArgumentError(f"{what}: out_channel_offset={out_channel_offset} needs an `out` buffer")
+        out = alloc((*lead_shape, cout), x.dtype, dev)
+        total = cout
+    else:
+        total = check_output(out, f"{what}: out", lead_shape, cout, out_channel_offset, x.dtype, dev)
+    if residual is not None and residual.data_ptr() == out.data_ptr() and residual.device.type != "meta" \
+            and (total != cout or out_channel_offset != 0):
+        raise KernelArgumentError(f"{what}: residual aliases a channel slice of out")
+    return out, total, flags
+
+
+def _gemm_tile_config(kernel: str, dtype: str, m: int, n: int, k_inner: int, spec_key: str,
+                      device, bench_factory):
+    """Interpreter: one large tile. GPU: cached / autotuned from the candidate space."""
+    if cfg.interpreting() or device.type != "cuda":
+        return cfg.interpreter_gemm_config(m, n, k_inner)
+    candidates = cfg.gemm_candidates(dtype, n, k_inner)
+    key = cfg.autotune_key(kernel, spec_key, (m, n, k_inner), device)
+    return cfg.select_config(key, candidates, bench_factory)
+
+
+def _conv_launch(what: str, x, pw: PackedWeight, out, out_total, out_offset, geometry, flags,
+                 scale, shift, residual, residual_scale, in_scale, in_shift, prologue_act,
+                 precision: str, transposed: bool) -> KernelLaunch:
+    n, h, w, cin = x.shape
+    oh, ow = geometry["out_hw"]
+    (sh, sw), (pt, pl), (dh, dw) = geometry["strides"], geometry["pad_before"], geometry["dilations"]
+    cout = pw.cout
+    m = n * oh * ow
+    is_1x1 = (pw.kh == 1 and pw.kw == 1 and pt == 0 and pl == 0 and not transposed
+              and (oh - 1) * sh < h and (ow - 1) * sw < w)
+    flat_k = (not is_1x1) and cin < 16
+    k_inner = pw.kh * pw.kw * cin if flat_k else cin
+    dtype = dtype_name(x, f"{what}: x")
+    dot_precision = precision if dtype == "float32" else "ieee"
+    dummy = x  # unused pointer slots get a valid pointer; constexpr flags skip them
+    constexprs = dict(IS_1X1=is_1x1, FLAT_K=flat_k, TRANSPOSED=transposed, **flags,
+                      HAS_PROLOGUE=in_scale is not None,
+                      PROLOGUE_ACT=act_code(prologue_act, f"{what}: prologue_act"),
+                      DOT_PRECISION=dot_precision)
+
+    def make(tile: cfg.TileConfig, out_buf) -> KernelLaunch:
+        args = (x, pw.data, out_buf, scale if scale is not None else dummy,
+                shift if shift is not None else dummy, residual if residual is not None else dummy,
+                in_scale if in_scale is not None else dummy, in_shift if in_shift is not None else dummy,
+                m, h, w, cin, oh, ow, cout, pw.kh, pw.kw, sh, sw, pt, pl, dh, dw,
+                out_total, out_offset, float(residual_scale))
+        grid = (triton.cdiv(m, tile.BLOCK_M) * triton.cdiv(cout, tile.BLOCK_N),)
+        return KernelLaunch(what, conv_gemm_kernel, args, {**constexprs, **tile.constexprs()}, grid,
+                            tile.num_warps, tile.num_stages, kind="gemm",
+                            meta={"M": m, "N": cout, "K": pw.kh * pw.kw * cin, "dtype": dtype})
+
+    def bench(tile):
+        from triton.testing import do_bench
+        scratch = torch.empty_like(out)  # never overwrite live data while timing
+        launch = make(tile, scratch)
+        return do_bench(launch.run, warmup=5, rep=20)
+
+    spec_key = f"{dtype}/{precision}/{sorted(constexprs.items())}/k{pw.kh}x{pw.kw}/s{sh}x{sw}"
+    tile = _gemm_tile_config("conv_gemm", dtype, m, cout, k_inner, spec_key, x.device,
+                             bench if x.device.type == "cuda" else None)
+    return make(tile, out)
+
+
+def _check_prologue(what, x, in_scale, in_shift, prologue_act):
+    if (in_scale is None) != (in_shift is None):
+        raise KernelArgumentError(f"{what}: in_scale and in_shift must be given together")
+    if in_scale is None and prologue_act != "none":
+        raise KernelArgumentError(f"{what}: prologue_act={prologue_act!r} needs in_scale/in_shift")
+    check_channel_vector(in_scale, f"{what}: in_scale", x.shape[-1], x.device)
+    check_channel_vector(in_shift, f"{what}: in_shift", x.shape[-1], x.device)
+
+
+def _check_input(what, x, pw: PackedWeight):
+    check_tensor(x, f"{what}: x", ndim=4)
+    dtype_name(x, f"{what}: x")
+    if pw.data.dtype != x.dtype:
+        raise KernelArgumentError(f"{what}: weight dtype {pw.data.dtype} differs from x dtype {x.dtype}")
+    if pw.data.device != x.device:
+        raise KernelArgumentError(f"{what}: weight on {pw.data.device}, x on {x.device}")
+    if x.shape[-1] != pw.cin:
+        raise KernelArgumentError(f"{what}: x has {x.shape[-1]} channels (shape {tuple(x.shape)}) but the "
+                                  f"weight expects Cin={pw.cin} (kernel {pw.kh}x{pw.kw}x{pw.cin}x{pw.cout})")
+
+
+def conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1),
+           scale=None, shift=None, act="none", residual=None, residual_scale=1.0, act2="none",
+           in_scale=None, in_shift=None, prologue_act="none", out=None, out_channel_offset=0,
+           precision="ieee", name="conv2d") -> torch.Tensor:
+    """Fused conv2d: x[N,H,W,Cin] (*) w -> act2(residual + rs*act(acc*scale + shift)), written
+    into `out[..., offset:offset+Cout]` (allocated [N,OH,OW,Cout] when `out` is None)."""
+    what = name
+    pw = _check_packed(w_packed, "conv2d", what, prepack_conv2d)
+    _check_input(what, x, pw)
+    if precision not in PRECISIONS:
+        raise KernelArgumentError(f"{what}: precision {precision!r} not in {PRECISIONS}")
+    (sh, sw), (dh, dw) = pair(strides, f"{what}: strides"), pair(dilations, f"{what}: dilations")
+    if min(sh, sw, dh, dw) < 1:
+        raise KernelArgumentError(f"{what}: strides {strides} and dilations {dilations} must be >= 1")
+    (pt, pb), (pl, pr) = padding_pairs(padding, what)
+    n, h, w, _ = x.shape
+    oh = (h + pt + pb - dh * (pw.kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (pw.kw - 1) - 1) // sw + 1
+    if oh < 1 or ow < 1:
+        raise KernelArgumentError(f"{what}: input {tuple(x.shape)} with kernel {pw.kh}x{pw.kw}, padding "
+                                  f"{padding}, dilations {(dh, dw)} gives an empty output {oh}x{ow}")
+    _check_prologue(what, x, in_scale, in_shift, prologue_act)
+    out, total, flags = _epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, residual,
+                                       residual_scale, act2, out, out_channel_offset)
+    geometry = {"out_hw": (oh, ow), "strides": (sh, sw), "pad_before": (pt, pl), "dilations": (dh, dw)}
+    _conv_launch(what, x, pw, out, total, out_channel_offset, geometry, flags, scale, shift, residual,
+                 residual_scale, in_scale, in_shift, prologue_act, precision, transposed=False).run()
+    return out
+
+
+def conv2d_transpose(x, w_packed, *, strides, pad_before, output_hw, scale=None, shift=None,
+                     act="none", residual=None, residual_scale=1.0, act2="none", out=None,
+                     out_channel_offset=0, precision="ieee", name="conv2d_transpose") -> torch.Tensor:
+    """Fused conv2d_transpose: out[o] += x[i] w[k] with o = i*stride + k - pad_before, output
+    size `output_hw` given; same epilogue and channel-offset output as conv2d."""
+    what = name
+    pw = _check_packed(w_packed, "conv2d_transpose", what, prepack_conv2d_transpose)
+    _check_input(what, x, pw)
+    if precision not in PRECISIONS:
+        raise KernelArgumentError(f"{what}: precision {precision!r} not in {PRECISIONS}")
+    sh, sw = pair(strides, f"{what}: strides")
+    pt, pl = pair(pad_before, f"{what}: pad_before")
+    oh, ow = pair(output_hw, f"{what}: output_hw")
+    if min(sh, sw, oh, ow) < 1 or min(pt, pl) < 0:
+        raise KernelArgumentError(f"{what}: strides {strides}, pad_before {pad_before}, output_hw "
+                                  f"{output_hw} must be positive")
+    n = x.shape[0]
+    out, total, flags = _epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, residual,
+                                       residual_scale, act2, out, out_channel_offset)
+    geometry = {"out_hw": (oh, ow), "strides": (sh, sw), "pad_before": (pt, pl), "dilations": (1, 1)}
+    _conv_launch(what, x, pw, out, total, out_channel_offset, geometry, flags, scale, shift, residual,
+                 residual_scale, None, None, "none", precision, transposed=True).run()
+    return out
+
+
+def matmul(x, w_packed, *, scale=None, shift=None, act="none", residual=None, residual_scale=1.0,
+           act2="none", out=None, out_channel_offset=0, precision="ieee", name="matmul") -> torch.Tensor:
+    """Fused fully-connected layer: x[..., K] @ w[K, N] with the conv epilogue; result [..., N]."""
+    what = name
+    pw = _check_packed(w_packed, "matmul", what, prepack_matmul)
+    check_tensor(x, f"{what}: x")
+    if x.dim() < 1 or x.shape[-1] != pw.cin:
+        raise KernelArgumentError(f"{what}: x shape {tuple(x.shape)} does not end in K={pw.cin} "
+                                  f"(weight [{pw.cin}, {pw.cout}])")
+    if precision not in PRECISIONS:
+        raise KernelArgumentError(f"{what}: precision {precision!r} not in {PRECISIONS}")
+    lead = tuple(x.shape[:-1])
+    rows = int(np.prod(lead)) if lead else 1
+    x4 = x.reshape(rows, 1, 1, pw.cin)
+    _check_input(what, x4, pw)
+    out, total, flags = _epilogue_args(what, x, pw.cout, lead, scale, shift, act, residual,
+                                       residual_scale, act2, out, out_channel_offset)
+    res4 = residual.reshape(rows, 1, 1, pw.cout) if residual is not None else None
+    geometry = {"out_hw": (1, 1), "strides": (1, 1), "pad_before": (0, 0), "dilations": (1, 1)}
+    _conv_launch(what, x4, pw, out, total, out_channel_offset, geometry, flags, scale, shift, res4,
+                 residual_scale, None, None, "none", precision, transposed=False).run()
+    return out
