@@ -1,0 +1,378 @@
+"""The torch eager executor: `TORCH[op](node, inputs) -> torch.Tensor`, NHWC values.
+
+A second, independent reference (float32 by default) and the eager baseline the
+benchmarks time. Values stay NHWC; convolutions and pools run on a
+`permute(0, 3, 1, 2)` view, i.e. an NCHW tensor with channels_last strides, which
+is the layout cuDNN prefers on CUDA, and permute back (no copies for the layout).
+
+TF semantics kept exactly: asymmetric padding goes through `F.pad` before a
+padding-free conv/pool; max pooling pads with -inf; average pooling divides by
+the number of real (non-padded) cells; depthwise channel c*dm+m; conv2d_transpose
+as `out[i*s + k - pad_before] += x[i] w[k]`, cropped / zero-extended to output_hw.
+
+    table = make_torch_table(device="cuda", dtype="float16")
+    f = build_torch_callable(graph, [logits], weights, device="cuda", dtype="float16")
+    (out,) = f(images)                      # a plain function of torch ops; torch.compile(f) works
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..ir.node import FLOAT_DTYPES, Node
+from ..ir.ops import Op, lookup
+
+_TORCH_DTYPES = {
+    "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+    "float64": torch.float64, "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
+}
+
+
+def resolve_device(device=None) -> torch.device:
+    """None -> CUDA when present, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def torch_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _TORCH_DTYPES[str(dtype)]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {tuple(_TORCH_DTYPES)}") from None
+
+
+def to_torch(value, node_dtype: str, device: torch.device, float_dtype: torch.dtype) -> torch.Tensor:
+    """A host value (NumPy array, tensor, scalar) on `device`: floats in `float_dtype`, others exact."""
+    target = float_dtype if node_dtype in FLOAT_DTYPES else torch_dtype(node_dtype)
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=target)
+    array = np.asarray(value)
+    if array.dtype.kind == "f" and array.dtype != np.float64:
+        array = array.astype(np.float64)  # any host float goes through float64, then one rounding
+    return torch.as_tensor(np.ascontiguousarray(array)).to(device=device, dtype=target)
+
+
+def convert_weights(weights: Mapping, variables: Mapping, device, dtype) -> dict:
+    """Weights as torch tensors on `device` (float variables in `dtype`), converted once.
+
+    variables: {name: VariableSpec} giving each variable's dtype; names not listed are skipped.
+    """
+    device, float_dtype = resolve_device(device), torch_dtype(dtype)
+    return {name: to_torch(weights[name], spec.dtype, device, float_dtype)
+            for name, spec in variables.items() if name in weights}
+
+
+# -- layout helpers: NHWC values <-> channels_last NCHW views ----------------------------------
+def _nchw(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 3, 1, 2)
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 2, 3, 1)
+
+
+def _pad_nchw(x: torch.Tensor, padding, value: float = 0.0) -> torch.Tensor:
+    (pt, pb), (pl, pr) = padding
+    if pt == pb == pl == pr == 0:
+        return x
+    return F.pad(x, (pl, pr, pt, pb), mode="constant", value=value)
+
+
+def _act(x: torch.Tensor, act: str) -> torch.Tensor:
+    if act == "none":
+        return x
+    if act == "relu":
+        return torch.relu(x)
+    if act == "relu6":
+        return torch.clamp(x, 0.0, 6.0)
+    raise ValueError(f"activation {act!r} is not one of ('none', 'relu', 'relu6')")
+
+
+def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = False) -> dict:
+    """A TORCH table whose source ops put values on `device` (floats in `dtype`).
+
+    cache_weight_layouts: keep the OIHW copy of each variable's conv weights after first use
+    (right when one table serves fixed weights, as in a Session or build_torch_callable).
+    """
+    device, float_dtype = resolve_device(device), torch_dtype(dtype)
+    layouts: dict = {}
+
+    def weight_layout(node: Node, w: torch.Tensor, convert: Callable) -> torch.Tensor:
+        src = node.inputs[1]
+        if not cache_weight_layouts or src.op is not Op.VARIABLE:
+            return convert(w)
+        key = (src.attrs["var"], convert)
+        hit = layouts.get(key)
+        if hit is None or hit[0] is not w:
+            hit = (w, convert(w).contiguous(memory_format=torch.channels_last)
+                   if w.dim() == 4 else convert(w).contiguous())
+            layouts[key] = hit
+        return hit[1]
+
+    def source(node, inputs):
+        (raw,) = inputs
+        return to_torch(raw, node.dtype, device, float_dtype)
+
+    def constant(node, inputs):
+        target = float_dtype if node.dtype in FLOAT_DTYPES else torch_dtype(node.dtype)
+        return torch.tensor(node.attrs["value"], dtype=target, device=device)
+
+    def divide(node, inputs):
+        a, b = inputs
+        if node.dtype in FLOAT_DTYPES:
+            return a / b
+        return torch.div(a, b, rounding_mode="floor")
+
+    def dropout(node, inputs):
+        keep_prob = node.attrs["keep_prob"]
+        if node.attrs["is_training"] and keep_prob < 1:
+            raise ValueError(
+                f"{node.name}: dropout with is_training=True (keep_prob={keep_prob}) is random; slimtriton "
+                f"runs inference only. Build the net with is_training=False (dropout is then the identity)")
+        return inputs[0]
+
+    def batch_norm(node, inputs):
+        a = node.attrs
+        x, mean, variance = inputs[:3]
+        rest = list(inputs[3:])
+        gamma = rest.pop(0) if a["scale"] else None
+        beta = rest.pop(0) if a["center"] else None
+        if a["is_training"]:
+            dims = tuple(range(x.dim() - 1))
+            mean = x.mean(dim=dims)
+            variance = x.var(dim=dims, unbiased=False)
+        y = (x - mean) * torch.rsqrt(variance + a["epsilon"])
+        if gamma is not None:
+            y = y * gamma
+        if beta is not None:
+            y = y + beta
+        return y
+
+    # convolutions ------------------------------------------------------------------------------
+    def conv2d_nhwc(node, x, w):
+        a = node.attrs
+        w_oihw = weight_layout(node, w, _hwio_to_oihw)
+        xp = _pad_nchw(_nchw(x), a["padding"])
+        y = F.conv2d(xp, w_oihw, stride=tuple(a["strides"]), dilation=tuple(a.get("dilations", (1, 1))))
+        return _nhwc(y)
+
+    def depthwise_nhwc(node, x, w):
+        a = node.attrs
+        channels = x.shape[3]
+        w_grouped = weight_layout(node, w, _depthwise_to_grouped)
+        xp = _pad_nchw(_nchw(x), a["padding"])
+        y = F.conv2d(xp, w_grouped, stride=tuple(a["strides"]),
+                     dilation=tuple(a.get("dilations", (1, 1))), groups=channels)
+        return _nhwc(y)
+
+    def conv2d_transpose_nhwc(node, x, w):
+        a = node.attrs
+        (sh, sw), (pt, pl), (oh, ow) = a["strides"], a["pad_before"], a["output_hw"]
+        w_iohw = weight_layout(node, w, _transpose_weights)
+        full = F.conv_transpose2d(_nchw(x), w_iohw, stride=(sh, sw))  # every o = i*s + k
+        extra_h, extra_w = max(pt + oh - full.shape[2], 0), max(pl + ow - full.shape[3], 0)
+        if extra_h or extra_w:  # outputs no input reaches are zero
+            full = F.pad(full, (0, extra_w, 0, extra_h))
+        return _nhwc(full[:, :, pt:pt + oh, pl:pl + ow])
+
+    def matmul(node, x, w):
+        return torch.matmul(x, w)
+
+    def prologue_input(node, inputs):
+        x = inputs[0]
+        if node.attrs.get("prologue"):
+            x = _act(x * inputs[-2] + inputs[-1], node.attrs.get("prologue_act", "none"))
+        return x
+
+    def epilogue(node, acc, rest):
+        a = node.attrs
+        y = _act(acc * rest[0] + rest[1], a.get("act", "none"))
+        if a.get("residual"):
+            y = _act(rest[2] + a.get("residual_scale", 1.0) * y, a.get("act2", "none"))
+        return y
+
+    # pooling -----------------------------------------------------------------------------------
+    def max_pool(node, inputs):
+        a = node.attrs
+        xp = _pad_nchw(_nchw(inputs[0]), a["padding"], value=float("-inf"))
+        return _nhwc(F.max_pool2d(xp, tuple(a["ksize"]), tuple(a["strides"])))
+
+    def avg_pool(node, inputs):
+        a = node.attrs
+        x = _nchw(inputs[0])
+        k, s, padding = tuple(a["ksize"]), tuple(a["strides"]), a["padding"]
+        mean = F.avg_pool2d(_pad_nchw(x, padding), k, s)
+        if any(p for pair in padding for p in pair):
+            ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
+            real_fraction = F.avg_pool2d(_pad_nchw(ones, padding), k, s)  # real cells / window size
+            mean = mean / real_fraction
+        return _nhwc(mean)
+
+    def pad(node, inputs):
+        flat = []
+        for before, after in reversed(node.attrs["paddings"]):  # F.pad lists the last axis first
+            flat += [before, after]
+        return F.pad(inputs[0], flat, mode="constant", value=node.attrs["value"])
+
+    def one_hot(node, inputs):
+        a = node.attrs
+        labels = inputs[0]
+        hot = labels.unsqueeze(-1) == torch.arange(a["depth"], device=labels.device)
+        target = float_dtype if a["dtype"] in FLOAT_DTYPES else torch_dtype(a["dtype"])
+        on = torch.tensor(a["on_value"], dtype=target, device=labels.device)
+        off = torch.tensor(a["off_value"], dtype=target, device=labels.device)
+        return torch.where(hot, on, off)
+
+    def unit_norm(node, inputs):
+        x = inputs[0]
+        return x / torch.sqrt(node.attrs["epsilon"] + torch.sum(x * x, dim=node.attrs["axis"], keepdim=True))
+
+    table = {
+        Op.PLACEHOLDER: source,
+        Op.VARIABLE: source,
+        Op.CONSTANT: constant,
+        Op.ADD: lambda n, i: i[0] + i[1],
+        Op.SUB: lambda n, i: i[0] - i[1],
+        Op.MUL: lambda n, i: i[0] * i[1],
+        Op.DIV: divide,
+        Op.MAXIMUM: lambda n, i: torch.maximum(i[0], i[1]),
+        Op.NEG: lambda n, i: -i[0],
+        Op.RELU: lambda n, i: torch.relu(i[0]),
+        Op.RELU6: lambda n, i: torch.clamp(i[0], 0.0, 6.0),
+        Op.SIGMOID: lambda n, i: torch.sigmoid(i[0]),
+        Op.TANH: lambda n, i: torch.tanh(i[0]),
+        Op.IDENTITY: lambda n, i: i[0],
+        Op.BIAS_ADD: lambda n, i: i[0] + i[1],
+        Op.DROPOUT: dropout,
+        Op.BATCH_NORM: batch_norm,
+        Op.UNIT_NORM: unit_norm,
+        Op.SOFTMAX: lambda n, i: torch.softmax(i[0], dim=n.attrs["axis"]),
+        Op.CONV2D: lambda n, i: conv2d_nhwc(n, i[0], i[1]),
+        Op.DEPTHWISE_CONV2D: lambda n, i: depthwise_nhwc(n, i[0], i[1]),
+        Op.CONV2D_TRANSPOSE: lambda n, i: conv2d_transpose_nhwc(n, i[0], i[1]),
+        Op.MATMUL: lambda n, i: matmul(n, i[0], i[1]),
+        Op.MAX_POOL: max_pool,
+        Op.AVG_POOL: avg_pool,
+        Op.REDUCE_MEAN: lambda n, i: torch.mean(i[0], dim=tuple(n.attrs["axes"]), keepdim=bool(n.attrs["keepdims"])),
+        Op.RESHAPE: lambda n, i: torch.reshape(i[0], tuple(n.attrs["shape"])),
+        Op.CONCAT: lambda n, i: torch.cat(list(i), dim=n.attrs["axis"]),
+        Op.PAD: pad,
+        Op.TILE: lambda n, i: i[0].repeat(*n.attrs["multiples"]),
+        Op.ONE_HOT: one_hot,
+        Op.FUSED_CONV2D: lambda n, i: epilogue(n, conv2d_nhwc(n, prologue_input(n, i), i[1]), i[2:]),
+        Op.FUSED_DEPTHWISE_CONV2D: lambda n, i: epilogue(n, depthwise_nhwc(n, prologue_input(n, i), i[1]), i[2:]),
+        Op.FUSED_CONV2D_TRANSPOSE: lambda n, i: epilogue(n, conv2d_transpose_nhwc(n, i[0], i[1]), i[2:]),
+        Op.FUSED_MATMUL: lambda n, i: epilogue(n, matmul(n, i[0], i[1]), i[2:]),
+        Op.FUSED_ELEMENTWISE: lambda n, i: epilogue(n, i[0], i[1:]),
+    }
+    missing = set(Op) - set(table)
+    assert not missing, f"TORCH misses {missing}"
+    return table
+
+
+def _hwio_to_oihw(w: torch.Tensor) -> torch.Tensor:
+    return w.permute(3, 2, 0, 1)
+
+
+def _depthwise_to_grouped(w: torch.Tensor) -> torch.Tensor:
+    """[kh,kw,C,dm] -> grouped-conv weights [C*dm, 1, kh, kw]; output channel c*dm + m."""
+    kh, kw, c, dm = w.shape
+    return w.reshape(kh, kw, c * dm).permute(2, 0, 1).unsqueeze(1)
+
+
+def _transpose_weights(w: torch.Tensor) -> torch.Tensor:
+    """[kh,kw,Cout,Cin] -> conv_transpose2d weights [Cin, Cout, kh, kw]."""
+    return w.permute(3, 2, 0, 1)
+
+
+TORCH = make_torch_table(device="cpu", dtype="float32")
+
+
+def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None, dtype="float32"):
+    """A plain function `f(*feeds) -> outputs` of torch ops computing `outputs`.
+
+    feeds: one value per placeholder the outputs need, in graph order (`f.placeholders`
+    lists their names); torch tensors on the right device and dtype go straight in, other
+    values are converted. Returns a tuple of tensors, or one tensor when `outputs` is a
+    single Tensor/Node. Weights are converted once, here; the body is straight-line torch
+    code over a precomputed plan, so `torch.compile(f)` can trace it. The channels_last copies
+    of conv weights are made on the first call and reused (warm up once before timing).
+    """
+    from ..weights import check_weights
+    nodes = list(getattr(graph_or_nodes, "nodes", graph_or_nodes))
+    single = not isinstance(outputs, (list, tuple))
+    out_nodes = [getattr(o, "node", o) for o in ([outputs] if single else outputs)]
+    position = {id(n): k for k, n in enumerate(nodes)}
+    for o in out_nodes:
+        if id(o) not in position:
+            raise ValueError(f"output {o.name} is not in the node list")
+
+    needed: set[int] = set()
+    stack = list(out_nodes)
+    while stack:
+        n = stack.pop()
+        if id(n) not in needed:
+            needed.add(id(n))
+            stack.extend(n.inputs)
+    order = [n for n in nodes if id(n) in needed]
+    if len(order) != len(needed):
+        raise ValueError("an input of a needed node is not in the node list")
+    placeholders = [n for n in order if n.op is Op.PLACEHOLDER]
+
+    var_nodes = {n.attrs["var"]: n for n in order if n.op is Op.VARIABLE}
+    check_weights({v: n for v, n in var_nodes.items()}, {k: weights[k] for k in var_nodes if k in weights})
+    device, float_dtype = resolve_device(device), torch_dtype(dtype)
+    table = make_torch_table(device, float_dtype, cache_weight_layouts=True)
+
+    slot = {id(n): k for k, n in enumerate(order)}
+    constants: dict[int, torch.Tensor] = {}
+    plan = []  # (slot, fn, node, input slots) for computed nodes
+    for n in order:
+        if n.op is Op.VARIABLE:
+            constants[slot[id(n)]] = to_torch(weights[n.attrs["var"]], n.dtype, device, float_dtype)
+        elif n.op is Op.PLACEHOLDER:
+            continue
+        else:
+            plan.append((slot[id(n)], lookup(table, n.op, "TORCH"), n, tuple(slot[id(i)] for i in n.inputs)))
+    # Free each intermediate after its last consumer (weights and outputs stay).
+    last_use: dict[int, int] = {}
+    for step, (_, _, _, ins) in enumerate(plan):
+        for i in ins:
+            last_use[i] = step
+    keep = set(constants) | {slot[id(o)] for o in out_nodes}
+    frees = [tuple(sorted({i for i in ins if last_use[i] == step and i not in keep}))
+             for step, (_, _, _, ins) in enumerate(plan)]
+    plan = [p + (fr,) for p, fr in zip(plan, frees)]
+    placeholder_slots = [slot[id(p)] for p in placeholders]
+    out_slots = [slot[id(o)] for o in out_nodes]
+    feed_info = [(p.name, p.dtype, tuple(p.shape)) for p in placeholders]
+
+    def f(*feeds):
+        if len(feeds) != len(placeholder_slots):
+            raise TypeError(f"expected {len(placeholder_slots)} feeds ({[p[0] for p in feed_info]}), got {len(feeds)}")
+        values = [None] * len(order)
+        for k, v in constants.items():
+            values[k] = v
+        for k, v, (name, pdtype, shape) in zip(placeholder_slots, feeds, feed_info):
+            if tuple(v.shape) != shape:
+                raise ValueError(f"placeholder {name}: expected shape {list(shape)}, got {list(v.shape)}")
+            if not isinstance(v, torch.Tensor):
+                v = to_torch(v, pdtype, device, float_dtype)
+            values[k] = v
+        for k, fn, n, ins, free in plan:
+            values[k] = fn(n, [values[i] for i in ins])
+            for i in free:
+                values[i] = None
+        results = tuple(values[k] for k in out_slots)
+        return results[0] if single else results
+
+    f.placeholders = [p.name for p in placeholders]
+    f.device = device
+    f.dtype = float_dtype
+    return f

@@ -1,0 +1,177 @@
+"""`Session`: run fetches of a recorded graph on a backend, TF1 style.
+
+    sess = Session(g, weights, backend="reference")        # or "torch", "triton"
+    logits, probs = sess.run([logits, end_points["predictions"]], {images: batch})
+    out = sess.run({"logits": "resnet_v1_50/logits/BiasAdd:0"}, feed_dict={"images": batch})
+
+Fetches are Tensors, Nodes, tensor names, or any nesting of list / tuple / dict of
+them; the result has the same structure, with NumPy arrays cast to each fetched
+node's dtype (bfloat16, which NumPy lacks, is returned as float32 holding
+bfloat16-rounded values). The weights are checked once, at construction, against
+the variables the graph uses.
+
+Backends: "reference" (NumPy, float64 inside; the living definition), "torch"
+(eager torch, option `dtype`, default float32; `device` default CPU or CUDA when
+present) and "triton" (`slimtriton.compiler.compile(graph, outputs, weights,
+device=..., **compile_options)`, one compiled model cached per fetch set).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .executor import evaluate
+from .ir.graph import Graph
+from .ir.node import Node, Tensor
+from .ir.ops import Op
+
+BACKENDS = ("reference", "torch", "triton")
+_TORCH_OPTIONS = ("dtype",)
+
+
+def used_variables(graph: Graph, nodes=None) -> "dict[str, Any]":
+    """The graph's VariableSpecs that some VARIABLE node in `nodes` (default: the graph) reads."""
+    used = {n.attrs["var"] for n in (graph.nodes if nodes is None else nodes) if n.op is Op.VARIABLE}
+    return {name: spec for name, spec in graph.variables.items() if name in used}
+
+
+class Session:
+    def __init__(self, graph: Graph, weights, backend: str = "reference", device=None, **compile_options):
+        from .weights import check_weights
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+        if not isinstance(graph, Graph):
+            raise TypeError(f"Session needs a slimtriton Graph, got {type(graph).__name__}")
+        if backend == "reference" and compile_options:
+            raise TypeError(f"backend 'reference' takes no options, got {sorted(compile_options)}")
+        if backend == "torch":
+            unknown = sorted(set(compile_options) - set(_TORCH_OPTIONS))
+            if unknown:
+                raise TypeError(f"backend 'torch' options are {_TORCH_OPTIONS}, got unknown {unknown}")
+        self.graph = graph
+        self.backend = backend
+        self.device = device
+        self.compile_options = dict(compile_options)
+        # Declared-but-unused variables may be absent; any name the graph does not declare is an error.
+        used = used_variables(graph)
+        unused = set(graph.variables) - set(used)
+        check_weights(used, {k: v for k, v in weights.items() if k not in unused})
+        self.weights = dict(weights)
+        self._compiled: dict[tuple, Any] = {}
+        self._torch = None  # (table, weights on device) built on first use
+
+    # -- context manager (TF1 habit: `with Session(...) as sess:`) ------------------------------
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._compiled.clear()
+        self._torch = None
+
+    # -- fetches --------------------------------------------------------------------------------
+    def _node(self, fetch) -> Node:
+        if isinstance(fetch, Tensor):
+            if fetch.graph is not self.graph:
+                raise ValueError(f"fetch {fetch.name} belongs to another graph")
+            return fetch.node
+        if isinstance(fetch, Node):
+            if self.graph._by_name.get(fetch.name) is not fetch:
+                raise ValueError(f"fetch node {fetch.name} belongs to another graph")
+            return fetch
+        if isinstance(fetch, str):
+            return self.graph.node_by_name(fetch)
+        raise TypeError(f"cannot fetch a {type(fetch).__name__} ({fetch!r}); fetches are Tensors, "
+                        f"tensor names, or lists/tuples/dicts of them")
+
+    def _flatten(self, fetches, out: list):
+        if isinstance(fetches, dict):
+            for v in fetches.values():
+                self._flatten(v, out)
+        elif isinstance(fetches, (list, tuple)):
+            for v in fetches:
+                self._flatten(v, out)
+        else:
+            out.append(self._node(fetches))
+
+    @staticmethod
+    def _rebuild(fetches, values):
+        if isinstance(fetches, dict):
+            return type(fetches)((k, Session._rebuild(v, values)) for k, v in fetches.items())
+        if isinstance(fetches, tuple) and hasattr(fetches, "_fields"):  # namedtuple
+            return type(fetches)(*(Session._rebuild(v, values) for v in fetches))
+        if isinstance(fetches, (list, tuple)):
+            return type(fetches)(Session._rebuild(v, values) for v in fetches)
+        return next(values)
+
+    def _feeds(self, feed_dict) -> dict[Node, Any]:
+        feeds = {}
+        for key, value in (feed_dict or {}).items():
+            node = self._node(key)
+            if node in feeds:
+                raise ValueError(f"feed_dict feeds {node.name} twice")
+            feeds[node] = value
+        return feeds
+
+    def run(self, fetches, feed_dict=None):
+        """Evaluate `fetches` (same structure back, NumPy arrays) with `feed_dict` {Tensor|name: array}."""
+        nodes: list[Node] = []
+        self._flatten(fetches, nodes)
+        feeds = self._feeds(feed_dict)
+        if self.backend == "reference":
+            from .reference import REFERENCE
+            values = evaluate(self.graph.nodes, nodes, feeds, self.weights, REFERENCE, "REFERENCE")
+        elif self.backend == "torch":
+            values = self._run_torch(nodes, feeds)
+        else:
+            values = self._run_triton(nodes, feeds)
+        arrays = [to_numpy(v, n.dtype) for v, n in zip(values, nodes)]
+        return self._rebuild(fetches, iter(arrays))
+
+    # -- backends -------------------------------------------------------------------------------
+    def _run_torch(self, nodes, feeds):
+        from .backends.torch_backend import convert_weights, make_torch_table, resolve_device
+        if self._torch is None:
+            device = resolve_device(self.device)
+            dtype = self.compile_options.get("dtype", "float32")
+            table = make_torch_table(device, dtype)
+            self._torch = (table, convert_weights(self.weights, used_variables(self.graph), device, dtype))
+        table, weights = self._torch
+        return evaluate(self.graph.nodes, nodes, feeds, weights, table, "TORCH")
+
+    def _run_triton(self, nodes, feeds):
+        from . import compiler
+        key = tuple(id(n) for n in nodes)
+        model = self._compiled.get(key)
+        if model is None:
+            model = compiler.compile(self.graph, list(nodes), self.weights, device=self.device,
+                                     **self.compile_options)
+            self._compiled[key] = model
+        result = model(feeds)
+        if isinstance(result, dict):
+            return [result[n.name] for n in nodes]
+        if not isinstance(result, (list, tuple)):
+            result = [result]
+        if len(result) != len(nodes):
+            raise RuntimeError(f"compiled model returned {len(result)} values for {len(nodes)} fetches")
+        return list(result)
+
+
+def to_numpy(value, dtype: str) -> np.ndarray:
+    """A backend value (NumPy array, torch tensor, scalar) as a NumPy array of the node's dtype."""
+    if hasattr(value, "detach"):  # torch tensor
+        import torch
+        value = value.detach()
+        if dtype == "bfloat16":
+            return value.to(torch.bfloat16).float().cpu().numpy()
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        return value.cpu().numpy().astype(np.dtype(dtype), copy=False)
+    if dtype == "bfloat16":
+        import torch
+        rounded = torch.from_numpy(np.asarray(value, dtype=np.float32)).to(torch.bfloat16).float()
+        return rounded.numpy()
+    return np.asarray(value).astype(np.dtype(dtype), copy=False)

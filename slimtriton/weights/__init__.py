@@ -1,0 +1,165 @@
+"""Weights: a plain ``dict[str, np.ndarray]`` keyed by TF-Slim variable names.
+
+    weights = init_weights(graph, seed=0)          # from the recorded initializers
+    save_weights(weights, "resnet.safetensors")    # or .npz
+    weights = load_weights("resnet_v1_50.ckpt")    # .npz, .safetensors, TF V2 checkpoint
+    check_weights(graph, weights)                  # WeightsMismatchError lists every problem
+
+TF checkpoints are read by `slimtriton.weights.tf_checkpoint.read_checkpoint`.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["WeightsMismatchError", "init_weights", "load_weights", "save_weights", "check_weights"]
+
+_FLOAT_KINDS = ("float16", "bfloat16", "float32", "float64")
+
+
+class WeightsMismatchError(ValueError):
+    """Weights do not match the graph's variables; `.missing`, `.unexpected`, `.mis_shaped`, `.mis_typed`."""
+
+    def __init__(self, missing, unexpected, mis_shaped, mis_typed=()):
+        self.missing = list(missing)          # [(name, expected shape)]
+        self.unexpected = list(unexpected)    # [(name, shape)]
+        self.mis_shaped = list(mis_shaped)    # [(name, expected shape, got shape)]
+        self.mis_typed = list(mis_typed)      # [(name, expected dtype, got dtype)]
+        lines = [f"weights do not match the graph's variables ({len(self.missing)} missing, "
+                 f"{len(self.unexpected)} unexpected, {len(self.mis_shaped)} mis-shaped, "
+                 f"{len(self.mis_typed)} mis-typed)"]
+        lines += [f"  missing:    {n} {list(s)}" for n, s in self.missing]
+        lines += [f"  unexpected: {n} {list(s)}" for n, s in self.unexpected]
+        lines += [f"  mis-shaped: {n}: expected {list(e)}, got {list(g)}" for n, e, g in self.mis_shaped]
+        lines += [f"  mis-typed:  {n}: expected {e}, got {g}" for n, e, g in self.mis_typed]
+        super().__init__("\n".join(lines))
+
+
+def _variable_specs(graph_or_variables) -> "OrderedDict[str, tuple[tuple[int, ...], str]]":
+    """{name: (shape, dtype)} from a Graph, a {name: VariableSpec} mapping or a {name: shape} mapping."""
+    variables = getattr(graph_or_variables, "variables", graph_or_variables)
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"expected a Graph or a mapping of variables, got {type(graph_or_variables).__name__}")
+    specs = OrderedDict()
+    for name, spec in variables.items():
+        if hasattr(spec, "shape") and hasattr(spec, "dtype") and not isinstance(spec, np.ndarray):
+            specs[name] = (tuple(int(d) for d in spec.shape), str(spec.dtype))
+        else:  # a bare shape
+            specs[name] = (tuple(int(d) for d in spec), "float32")
+    return specs
+
+
+def _dtype_name(value) -> str:
+    return str(getattr(value, "dtype", np.asarray(value).dtype)).replace("torch.", "")
+
+
+def _same_kind(expected: str, got: str) -> bool:
+    if expected in _FLOAT_KINDS:
+        return got in _FLOAT_KINDS
+    return expected == got
+
+
+def check_weights(graph_or_variables, weights: Mapping) -> None:
+    """Raise one WeightsMismatchError listing every missing, unexpected, mis-shaped or mis-typed name.
+
+    A float variable accepts any float dtype (the executors convert); other dtypes must match.
+    """
+    specs = _variable_specs(graph_or_variables)
+    missing = [(n, s) for n, (s, _) in specs.items() if n not in weights]
+    unexpected = [(n, tuple(np.shape(v))) for n, v in weights.items() if n not in specs]
+    mis_shaped, mis_typed = [], []
+    for name, (shape, dtype) in specs.items():
+        if name not in weights:
+            continue
+        value = weights[name]
+        got = tuple(int(d) for d in getattr(value, "shape", np.shape(value)))
+        if got != shape:
+            mis_shaped.append((name, shape, got))
+        elif not _same_kind(dtype, _dtype_name(value)):
+            mis_typed.append((name, dtype, _dtype_name(value)))
+    if missing or unexpected or mis_shaped or mis_typed:
+        raise WeightsMismatchError(missing, unexpected, mis_shaped, mis_typed)
+
+
+def init_weights(graph, seed: int = 0) -> "OrderedDict[str, np.ndarray]":
+    """Values for every variable of `graph` from its recorded initializer.
+
+    One `numpy.random.Generator` seeded with `seed` serves all variables, in graph order,
+    so the same graph and seed always give the same weights.
+    """
+    rng = np.random.default_rng(seed)
+    weights: "OrderedDict[str, np.ndarray]" = OrderedDict()
+    for name, spec in graph.variables.items():
+        if spec.initializer is None:
+            raise ValueError(f"variable {name} {list(spec.shape)} has no initializer; "
+                             f"load its value with load_weights instead")
+        value = np.asarray(spec.initializer(tuple(spec.shape), spec.dtype, rng))
+        if tuple(value.shape) != tuple(spec.shape):
+            raise ValueError(f"initializer of variable {name} returned shape {list(value.shape)}, "
+                             f"expected {list(spec.shape)}")
+        weights[name] = _as_dtype(value, spec.dtype)
+    return weights
+
+
+def _as_dtype(value: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "bfloat16":  # NumPy has no bfloat16: keep float32
+        return value.astype(np.float32)
+    return value.astype(np.dtype(dtype))
+
+
+_SUPPORTED = ".npz, .safetensors, or a TF V2 checkpoint (prefix like model.ckpt, its directory, or its `checkpoint` file)"
+
+
+def _is_tf_checkpoint(path: str) -> bool:
+    base = os.path.basename(path.rstrip("/"))
+    return (os.path.isdir(path) or base == "checkpoint" or ".ckpt" in base
+            or os.path.exists(path + ".index") or base.endswith(".index"))
+
+
+def load_weights(path) -> "OrderedDict[str, np.ndarray]":
+    """Read weights from `.npz`, `.safetensors` or a TF V2 checkpoint; names are kept as stored."""
+    path = os.fspath(path)
+    lower = path.lower()
+    if lower.endswith(".npz"):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"weights file {path} does not exist")
+        with np.load(path, allow_pickle=False) as data:
+            return OrderedDict((name, data[name]) for name in data.files)
+    if lower.endswith(".safetensors"):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"weights file {path} does not exist")
+        from safetensors.numpy import load_file
+        return OrderedDict(load_file(path))
+    if _is_tf_checkpoint(path):
+        from .tf_checkpoint import read_checkpoint
+        return OrderedDict(read_checkpoint(path))
+    raise ValueError(f"cannot load weights from {path}: unknown format; supported: {_SUPPORTED}")
+
+
+def save_weights(weights: Mapping, path) -> None:
+    """Write weights to `.npz` (np.savez) or `.safetensors`."""
+    path = os.fspath(path)
+    arrays = OrderedDict((str(k), np.ascontiguousarray(_host(v))) for k, v in weights.items())
+    lower = path.lower()
+    if lower.endswith(".npz"):
+        clash = [k for k in arrays if k in ("file", "allow_pickle")]
+        if clash:  # np.savez takes these as its own keyword arguments
+            raise ValueError(f"cannot save weights to {path}: names {clash} clash with np.savez; use .safetensors")
+        np.savez(path, **arrays)
+    elif lower.endswith(".safetensors"):
+        from safetensors.numpy import save_file
+        save_file(dict(arrays), path)
+    else:
+        raise ValueError(f"cannot save weights to {path}: unknown extension; supported: .npz, .safetensors")
+
+
+def _host(value) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        return value.numpy()
+    return np.asarray(value)
