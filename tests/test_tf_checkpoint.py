@@ -411,3 +411,65 @@ def test_every_single_byte_corruption_is_caught(tmp_path):
             for name in original:
                 np.testing.assert_array_equal(result[name], original[name], err_msg=f"{suffix} {i}")
         path.write_bytes(pristine)
+
+
+# --------------------------------------------------------------------------------------------
+# `slimtriton convert`
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def cli_main(monkeypatch):
+    """`slimtriton.cli.main` with only the convert sub-command registered, so that this test
+    depends on no other command module."""
+    import slimtriton.cli as cli
+    monkeypatch.setattr(cli, "COMMANDS", ["convert"])
+    return cli.main
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_convert_checkpoint(tmp_path, cli_main, capsys, suffix):
+    from slimtriton.weights import load_weights
+    out = tmp_path / f"resnet{suffix}"
+    assert cli_main(["convert", str(RESNET), str(out)]) == 0
+    expected = resnet_npz_vars()
+    parameters = sum(a.size for a in expected.values())
+    assert f"{len(expected)} tensors, {parameters:,} parameters" in capsys.readouterr().out
+    converted = load_weights(out)
+    assert set(converted) == set(expected)
+    for name, array in expected.items():
+        assert converted[name].dtype == array.dtype
+        np.testing.assert_array_equal(converted[name], array, err_msg=name)
+
+
+def test_convert_include_non_model(tmp_path, cli_main, capsys):
+    from slimtriton.weights import load_weights
+    out = tmp_path / "mixed.safetensors"
+    assert cli_main(["convert", str(CKPT_DIR), str(out)]) == 0
+    assert list(load_weights(out)) == ["half/w"]
+    assert cli_main(["convert", "--include-non-model", str(CKPT_DIR), str(out)]) == 0
+    assert "2 tensors, 13 parameters" in capsys.readouterr().out
+    converted = load_weights(out)
+    assert converted["global_step"].dtype == np.int64 and converted["half/w"].dtype == np.float16
+    assert converted["global_step"].ravel().tolist() == [123456789012]
+
+
+@pytest.mark.xfail(strict=True, reason="slimtriton.weights.save_weights uses np.ascontiguousarray, "
+                   "which turns 0-d arrays (global_step) into shape (1,); remove this mark once fixed")
+def test_convert_keeps_scalar_shapes(tmp_path, cli_main):
+    from slimtriton.weights import load_weights
+    out = tmp_path / "mixed.npz"
+    assert cli_main(["convert", "--include-non-model", str(CKPT_DIR), str(out)]) == 0
+    assert load_weights(out)["global_step"].shape == ()
+
+
+def test_convert_errors(tmp_path, cli_main, capsys):
+    assert cli_main(["convert", str(RESNET), str(tmp_path / "out.pt")]) == 2
+    assert "must end in .safetensors or .npz" in capsys.readouterr().err
+    assert cli_main(["convert", "--include-non-model", str(FIXTURES / "resnet_v2_tiny.npz"),
+                     str(tmp_path / "o.npz")]) == 2
+    prefix = _copy(RESNET, tmp_path)
+    Path(f"{prefix}{DATA_SUFFIX}").unlink()
+    assert cli_main(["convert", str(prefix), str(tmp_path / "o.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "missing" in err
+    assert not (tmp_path / "o.npz").exists()

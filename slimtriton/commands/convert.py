@@ -1,0 +1,60 @@
+"""`slimtriton convert CKPT OUT.safetensors|OUT.npz`: rewrite a weights file in another format.
+
+CKPT is anything `slimtriton.weights.load_weights` reads: a TF V2 checkpoint (prefix `X.ckpt`,
+`X.ckpt.index`, its directory or `checkpoint` file), `.npz` or `.safetensors`. Names are kept as
+stored (TF-Slim variable names). Non-model checkpoint entries (global_step, optimizer slots, the
+object graph) are left out unless `--include-non-model`; string tensors have no place in
+.npz/.safetensors weights and are dropped with a note naming them.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert", help="convert a TF checkpoint (or .npz/.safetensors) to .safetensors or .npz",
+        description=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("checkpoint", metavar="CKPT",
+                        help="TF V2 checkpoint prefix, its .index, its directory, or .npz/.safetensors")
+    parser.add_argument("output", metavar="OUT", help="output file: OUT.safetensors or OUT.npz")
+    parser.add_argument("--include-non-model", action="store_true",
+                        help="keep global_step, optimizer slots (Momentum, Adam, ...) and "
+                             "ExponentialMovingAverage entries of a TF checkpoint")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from slimtriton.weights import load_weights, save_weights
+    from slimtriton.weights.tf_checkpoint import is_tf_checkpoint, read_checkpoint
+
+    output = str(args.output)
+    if not output.lower().endswith((".safetensors", ".npz")):
+        print(f"slimtriton convert: output {output} must end in .safetensors or .npz", file=sys.stderr)
+        return 2
+    if args.include_non_model and not is_tf_checkpoint(args.checkpoint):
+        print(f"slimtriton convert: --include-non-model applies to TF checkpoints only; "
+              f"{args.checkpoint} is not one", file=sys.stderr)
+        return 2
+    try:
+        if args.include_non_model:
+            weights = read_checkpoint(args.checkpoint, include_non_model=True)
+        else:
+            weights = load_weights(args.checkpoint)
+    except (ValueError, NotImplementedError, OSError) as err:  # CheckpointError is a ValueError
+        print(f"slimtriton convert: cannot read {args.checkpoint}: {err}", file=sys.stderr)
+        return 1
+
+    strings = [name for name, value in weights.items() if np.asarray(value).dtype == object]
+    if strings:
+        print(f"note: dropping {len(strings)} string tensor(s) that .npz/.safetensors weights "
+              f"cannot hold: {', '.join(strings)}")
+        weights = {name: value for name, value in weights.items() if name not in strings}
+    save_weights(weights, output)
+    parameters = sum(int(np.asarray(value).size) for value in weights.values())
+    size = sum(int(np.asarray(value).nbytes) for value in weights.values())
+    print(f"wrote {output}: {len(weights)} tensors, {parameters:,} parameters "
+          f"({size / 2**20:.2f} MiB)")
+    return 0
