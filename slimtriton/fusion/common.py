@@ -1,0 +1,77 @@
+"""Shared vocabulary of the fusion passes: which base op fuses into which FUSED_* op,
+the default epilogue attributes, and small readers for batch-norm parameters."""
+from __future__ import annotations
+
+from ..ir.ops import Op
+from . import folding
+
+# base op -> (fused op, weight layout for output-channel scaling)
+FUSED_OF = {
+    Op.CONV2D: (Op.FUSED_CONV2D, "hwio"),
+    Op.DEPTHWISE_CONV2D: (Op.FUSED_DEPTHWISE_CONV2D, "depthwise"),
+    Op.CONV2D_TRANSPOSE: (Op.FUSED_CONV2D_TRANSPOSE, "transpose"),
+    Op.MATMUL: (Op.FUSED_MATMUL, "matmul"),
+}
+BASE_OPS = frozenset(FUSED_OF)
+FUSED_OPS = frozenset(f for f, _ in FUSED_OF.values()) | {Op.FUSED_ELEMENTWISE}
+PROLOGUE_OPS = frozenset({Op.FUSED_CONV2D, Op.FUSED_DEPTHWISE_CONV2D})
+ACT_NAME = {Op.RELU: "relu", Op.RELU6: "relu6"}
+
+EPILOGUE_DEFAULTS = dict(act="none", residual=False, residual_scale=1.0, act2="none")
+
+
+def fused_attrs(base_op: Op, base_attrs) -> dict:
+    attrs = dict(base_attrs)
+    attrs.update(EPILOGUE_DEFAULTS)
+    if base_op in (Op.CONV2D, Op.DEPTHWISE_CONV2D):
+        attrs.update(prologue=False, prologue_act="none")
+    return attrs
+
+
+def n_base_inputs(op: Op) -> int:
+    return 1 if op is Op.FUSED_ELEMENTWISE else 2
+
+
+def plain_epilogue(node) -> bool:
+    """A fused node whose epilogue is only the affine map (more can be composed onto it)."""
+    return node.op in FUSED_OPS and node.attrs["act"] == "none" and not node.attrs["residual"]
+
+
+def is_var(node) -> bool:
+    return node.op is Op.VARIABLE
+
+
+def var(node) -> str:
+    return node.attrs["var"]
+
+
+def bn_parts(bn):
+    """(mean, var, gamma|None, beta|None) input nodes of an inference BATCH_NORM."""
+    ins = list(bn.inputs[1:])
+    mean, variance = ins[0], ins[1]
+    k = 2
+    gamma = beta = None
+    if bn.attrs["scale"]:
+        gamma = ins[k]
+        k += 1
+    if bn.attrs["center"]:
+        beta = ins[k]
+    return mean, variance, gamma, beta
+
+
+def bn_foldable(bn) -> bool:
+    return not bn.attrs["is_training"] and all(is_var(p) for p in bn.inputs[1:])
+
+
+def bn_recipe(bn):
+    """(sources, fn(values) -> (scale, shift)) for an inference BN with parameter inputs."""
+    mean, variance, gamma, beta = bn_parts(bn)
+    eps = float(bn.attrs["epsilon"])
+    names = [var(mean), var(variance), var(gamma) if gamma is not None else None,
+             var(beta) if beta is not None else None]
+
+    def affine(values):
+        return folding.batch_norm_affine(values[names[0]], values[names[1]],
+                                         values[names[2]] if names[2] else None,
+                                         values[names[3]] if names[3] else None, eps)
+    return [n for n in names if n], affine

@@ -1,0 +1,39 @@
+"""The one list of fusion passes, in order; the IR verifier runs after every pass.
+
+IR passes rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint); plan
+passes (concat elimination, global-mean GEMM, memory plan) act on the kernel plan built
+from the result, in slimtriton.runtime.plan.
+"""
+from __future__ import annotations
+
+from . import const_fold, epilogue, fold_affine, fold_pad, prologue, remove_identities
+from .program import Program, rewrite
+
+IR_PASSES = [
+    ("const_fold", const_fold.RULES),                # 0: weight-only subgraphs -> derived parameters
+    ("remove_identities", remove_identities.RULES),  # 1: identity, inference dropout, subsample(1), no-op reshape
+    ("fold_pad", fold_pad.RULES),                    # 2: explicit zero PAD -> the conv's own padding
+    ("fold_affine", fold_affine.RULES),              # 3: inference BN and bias -> conv weights + shift
+    ("epilogue", epilogue.RULES),                    # 4: act / residual add / scaled residual -> FUSED_* epilogue
+    ("prologue", prologue.RULES),                    # 5: pre-activation BN+ReLU -> consumers' prologue (byte model)
+]
+
+# Plan passes, applied by slimtriton.runtime.plan.build_plan in this order:
+PLAN_PASSES = [
+    "mean_gemm",           # 7: global mean + 1x1 conv / FC -> one kernel, no pooled round trip
+    "concat_elimination",  # 6: producers write straight into channel slices of the concat buffer
+    "memory_plan",         # 8: buffers reused by liveness; peak activation bytes
+]
+
+
+def run_passes(program: Program, upto: str | None = None, log=None) -> Program:
+    """Apply the IR passes in order (through `upto` when given), verifying after each."""
+    program.verify("recording")
+    for name, rules in IR_PASSES:
+        before = len(program.nodes)
+        program = rewrite(program, rules, after=f"pass {name}")
+        if log is not None:
+            log(f"{name}: {before} -> {len(program.nodes)} nodes")
+        if name == upto:
+            break
+    return program

@@ -1,0 +1,237 @@
+"""What the passes transform: a `Program` (nodes, outputs, derived parameters, provenance).
+
+A pass never mutates nodes (they are immutable); it returns a new node list. Rewrites
+keep the *root* node's name for the node that replaces it, so end points and outputs
+stay addressable, and record in `origin` which recorded IR ops each node now stands
+for (the fusion report prints these scope names).
+
+Derived parameters (BN folded into conv weights, epilogue scale/shift vectors, folded
+weight-only subgraphs) are new `Op.VARIABLE` nodes with derived names. Their values are
+*recipes* (`DerivedParam`: a pure function of other parameters), evaluated in float64
+only when weights are given, so a program can be planned and reported without weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable, Mapping, Optional
+
+import numpy as np
+
+from ..ir.node import Node
+from ..ir.ops import Op
+from ..ir.shapes import infer
+from ..ir.verify import verify
+
+
+@dataclasses.dataclass(frozen=True)
+class DerivedParam:
+    """A parameter computed from others: `compute({source name: float64 array}) -> array`."""
+    name: str
+    shape: tuple[int, ...]
+    sources: tuple[str, ...]
+    compute: Callable[[Mapping[str, np.ndarray]], np.ndarray]
+    why: str = ""
+
+
+@dataclasses.dataclass
+class Program:
+    nodes: list[Node]
+    outputs: list[Node]
+    derived: dict[str, DerivedParam] = dataclasses.field(default_factory=dict)
+    origin: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+    @staticmethod
+    def from_graph(nodes: Iterable[Node], outputs: Iterable[Node]) -> "Program":
+        nodes = list(nodes)
+        prog = Program(nodes, list(outputs), {}, {n.name: (n.name,) for n in nodes})
+        return prog.without_dead_code()
+
+    def origin_of(self, node: Node) -> tuple[str, ...]:
+        return self.origin.get(node.name, (node.name,))
+
+    def uses(self) -> dict[str, int]:
+        """Consumers per node name; a requested output counts as one use (it must exist)."""
+        counts: dict[str, int] = {n.name: 0 for n in self.nodes}
+        for n in self.nodes:
+            for i in n.inputs:
+                counts[i.name] = counts.get(i.name, 0) + 1
+        for o in self.outputs:
+            counts[o.name] = counts.get(o.name, 0) + 1
+        return counts
+
+    def consumers(self) -> dict[str, list[Node]]:
+        users: dict[str, list[Node]] = {n.name: [] for n in self.nodes}
+        for n in self.nodes:
+            for i in n.inputs:
+                if n not in users[i.name]:
+                    users[i.name].append(n)
+        return users
+
+    def without_dead_code(self) -> "Program":
+        live: set[int] = set()
+        stack = list(self.outputs)
+        while stack:
+            n = stack.pop()
+            if id(n) in live:
+                continue
+            live.add(id(n))
+            stack.extend(n.inputs)
+        nodes = [n for n in self.nodes if id(n) in live]
+        needed = [n.attrs["var"] for n in nodes if n.op is Op.VARIABLE]
+        keep: set[str] = set()
+        while needed:
+            name = needed.pop()
+            if name in self.derived and name not in keep:
+                keep.add(name)
+                needed.extend(self.derived[name].sources)
+        derived = {k: v for k, v in self.derived.items() if k in keep}
+        return Program(nodes, list(self.outputs), derived, dict(self.origin))
+
+    def verify(self, after: str) -> None:
+        verify(self.nodes, self.outputs, after=after)
+
+    def __str__(self) -> str:
+        from ..ir.graph import format_nodes
+        return format_nodes(self.nodes)
+
+
+def resolve_parameters(program: Program, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Values (float64) of every VARIABLE the program reads: given weights plus derived recipes."""
+    cache: dict[str, np.ndarray] = {}
+
+    def value(name: str, chain=()) -> np.ndarray:
+        if name in cache:
+            return cache[name]
+        if name in program.derived:
+            d = program.derived[name]
+            if name in chain:
+                raise RuntimeError(f"derived parameter {name} depends on itself: {' -> '.join(chain)}")
+            srcs = {s: value(s, chain + (name,)) for s in d.sources}
+            out = np.asarray(d.compute(srcs), dtype=np.float64)
+            if tuple(out.shape) != tuple(d.shape):
+                raise RuntimeError(f"derived parameter {name} ({d.why}) has shape {list(out.shape)}, "
+                                   f"expected {list(d.shape)}")
+        elif name in weights:
+            out = np.asarray(weights[name], dtype=np.float64)
+        else:
+            raise KeyError(name)
+        cache[name] = out
+        return out
+
+    result = {}
+    for n in program.nodes:
+        if n.op is Op.VARIABLE:
+            result[n.attrs["var"]] = value(n.attrs["var"])
+    return result
+
+
+class RewriteContext:
+    """Handed to replacement functions: builds nodes (shape-checked) and derived parameters."""
+
+    def __init__(self, program: Program, uses: dict[str, int], order: dict[str, int]):
+        self.program = program
+        self.uses = uses
+        self.order = order  # position of each node name at the start of the sweep
+        self.emitted: list[Node] = []
+        self.emitted_ids: set[int] = set()
+        self._consumers = None
+        self._names = {n.name for n in program.nodes} | set(program.derived)
+
+    @property
+    def consumers(self) -> dict[str, list[Node]]:
+        """Consumers per node name at the start of the sweep."""
+        if self._consumers is None:
+            self._consumers = self.program.consumers()
+        return self._consumers
+        self._names = {n.name for n in program.nodes} | set(program.derived)
+
+    def unique(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._names:
+            name = f"{base}_{i}"
+            i += 1
+        self._names.add(name)
+        return name
+
+    def node(self, op: Op, inputs, attrs: dict, name: str) -> Node:
+        """A new node; `name` is kept as given (a replacement takes its root's name)."""
+        shape, dtype = infer(op, inputs, attrs, name)
+        return Node.make(op, inputs, attrs, shape, dtype, name)
+
+    def param(self, base_name: str, shape, sources, compute, why: str, dtype: str = "float32") -> Node:
+        """A new VARIABLE node whose value is `compute({source: array})`, emitted before use."""
+        name = self.unique(base_name)
+        shape = tuple(int(d) for d in shape)
+        self.program.derived[name] = DerivedParam(name, shape, tuple(sources), compute, why)
+        node = Node.make(Op.VARIABLE, (), {"var": name, "shape": shape, "dtype": dtype}, shape, dtype, name)
+        self.emit(node)
+        return node
+
+    def emit(self, node: Node) -> None:
+        if id(node) not in self.emitted_ids:
+            self.emitted.append(node)
+            self.emitted_ids.add(id(node))
+
+    def filled(self, base_name: str, length: int, value: float, dtype: str = "float32") -> Node:
+        return self.param(base_name, (length,), (), lambda _s, n=length, v=value: np.full(n, v), f"constant {value}",
+                          dtype)
+
+
+def rewrite(program: Program, rules, after: str, max_sweeps: int = 50) -> Program:
+    """Apply `rules` (tried in order at each node, forward sweep) until none fires.
+
+    Each sweep rebuilds consumers of replaced nodes, drops dead code and runs the verifier.
+    """
+    for _ in range(max_sweeps):
+        uses = program.uses()
+        order = {n.name: k for k, n in enumerate(program.nodes)}
+        ctx = RewriteContext(program, uses, order)
+        mapping: dict[int, Node] = {}
+        changed = False
+        for node in program.nodes:
+            ins = tuple(mapping.get(id(i), i) for i in node.inputs)
+            cur = node if all(a is b for a, b in zip(ins, node.inputs)) else node.replace(inputs=ins)
+            for rule in rules:
+                match = rule.pattern.match(cur, uses)
+                if match is None:
+                    continue
+                out = rule.replace(match, ctx)
+                if out is None:
+                    continue
+                if out is not cur:
+                    if out.op not in (Op.VARIABLE, Op.PLACEHOLDER) and id(out) not in ctx.emitted_ids:
+                        program.origin[out.name] = _absorbed_origin(program, cur, out, match.values())
+                    changed = True
+                    cur = out
+                break
+            if cur is not node:
+                mapping[id(node)] = cur
+            ctx.emit(cur)
+        outputs = [mapping.get(id(o), o) for o in program.outputs]
+        program = Program(ctx.emitted, outputs, program.derived, program.origin).without_dead_code()
+        program.verify(after)
+        if not changed:
+            return program
+    raise RuntimeError(f"pass {after} did not converge after {max_sweeps} sweeps")
+
+
+def _absorbed_origin(program: Program, cur: Node, out: Node, matched) -> tuple[str, ...]:
+    """Recorded ops the replacement stands for: the root, matched nodes, and every node
+    between the root and the replacement's inputs (absorbed into it)."""
+    keep = {id(i) for i in out.inputs}
+    merged: list[str] = []
+    stack = [cur, *matched]
+    seen: set[int] = set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen or id(n) in keep or n is out or n.op in (Op.VARIABLE, Op.CONSTANT, Op.PLACEHOLDER):
+            continue
+        seen.add(id(n))
+        merged.extend(program.origin.get(n.name, (n.name,)))
+        stack.extend(n.inputs)
+    return tuple(dict.fromkeys(merged))
+
+
+def single(values) -> Optional[Node]:
+    values = list(values)
+    return values[0] if len(values) == 1 else None

@@ -1,0 +1,75 @@
+"""Pass 5: pre-activation BN+ReLU (ResNet v2 `preact`) fused into its consumers' prologue.
+
+A FUSED_ELEMENTWISE e = act(x * s + t) without residual, whose every consumer is a conv /
+depthwise conv reading it as its input (not as a residual), can instead be applied by each
+consumer while it loads x (`prologue`; padded cells stay zero, fused_ops.md).
+
+The rule, from the byte model (slimtriton.report.kernel_bytes, the one used for the
+report): with n consumers, keeping e costs one pointwise kernel (read x, s, t; write y) plus
+n reads of y; the prologue costs n reads of x (and of s, t). The prologue wins when
+n * bytes(x) + n * bytes(s, t) < bytes(x) + bytes(s, t) + bytes(y) + n * bytes(y) -- with
+y the size of x, that always holds in bytes -- *and* the recomputation it buys is bounded:
+a consumer with a kh x kw window re-applies the prologue to each input element kh*kw / (sh*sw)
+times, once per output-channel tile, so the summed taps over all consumers must stay within
+`MAX_PROLOGUE_TAPS` (1x1 consumers, as ResNet v2's conv1 and projection shortcut, qualify;
+a 3x3 consumer or many consumers keep the pointwise kernel). A requested output, a
+residual or non-conv consumer (pooling, GEMM, concat) keeps e as its own kernel.
+"""
+from __future__ import annotations
+
+from ..ir.ops import Op
+from .common import PROLOGUE_OPS
+from .pattern import Pat, Rule
+
+MAX_PROLOGUE_TAPS = 4
+
+
+def _candidate(e) -> bool:
+    return e.op is Op.FUSED_ELEMENTWISE and not e.attrs["residual"]
+
+
+def _taps(conv) -> float:
+    w = conv.inputs[1]
+    sh, sw = conv.attrs["strides"]
+    return w.shape[0] * w.shape[1] / (sh * sw)
+
+
+def prologue_saves_bytes(e, consumers, dtype: str = None) -> bool:
+    """The byte-model comparison of the module docstring."""
+    from ..report import tensor_bytes
+    dt = dtype or e.dtype
+    x, s, t = e.inputs[:3]
+    n = len(consumers)
+    vec = tensor_bytes(s.shape, dt) + tensor_bytes(t.shape, dt)
+    keep = tensor_bytes(x.shape, dt) + vec + tensor_bytes(e.shape, dt) + n * tensor_bytes(e.shape, dt)
+    fuse = n * (tensor_bytes(x.shape, dt) + vec)
+    return fuse < keep
+
+
+def _eligible(e, ctx) -> bool:
+    users = ctx.consumers.get(e.name, [])
+    if not users or ctx.uses.get(e.name, 0) != sum(sum(i.name == e.name for i in u.inputs) for u in users):
+        return False  # a requested output
+    for u in users:
+        if u.op not in PROLOGUE_OPS or u.attrs["prologue"] or u.inputs[0].name != e.name:
+            return False
+        if any(i.name == e.name for i in u.inputs[1:]):
+            return False
+    if sum(_taps(u) for u in users) > MAX_PROLOGUE_TAPS:
+        return False
+    return prologue_saves_bytes(e, users)
+
+
+def _into_prologue(match, ctx):
+    conv, e = match["root"], match["e"]
+    if not _eligible(e, ctx):
+        return None
+    x, s, t = e.inputs[:3]
+    attrs = dict(conv.attrs, prologue=True, prologue_act=e.attrs["act"])
+    return ctx.node(conv.op, (x,) + conv.inputs[1:] + (s, t), attrs, conv.name)
+
+
+RULES = [
+    Rule("pointwise_into_prologue", Pat(PROLOGUE_OPS, Pat(where=_candidate, name="e"), name="root", rest=True),
+         _into_prologue),
+]
