@@ -30,7 +30,7 @@ _MIXED = {
     "Mixed_5c": (384, (192, 384), (48, 128), 128),
 }
 
-# (end point, kind) in order; kind is 'conv', 'pool' or 'mixed'.
+# The end points in network order; _ROOT is the stem that include_root_block=False skips.
 _LAYERS = (
     "Conv2d_1a_7x7", "MaxPool_2a_3x3", "Conv2d_2b_1x1", "Conv2d_2c_3x3", "MaxPool_3a_3x3",
     "Mixed_3b", "Mixed_3c", "MaxPool_4a_3x3", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e",
