@@ -55,7 +55,7 @@ def to_torch(value, node_dtype: str, device: torch.device, float_dtype: torch.dt
     array = np.asarray(value)
     if array.dtype.kind == "f" and array.dtype != np.float64:
         array = array.astype(np.float64)  # any host float goes through float64, then one rounding
-    return torch.as_tensor(np.ascontiguousarray(array)).to(device=device, dtype=target)
+    return torch.as_tensor(np.require(array, requirements="C")).to(device=device, dtype=target)
 
 
 def convert_weights(weights: Mapping, variables: Mapping, device, dtype) -> dict:

@@ -142,7 +142,8 @@ def load_weights(path) -> "OrderedDict[str, np.ndarray]":
 def save_weights(weights: Mapping, path) -> None:
     """Write weights to `.npz` (np.savez) or `.safetensors`."""
     path = os.fspath(path)
-    arrays = OrderedDict((str(k), np.ascontiguousarray(_host(v))) for k, v in weights.items())
+    # np.require, not np.ascontiguousarray: the latter turns 0-d arrays (global_step) into 1-d.
+    arrays = OrderedDict((str(k), np.require(_host(v), requirements="C")) for k, v in weights.items())
     lower = path.lower()
     if lower.endswith(".npz"):
         clash = [k for k in arrays if k in ("file", "allow_pickle")]
