@@ -68,11 +68,17 @@ from .common import KernelArgumentError  # noqa: E402
 from .config import interpreting  # noqa: E402
 from .conv import (PackedWeight, conv2d, conv2d_transpose, matmul, prepack_conv2d,  # noqa: E402
                    prepack_conv2d_transpose, prepack_matmul)
+from .depthwise import depthwise_conv2d, prepack_depthwise  # noqa: E402
+from .elementwise import affine_act, binary, copy_channels, pad, unary  # noqa: E402
 from .launch import KernelLaunch, poison_enabled, record_launches, set_poison  # noqa: E402
+from .norm import softmax, unit_norm  # noqa: E402
+from .pool import avg_pool2d, global_mean, max_pool2d  # noqa: E402
 
 __all__ = [
     "KernelArgumentError", "KernelLaunch", "PackedWeight", "interpreting", "poison_enabled",
     "record_launches", "set_poison",
     "conv2d", "conv2d_transpose", "matmul", "prepack_conv2d", "prepack_conv2d_transpose",
-    "prepack_matmul",
+    "prepack_matmul", "depthwise_conv2d", "prepack_depthwise",
+    "max_pool2d", "avg_pool2d", "global_mean", "softmax", "unit_norm",
+    "affine_act", "binary", "unary", "copy_channels", "pad",
 ]

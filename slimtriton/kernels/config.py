@@ -179,3 +179,34 @@ def select_config(key: str, candidates: Sequence[TileConfig],
         raise RuntimeError(f"autotune: every candidate failed for {key}: {timings}")
     _store_cache(key, best, timings)
     return best
+
+
+# ---------------------------------------------------------------------------------------
+# Direct (non-GEMM) kernels: depthwise conv, pooling, elementwise, row reductions.
+
+@dataclass(frozen=True)
+class Tile2D:
+    """A [BLOCK_R rows (pixels / lines), BLOCK_C channels] tile; channels are contiguous."""
+    BLOCK_R: int
+    BLOCK_C: int
+    num_warps: int = 4
+
+    def constexprs(self) -> dict:
+        return {"BLOCK_R": self.BLOCK_R, "BLOCK_C": self.BLOCK_C}
+
+
+def tile_2d(rows: int, cols: int, gpu_elems: int = 4096, max_cols: int = 128) -> Tile2D:
+    """Interpreter: big tiles (up to 64K elements). GPU: `gpu_elems` elements per program,
+    channels first (coalesced), 16..`max_cols` of them."""
+    if interpreting():
+        bc = clamp_pow2(cols, 2, 1024)
+        return Tile2D(clamp_pow2(rows, 2, max(2, 65536 // bc)), bc, 4)
+    bc = clamp_pow2(cols, 16, max_cols)
+    return Tile2D(clamp_pow2(rows, 2, max(2, gpu_elems // bc)), bc, 4)
+
+
+def tile_1d(numel: int) -> tuple[int, int]:
+    """(BLOCK, num_warps) of a flat elementwise kernel."""
+    if interpreting():
+        return clamp_pow2(numel, 16, 1 << 16), 4
+    return 1024, 4

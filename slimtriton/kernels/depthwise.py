@@ -1,0 +1,128 @@
+"""Depthwise conv2d (with depth multiplier), fused epilogue and prologue, channel-offset output.
+
+Algorithm (NHWC; weight w[kh, kw, cin, dm] packed to [KH*KW, Cin*dm], column c*dm + m):
+
+    program tile   BLOCK_R output pixels (m -> n, oh, ow) x BLOCK_C output channels oc
+    input channel  ci = oc // dm
+    acc[p, oc]     = sum_{kh,kw} prologue(x[n, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw, ci]) * Wp[kh*KW + kw, oc]
+                     (out-of-image taps contribute 0: padding is applied after the prologue)
+    epilogue       as conv2d: act2(res + rs*act(acc*scale + shift)) -> out[m, offset + oc]
+
+A direct kernel (no tensor cores: each output channel reads one input channel), fp32
+accumulation, loads contiguous along channels.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import config as cfg
+from .common import KernelArgumentError, act_code, apply_act, check_tensor, dtype_name, padding_pairs, pair
+from .conv import PackedWeight, _as_tensor, _check_packed, _check_prologue, _epilogue_args
+from .launch import KernelLaunch
+
+
+@triton.jit
+def depthwise_conv_kernel(
+    x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
+    M, H, W, C_in, OH, OW, C_out, DM,
+    KH, KW, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w,
+    out_c_total, out_c_offset, residual_scale,
+    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr,
+    HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    offs_m = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    m_mask = offs_m < M
+    c_mask = offs_c < C_out
+    ci = offs_c // DM
+    ow = offs_m % OW
+    t = offs_m // OW
+    oh = t % OH
+    n = t // OH
+    if HAS_PROLOGUE:
+        in_s = tl.load(in_scale_ptr + ci, mask=c_mask, other=0.0).to(tl.float32)[None, :]
+        in_b = tl.load(in_shift_ptr + ci, mask=c_mask, other=0.0).to(tl.float32)[None, :]
+
+    acc = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
+    for r in range(0, KH * KW):
+        kh = r // KW
+        kw = r % KW
+        ih = oh * stride_h - pad_t + kh * dil_h
+        iw = ow * stride_w - pad_l + kw * dil_w
+        valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & m_mask
+        mask = valid[:, None] & c_mask[None, :]
+        xv = tl.load(x_ptr + (((n * H + ih) * W + iw) * C_in)[:, None] + ci[None, :],
+                     mask=mask, other=0.0).to(tl.float32)
+        if HAS_PROLOGUE:
+            xv = tl.where(mask, apply_act(xv * in_s + in_b, PROLOGUE_ACT), 0.0)
+        wv = tl.load(w_ptr + r * C_out + offs_c, mask=c_mask, other=0.0).to(tl.float32)
+        acc += xv * wv[None, :]
+
+    if HAS_SCALE:
+        acc = acc * tl.load(scale_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)[None, :]
+    if HAS_SHIFT:
+        acc = acc + tl.load(shift_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)[None, :]
+    acc = apply_act(acc, ACT)
+    out_mask = m_mask[:, None] & c_mask[None, :]
+    if HAS_RESIDUAL:
+        res = tl.load(res_ptr + offs_m[:, None] * C_out + offs_c[None, :], mask=out_mask, other=0.0)
+        acc = apply_act(res.to(tl.float32) + residual_scale * acc, ACT2)
+    out_offs = offs_m[:, None] * out_c_total + out_c_offset + offs_c[None, :]
+    tl.store(out_ptr + out_offs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
+
+
+def prepack_depthwise(w, dtype=None, device=None) -> PackedWeight:
+    """Pack a depthwise weight w[KH, KW, Cin, dm] into [KH*KW, Cin*dm] (column c*dm + m)."""
+    w = _as_tensor(w, dtype, device, "prepack_depthwise: w")
+    if w.dim() != 4:
+        raise KernelArgumentError(f"prepack_depthwise: w must be [kh, kw, cin, dm], got shape {tuple(w.shape)}")
+    kh, kw, cin, dm = w.shape
+    return PackedWeight("depthwise", w.reshape(kh * kw, cin * dm).contiguous(), kh, kw, cin, cin * dm)
+
+
+def depthwise_conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1),
+                     scale=None, shift=None, act="none", residual=None, residual_scale=1.0, act2="none",
+                     in_scale=None, in_shift=None, prologue_act="none", out=None, out_channel_offset=0,
+                     name="depthwise_conv2d") -> torch.Tensor:
+    """Fused depthwise conv: x[N,H,W,Cin], w[kh,kw,Cin,dm] -> [N,OH,OW,Cin*dm] (channel c*dm + m)."""
+    what = name
+    pw = _check_packed(w_packed, "depthwise", what, prepack_depthwise)
+    check_tensor(x, f"{what}: x", ndim=4)
+    dtype_name(x, f"{what}: x")
+    if pw.data.dtype != x.dtype or pw.data.device != x.device:
+        raise KernelArgumentError(f"{what}: weight {pw.data.dtype} on {pw.data.device} does not match "
+                                  f"x {x.dtype} on {x.device}")
+    if x.shape[-1] != pw.cin:
+        raise KernelArgumentError(f"{what}: x has {x.shape[-1]} channels (shape {tuple(x.shape)}) but the "
+                                  f"depthwise weight expects Cin={pw.cin}")
+    (sh, sw), (dh, dw) = pair(strides, f"{what}: strides"), pair(dilations, f"{what}: dilations")
+    if min(sh, sw, dh, dw) < 1:
+        raise KernelArgumentError(f"{what}: strides {strides} and dilations {dilations} must be >= 1")
+    (pt, pb), (pl, pr) = padding_pairs(padding, what)
+    n, h, w, cin = x.shape
+    oh = (h + pt + pb - dh * (pw.kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (pw.kw - 1) - 1) // sw + 1
+    if oh < 1 or ow < 1:
+        raise KernelArgumentError(f"{what}: input {tuple(x.shape)} with kernel {pw.kh}x{pw.kw}, padding "
+                                  f"{padding}, dilations {(dh, dw)} gives an empty output {oh}x{ow}")
+    _check_prologue(what, x, in_scale, in_shift, prologue_act)
+    out, total, flags = _epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, residual,
+                                       residual_scale, act2, out, out_channel_offset)
+    m = n * oh * ow
+    tile = cfg.tile_2d(m, pw.cout, gpu_elems=2048, max_cols=64)
+    dummy = x
+    args = (x, pw.data, out, scale if scale is not None else dummy, shift if shift is not None else dummy,
+            residual if residual is not None else dummy, in_scale if in_scale is not None else dummy,
+            in_shift if in_shift is not None else dummy,
+            m, h, w, cin, oh, ow, pw.cout, pw.cout // cin, pw.kh, pw.kw, sh, sw, pt, pl, dh, dw,
+            total, out_channel_offset, float(residual_scale))
+    constexprs = dict(**flags, HAS_PROLOGUE=in_scale is not None,
+                      PROLOGUE_ACT=act_code(prologue_act, f"{what}: prologue_act"), **tile.constexprs())
+    grid = (triton.cdiv(m, tile.BLOCK_R), triton.cdiv(pw.cout, tile.BLOCK_C))
+    KernelLaunch(what, depthwise_conv_kernel, args, constexprs, grid, tile.num_warps, 1,
+                 kind="depthwise").run()
+    return out

@@ -1,0 +1,100 @@
+"""Reductions along one axis: softmax and unit_norm.
+
+Algorithm: x is viewed as [outer, L, inner] (the reduced axis has length L and stride
+`inner`); a "line" is one (outer, inner) pair, at base offset o*L*inner + i. A program
+takes BLOCK_R lines and walks L in BLOCK_C chunks twice:
+
+    softmax     pass 1: running max m and running sum s = sum exp(x - m), rescaled when
+                m grows (online softmax); pass 2: out = exp(x - m) / s
+    unit_norm   pass 1: ss = sum x^2; pass 2: out = x / sqrt(epsilon + ss)
+
+fp32 math; the result has x's dtype.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import config as cfg
+from .common import KernelArgumentError, check_tensor, dtype_name
+from .launch import KernelLaunch, alloc
+
+
+@triton.jit
+def line_reduce_kernel(
+    x_ptr, out_ptr, LINES, L, INNER, epsilon,
+    IS_SOFTMAX: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    lines = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    r_mask = lines < LINES
+    base = (lines // INNER) * (L * INNER) + lines % INNER
+    if IS_SOFTMAX:
+        m = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
+        s = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        for l0 in range(0, L, BLOCK_C):
+            ll = l0 + tl.arange(0, BLOCK_C)
+            mask = r_mask[:, None] & (ll < L)[None, :]
+            v = tl.load(x_ptr + base[:, None] + ll[None, :] * INNER, mask=mask, other=float("-inf"))
+            v = v.to(tl.float32)
+            m_new = tl.maximum(m, tl.max(v, axis=1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # masked-out rows stay finite
+            s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(v - m_safe[:, None]), axis=1)
+            m = m_new
+        m = tl.where(m == float("-inf"), 0.0, m)
+        inv = 1.0 / tl.where(s > 0.0, s, 1.0)
+    else:
+        ss = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        for l0 in range(0, L, BLOCK_C):
+            ll = l0 + tl.arange(0, BLOCK_C)
+            mask = r_mask[:, None] & (ll < L)[None, :]
+            v = tl.load(x_ptr + base[:, None] + ll[None, :] * INNER, mask=mask, other=0.0).to(tl.float32)
+            ss += tl.sum(v * v, axis=1)
+        inv = 1.0 / tl.sqrt(epsilon + ss)
+    for l0 in range(0, L, BLOCK_C):
+        ll = l0 + tl.arange(0, BLOCK_C)
+        mask = r_mask[:, None] & (ll < L)[None, :]
+        offs = base[:, None] + ll[None, :] * INNER
+        v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if IS_SOFTMAX:
+            y = tl.exp(v - m[:, None]) * inv[:, None]
+        else:
+            y = v * inv[:, None]
+        tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def _line_reduce(what, x, axis, epsilon, is_softmax) -> torch.Tensor:
+    check_tensor(x, f"{what}: x")
+    dtype_name(x, f"{what}: x")
+    if x.dim() < 1:
+        raise KernelArgumentError(f"{what}: x must have at least one axis, got shape {tuple(x.shape)}")
+    if not -x.dim() <= axis < x.dim():
+        raise KernelArgumentError(f"{what}: axis {axis} out of range for shape {tuple(x.shape)}")
+    axis %= x.dim()
+    length = x.shape[axis]
+    inner = 1
+    for d in x.shape[axis + 1:]:
+        inner *= d
+    lines = x.numel() // length if length else 0
+    out = alloc(x.shape, x.dtype, x.device)
+    if cfg.interpreting():
+        tile = cfg.tile_2d(lines, length)
+    else:
+        tile = cfg.tile_2d(lines, length, gpu_elems=2048, max_cols=1024 if inner == 1 else 16)
+    grid = (triton.cdiv(lines, tile.BLOCK_R),)
+    args = (x, out, lines, length, inner, float(epsilon))
+    KernelLaunch(what, line_reduce_kernel, args, {"IS_SOFTMAX": is_softmax, **tile.constexprs()}, grid,
+                 tile.num_warps, 1, kind="reduction").run()
+    return out
+
+
+def softmax(x, axis=-1, name="softmax") -> torch.Tensor:
+    """Softmax along `axis` (default: the last), numerically stable, fp32 math."""
+    return _line_reduce(name, x, axis, 0.0, True)
+
+
+def unit_norm(x, axis, epsilon, name="unit_norm") -> torch.Tensor:
+    """x / sqrt(epsilon + sum(x^2, axis))."""
+    if epsilon < 0:
+        raise KernelArgumentError(f"{name}: epsilon {epsilon} must be >= 0")
+    return _line_reduce(name, x, axis, epsilon, False)
