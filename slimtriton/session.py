@@ -143,21 +143,40 @@ class Session:
         return evaluate(self.graph.nodes, nodes, feeds, weights, table, "TORCH")
 
     def _run_triton(self, nodes, feeds):
+        """Compile once per fetch set; call the model with feeds by placeholder name."""
         from . import compiler
+        from .executor import check_value, needed_nodes
+        if not nodes:
+            return []
+        for node, value in feeds.items():
+            if node.op is not Op.PLACEHOLDER:
+                raise ValueError(f"backend 'triton' feeds placeholders only; {node.name} is a "
+                                 f"{node.op.short} node (use the reference or torch backend to feed it)")
+            check_value(node, value, "placeholder")
+        needed = needed_nodes(nodes)
+        unfed = [n.name for n in self.graph.nodes
+                 if n.op is Op.PLACEHOLDER and id(n) in needed and n not in feeds]
+        if unfed:
+            raise ValueError(f"placeholders {unfed} must be fed (feed_dict has: "
+                             f"{sorted(n.name for n in feeds) or 'nothing'})")
         key = tuple(id(n) for n in nodes)
         model = self._compiled.get(key)
         if model is None:
-            model = compiler.compile(self.graph, list(nodes), self.weights, device=self.device,
-                                     **self.compile_options)
+            model = compiler.compile(self.graph, [Tensor(n, self.graph) for n in nodes], self.weights,
+                                     device=self.device, **self.compile_options)
             self._compiled[key] = model
-        result = model(feeds)
-        if isinstance(result, dict):
-            return [result[n.name] for n in nodes]
-        if not isinstance(result, (list, tuple)):
-            result = [result]
+        kwargs = {node.name: _host_feed(value, node.dtype) for node, value in feeds.items() if id(node) in needed}
+        result = model(**kwargs)
         if len(result) != len(nodes):
             raise RuntimeError(f"compiled model returned {len(result)} values for {len(nodes)} fetches")
         return list(result)
+
+
+def _host_feed(value, dtype: str):
+    """A feed as the placeholder's dtype (torch tensors pass through; bfloat16 goes as float32)."""
+    if hasattr(value, "detach"):
+        return value
+    return np.asarray(value, dtype=np.float32 if dtype == "bfloat16" else np.dtype(dtype))
 
 
 def to_numpy(value, dtype: str) -> np.ndarray:

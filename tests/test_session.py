@@ -174,3 +174,41 @@ def test_integer_placeholders_and_one_hot_output_dtype():
         got = Session(g, {}, backend=backend).run(Tensor(oh, g), {"labels": np.array([0, 3, 1], np.int32)})
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, np.eye(4, dtype=np.float32)[[0, 3, 1]])
+
+
+def test_triton_backend_compiles_once_per_fetch_set_and_feeds_by_name(net, monkeypatch):
+    """The compiler is another module; a stand-in records the calls Session makes."""
+    import sys
+    import types
+
+    import slimtriton
+    g, x, relu, logits, probs, weights, xv = net
+    calls = []
+
+    def fake_compile(graph, outputs, w, device=None, **options):
+        calls.append(([o.name for o in outputs], device, options))
+
+        def model(**feeds):
+            assert list(feeds) == ["images"] and feeds["images"].dtype == np.float32
+            return [Session(graph, w).run(o, feeds) for o in outputs]
+        return model
+
+    fake = types.ModuleType("slimtriton.compiler")
+    fake.compile = fake_compile
+    monkeypatch.setitem(sys.modules, "slimtriton.compiler", fake)
+    monkeypatch.setattr(slimtriton, "compiler", fake, raising=False)
+
+    sess = Session(g, weights, backend="triton", device="cpu", dtype="float16")
+    a = sess.run({"p": probs, "l": logits}, {x: xv.astype(np.float64)})
+    b = sess.run({"p": probs, "l": logits}, {x: xv})
+    sess.run(logits, {x: xv})
+    assert calls == [(["net/predictions:0", "net/fc/MatMul:0"], "cpu", {"dtype": "float16"}),
+                     (["net/fc/MatMul:0"], "cpu", {"dtype": "float16"})]
+    assert_close(a["l"], expected_logits(weights, xv), "float32")
+    np.testing.assert_array_equal(a["p"], b["p"])
+    with pytest.raises(ValueError, match="feeds placeholders only; net/conv/Relu is a relu node"):
+        sess.run(logits, {relu: np.ones((2, 4, 4, 5), np.float32)})
+    with pytest.raises(ValueError, match=r"placeholders \['images'\] must be fed"):
+        sess.run(logits)
+    with pytest.raises(ValueError, match=r"placeholder images: expected float32\[2,8,8,3\]"):
+        sess.run(logits, {x: xv[:1]})
