@@ -5,6 +5,7 @@ dilations and kernel sizes (1x7 included, stride > kernel, channels not multiple
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import assume, given, settings
@@ -220,3 +221,20 @@ def test_fused_ops_torch_vs_reference(seed, act, residual, act2):
         expected = run_table(REFERENCE, "REFERENCE", op, x, params + extra, full)
         got = run_table(TORCH64, "TORCH", op, x, params + extra, full)
         assert_close(got, expected, "float64", what=f"{op!r} act={act} residual={residual} act2={act2}")
+
+
+
+
+@pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 1), (0, 1)), ((1, 1), (0, 2)), ((0, 0), (0, 0))])
+@pytest.mark.parametrize("op", [Op.MAX_POOL, Op.AVG_POOL, Op.CONV2D, Op.DEPTHWISE_CONV2D])
+def test_torch_native_and_explicit_padding_paths(op, pads):
+    """Symmetric pads use torch's own padding argument, asymmetric ones F.pad: both must agree."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 7, 6, 3)) - 1.0
+    if op in (Op.MAX_POOL, Op.AVG_POOL):
+        params, attrs = [], {"ksize": (3, 3), "strides": (2, 2), "padding": pads}
+    else:
+        params = [rng.standard_normal((3, 3, 3, 2))]
+        attrs = {"strides": (2, 1), "padding": pads, "dilations": (1, 1)}
+    expected = run_table(REFERENCE, "REFERENCE", op, x, params, attrs)
+    assert_close(run_table(TORCH64, "TORCH", op, x, params, attrs), expected, "float64", what=f"{op!r} {pads}")

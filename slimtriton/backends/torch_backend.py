@@ -155,21 +155,20 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         return y
 
     # convolutions ------------------------------------------------------------------------------
+    def conv_nchw(x, w, attrs, groups=1):
+        """Symmetric padding goes to the conv itself (no pad kernel); asymmetric through F.pad."""
+        (pt, pb), (pl, pr) = attrs["padding"]
+        stride, dilation = tuple(attrs["strides"]), tuple(attrs.get("dilations", (1, 1)))
+        if pt == pb and pl == pr:
+            return F.conv2d(_nchw(x), w, stride=stride, padding=(pt, pl), dilation=dilation, groups=groups)
+        return F.conv2d(_pad_nchw(_nchw(x), attrs["padding"]), w, stride=stride, dilation=dilation, groups=groups)
+
     def conv2d_nhwc(node, x, w):
-        a = node.attrs
-        w_oihw = weight_layout(node, w, _hwio_to_oihw)
-        xp = _pad_nchw(_nchw(x), a["padding"])
-        y = F.conv2d(xp, w_oihw, stride=tuple(a["strides"]), dilation=tuple(a.get("dilations", (1, 1))))
-        return _nhwc(y)
+        return _nhwc(conv_nchw(x, weight_layout(node, w, _hwio_to_oihw), node.attrs))
 
     def depthwise_nhwc(node, x, w):
-        a = node.attrs
-        channels = x.shape[3]
         w_grouped = weight_layout(node, w, _depthwise_to_grouped)
-        xp = _pad_nchw(_nchw(x), a["padding"])
-        y = F.conv2d(xp, w_grouped, stride=tuple(a["strides"]),
-                     dilation=tuple(a.get("dilations", (1, 1))), groups=channels)
-        return _nhwc(y)
+        return _nhwc(conv_nchw(x, w_grouped, node.attrs, groups=x.shape[3]))
 
     def conv2d_transpose_nhwc(node, x, w):
         a = node.attrs
@@ -198,15 +197,28 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         return y
 
     # pooling -----------------------------------------------------------------------------------
+    def torch_pool_padding(a):
+        """(ph, pw) when torch's own pool padding matches TF (symmetric, at most half the kernel)."""
+        (pt, pb), (pl, pr) = a["padding"]
+        kh, kw = a["ksize"]
+        if pt == pb and pl == pr and 2 * pt <= kh and 2 * pl <= kw:
+            return (pt, pl)
+        return None
+
     def max_pool(node, inputs):
         a = node.attrs
+        k, s, native = tuple(a["ksize"]), tuple(a["strides"]), torch_pool_padding(a)
+        if native is not None:  # torch pads max pools with -inf too
+            return _nhwc(F.max_pool2d(_nchw(inputs[0]), k, s, padding=native))
         xp = _pad_nchw(_nchw(inputs[0]), a["padding"], value=float("-inf"))
-        return _nhwc(F.max_pool2d(xp, tuple(a["ksize"]), tuple(a["strides"])))
+        return _nhwc(F.max_pool2d(xp, k, s))
 
     def avg_pool(node, inputs):
         a = node.attrs
         x = _nchw(inputs[0])
-        k, s, padding = tuple(a["ksize"]), tuple(a["strides"]), a["padding"]
+        k, s, padding, native = tuple(a["ksize"]), tuple(a["strides"]), a["padding"], torch_pool_padding(a)
+        if native is not None:  # count_include_pad=False divides by the real cells, as TF
+            return _nhwc(F.avg_pool2d(x, k, s, padding=native, count_include_pad=False))
         mean = F.avg_pool2d(_pad_nchw(x, padding), k, s)
         if any(p for pair in padding for p in pair):
             ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
