@@ -465,3 +465,16 @@ def test_convert_errors(tmp_path, cli_main, capsys):
     err = capsys.readouterr().err
     assert "cannot read" in err and "missing" in err
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_convert_list(cli_main, capsys):
+    assert cli_main(["convert", "--list", str(MIXED)]) == 0
+    out = capsys.readouterr().out
+    assert "half/w  DT_HALF      [3, 4]" in out and "global_step" not in out
+    assert "1 tensors, 12 parameters" in out
+    assert cli_main(["convert", "--list", "--include-non-model", str(MIXED)]) == 0
+    assert "global_step  DT_INT64     []" in capsys.readouterr().out
+    assert cli_main(["convert", "--list", str(FIXTURES / "resnet_v2_tiny.npz")]) == 0
+    assert "var/resnet_v2_tiny/conv1/weights" in capsys.readouterr().out
+    assert cli_main(["convert", str(MIXED)]) == 2
+    assert "give an output file" in capsys.readouterr().err

@@ -19,7 +19,10 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n", 1)[1])
     parser.add_argument("checkpoint", metavar="CKPT",
                         help="TF V2 checkpoint prefix, its .index, its directory, or .npz/.safetensors")
-    parser.add_argument("output", metavar="OUT", help="output file: OUT.safetensors or OUT.npz")
+    parser.add_argument("output", metavar="OUT", nargs="?",
+                        help="output file: OUT.safetensors or OUT.npz (omit with --list)")
+    parser.add_argument("--list", action="store_true",
+                        help="print each tensor's name, dtype and shape instead of converting")
     parser.add_argument("--include-non-model", action="store_true",
                         help="keep global_step, optimizer slots (Momentum, Adam, ...) and "
                              "ExponentialMovingAverage entries of a TF checkpoint")
@@ -30,6 +33,12 @@ def run(args) -> int:
     from slimtriton.weights import load_weights, save_weights
     from slimtriton.weights.tf_checkpoint import is_tf_checkpoint, read_checkpoint
 
+    if args.list:
+        return _list(args)
+    if args.output is None:
+        print("slimtriton convert: give an output file OUT.safetensors or OUT.npz (or --list)",
+              file=sys.stderr)
+        return 2
     output = str(args.output)
     if not output.lower().endswith((".safetensors", ".npz")):
         print(f"slimtriton convert: output {output} must end in .safetensors or .npz", file=sys.stderr)
@@ -57,4 +66,27 @@ def run(args) -> int:
     size = sum(int(np.asarray(value).nbytes) for value in weights.values())
     print(f"wrote {output}: {len(weights)} tensors, {parameters:,} parameters "
           f"({size / 2**20:.2f} MiB)")
+    return 0
+
+
+def _list(args) -> int:
+    """Names, dtypes and shapes; TF checkpoints are listed from their index without reading data."""
+    from slimtriton.weights import load_weights
+    from slimtriton.weights.tf_checkpoint import is_tf_checkpoint, list_checkpoint
+
+    try:
+        if is_tf_checkpoint(args.checkpoint):
+            rows = [(e.name, e.dtype, e.shape) for e in
+                    list_checkpoint(args.checkpoint, include_non_model=args.include_non_model).values()]
+        else:
+            rows = [(name, str(np.asarray(v).dtype), np.shape(v))
+                    for name, v in load_weights(args.checkpoint).items()]
+    except (ValueError, NotImplementedError, OSError) as err:
+        print(f"slimtriton convert: cannot read {args.checkpoint}: {err}", file=sys.stderr)
+        return 1
+    width = max((len(name) for name, _, _ in rows), default=0)
+    for name, dtype, shape in rows:
+        print(f"{name:<{width}}  {dtype:<12} {list(shape)}")
+    parameters = sum(int(np.prod(shape, dtype=np.int64)) for _, _, shape in rows)
+    print(f"{len(rows)} tensors, {parameters:,} parameters")
     return 0
