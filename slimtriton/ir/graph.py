@@ -117,6 +117,8 @@ class Graph:
             if self._by_name.get(i.name) is not i:
                 raise ValueError(f"{name}: input {i.name!r} belongs to another graph")
         unique = self.unique_name(name)
+        if op is Op.VARIABLE and name not in self._by_name:
+            unique = name  # a variable's node is named exactly as the variable (`conv/weights` beside `Conv/weights`)
         shape, dtype = infer(op, inputs, attrs, unique)
         node = Node.make(op, inputs, attrs, shape, dtype, unique)
         self.nodes.append(node)

@@ -1,0 +1,147 @@
+"""FLOPs per node: one table keyed by op (`FLOPS`), `flops(node) -> int`.
+
+Conventions: a multiply-add counts 2 FLOPs; an elementwise add/mul/compare counts 1 per
+output element; data movement (reshape, concat, pad, tile, identity, variables) counts 0.
+
+  CONV2D            2 * N*OH*OW*Cout * kh*kw*Cin
+  DEPTHWISE_CONV2D  2 * N*OH*OW*(Cin*dm) * kh*kw
+  CONV2D_TRANSPOSE  2 * N*H*W*Cin * kh*kw*Cout        (every input pixel scatters a kernel)
+  MATMUL            2 * prod(out) * K
+  BIAS_ADD, ADD, SUB, MUL, DIV, MAXIMUM, NEG, RELU, RELU6   1 per output element
+  SIGMOID, TANH     4 per element (exp, add, divide, ...; a nominal count)
+  BATCH_NORM        2 per element at inference (x*scale + shift after folding);
+                    training adds the batch statistics: +3 per element (sum, square-sum, ...)
+  DROPOUT           1 per element when training (the mask multiply), else 0
+  MAX_POOL AVG_POOL kh*kw per output element
+  REDUCE_MEAN       1 per input element
+  SOFTMAX           5 per element (max, subtract, exp, sum, divide)
+  UNIT_NORM         3 per element (square, sum, divide)
+  fused ops         the base op + the epilogue: 2 (scale, shift) + 1 per activation
+                    + 2 if residual (scale, add), per output element; + 2 + act per input
+                    element for a prologue.
+"""
+from __future__ import annotations
+
+from .node import Node
+from .ops import Op, lookup
+
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _zero(node: Node) -> int:
+    return 0
+
+
+def _per_output(k: int):
+    def rule(node: Node) -> int:
+        return k * _prod(node.shape)
+    return rule
+
+
+def _conv2d(node: Node) -> int:
+    w = node.inputs[1].shape  # [kh, kw, cin, cout]
+    return 2 * _prod(node.shape) * w[0] * w[1] * w[2]
+
+
+def _depthwise(node: Node) -> int:
+    w = node.inputs[1].shape  # [kh, kw, cin, dm]
+    return 2 * _prod(node.shape) * w[0] * w[1]
+
+
+def _conv2d_transpose(node: Node) -> int:
+    x, w = node.inputs[0].shape, node.inputs[1].shape  # w [kh, kw, cout, cin]
+    return 2 * _prod(x) * w[0] * w[1] * w[2]
+
+
+def _matmul(node: Node) -> int:
+    return 2 * _prod(node.shape) * node.inputs[1].shape[0]
+
+
+def _batch_norm(node: Node) -> int:
+    return (5 if node.attrs.get("is_training") else 2) * _prod(node.shape)
+
+
+def _dropout(node: Node) -> int:
+    return _prod(node.shape) if node.attrs.get("is_training") else 0
+
+
+def _pool(node: Node) -> int:
+    kh, kw = node.attrs["ksize"]
+    return _prod(node.shape) * kh * kw
+
+
+def _reduce_mean(node: Node) -> int:
+    return _prod(node.inputs[0].shape)
+
+
+def _epilogue(node: Node) -> int:
+    per = 2 + (node.attrs.get("act", "none") != "none")
+    if node.attrs.get("residual"):
+        per += 2 + (node.attrs.get("act2", "none") != "none")
+    total = per * _prod(node.shape)
+    if node.attrs.get("prologue"):
+        total += (2 + (node.attrs.get("prologue_act", "none") != "none")) * _prod(node.inputs[0].shape)
+    return total
+
+
+def _fused(base):
+    def rule(node: Node) -> int:
+        return (base(node) if base is not None else 0) + _epilogue(node)
+    return rule
+
+
+FLOPS = {
+    Op.PLACEHOLDER: _zero,
+    Op.VARIABLE: _zero,
+    Op.CONSTANT: _zero,
+    Op.ADD: _per_output(1),
+    Op.SUB: _per_output(1),
+    Op.MUL: _per_output(1),
+    Op.DIV: _per_output(1),
+    Op.MAXIMUM: _per_output(1),
+    Op.NEG: _per_output(1),
+    Op.RELU: _per_output(1),
+    Op.RELU6: _per_output(1),
+    Op.SIGMOID: _per_output(4),
+    Op.TANH: _per_output(4),
+    Op.IDENTITY: _zero,
+    Op.BIAS_ADD: _per_output(1),
+    Op.DROPOUT: _dropout,
+    Op.BATCH_NORM: _batch_norm,
+    Op.UNIT_NORM: _per_output(3),
+    Op.SOFTMAX: _per_output(5),
+    Op.CONV2D: _conv2d,
+    Op.DEPTHWISE_CONV2D: _depthwise,
+    Op.CONV2D_TRANSPOSE: _conv2d_transpose,
+    Op.MATMUL: _matmul,
+    Op.MAX_POOL: _pool,
+    Op.AVG_POOL: _pool,
+    Op.REDUCE_MEAN: _reduce_mean,
+    Op.RESHAPE: _zero,
+    Op.CONCAT: _zero,
+    Op.PAD: _zero,
+    Op.TILE: _zero,
+    Op.ONE_HOT: _zero,
+    Op.FUSED_CONV2D: _fused(_conv2d),
+    Op.FUSED_DEPTHWISE_CONV2D: _fused(_depthwise),
+    Op.FUSED_CONV2D_TRANSPOSE: _fused(_conv2d_transpose),
+    Op.FUSED_MATMUL: _fused(_matmul),
+    Op.FUSED_ELEMENTWISE: _fused(None),
+}
+
+_missing = set(Op) - set(FLOPS)
+assert not _missing, f"FLOPS misses {_missing}"
+
+
+def flops(node: Node) -> int:
+    """FLOPs of one node (multiply-add = 2)."""
+    return int(lookup(FLOPS, node.op, "FLOPS")(node))
+
+
+def total_flops(nodes) -> int:
+    return sum(flops(n) for n in nodes)
