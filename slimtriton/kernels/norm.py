@@ -50,7 +50,7 @@ def line_reduce_kernel(
             mask = r_mask[:, None] & (ll < L)[None, :]
             v = tl.load(x_ptr + base[:, None] + ll[None, :] * INNER, mask=mask, other=0.0).to(tl.float32)
             ss += tl.sum(v * v, axis=1)
-        inv = 1.0 / tl.sqrt(epsilon + ss)
+        inv = tl.where(r_mask, 1.0 / tl.sqrt(epsilon + ss), 0.0)
     for l0 in range(0, L, BLOCK_C):
         ll = l0 + tl.arange(0, BLOCK_C)
         mask = r_mask[:, None] & (ll < L)[None, :]

@@ -1,0 +1,198 @@
+"""Depthwise conv, pooling, global mean, softmax, unit_norm and elementwise kernels against
+the NumPy reference (hypothesis sweeps)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from slimtriton import kernels as K
+from slimtriton.reference import numpy_ops as R
+from tests.helpers import assert_close
+
+from .util import (ACTS, BF16_SKIP, DEVICE, DTYPES, TORCH_DTYPES, check_untouched, dev, epilogue_kwargs,
+                   epilogues, rounded, vec, wide_out)
+
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+ALL_DTYPES = st.sampled_from(DTYPES)
+
+
+def out_len(h, k, s, d, pad):
+    return (h + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
+
+
+@SETTINGS
+@given(n=st.integers(1, 2), h=st.integers(1, 9), w=st.integers(1, 9), cin=st.sampled_from([1, 3, 17, 32]),
+       dm=st.sampled_from([1, 2, 3]), k=st.sampled_from([(3, 3), (1, 7), (5, 5), (2, 1)]),
+       s=st.sampled_from([(1, 1), (2, 2), (3, 1)]), d=st.sampled_from([(1, 1), (2, 2)]),
+       pad=st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
+       dtype=ALL_DTYPES, ep=epilogues(), prologue=st.sampled_from([None, *ACTS]),
+       out_slice=st.sampled_from([None, (3, 1)]))
+def test_depthwise_matches_reference(n, h, w, cin, dm, k, s, d, pad, dtype, ep, prologue, out_slice):
+    padding = ((pad[0], pad[1]), (pad[2], pad[3]))
+    oh, ow = out_len(h, k[0], s[0], d[0], padding[0]), out_len(w, k[1], s[1], d[1], padding[1])
+    assume(oh >= 1 and ow >= 1)
+    rng = np.random.default_rng(0)
+    x = rounded(rng.standard_normal((n, h, w, cin)), dtype)
+    wt = rounded(rng.standard_normal((*k, cin, dm)) / k[0], dtype)
+    cout = cin * dm
+    lead = (n, oh, ow)
+    kwargs, finish = epilogue_kwargs(ep, cout, lead, dtype, rng)
+    x_ref = x
+    if prologue is not None:
+        a, b = rng.uniform(0.5, 1.5, cin), rng.standard_normal(cin)
+        kwargs.update(in_scale=vec(a), in_shift=vec(b), prologue_act=prologue)
+        x_ref = R.prologue(x, rounded(a, "float32"), rounded(b, "float32"), prologue)
+    if out_slice is not None:
+        kwargs.update(out=wide_out(lead, cout, out_slice, dtype), out_channel_offset=out_slice[0])
+    got = K.depthwise_conv2d(dev(x, dtype), K.prepack_depthwise(dev(wt, dtype)), strides=s, padding=padding,
+                             dilations=d, **kwargs)
+    if out_slice is not None:
+        check_untouched(got, out_slice[0], cout)
+        got = got[..., out_slice[0]:out_slice[0] + cout]
+    assert_close(got, finish(R.depthwise_conv2d(x_ref, wt, s, padding, d)), dtype, what="depthwise")
+
+
+@SETTINGS
+@given(n=st.integers(1, 2), h=st.integers(1, 10), w=st.integers(1, 10), c=st.sampled_from([1, 5, 16, 70]),
+       k=st.sampled_from([(1, 1), (2, 2), (3, 3), (3, 1)]), s=st.sampled_from([(1, 1), (2, 2), (3, 3), (4, 2)]),
+       pad=st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
+       is_max=st.booleans(), dtype=ALL_DTYPES, out_slice=st.sampled_from([None, (2, 3)]))
+def test_pool_matches_reference(n, h, w, c, k, s, pad, is_max, dtype, out_slice):
+    padding = ((min(pad[0], k[0] - 1), min(pad[1], k[0] - 1)), (min(pad[2], k[1] - 1), min(pad[3], k[1] - 1)))
+    oh, ow = out_len(h, k[0], s[0], 1, padding[0]), out_len(w, k[1], s[1], 1, padding[1])
+    assume(oh >= 1 and ow >= 1)
+    x = rounded(np.random.default_rng(1).standard_normal((n, h, w, c)), dtype)
+    kwargs = {}
+    if out_slice is not None:
+        kwargs = {"out": wide_out((n, oh, ow), c, out_slice, dtype), "out_channel_offset": out_slice[0]}
+    fn, ref = (K.max_pool2d, R.max_pool) if is_max else (K.avg_pool2d, R.avg_pool)
+    got = fn(dev(x, dtype), k, s, padding, **kwargs)
+    if out_slice is not None:
+        check_untouched(got, out_slice[0], c)
+        got = got[..., out_slice[0]:out_slice[0] + c]
+    assert_close(got, ref(x, k, s, padding), dtype, what="max_pool" if is_max else "avg_pool")
+
+
+@SETTINGS
+@given(n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), c=st.sampled_from([1, 7, 64, 130]),
+       keepdims=st.booleans(), dtype=ALL_DTYPES, out_slice=st.sampled_from([None, (5, 2)]))
+def test_global_mean_matches_reference(n, h, w, c, keepdims, dtype, out_slice):
+    x = rounded(np.random.default_rng(2).standard_normal((n, h, w, c)), dtype)
+    lead = (n, 1, 1) if keepdims else (n,)
+    kwargs = {}
+    if out_slice is not None:
+        kwargs = {"out": wide_out(lead, c, out_slice, dtype), "out_channel_offset": out_slice[0]}
+    got = K.global_mean(dev(x, dtype), keepdims=keepdims, **kwargs)
+    if out_slice is not None:
+        check_untouched(got, out_slice[0], c)
+        got = got[..., out_slice[0]:out_slice[0] + c]
+    assert_close(got, R.reduce_mean(x, (1, 2), keepdims), dtype, what="global_mean")
+
+
+@SETTINGS
+@given(shape=st.sampled_from([(1, 1), (3, 10), (2, 1001), (2, 3, 17), (5,), (1, 1, 1, 2050)]),
+       dtype=ALL_DTYPES, scale=st.sampled_from([1.0, 30.0]))
+def test_softmax_matches_reference(shape, dtype, scale):
+    x = rounded(np.random.default_rng(3).standard_normal(shape) * scale, dtype)
+    assert_close(K.softmax(dev(x, dtype)), R.softmax(x, len(shape) - 1), dtype, what="softmax")
+
+
+@SETTINGS
+@given(shape=st.sampled_from([(4, 9), (2, 3, 5), (2, 5, 3, 7), (300,), (1, 1, 1, 1)]), data=st.data(),
+       epsilon=st.sampled_from([0.0, 1e-12, 1e-3]), dtype=ALL_DTYPES)
+def test_unit_norm_matches_reference(shape, data, epsilon, dtype):
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    x = rounded(np.random.default_rng(4).standard_normal(shape) + 0.1, dtype)
+    assert_close(K.unit_norm(dev(x, dtype), axis, epsilon), R.unit_norm(x, axis, epsilon), dtype, what="unit_norm")
+
+
+@SETTINGS
+@given(lead=st.sampled_from([(1,), (2, 3), (2, 3, 4)]), c=st.sampled_from([1, 7, 33, 256]), dtype=ALL_DTYPES,
+       ep=epilogues(), out_slice=st.sampled_from([None, (1, 4)]))
+def test_affine_act_matches_reference(lead, c, dtype, ep, out_slice):
+    rng = np.random.default_rng(5)
+    x = rounded(rng.standard_normal((*lead, c)) * 3, dtype)
+    kwargs, finish = epilogue_kwargs(ep, c, lead, dtype, rng)
+    if out_slice is not None:
+        kwargs.update(out=wide_out(lead, c, out_slice, dtype), out_channel_offset=out_slice[0])
+    got = K.affine_act(dev(x, dtype), kwargs.pop("scale"), kwargs.pop("shift"), **kwargs)
+    if out_slice is not None:
+        check_untouched(got, out_slice[0], c)
+        got = got[..., out_slice[0]:out_slice[0] + c]
+    assert_close(got, finish(x), dtype, what="affine_act")
+
+
+BINARY_REF = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "maximum": np.maximum}
+
+
+@SETTINGS
+@given(pair=st.sampled_from([((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (4,)), ((2, 1, 4), (1, 5, 1)), ((3,), ()),
+                             ((1, 2, 1, 3, 1, 2), (2, 1, 1, 2)), ((5, 1), (1, 1))]),
+       op=st.sampled_from(sorted(BINARY_REF)), swap=st.booleans(), dtype=ALL_DTYPES)
+def test_binary_matches_numpy_broadcasting(pair, op, swap, dtype):
+    sa, sb = pair[::-1] if swap else pair
+    rng = np.random.default_rng(6)
+    a = rounded(rng.standard_normal(sa), dtype)
+    b = rounded(rng.uniform(0.5, 2.0, sb) * rng.choice([-1, 1], sb), dtype)
+    assert_close(K.binary(op, dev(a, dtype), dev(b, dtype)), BINARY_REF[op](a, b), dtype, what=op)
+
+
+def test_binary_python_scalar_and_errors():
+    a = dev(np.arange(6.0).reshape(2, 3), "float32")
+    assert_close(K.binary("mul", a, 2.0), np.arange(6.0).reshape(2, 3) * 2)
+    with pytest.raises(K.KernelArgumentError, match=r"shapes \(2, 3\) and \(2,\) do not broadcast"):
+        K.binary("add", a, dev(np.ones(2), "float32"))
+
+
+UNARY_REF = {"relu": lambda x: R.activation(x, "relu"), "relu6": lambda x: R.activation(x, "relu6"),
+             "sigmoid": R.sigmoid, "tanh": np.tanh, "neg": np.negative}
+
+
+@SETTINGS
+@given(shape=st.sampled_from([(1,), (7, 9), (2, 3, 5, 4)]), op=st.sampled_from(sorted(UNARY_REF)),
+       dtype=ALL_DTYPES, scale=st.sampled_from([1.0, 50.0]))
+def test_unary_matches_reference(shape, op, dtype, scale):
+    x = rounded(np.random.default_rng(7).standard_normal(shape) * scale, dtype)
+    assert_close(K.unary(op, dev(x, dtype)), UNARY_REF[op](x), dtype, what=op)
+
+
+@SETTINGS
+@given(lead=st.sampled_from([(1,), (2, 3, 3)]), c=st.sampled_from([1, 20, 129]), extra=st.sampled_from([(0, 0), (3, 5)]),
+       dtype=ALL_DTYPES)
+def test_copy_channels(lead, c, extra, dtype):
+    x = rounded(np.random.default_rng(8).standard_normal((*lead, c)), dtype)
+    out = wide_out(lead, c, extra, dtype)
+    K.copy_channels(dev(x, dtype), out, extra[0])
+    check_untouched(out, extra[0], c)
+    assert_close(out[..., extra[0]:extra[0] + c], x, dtype, tol=0.0)
+
+
+@SETTINGS
+@given(shape=st.sampled_from([(3,), (2, 3), (1, 4, 5, 3), (2, 1, 2, 1, 2, 3)]), data=st.data(),
+       value=st.sampled_from([0.0, -1.5]), dtype=ALL_DTYPES)
+def test_pad_matches_numpy(shape, data, value, dtype):
+    pads = tuple((data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))) for _ in shape)
+    x = rounded(np.random.default_rng(9).standard_normal(shape), dtype)
+    got = K.pad(dev(x, dtype), pads, value)
+    assert_close(got, np.pad(x, pads, constant_values=value), dtype, tol=0.0)
+
+
+@BF16_SKIP
+def test_direct_kernels_bfloat16():
+    rng = np.random.default_rng(10)
+    x = rounded(rng.standard_normal((2, 7, 7, 24)), "bfloat16")
+    w = rounded(rng.standard_normal((3, 3, 24, 2)), "bfloat16")
+    pad = ((1, 1), (1, 1))
+    assert_close(K.depthwise_conv2d(dev(x, "bfloat16"), dev(w, "bfloat16"), padding=pad),
+                 R.depthwise_conv2d(x, w, (1, 1), pad, (1, 1)), "bfloat16")
+    assert_close(K.avg_pool2d(dev(x, "bfloat16"), (3, 3), (2, 2), pad), R.avg_pool(x, (3, 3), (2, 2), pad), "bfloat16")
+    assert_close(K.softmax(dev(x, "bfloat16")), R.softmax(x, 3), "bfloat16")
+
+
+def test_pool_rejects_window_of_padding_only():
+    with pytest.raises(K.KernelArgumentError, match=r"pool5: padding .* smaller than the window 2x2"):
+        K.max_pool2d(torch.zeros((1, 4, 4, 2), device=DEVICE), (2, 2), (1, 1), ((2, 0), (0, 0)), name="pool5")
