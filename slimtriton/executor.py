@@ -146,6 +146,8 @@ def _apply(table, table_name: str, node: Node, op: Op, inputs):
     try:
         return fn(node, inputs)
     except (ValueError, TypeError) as e:
-        if node.name in str(e):
+        # Add the node's name to plain errors from the op functions; richer exception types
+        # (subclasses with their own fields) and messages that already name the node pass as-is.
+        if type(e) not in (ValueError, TypeError) or node.name in str(e):
             raise
         raise type(e)(f"{node.name} ({node.op.short}, {table_name}): {e}") from e

@@ -212,3 +212,15 @@ def test_triton_backend_compiles_once_per_fetch_set_and_feeds_by_name(net, monke
         sess.run(logits)
     with pytest.raises(ValueError, match=r"placeholder images: expected float32\[2,8,8,3\]"):
         sess.run(logits, {x: xv[:1]})
+
+
+def test_op_errors_name_the_node():
+    g = Graph()
+    x = g.add_node(Op.PLACEHOLDER, (), {"shape": (1, 2, 2, 1), "dtype": "float32"}, "x")
+    # A window that covers only padding passes the shape rule but not the reference.
+    pool = g.add_node(Op.AVG_POOL, (x,), {"ksize": (1, 1), "strides": (1, 1), "padding": ((2, 0), (0, 0))},
+                      "net/pool/AvgPool")
+    with pytest.raises(ValueError, match=r"net/pool/AvgPool \(avg_pool, REFERENCE\): avg_pool: a window"):
+        Session(g, {}).run(Tensor(pool, g), {"x": np.ones((1, 2, 2, 1), np.float32)})
+    with pytest.raises(ValueError, match=r"net/pool/AvgPool: a pooling window .* covers only padding"):
+        Session(g, {}, backend="torch").run(Tensor(pool, g), {"x": np.ones((1, 2, 2, 1), np.float32)})
