@@ -1,12 +1,31 @@
-"""Byte model, the three plans and the fusion report.
+"""Byte model, the three plans of a graph, and the fusion report (text and JSON).
 
 Byte model (`kernel_bytes`): a kernel reads each of its inputs (activations, weights,
-per-channel vectors) from DRAM once and writes each of its outputs once; views (reshape)
-move nothing. The same function prices all three plans of a graph.
+per-channel vectors) from DRAM once and writes each of its outputs once, all in the
+compute dtype; views (reshape) and concat buffers written in place move nothing. The
+same function prices all three plans:
+
+* `unfused`: one kernel per IR op of the cleaned graph (after constant folding and
+  identity removal, which no executor would run as kernels);
+* `extern_conv_plus_pointwise`: what torch.compile does by default -- every conv / GEMM
+  is a library kernel (reads input and weights, writes its output), and maximal chains of
+  pointwise ops (BN, bias, activations, adds, scalar muls, pads) where each link has a
+  single consumer become one fused pointwise kernel; pools, reductions, softmax and
+  concats are kernels of their own;
+* `slimtriton`: the compiled plan (slimtriton.runtime.plan).
+
+FLOPs: `slimtriton.ir.cost.flops` when present, else `node_flops` below (multiply-add
+= 2 FLOPs); a fused kernel's FLOPs are those of the recorded ops it computes.
 """
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
+
+from .ir.ops import Group, Op
+
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "bool": 1}
+PLANS = ("unfused", "extern_conv_plus_pointwise", "slimtriton")
 
 
 def tensor_bytes(shape, dtype: str) -> int:
@@ -14,3 +33,180 @@ def tensor_bytes(shape, dtype: str) -> int:
     for d in shape:
         n *= int(d)
     return n * ITEMSIZE[dtype]
+
+
+def kernel_bytes(reads, writes, dtype: str) -> int:
+    """The byte model: every input node read once, every output node written once."""
+    return sum(tensor_bytes(n.shape, dtype) for n in reads) + sum(tensor_bytes(n.shape, dtype) for n in writes)
+
+
+# -- FLOPs ------------------------------------------------------------------------------------
+def _prod(xs) -> int:
+    n = 1
+    for x in xs:
+        n *= int(x)
+    return n
+
+
+def node_flops(node) -> int:
+    """FLOPs of one recorded (unfused) IR node; multiply-add = 2."""
+    op = node.op
+    try:
+        from .ir import cost  # the front end's table, when it has landed
+        return int(cost.flops(node))
+    except ImportError:
+        pass
+    if op in (Op.CONV2D,):
+        kh, kw, cin, _ = node.inputs[1].shape
+        return 2 * _prod(node.shape) * kh * kw * cin
+    if op is Op.DEPTHWISE_CONV2D:
+        kh, kw, _, _ = node.inputs[1].shape
+        return 2 * _prod(node.shape) * kh * kw
+    if op is Op.CONV2D_TRANSPOSE:
+        kh, kw, cout, _ = node.inputs[1].shape
+        return 2 * _prod(node.inputs[0].shape) * kh * kw * cout
+    if op is Op.MATMUL:
+        return 2 * _prod(node.shape) * node.inputs[1].shape[0]
+    if op is Op.BATCH_NORM:
+        return 2 * _prod(node.shape)
+    if op in (Op.MAX_POOL, Op.AVG_POOL):
+        return _prod(node.shape) * _prod(node.attrs["ksize"])
+    if op is Op.REDUCE_MEAN:
+        return _prod(node.inputs[0].shape)
+    if op is Op.SOFTMAX:
+        return 5 * _prod(node.shape)
+    if op is Op.UNIT_NORM:
+        return 3 * _prod(node.shape)
+    if op.group is Group.ELEMENTWISE and op not in (Op.IDENTITY, Op.DROPOUT):
+        return _prod(node.shape)
+    return 0
+
+
+def fused_flops(program, node) -> int:
+    """FLOPs of a (possibly fused) program node: those of the recorded ops it stands for."""
+    names = program.origin_of(node)
+    total = 0
+    for name in names:
+        rec = program.recorded.get(name)
+        if rec is not None:
+            total += node_flops(rec)
+    return total
+
+
+# -- the three plans --------------------------------------------------------------------------
+_VIEW_OPS = (Op.RESHAPE, Op.IDENTITY)
+_SOURCES = (Op.PLACEHOLDER, Op.VARIABLE, Op.CONSTANT)
+_LIBRARY = (Op.CONV2D, Op.DEPTHWISE_CONV2D, Op.CONV2D_TRANSPOSE, Op.MATMUL)
+_POINTWISE = (Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM, Op.NEG, Op.RELU, Op.RELU6, Op.SIGMOID, Op.TANH,
+              Op.BIAS_ADD, Op.BATCH_NORM, Op.PAD)
+
+
+def unfused_plan(program, dtype: str) -> list[dict]:
+    kernels = []
+    for n in program.nodes:
+        if n.op in _SOURCES or n.op in _VIEW_OPS or (n.op is Op.DROPOUT and not n.attrs["is_training"]):
+            continue
+        kernels.append({"ops": [n.name], "bytes": kernel_bytes(n.inputs, [n], dtype)})
+    return kernels
+
+
+def extern_conv_plus_pointwise_plan(program, dtype: str) -> list[dict]:
+    uses = program.uses()
+    group_of: dict[str, int] = {}
+    groups: list[list] = []
+    for n in program.nodes:
+        if n.op in _SOURCES or n.op in _VIEW_OPS:
+            continue
+        if n.op in _POINTWISE:
+            # join the group of a pointwise producer this node is the only consumer of
+            joined = None
+            for i in n.inputs:
+                if i.name in group_of and i.op in _POINTWISE and uses.get(i.name) == 1:
+                    joined = group_of[i.name]
+                    break
+            if joined is None:
+                joined = len(groups)
+                groups.append([])
+            groups[joined].append(n)
+            group_of[n.name] = joined
+        else:
+            group_of[n.name] = len(groups)
+            groups.append([n])
+    kernels = []
+    for members in groups:
+        inside = {m.name for m in members}
+        reads = OrderedDict()
+        for m in members:
+            for i in m.inputs:
+                if i.name not in inside:
+                    reads[i.name] = i
+        writes = [m for m in members if uses.get(m.name, 0) > sum(
+            1 for o in members for i in o.inputs if i.name == m.name)]
+        kernels.append({"ops": [m.name for m in members], "bytes": kernel_bytes(list(reads.values()), writes, dtype)})
+    return kernels
+
+
+def slimtriton_plan(plan) -> list[dict]:
+    return [{"ops": list(s.fused), "bytes": s.bytes, "kernel": s.kernel} for s in plan.steps if s.launches_kernel]
+
+
+def plan_summary(plan) -> dict:
+    """The JSON summary: kernel counts and modeled DRAM bytes per plan, FLOPs, peak activations."""
+    baseline = plan.baseline if getattr(plan, "baseline", None) is not None else plan.program
+    plans = {
+        "unfused": unfused_plan(baseline, plan.dtype),
+        "extern_conv_plus_pointwise": extern_conv_plus_pointwise_plan(baseline, plan.dtype),
+        "slimtriton": slimtriton_plan(plan),
+    }
+    flops = sum(node_flops(n) for n in baseline.nodes)
+    return {
+        "dtype": plan.dtype,
+        "kernels": {k: len(v) for k, v in plans.items()},
+        "bytes": {k: sum(x["bytes"] for x in v) for k, v in plans.items()},
+        "flops": int(flops),
+        "peak_activation_bytes": int(plan.memory.peak_bytes),
+        "arena_bytes": int(plan.memory.arena_bytes),
+    }
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def fusion_report(plan, json_path=None, max_ops_shown: int = 6) -> str:
+    summary = plan_summary(plan)
+    lines = [f"slimtriton fusion report ({plan.dtype}): {summary['kernels']['slimtriton']} kernels"]
+    lines.append(f"{'#':>3}  {'kernel':<16} {'output':<20} {'MFLOP':>10} {'read':>10} {'written':>10}  fused ops")
+    k = 0
+    steps_json = []
+    for s in plan.steps:
+        if not s.launches_kernel:
+            continue
+        ops = list(s.fused)
+        shown = ", ".join(ops[:max_ops_shown]) + (f", ... (+{len(ops) - max_ops_shown})" if len(ops) > max_ops_shown else "")
+        shape = s.copy_from.shape if s.copy_from is not None else s.node.shape
+        where = f" -> {s.target[0].name}[+{s.target[1]}]" if s.target is not None else ""
+        lines.append(f"{k:>3}  {s.kernel:<16} {str(list(shape)):<20} {s.flops / 1e6:>10.2f} "
+                     f"{_fmt_bytes(s.bytes_read):>10} {_fmt_bytes(s.bytes_written):>10}  {shown}{where}")
+        steps_json.append({"index": k, "name": s.node.name, "kernel": s.kernel, "fused_ops": ops,
+                           "inputs": [list(n.shape) for n in s.reads], "output": list(shape), "flops": s.flops,
+                           "bytes_read": s.bytes_read, "bytes_written": s.bytes_written,
+                           "writes_into": s.target[0].name if s.target is not None else None})
+        k += 1
+    lines.append("")
+    lines.append(f"{'plan':<28} {'kernels':>8} {'DRAM bytes':>14} {'vs unfused':>11} {'vs extern':>10}")
+    unf = summary["bytes"]["unfused"] or 1
+    ext = summary["bytes"]["extern_conv_plus_pointwise"] or 1
+    for name in PLANS:
+        b = summary["bytes"][name]
+        lines.append(f"{name:<28} {summary['kernels'][name]:>8} {_fmt_bytes(b):>14} {b / unf:>11.3f} {b / ext:>10.3f}")
+    lines.append(f"total FLOPs {summary['flops'] / 1e9:.3f} GFLOP; peak activation memory "
+                 f"{_fmt_bytes(summary['peak_activation_bytes'])} (arena {_fmt_bytes(summary['arena_bytes'])})")
+    if json_path is not None:
+        with open(json_path, "w") as f:
+            json.dump({**summary, "steps": steps_json}, f, indent=1)
+    return "\n".join(lines)

@@ -26,12 +26,15 @@ PLAN_PASSES = [
 ]
 
 
-def run_passes(program: Program, upto: str | None = None, log=None) -> Program:
-    """Apply the IR passes in order (through `upto` when given), verifying after each."""
+def run_passes(program: Program, upto: str | None = None, log=None, snapshots: dict | None = None) -> Program:
+    """Apply the IR passes in order (through `upto` when given), verifying after each;
+    `snapshots[name]` receives the program after each pass."""
     program.verify("recording")
     for name, rules in IR_PASSES:
         before = len(program.nodes)
         program = rewrite(program, rules, after=f"pass {name}")
+        if snapshots is not None:
+            snapshots[name] = program
         if log is not None:
             log(f"{name}: {before} -> {len(program.nodes)} nodes")
         if name == upto:

@@ -39,11 +39,12 @@ class Program:
     outputs: list[Node]
     derived: dict[str, DerivedParam] = dataclasses.field(default_factory=dict)
     origin: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    recorded: dict[str, Node] = dataclasses.field(default_factory=dict)  # the recorded nodes, by name
 
     @staticmethod
     def from_graph(nodes: Iterable[Node], outputs: Iterable[Node]) -> "Program":
         nodes = list(nodes)
-        prog = Program(nodes, list(outputs), {}, {n.name: (n.name,) for n in nodes})
+        prog = Program(nodes, list(outputs), {}, {n.name: (n.name,) for n in nodes}, {n.name: n for n in nodes})
         return prog.without_dead_code()
 
     def origin_of(self, node: Node) -> tuple[str, ...]:
@@ -85,7 +86,7 @@ class Program:
                 keep.add(name)
                 needed.extend(self.derived[name].sources)
         derived = {k: v for k, v in self.derived.items() if k in keep}
-        return Program(nodes, list(self.outputs), derived, dict(self.origin))
+        return Program(nodes, list(self.outputs), derived, dict(self.origin), self.recorded)
 
     def verify(self, after: str) -> None:
         verify(self.nodes, self.outputs, after=after)
@@ -208,7 +209,7 @@ def rewrite(program: Program, rules, after: str, max_sweeps: int = 50) -> Progra
                 mapping[id(node)] = cur
             ctx.emit(cur)
         outputs = [mapping.get(id(o), o) for o in program.outputs]
-        program = Program(ctx.emitted, outputs, program.derived, program.origin).without_dead_code()
+        program = Program(ctx.emitted, outputs, program.derived, program.origin, program.recorded).without_dead_code()
         program.verify(after)
         if not changed:
             return program

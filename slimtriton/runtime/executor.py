@@ -1,0 +1,166 @@
+"""Runs a plan: parameters prepared once (packed, cast, on the device), activations in
+arena slots (slimtriton.runtime.memory), one kernel call per step.
+
+Poison mode (`poison=True`, a test mode): every arena slot is NaN-filled when created and
+again right after its tenant's last read, so a kernel reading a freed buffer or leaving
+part of its output unwritten produces NaN in the outputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..ir.ops import Op
+from . import lowering as L
+from .memory import ARENA, EXTERNAL, KERNEL, OUTPUT
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def prepare_parameters(plan, values: dict, device, progress=None) -> dict:
+    """{param node name (or name#kind): prepared tensor} from float64 parameter values."""
+    from .. import kernels
+    dtype = TORCH_DTYPES[plan.dtype]
+    packers = {L.PREP_CONV: "prepack_conv2d", L.PREP_DEPTHWISE: "prepack_depthwise",
+               L.PREP_TRANSPOSE: "prepack_conv2d_transpose", L.PREP_MATMUL: "prepack_matmul"}
+    prepared = {}
+    items = list(plan.prep.items())
+    for key, kind in (progress(items) if progress else items):
+        name = key.split("#")[0]
+        node = plan.params[name]
+        if node.op is Op.CONSTANT:
+            prepared[key] = torch.tensor(float(node.attrs["value"]), dtype=dtype, device=device)
+            continue
+        value = values[node.attrs["var"]]
+        if kind in packers:
+            fn = getattr(kernels, packers[kind], None)
+            if fn is None:
+                raise NotImplementedError(f"{name}: kernels.{packers[kind]} is missing (needed to pack these weights)")
+            prepared[key] = fn(np.asarray(value, dtype=np.float32), dtype=dtype, device=device)
+        elif kind == L.PREP_VECTOR:
+            prepared[key] = torch.as_tensor(np.asarray(value, dtype=np.float32), device=device)
+        else:
+            prepared[key] = torch.as_tensor(np.asarray(value, dtype=np.float32), device=device).to(dtype)
+    return prepared
+
+
+class PlanExecutor:
+    def __init__(self, plan, params: dict, device, precision: str = "ieee", poison: bool = False):
+        self.plan = plan
+        self.params = params
+        self.device = torch.device(device)
+        self.precision = precision
+        self.poison = poison
+        self.dtype = TORCH_DTYPES[plan.dtype]
+        self._slots = None
+        self._concats = {s.node.name: s for s in plan.steps if s.kernel == "concat"}
+
+    def _arena(self):
+        if self._slots is None:
+            itemsize = torch.empty((), dtype=self.dtype).element_size()
+            self._slots = [self._new(((nbytes + itemsize - 1) // itemsize,)) for nbytes in self.plan.memory.slot_bytes]
+        return self._slots
+
+    def _new(self, shape):
+        if self.poison:
+            return torch.full(shape, float("nan"), dtype=self.dtype, device=self.device)
+        return torch.empty(shape, dtype=self.dtype, device=self.device)
+
+    def run(self, inputs: dict, after_step=None) -> list:
+        """inputs: {placeholder name: tensor of the compute dtype on the device}. Returns outputs."""
+        mem = self.plan.memory
+        slots = self._arena()
+        env: dict[str, torch.Tensor] = dict(inputs)
+        buffers: dict[str, torch.Tensor] = {}
+
+        def buffer(key):
+            if key not in buffers:
+                st = mem.storages[key]
+                if st.kind == ARENA:
+                    n = int(np.prod(st.shape)) if st.shape else 1
+                    buffers[key] = slots[st.slot][:n].view(st.shape)
+                elif st.kind == OUTPUT:
+                    buffers[key] = self._new(st.shape)
+                else:
+                    return None
+            return buffers[key]
+
+        def get(node):
+            if node.op in (Op.VARIABLE, Op.CONSTANT):
+                return self.params[node.name]
+            return env[node.name]
+
+        def get_packed(step):
+            def g(node):
+                if node.op in (Op.VARIABLE, Op.CONSTANT) and step.lowered is not None:
+                    kind = step.lowered.prep.get(node.name)
+                    if kind and self.plan.prep.get(node.name) != kind:
+                        return self.params[node.name + "#" + kind]
+                return get(node)
+            return g
+
+        for step in self.plan.steps:
+            self._run_step(step, env, buffers, buffer, get, get_packed)
+            self._free(step.index, buffers)
+            if after_step is not None:
+                after_step(step)
+        return self._outputs(env)
+
+    def _run_step(self, step, env, buffers, buffer, get, get_packed):
+        mem = self.plan.memory
+        name = step.node.name
+        if step.kernel == "view":
+            env[name] = step.lowered.call(get, None, 0, self.precision)
+            return
+        key = mem.alias.get(name)
+        if step.kernel == "concat":
+            env[name] = buffer(key)
+            return
+        if step.kernel == "copy_channels":
+            from .. import kernels
+            concat = step.target[0]
+            kernels.copy_channels(get(step.copy_from), buffer(mem.alias[concat.name]), self._offset(step),
+                                  name=f"{concat.name} <- {step.copy_from.name}")
+            return
+        st = mem.storages[key]
+        offset = 0
+        out = None
+        if step.target is not None:
+            out, offset = buffer(key), self._offset(step)
+        elif st.kind in (ARENA, OUTPUT):
+            out = buffer(key)
+        result = step.lowered.call(get_packed(step), out, offset, self.precision)
+        if step.target is None:
+            if out is not None and result.data_ptr() != out.data_ptr():
+                raise RuntimeError(f"{name}: kernel {step.kernel} ignored its out= buffer")
+            env[name] = result
+            if st.kind == KERNEL:
+                buffers[key] = result
+
+    def _outputs(self, env) -> list:
+        mem = self.plan.memory
+        results = []
+        for o in self.plan.outputs:
+            if o.op in (Op.VARIABLE, Op.CONSTANT):
+                results.append(self.params[o.name].clone())
+            elif mem.storages[mem.alias[o.name]].kind == EXTERNAL:
+                results.append(env[o.name].clone())  # an input (or a view of one) returned as is
+            else:
+                results.append(env[o.name])
+        return results
+
+    def _offset(self, step) -> int:
+        """Channel offset of a producer inside its outermost concat buffer (nested concats add up)."""
+        concat, offset = step.target
+        while self._concats[concat.name].target is not None:
+            concat, extra = self._concats[concat.name].target
+            offset += extra
+        return offset
+
+    def _free(self, index: int, buffers) -> None:
+        if not self.poison:
+            return
+        for key in self.plan.memory.frees_after.get(index, []):
+            buf = buffers.get(key)
+            if buf is not None:
+                buf.fill_(float("nan"))

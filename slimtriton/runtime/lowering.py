@@ -1,0 +1,253 @@
+"""The lowering table: `LOWERINGS[op](node) -> Lowered`, one Triton kernel call per node.
+
+A `Lowered` names the kernel, the nodes it reads (activations and parameters, each with
+how a parameter is prepared: packed conv weights, per-channel vectors, scalars) and a
+`call(get, out, offset, precision)` that launches the kernel (`get(node)` returns the
+tensor for an input node). `supports_out` tells whether the kernel can write into a
+channel slice of a wider buffer (concat elimination, memory planning).
+
+An op the Triton backend cannot run raises `NotImplementedError` naming the op and the
+scope when the plan is built (compile time), never at run time; nothing falls back to
+torch ops (reshape is a view, not a kernel).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+from ..ir.node import Node
+from ..ir.ops import Op
+
+# How a parameter node is prepared once, at compile time (see runtime.executor).
+PREP_CONV = "conv2d"            # kernels.prepack_conv2d
+PREP_DEPTHWISE = "depthwise"    # kernels.prepack_depthwise
+PREP_TRANSPOSE = "conv2d_transpose"
+PREP_MATMUL = "matmul"
+PREP_VECTOR = "vector"          # per-channel scale/shift: float32 (the kernels load them as fp32)
+PREP_TENSOR = "tensor"          # any other parameter read as an activation: compute dtype
+PREP_SCALAR = "scalar"          # a CONSTANT, as a 0-d tensor of the compute dtype
+
+
+@dataclasses.dataclass
+class Lowered:
+    kernel: str                      # kernels.<kernel> (or 'view' / 'concat')
+    reads: tuple[Node, ...]          # every input node, in kernel-argument order
+    prep: dict[str, str]             # parameter node name -> PREP_*
+    call: Optional[Callable]         # (get, out, offset, precision) -> torch.Tensor
+    supports_out: bool = True
+    is_view: bool = False
+
+
+def _k():
+    from .. import kernels
+    return kernels
+
+
+def kernel_fn(name: str, node: Node):
+    """kernels.<name>, or NotImplementedError naming the op and scope when it does not exist."""
+    fn = getattr(_k(), name, None)
+    if fn is None:
+        raise NotImplementedError(
+            f"{node.name} ({node.op.short}): the triton backend needs kernels.{name}, which the kernels "
+            f"package does not provide")
+    return fn
+
+
+def unsupported(node: Node, why: str):
+    raise NotImplementedError(f"the triton backend cannot run {node.op.short} at {node.name}: {why}")
+
+
+def _epilogue(node: Node, get):
+    a = node.attrs
+    n_base = 1 if node.op is Op.FUSED_ELEMENTWISE else 2
+    ins = node.inputs
+    kw = dict(scale=get(ins[n_base]), shift=get(ins[n_base + 1]), act=a["act"], act2=a["act2"],
+              residual_scale=float(a["residual_scale"]))
+    k = n_base + 2
+    if a["residual"]:
+        kw["residual"] = get(ins[k])
+        k += 1
+    if a.get("prologue"):
+        kw.update(in_scale=get(ins[k]), in_shift=get(ins[k + 1]), prologue_act=a["prologue_act"])
+    return kw
+
+
+def _vector_preps(node: Node, n_base: int) -> dict[str, str]:
+    """Epilogue/prologue vectors of a fused node (the residual is an activation)."""
+    prep = {}
+    ins = node.inputs
+    idx = [n_base, n_base + 1]
+    k = n_base + 2
+    if node.attrs["residual"]:
+        k += 1
+    if node.attrs.get("prologue"):
+        idx += [k, k + 1]
+    for i in idx:
+        if ins[i].op is Op.VARIABLE:
+            prep[ins[i].name] = PREP_VECTOR
+    return prep
+
+
+def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision_arg: bool = True):
+    def lower(node: Node) -> Lowered:
+        fn = kernel_fn(kernel, node)
+        w = node.inputs[1]
+        if w.op is not Op.VARIABLE:
+            unsupported(node, f"its weights {w.name} are computed at run time ({w.op.short}); "
+                              f"the kernels take packed parameter weights")
+        prep = {w.name: prep_kind, **_vector_preps(node, 2)}
+
+        def call(get, out, offset, precision):
+            kw = dict(geometry(node.attrs), **_epilogue(node, get), out=out, out_channel_offset=offset,
+                      name=node.name)
+            if precision_arg:
+                kw["precision"] = precision
+            return fn(get(node.inputs[0]), get(w), **kw)
+        return Lowered(kernel, node.inputs, prep, call)
+    return lower
+
+
+def _conv_geometry(a):
+    return dict(strides=a["strides"], padding=a["padding"], dilations=a["dilations"])
+
+
+def _lower_elementwise(node: Node) -> Lowered:
+    fn = kernel_fn("affine_act", node)
+
+    def call(get, out, offset, precision):
+        return fn(get(node.inputs[0]), **_epilogue(node, get), out=out, out_channel_offset=offset, name=node.name)
+    return Lowered("affine_act", node.inputs, _vector_preps(node, 1), call)
+
+
+def _lower_pool(kernel: str):
+    def lower(node: Node) -> Lowered:
+        fn = kernel_fn(kernel, node)
+        a = node.attrs
+
+        def call(get, out, offset, precision):
+            return fn(get(node.inputs[0]), a["ksize"], a["strides"], a["padding"], out=out,
+                      out_channel_offset=offset, name=node.name)
+        return Lowered(kernel, node.inputs, {}, call)
+    return lower
+
+
+def _lower_reduce_mean(node: Node) -> Lowered:
+    x = node.inputs[0]
+    if len(x.shape) != 4 or tuple(node.attrs["axes"]) != (1, 2):
+        unsupported(node, f"only the spatial mean (axes [1, 2] of an NHWC tensor) has a kernel; got axes "
+                          f"{list(node.attrs['axes'])} of shape {list(x.shape)}")
+    fn = kernel_fn("global_mean", node)
+    keep = bool(node.attrs["keepdims"])
+
+    def call(get, out, offset, precision):
+        return fn(get(x), keepdims=keep, out=out, out_channel_offset=offset, name=node.name)
+    return Lowered("global_mean", node.inputs, {}, call)
+
+
+def _lower_softmax(node: Node) -> Lowered:
+    if node.attrs["axis"] != len(node.shape) - 1:
+        unsupported(node, f"softmax over axis {node.attrs['axis']} of shape {list(node.shape)}; "
+                          f"the kernel normalizes the last axis")
+    fn = kernel_fn("softmax", node)
+    return Lowered("softmax", node.inputs, {}, lambda get, out, offset, p: fn(get(node.inputs[0]), name=node.name),
+                   supports_out=False)
+
+
+def _lower_unit_norm(node: Node) -> Lowered:
+    fn = kernel_fn("unit_norm", node)
+    a = node.attrs
+    return Lowered("unit_norm", node.inputs, {},
+                   lambda get, out, offset, p: fn(get(node.inputs[0]), a["axis"], a["epsilon"], name=node.name),
+                   supports_out=False)
+
+
+_BINARY = {Op.ADD: "add", Op.SUB: "sub", Op.MUL: "mul", Op.DIV: "div", Op.MAXIMUM: "maximum"}
+_UNARY = {Op.RELU: "relu", Op.RELU6: "relu6", Op.SIGMOID: "sigmoid", Op.TANH: "tanh", Op.NEG: "neg"}
+
+
+def _lower_binary(node: Node) -> Lowered:
+    fn = kernel_fn("binary", node)
+    name = "add" if node.op is Op.BIAS_ADD else _BINARY[node.op]
+    a, b = node.inputs
+    return Lowered("binary", node.inputs, {}, lambda get, out, offset, p: fn(name, get(a), get(b), name=node.name),
+                   supports_out=False)
+
+
+def _lower_unary(node: Node) -> Lowered:
+    fn = kernel_fn("unary", node)
+    return Lowered("unary", node.inputs, {},
+                   lambda get, out, offset, p: fn(_UNARY[node.op], get(node.inputs[0]), name=node.name),
+                   supports_out=False)
+
+
+def _lower_pad(node: Node) -> Lowered:
+    fn = kernel_fn("pad", node)
+    a = node.attrs
+    return Lowered("pad", node.inputs, {},
+                   lambda get, out, offset, p: fn(get(node.inputs[0]), a["paddings"], value=float(a.get("value", 0.0)),
+                                                  name=node.name),
+                   supports_out=False)
+
+
+def _lower_reshape(node: Node) -> Lowered:
+    shape = tuple(node.shape)
+    return Lowered("view", node.inputs, {}, lambda get, out, offset, p: get(node.inputs[0]).reshape(shape),
+                   supports_out=False, is_view=True)
+
+
+def _lower_concat(node: Node) -> Lowered:
+    if node.attrs["axis"] != len(node.shape) - 1:
+        unsupported(node, f"concat along axis {node.attrs['axis']} of shape {list(node.shape)}; only the "
+                          f"channel (last) axis is written in place / copied by the kernels")
+    kernel_fn("copy_channels", node)  # needed for inputs that cannot be written in place
+    return Lowered("concat", node.inputs, {}, None)
+
+
+def _training_only(why: str):
+    def lower(node: Node):
+        unsupported(node, why)
+    return lower
+
+
+def _bias_or_bn(node: Node) -> Lowered:
+    if node.op is Op.BATCH_NORM:
+        if node.attrs["is_training"]:
+            unsupported(node, "training-mode batch norm (batch statistics) is not supported; build the net "
+                              "with is_training=False")
+        unsupported(node, "inference batch norm whose parameters are computed at run time")
+    return _lower_binary(node)
+
+
+def _dropout(node: Node):
+    if node.attrs["is_training"]:
+        unsupported(node, f"dropout with is_training=True (keep_prob={node.attrs['keep_prob']}) is random; "
+                          f"build the net with is_training=False")
+    return _lower_reshape(node)
+
+
+LOWERINGS: dict[Op, Callable[[Node], Lowered]] = {
+    Op.FUSED_CONV2D: _lower_fused_gemm("conv2d", PREP_CONV, _conv_geometry),
+    Op.FUSED_DEPTHWISE_CONV2D: _lower_fused_gemm("depthwise_conv2d", PREP_DEPTHWISE, _conv_geometry,
+                                                 precision_arg=False),
+    Op.FUSED_CONV2D_TRANSPOSE: _lower_fused_gemm(
+        "conv2d_transpose", PREP_TRANSPOSE,
+        lambda a: dict(strides=a["strides"], pad_before=a["pad_before"], output_hw=a["output_hw"])),
+    Op.FUSED_MATMUL: _lower_fused_gemm("matmul", PREP_MATMUL, lambda a: {}),
+    Op.FUSED_ELEMENTWISE: _lower_elementwise,
+    Op.MAX_POOL: _lower_pool("max_pool2d"),
+    Op.AVG_POOL: _lower_pool("avg_pool2d"),
+    Op.REDUCE_MEAN: _lower_reduce_mean,
+    Op.SOFTMAX: _lower_softmax,
+    Op.UNIT_NORM: _lower_unit_norm,
+    **{op: _lower_binary for op in _BINARY},
+    Op.BIAS_ADD: _bias_or_bn,
+    Op.BATCH_NORM: _bias_or_bn,
+    **{op: _lower_unary for op in _UNARY},
+    Op.IDENTITY: _lower_reshape,
+    Op.DROPOUT: _dropout,
+    Op.RESHAPE: _lower_reshape,
+    Op.CONCAT: _lower_concat,
+    Op.PAD: _lower_pad,
+    Op.TILE: _training_only("tile of an activation has no kernel (a tile of weights is folded at compile time)"),
+    Op.ONE_HOT: _training_only("one_hot of run-time labels has no kernel"),
+}

@@ -1,0 +1,129 @@
+"""Memory plan (pass 8): activation buffers reused by liveness.
+
+Every value a step produces lives in a *storage*: its own, or an alias -- a view (reshape)
+shares its input's storage, a producer written in place into a concat shares the concat's
+(nested concats share the outermost one), and a concat buffer lives from its first
+producer. A storage is live from the first step that writes it to the last step that reads
+any of its aliases. Storages holding a requested output are allocated fresh per call (the
+caller keeps them); storages of kernels that cannot write into a given buffer are allocated
+by the kernel. The rest share arena slots: greedy best fit, a slot freed after the last
+read of its tenant is reused by a later one. `peak_bytes` is the largest total of live
+activation storages (all kinds) at any step.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+ARENA, OUTPUT, KERNEL, EXTERNAL = "arena", "output", "kernel", "external"
+
+
+@dataclasses.dataclass
+class Storage:
+    key: str
+    shape: tuple[int, ...]
+    nbytes: int
+    kind: str
+    first: int
+    last: int
+    slot: int = -1
+
+
+@dataclasses.dataclass
+class MemoryPlan:
+    storages: dict[str, Storage]          # storage key -> storage
+    alias: dict[str, str]                 # node name -> storage key
+    slot_bytes: list[int]
+    peak_bytes: int
+    frees_after: dict[int, list[str]]     # step index -> arena storages dead after it
+
+    @property
+    def arena_bytes(self) -> int:
+        return sum(self.slot_bytes)
+
+    def storage_of(self, name: str) -> Storage | None:
+        key = self.alias.get(name)
+        return self.storages.get(key) if key else None
+
+
+def plan_memory(plan) -> MemoryPlan:
+    from ..report import tensor_bytes
+    from ..ir.ops import Op
+    alias: dict[str, str] = {}
+    storages: dict[str, Storage] = {}
+    for n in plan.program.nodes:
+        if n.op in (Op.PLACEHOLDER, Op.VARIABLE, Op.CONSTANT):
+            alias[n.name] = n.name
+            storages[n.name] = Storage(n.name, n.shape, 0, EXTERNAL, -1, -1)
+
+    def root(name):
+        return alias[name]
+
+    for s in plan.steps:
+        name = s.node.name
+        if s.kernel == "view":
+            alias[name] = root(s.reads[0].name) if s.reads else root(s.params[0].name)
+            continue
+        if s.kernel == "copy_channels":
+            continue  # writes into the concat's storage, already defined
+        if s.target is not None:
+            key = root(s.target[0].name)
+        else:
+            kind = KERNEL if (s.lowered is not None and not s.lowered.supports_out and s.kernel != "concat") else ARENA
+            key = name
+            storages[key] = Storage(key, s.node.shape, tensor_bytes(s.node.shape, plan.dtype), kind, s.index, s.index)
+        alias[name] = key
+        if s.kernel == "concat" and s.target is None:
+            pass
+    # liveness
+    for s in plan.steps:
+        written = [root(s.node.name)] if s.node.name in alias else []
+        for key in written:
+            st = storages[key]
+            st.first = min(st.first, s.index) if st.first >= 0 else s.index
+            st.last = max(st.last, s.index)
+        for r in s.reads:
+            st = storages[root(r.name)]
+            st.last = max(st.last, s.index)
+    end = len(plan.steps)
+    for o in plan.outputs:
+        st = storages[root(o.name)]
+        if st.kind != EXTERNAL:
+            st.kind = OUTPUT
+            st.last = end
+    # greedy best-fit slot assignment for arena storages
+    slot_bytes: list[int] = []
+    free_slots: list[int] = []
+    frees_after: dict[int, list[str]] = {}
+    by_first: dict[int, list[Storage]] = {}
+    for st in storages.values():
+        if st.kind == ARENA:
+            by_first.setdefault(st.first, []).append(st)
+            frees_after.setdefault(st.last, []).append(st.key)
+    for i in range(end):
+        for st in by_first.get(i, []):
+            fitting = [k for k in free_slots if slot_bytes[k] >= st.nbytes]
+            if fitting:
+                k = min(fitting, key=lambda k: slot_bytes[k])
+            elif free_slots:
+                k = max(free_slots, key=lambda k: slot_bytes[k])
+                slot_bytes[k] = st.nbytes
+            else:
+                k = len(slot_bytes)
+                slot_bytes.append(st.nbytes)
+            free_slots.remove(k) if k in free_slots else None
+            st.slot = k
+        for key in frees_after.get(i, []):
+            free_slots.append(storages[key].slot)
+    # peak of live activation storages
+    peak = 0
+    live_changes = [0] * (end + 2)
+    for st in storages.values():
+        if st.kind == EXTERNAL or st.first < 0:
+            continue
+        live_changes[st.first] += st.nbytes
+        live_changes[min(st.last, end) + 1] -= st.nbytes
+    cur = 0
+    for delta in live_changes:
+        cur += delta
+        peak = max(peak, cur)
+    return MemoryPlan(storages, alias, slot_bytes, peak, frees_after)

@@ -1,0 +1,196 @@
+"""The kernel plan: one `Step` per kernel launch (plus views and concat buffers, which
+launch nothing), built from a fused program with the lowering table, then the plan
+passes of slimtriton.fusion.pipeline.PLAN_PASSES:
+
+* concat elimination (pass 6): a CONCAT along the channel axis owns one buffer; each
+  input produced by a kernel that can write a channel slice (`out=`, `out_channel_offset=`),
+  read by nothing else and not itself requested, writes straight into its slice -- nested
+  concats compose their offsets. Other inputs (placeholders, parameters, multi-consumer
+  tensors, views, kernels without `out=`) get a `copy_channels` step.
+* memory plan (pass 8): slimtriton.runtime.memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from ..ir.node import Node
+from ..ir.ops import Op, lookup
+from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered
+
+SOURCE_OPS = (Op.PLACEHOLDER, Op.VARIABLE, Op.CONSTANT)
+
+
+@dataclasses.dataclass
+class Step:
+    index: int
+    node: Node                       # the value this step produces (for a copy: the concat)
+    kernel: str                      # kernels.<kernel>, 'view', 'concat' (buffer only)
+    lowered: Optional[Lowered]
+    fused: tuple[str, ...]           # recorded IR ops this kernel computes
+    reads: tuple[Node, ...]          # activation inputs (not parameters)
+    params: tuple[Node, ...]         # parameters read (VARIABLE / CONSTANT nodes)
+    target: Optional[tuple[Node, int]] = None  # (concat node, channel offset) written in place
+    copy_from: Optional[Node] = None  # copy steps: the source tensor
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+    @property
+    def launches_kernel(self) -> bool:
+        return self.kernel not in ("view", "concat")
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+    def describe(self) -> str:
+        where = f" -> {self.target[0].name}[..., {self.target[1]}:]" if self.target else ""
+        return f"{self.kernel}({', '.join(n.name for n in self.reads)}){where}"
+
+
+@dataclasses.dataclass
+class Plan:
+    program: object                  # slimtriton.fusion.program.Program
+    dtype: str
+    steps: list[Step]
+    inputs: list[Node]               # placeholders, in program order
+    outputs: list[Node]
+    params: dict[str, Node]          # parameter node name -> node
+    prep: dict[str, str]             # parameter node name -> PREP_* kind
+    memory: object = None            # slimtriton.runtime.memory.MemoryPlan
+    baseline: object = None          # the program after identity removal (for the report's other plans)
+
+    @property
+    def kernels(self) -> list[Step]:
+        return [s for s in self.steps if s.launches_kernel]
+
+
+def lower_program(program, dtype: str) -> list[tuple[Node, Lowered]]:
+    """Lower every non-source node (NotImplementedError for what the backend cannot run)."""
+    lowered = []
+    for node in program.nodes:
+        if node.op in SOURCE_OPS:
+            continue
+        lowered.append((node, lookup(LOWERINGS, node.op, "LOWERINGS")(node)))
+    return lowered
+
+
+def build_plan(program, dtype: str = "float32") -> Plan:
+    from .. import report
+    from .memory import plan_memory
+    lowered = lower_program(program, dtype)
+    uses = program.uses()
+    requested = {o.name for o in program.outputs}
+    by_node = {node.name: low for node, low in lowered}
+
+    # Pass 6: concat elimination -- decide which producers write into which concat slice.
+    targets: dict[str, tuple[Node, int]] = {}
+    copies: dict[str, list[tuple[Node, int]]] = {}
+    for node, low in lowered:
+        if low.kernel != "concat":
+            continue
+        offset = 0
+        seen: set[str] = set()
+        copies[node.name] = []
+        for x in node.inputs:
+            src = by_node.get(x.name)
+            in_place = (src is not None and src.supports_out and not src.is_view and uses.get(x.name) == 1
+                        and x.name not in requested and x.name not in seen and x.name not in targets)
+            if in_place:
+                targets[x.name] = (node, offset)
+            else:
+                copies[node.name].append((x, offset))
+            seen.add(x.name)
+            offset += x.shape[-1]
+
+    steps: list[Step] = []
+    act_dtype = dtype
+
+    def add(node, kernel, low, reads, params, fused, target=None, copy_from=None):
+        step = Step(len(steps), node, kernel, low, fused, tuple(reads), tuple(params), target, copy_from)
+        if kernel == "view" or kernel == "concat":
+            step.flops, step.bytes_read, step.bytes_written = 0, 0, 0
+        else:
+            step.bytes_read = sum(report.tensor_bytes(n.shape, act_dtype) for n in reads + params)
+            out_shape = copy_from.shape if copy_from is not None else node.shape
+            step.bytes_written = report.tensor_bytes(out_shape, act_dtype)
+            step.flops = 0 if copy_from is not None else report.fused_flops(program, node)
+        steps.append(step)
+        return step
+
+    for node, low in lowered:
+        reads = [i for i in low.reads if _is_activation(i)]
+        params = [i for i in low.reads if not _is_activation(i)]
+        fused = tuple(program.origin_of(node))
+        if low.kernel == "concat":
+            add(node, "concat", low, [], [], fused, target=targets.get(node.name))
+            for src, off in copies[node.name]:
+                act = _is_activation(src)
+                add(node, "copy_channels", None, [src] if act else [], [] if act else [src], (node.name,),
+                    target=(node, off), copy_from=src)
+            continue
+        add(node, low.kernel, low, reads, params, fused, target=targets.get(node.name))
+    steps = _hoist_concat_buffers(steps)
+
+    params: dict[str, Node] = {}
+    prep: dict[str, str] = {}
+    for s in steps:
+        for p in s.params:
+            params[p.name] = p
+            kind = s.lowered.prep.get(p.name) if s.lowered is not None else None
+            kind = kind or (PREP_SCALAR if p.op is Op.CONSTANT else PREP_TENSOR)
+            if prep.get(p.name, kind) != kind:
+                # one parameter read two ways (e.g. as packed weights and as a tensor): keep both
+                prep[p.name + "#" + kind] = kind
+            prep.setdefault(p.name, kind)
+    inputs = [n for n in program.nodes if n.op is Op.PLACEHOLDER]
+    plan = Plan(program, dtype, steps, inputs, list(program.outputs), params, prep)
+    plan.memory = plan_memory(plan)
+    return plan
+
+
+def _is_activation(node: Node) -> bool:
+    return node.op not in (Op.VARIABLE, Op.CONSTANT)
+
+
+def _hoist_concat_buffers(steps: list[Step]) -> list[Step]:
+    """Move each concat buffer step before the first step that writes into it (directly or
+    through a nested concat), keeping everything else in order."""
+    concat_steps = {s.node.name: s for s in steps if s.kernel == "concat"}
+    writers_first: dict[str, int] = {}
+    for k, s in enumerate(steps):
+        if s.target is not None and s.kernel != "copy_channels":
+            name = s.target[0].name
+            while True:
+                writers_first[name] = min(writers_first.get(name, k), k)
+                parent = concat_steps[name].target if name in concat_steps else None
+                if parent is None:
+                    break
+                name = parent[0].name
+    order: list[Step] = []
+    placed: set[int] = set()
+    for k, s in enumerate(steps):
+        if s.kernel == "concat" and id(s) in placed:
+            continue
+        # place buffers needed from this step on (outer buffers first)
+        needed = [concat_steps[c] for c, first in writers_first.items() if first == k]
+        needed.sort(key=lambda c: _depth(c, concat_steps))
+        for c in needed:
+            if id(c) not in placed:
+                order.append(c)
+                placed.add(id(c))
+        if id(s) not in placed:
+            order.append(s)
+            placed.add(id(s))
+    for k, s in enumerate(order):
+        s.index = k
+    return order
+
+
+def _depth(step: Step, concat_steps) -> int:
+    d = 0
+    while step.target is not None:
+        step = concat_steps[step.target[0].name]
+        d += 1
+    return d
