@@ -6,7 +6,8 @@ into the current `slimtriton.Graph` (see slimtriton/slim/layers.py).
 from . import arg_scope as _arg_scope_module
 from . import initializers, layers, model_analyzer, regularizers, utils
 from . import scopes as variables
-from .arg_scope import add_arg_scope, arg_scope, arg_scoped_arguments, current_arg_scope, has_arg_scope
+from .arg_scope import (add_arg_scope, arg_scope, arg_scope_func_key, arg_scoped_arguments, current_arg_scope,
+                        has_arg_scope)
 from .initializers import (constant_initializer, ones_initializer, random_normal_initializer,
                            random_uniform_initializer, truncated_normal_initializer, variance_scaling_initializer,
                            xavier_initializer, xavier_initializer_conv2d, zeros_initializer)
@@ -22,7 +23,7 @@ from .scopes import (AUTO_REUSE, GraphKeys, VariableScope, add_model_variable, g
                      get_variables_to_restore, model_variable, name_scope, variable, variable_scope)
 
 __all__ = [
-    "add_arg_scope", "arg_scope", "arg_scoped_arguments", "current_arg_scope", "has_arg_scope",
+    "add_arg_scope", "arg_scope", "arg_scope_func_key", "arg_scoped_arguments", "current_arg_scope", "has_arg_scope",
     "constant_initializer", "ones_initializer", "random_normal_initializer", "random_uniform_initializer",
     "truncated_normal_initializer", "variance_scaling_initializer", "xavier_initializer",
     "xavier_initializer_conv2d", "zeros_initializer",
