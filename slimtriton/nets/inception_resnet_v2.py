@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from slimtriton import slim
 from slimtriton import tf
+from slimtriton.nets import resnet_utils
 
 _FINAL_ENDPOINTS = (
     "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_3a_3x3", "Conv2d_3b_1x1",
@@ -23,7 +24,7 @@ def _residual(net, up, scale, activation_fn):
     scaled_up = up * scale
     if activation_fn is tf.nn.relu6:
         # Keep the residual in the relu6 range (quantization-friendly), as TF-Slim does.
-        scaled_up = tf.clip_by_value(scaled_up, -6.0, 6.0)
+        scaled_up = resnet_utils.clip_by_value(scaled_up, -6.0, 6.0)
     net = net + scaled_up
     if activation_fn:
         net = activation_fn(net)

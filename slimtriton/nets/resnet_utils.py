@@ -23,6 +23,12 @@ class Block(collections.namedtuple("Block", ["scope", "unit_fn", "args"])):
     (e.g. ``{'depth': 256, 'depth_bottleneck': 64, 'stride': 1}``)."""
 
 
+def clip_by_value(x, clip_value_min, clip_value_max):
+    """`tf.clip_by_value` for the nets that bound activations, as min(max(x, lo), hi)
+    written with the IR's MAXIMUM and NEG (the IR has no MINIMUM)."""
+    return tf.negative(tf.maximum(tf.negative(tf.maximum(x, clip_value_min)), -clip_value_max))
+
+
 def subsample(inputs, factor, scope=None):
     """Keep every `factor`-th pixel (a 1x1 max pool with stride `factor`); identity for 1."""
     if factor == 1:

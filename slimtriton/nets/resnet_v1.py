@@ -43,7 +43,7 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate=1, outputs_collecti
 
         if use_bounded_activations:
             # A bounded (band-pass) residual quantizes better.
-            residual = tf.clip_by_value(residual, -6.0, 6.0)
+            residual = resnet_utils.clip_by_value(residual, -6.0, 6.0)
             output = tf.nn.relu6(shortcut + residual)
         else:
             output = tf.nn.relu(shortcut + residual)
