@@ -14,15 +14,15 @@ same function prices all three plans:
   concats are kernels of their own;
 * `slimtriton`: the compiled plan (slimtriton.runtime.plan).
 
-FLOPs: `slimtriton.ir.cost.flops` when present, else `node_flops` below (multiply-add
-= 2 FLOPs); a fused kernel's FLOPs are those of the recorded ops it computes.
+FLOPs: `slimtriton.ir.cost.flops` (multiply-add = 2 FLOPs); a fused kernel's FLOPs are
+those of the recorded ops it computes.
 """
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
 
-from .ir.ops import Group, Op
+from .ir.ops import Op
 
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "bool": 1}
 PLANS = ("unfused", "extern_conv_plus_pointwise", "slimtriton")
@@ -41,45 +41,10 @@ def kernel_bytes(reads, writes, dtype: str) -> int:
 
 
 # -- FLOPs ------------------------------------------------------------------------------------
-def _prod(xs) -> int:
-    n = 1
-    for x in xs:
-        n *= int(x)
-    return n
-
-
 def node_flops(node) -> int:
-    """FLOPs of one recorded (unfused) IR node; multiply-add = 2."""
-    op = node.op
-    try:
-        from .ir import cost  # the front end's table, when it has landed
-        return int(cost.flops(node))
-    except ImportError:
-        pass
-    if op in (Op.CONV2D,):
-        kh, kw, cin, _ = node.inputs[1].shape
-        return 2 * _prod(node.shape) * kh * kw * cin
-    if op is Op.DEPTHWISE_CONV2D:
-        kh, kw, _, _ = node.inputs[1].shape
-        return 2 * _prod(node.shape) * kh * kw
-    if op is Op.CONV2D_TRANSPOSE:
-        kh, kw, cout, _ = node.inputs[1].shape
-        return 2 * _prod(node.inputs[0].shape) * kh * kw * cout
-    if op is Op.MATMUL:
-        return 2 * _prod(node.shape) * node.inputs[1].shape[0]
-    if op is Op.BATCH_NORM:
-        return 2 * _prod(node.shape)
-    if op in (Op.MAX_POOL, Op.AVG_POOL):
-        return _prod(node.shape) * _prod(node.attrs["ksize"])
-    if op is Op.REDUCE_MEAN:
-        return _prod(node.inputs[0].shape)
-    if op is Op.SOFTMAX:
-        return 5 * _prod(node.shape)
-    if op is Op.UNIT_NORM:
-        return 3 * _prod(node.shape)
-    if op.group is Group.ELEMENTWISE and op not in (Op.IDENTITY, Op.DROPOUT):
-        return _prod(node.shape)
-    return 0
+    """FLOPs of one recorded (unfused) IR node (slimtriton.ir.cost; multiply-add = 2)."""
+    from .ir.cost import flops
+    return int(flops(node))
 
 
 def fused_flops(program, node) -> int:

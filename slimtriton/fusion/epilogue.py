@@ -8,7 +8,7 @@ consumer, in this order of preference:
   c * fused (affine epilogue only)        -> scale, shift multiplied by c
 The absorbed node must have no other consumer (nor be a requested output). What is left
 of BN / bias / add / relu / scalar-mul becomes a FUSED_ELEMENTWISE (one pointwise kernel),
-which later activations fuse into in turn.
+which later activations fuse into in turn (second stage, LEFTOVER_RULES).
 """
 from __future__ import annotations
 
@@ -159,6 +159,11 @@ RULES = [
     Rule("residual_add", Pat(Op.ADD, name="root", where=_same_shape_add), _add_residual),
     Rule("scalar_mul", Pat(Op.MUL, Pat(where=plain_epilogue, name="fused", one_use=True), _CONST, name="root",
                            commutative=True), _scale_epilogue),
+]
+
+# Second stage: what could not fuse into a producer becomes its own pointwise kernel (run
+# after RULES reached a fixpoint, so a leftover never pre-empts a fusion further down).
+LEFTOVER_RULES = RULES + [
     Rule("add_to_pointwise", Pat(Op.ADD, name="root", where=lambda n: _same_shape_add(n) and _has_channels(n)),
          _leftover_add),
     Rule("activation_to_pointwise", Pat(ACTS, Pat(), name="root", where=_has_channels), _leftover_act),

@@ -15,6 +15,7 @@ IR_PASSES = [
     ("fold_pad", fold_pad.RULES),                    # 2: explicit zero PAD -> the conv's own padding
     ("fold_affine", fold_affine.RULES),              # 3: inference BN and bias -> conv weights + shift
     ("epilogue", epilogue.RULES),                    # 4: act / residual add / scaled residual -> FUSED_* epilogue
+    ("pointwise", epilogue.LEFTOVER_RULES),          # 4b: unfused BN / bias / add / relu -> FUSED_ELEMENTWISE
     ("prologue", prologue.RULES),                    # 5: pre-activation BN+ReLU -> consumers' prologue (byte model)
 ]
 
