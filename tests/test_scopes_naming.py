@@ -9,7 +9,6 @@ import slimtriton as st
 from slimtriton import slim, tf
 
 
-
 @pytest.fixture
 def g():
     graph = st.Graph()
