@@ -55,3 +55,15 @@ def test_logits_match_tf_slim(case, backend):
     e = np.exp(data["expected"] - data["expected"].max(axis=-1, keepdims=True))
     assert_close(predictions, e / e.sum(axis=-1, keepdims=True), "float32",
                  what=f"{name} predictions ({backend})")
+
+
+def test_tf_checkpoint_loads_by_name_and_reproduces_tf_slim():
+    """A real TF V2 checkpoint of resnet_v2_tiny loads by variable name into our graph."""
+    from slimtriton.weights import check_weights, load_weights
+    data = np.load(FIXTURES / "resnet_v2_tiny.npz")
+    graph, images, (net, _) = record(BUILDERS["resnet_v2_tiny"], CASES["resnet_v2_tiny"]["input_shape"],
+                                     resnet_utils.resnet_arg_scope())
+    weights = load_weights(str(FIXTURES / "tf_checkpoint" / "resnet_v2_tiny.ckpt"))
+    check_weights(graph, weights)
+    logits = Session(graph, weights, backend="reference").run(net, {images: data["input"]})
+    assert_close(logits, data["expected"], "float32", what="resnet_v2_tiny from its TF checkpoint")
