@@ -127,7 +127,7 @@ class PlanExecutor:
         out = None
         if step.target is not None:
             out, offset = buffer(key), self._offset(step)
-        elif st.kind in (ARENA, OUTPUT):
+        elif st.kind in (ARENA, OUTPUT) and step.lowered.supports_out:
             out = buffer(key)
         result = step.lowered.call(get_packed(step), out, offset, self.precision)
         if step.target is None:
