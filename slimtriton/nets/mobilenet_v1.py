@@ -36,7 +36,8 @@ MOBILENETV1_CONV_DEFS = [
 
 
 def _fixed_padding(inputs, kernel_size, rate=1):
-    """Zero-pad so that a 'VALID' conv afterwards sees TF-'SAME'-independent alignment."""
+    """Pad `k_eff - 1` zeros ((k_eff - 1) // 2 before, the rest after) so that the following
+    'VALID' convolution has the same alignment whatever the input parity (use_explicit_padding)."""
     k_eff = [kernel_size[0] + (kernel_size[0] - 1) * (rate - 1),
              kernel_size[1] + (kernel_size[1] - 1) * (rate - 1)]
     pad_total = [k_eff[0] - 1, k_eff[1] - 1]
