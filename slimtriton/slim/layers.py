@@ -307,11 +307,10 @@ def fully_connected(inputs, num_outputs, activation_fn=nn.relu, normalizer_fn=No
                     biases_initializer=zeros_initializer(), biases_regularizer=None, reuse=None,
                     variables_collections=None, outputs_collections=None, trainable=True, scope=None):
     """Dense layer: weights `[in, out]`; on rank > 2 it contracts the last axis (it does not flatten)."""
-    if isinstance(num_outputs, bool) or not isinstance(num_outputs, numbers.Integral):
-        raise ValueError(f"slim.fully_connected(scope={scope!r}): argument `num_outputs`: type should be int, "
-                         f"got {type(num_outputs).__name__} {num_outputs!r}")
     with variable_scope(scope, "fully_connected", [inputs], reuse=reuse) as sc:
         layer = _Layer("fully_connected", sc.name)
+        if isinstance(num_outputs, bool) or not isinstance(num_outputs, numbers.Integral):
+            layer.fail("num_outputs", f"type should be int, got {type(num_outputs).__name__} {num_outputs!r}")
         x = layer.float_tensor(inputs)
         layer.min_rank(x, 2)
         num_outputs = layer.positive_int(num_outputs, "num_outputs", ValueError)
