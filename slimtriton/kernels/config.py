@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -23,6 +24,27 @@ from typing import Callable, Sequence
 def interpreting() -> bool:
     """True when Triton kernels run in the interpreter (no GPU, `TRITON_INTERPRET=1`)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False")
+
+
+_FORCE_GPU_TILES = [False]
+
+
+@contextlib.contextmanager
+def gpu_tiles():
+    """Inside this block wrappers pick GPU tile configurations (cached winner or default,
+    never timed) even without a GPU: the static audit enumerates launches this way."""
+    _FORCE_GPU_TILES.append(True)
+    try:
+        yield
+    finally:
+        _FORCE_GPU_TILES.pop()
+
+
+def gpu_tiles_active(device=None) -> bool:
+    """True when tiles should be chosen for a GPU (a CUDA device, or inside `gpu_tiles()`)."""
+    if _FORCE_GPU_TILES[-1]:
+        return True
+    return not interpreting() and (device is None or getattr(device, "type", device) == "cuda")
 
 
 def next_pow2(n: int) -> int:
@@ -198,7 +220,7 @@ class Tile2D:
 def tile_2d(rows: int, cols: int, gpu_elems: int = 4096, max_cols: int = 128) -> Tile2D:
     """Interpreter: big tiles (up to 64K elements). GPU: `gpu_elems` elements per program,
     channels first (coalesced), 16..`max_cols` of them."""
-    if interpreting():
+    if not gpu_tiles_active():
         bc = clamp_pow2(cols, 2, 1024)
         return Tile2D(clamp_pow2(rows, 2, max(2, 65536 // bc)), bc, 4)
     bc = clamp_pow2(cols, 16, max_cols)
@@ -207,6 +229,6 @@ def tile_2d(rows: int, cols: int, gpu_elems: int = 4096, max_cols: int = 128) ->
 
 def tile_1d(numel: int) -> tuple[int, int]:
     """(BLOCK, num_warps) of a flat elementwise kernel."""
-    if interpreting():
+    if not gpu_tiles_active():
         return clamp_pow2(numel, 16, 1 << 16), 4
     return 1024, 4

@@ -261,7 +261,7 @@ def _epilogue_args(what, x, cout, lead_shape, scale, shift, act, residual, resid
         total = cout
     else:
         total = check_output(out, f"{what}: out", lead_shape, cout, out_channel_offset, x.dtype, dev)
-    if residual is not None and residual.data_ptr() == out.data_ptr() and residual.device.type != "meta" \
+    if residual is not None and residual.device.type != "meta" and residual.data_ptr() == out.data_ptr() \
             and (total != cout or out_channel_offset != 0):
         raise KernelArgumentError(f"{what}: residual aliases a channel slice of out")
     return out, total, flags
@@ -270,7 +270,7 @@ def _epilogue_args(what, x, cout, lead_shape, scale, shift, act, residual, resid
 def _gemm_tile_config(kernel: str, dtype: str, m: int, n: int, k_inner: int, spec_key: str,
                       device, bench_factory):
     """Interpreter: one large tile. GPU: cached / autotuned from the candidate space."""
-    if cfg.interpreting() or device.type != "cuda":
+    if not cfg.gpu_tiles_active(device):
         return cfg.interpreter_gemm_config(m, n, k_inner)
     candidates = cfg.gemm_candidates(dtype, n, k_inner)
     key = cfg.autotune_key(kernel, spec_key, (m, n, k_inner), device)

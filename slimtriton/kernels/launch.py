@@ -43,11 +43,19 @@ def alloc(shape, dtype: torch.dtype, device) -> torch.Tensor:
 @contextlib.contextmanager
 def record_launches(execute: bool = True):
     """Collect every `KernelLaunch` run inside the block into the yielded list; with
-    `execute=False` the launches are recorded but not run (for meta tensors / audits)."""
+    `execute=False` the launches are recorded but not run (for meta tensors / audits) and
+    the wrappers choose GPU tile configurations (cached autotune winner, else the default)
+    even under the interpreter, so the recorded launches are those a GPU would run."""
+    from .config import gpu_tiles
+
     launches: list[KernelLaunch] = []
     _RECORDERS.append((launches, execute))
     try:
-        yield launches
+        if execute:
+            yield launches
+        else:
+            with gpu_tiles():  # launches that are only described describe a GPU run
+                yield launches
     finally:
         _RECORDERS.pop()
 
@@ -74,6 +82,9 @@ class KernelLaunch:
             executed = executed and execute
         if not executed:
             return
+        if any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in self.args):
+            raise RuntimeError(f"{self.name}: meta tensors can only be recorded "
+                               f"(inside record_launches(execute=False)), not launched")
         if any(g <= 0 for g in self.grid):
             return  # empty problem: nothing to write
         self.fn[self.grid](*self.args, **self.constexprs,

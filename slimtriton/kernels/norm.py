@@ -77,7 +77,7 @@ def _line_reduce(what, x, axis, epsilon, is_softmax) -> torch.Tensor:
         inner *= d
     lines = x.numel() // length if length else 0
     out = alloc(x.shape, x.dtype, x.device)
-    if cfg.interpreting():
+    if not cfg.gpu_tiles_active(x.device):
         tile = cfg.tile_2d(lines, length)
     else:
         tile = cfg.tile_2d(lines, length, gpu_elems=2048, max_cols=1024 if inner == 1 else 16)
