@@ -78,3 +78,26 @@ def test_bad_arguments_are_named():
         record(lambda x: inception_v3.inception_v3_base(x, final_endpoint="Mixed_9z"), [1, 299, 299, 3])
     with pytest.raises(ValueError, match="output_stride"):
         record(lambda x: inception_resnet_v2.inception_resnet_v2_base(x, output_stride=4), [1, 299, 299, 3])
+
+
+def test_mobilenet_explicit_padding_and_output_stride():
+    from slimtriton.nets import mobilenet_v1
+    g, _, (net, end_points) = record(
+        lambda x: mobilenet_v1.mobilenet_v1_base(x, use_explicit_padding=True, output_stride=16),
+        [1, 224, 224, 3], mobilenet_v1.mobilenet_v1_arg_scope(is_training=False))
+    assert net.get_shape().as_list() == [1, 14, 14, 1024]
+    assert end_points["Conv2d_12_depthwise"].get_shape().as_list() == [1, 14, 14, 512]
+    assert any(n.op is st.Op.PAD for n in g.nodes)
+    dilated = [n for n in g.nodes if n.op is st.Op.DEPTHWISE_CONV2D and n.attrs["dilations"] == (2, 2)]
+    # Conv2d_12 would have stride 2: it runs with stride 1, and the layers after it are atrous.
+    assert [n.name.split("/")[1] for n in dilated] == ["Conv2d_13_depthwise"]
+
+
+def test_resnet_store_non_strided_activations():
+    _, _, (_, end_points) = record(
+        lambda x: resnet_v1.resnet_v1_50(x, 10, is_training=False, store_non_strided_activations=True),
+        [1, 224, 224, 3], resnet_utils.resnet_arg_scope())
+    # Block end points hold the activations before the block's stride; the next block sees them strided.
+    assert end_points["resnet_v1_50/block1"].get_shape().as_list() == [1, 56, 56, 256]
+    assert end_points["resnet_v1_50/block2/unit_1/bottleneck_v1"].get_shape().as_list() == [1, 28, 28, 512]
+    assert end_points["resnet_v1_50/block4"].get_shape().as_list() == [1, 7, 7, 2048]
