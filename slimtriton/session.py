@@ -137,7 +137,7 @@ class Session:
         if self._torch is None:
             device = resolve_device(self.device)
             dtype = self.compile_options.get("dtype", "float32")
-            table = make_torch_table(device, dtype)
+            table = make_torch_table(device, dtype, cache_weight_layouts=True)
             self._torch = (table, convert_weights(self.weights, used_variables(self.graph), device, dtype))
         table, weights = self._torch
         return evaluate(self.graph.nodes, nodes, feeds, weights, table, "TORCH")

@@ -224,3 +224,12 @@ def test_op_errors_name_the_node():
         Session(g, {}).run(Tensor(pool, g), {"x": np.ones((1, 2, 2, 1), np.float32)})
     with pytest.raises(ValueError, match=r"net/pool/AvgPool: a pooling window .* covers only padding"):
         Session(g, {}, backend="torch").run(Tensor(pool, g), {"x": np.ones((1, 2, 2, 1), np.float32)})
+
+
+def test_build_torch_callable_traces_as_one_graph(net):
+    """torch.compile must see straight-line torch code: fullgraph=True fails on any graph break."""
+    g, x, relu, logits, probs, weights, xv = net
+    f = build_torch_callable(g, [logits, probs], weights, device="cpu", dtype="float32")
+    compiled = torch.compile(f, backend="eager", fullgraph=True)
+    for got, want in zip(compiled(torch.from_numpy(xv)), f(torch.from_numpy(xv))):
+        assert_close(got, want, "float32")

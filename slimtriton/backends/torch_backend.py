@@ -94,7 +94,7 @@ def _act(x: torch.Tensor, act: str) -> torch.Tensor:
     raise ValueError(f"activation {act!r} is not one of ('none', 'relu', 'relu6')")
 
 
-def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = False) -> dict:
+def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = False) -> "TorchTable":
     """A TORCH table whose source ops put values on `device` (floats in `dtype`).
 
     cache_weight_layouts: keep the OIHW copy of each variable's conv weights after first use
@@ -258,7 +258,7 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         x = inputs[0]
         return x / torch.sqrt(node.attrs["epsilon"] + torch.sum(x * x, dim=node.attrs["axis"], keepdim=True))
 
-    table = {
+    table = TorchTable({
         Op.PLACEHOLDER: source,
         Op.VARIABLE: source,
         Op.CONSTANT: constant,
@@ -295,10 +295,25 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         Op.FUSED_CONV2D_TRANSPOSE: lambda n, i: epilogue(n, conv2d_transpose_nhwc(n, i[0], i[1]), i[2:]),
         Op.FUSED_MATMUL: lambda n, i: epilogue(n, matmul(n, i[0], i[1]), i[2:]),
         Op.FUSED_ELEMENTWISE: lambda n, i: epilogue(n, i[0], i[1:]),
-    }
+    })
     missing = set(Op) - set(table)
     assert not missing, f"TORCH misses {missing}"
+
+    def prepare(node: Node, w: torch.Tensor) -> None:
+        """Fill the layout cache for a conv node's variable weights now (not while traced)."""
+        convert = _WEIGHT_LAYOUTS.get(node.op)
+        if convert is not None:
+            weight_layout(node, w, convert)
+
+    table.prepare = prepare
     return table
+
+
+class TorchTable(dict):
+    """A TORCH table ({Op: fn}) plus `prepare(node, weights)`, which builds the cached conv weight
+    layout ahead of time (so a torch.compile trace never mutates the cache)."""
+
+    prepare: Callable
 
 
 def _hwio_to_oihw(w: torch.Tensor) -> torch.Tensor:
@@ -316,6 +331,12 @@ def _transpose_weights(w: torch.Tensor) -> torch.Tensor:
     return w.permute(3, 2, 0, 1)
 
 
+_WEIGHT_LAYOUTS = {
+    Op.CONV2D: _hwio_to_oihw, Op.FUSED_CONV2D: _hwio_to_oihw,
+    Op.DEPTHWISE_CONV2D: _depthwise_to_grouped, Op.FUSED_DEPTHWISE_CONV2D: _depthwise_to_grouped,
+    Op.CONV2D_TRANSPOSE: _transpose_weights, Op.FUSED_CONV2D_TRANSPOSE: _transpose_weights,
+}
+
 TORCH = make_torch_table(device="cpu", dtype="float32")
 
 
@@ -326,8 +347,8 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
     lists their names); torch tensors on the right device and dtype go straight in, other
     values are converted. Returns a tuple of tensors, or one tensor when `outputs` is a
     single Tensor/Node. Weights are converted once, here; the body is straight-line torch
-    code over a precomputed plan, so `torch.compile(f)` can trace it. The channels_last copies
-    of conv weights are made on the first call and reused (warm up once before timing).
+    code over a precomputed plan, so `torch.compile(f)` can trace it (fullgraph). The
+    channels_last copies of conv weights are made here, once.
     """
     from ..weights import check_weights
     nodes = list(getattr(graph_or_nodes, "nodes", graph_or_nodes))
@@ -365,6 +386,9 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
             continue
         else:
             plan.append((slot[id(n)], lookup(table, n.op, "TORCH"), n, tuple(slot[id(i)] for i in n.inputs)))
+    for _, _, n, ins in plan:  # channels_last weight copies, made once, here
+        if len(ins) > 1 and ins[1] in constants:
+            table.prepare(n, constants[ins[1]])
     # Free each intermediate after its last consumer (weights and outputs stay).
     last_use: dict[int, int] = {}
     for step, (_, _, _, ins) in enumerate(plan):
@@ -397,6 +421,11 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
         results = tuple(values[k] for k in out_slots)
         return results[0] if single else results
 
+    # torch.compile skips any file whose path contains "triton/backends" (its own Triton backends
+    # directory); slimtriton/backends/ matches that, so ask dynamo to trace this function's call tree.
+    dont_skip = getattr(getattr(torch, "_dynamo", None), "dont_skip_tracing", None)
+    if dont_skip is not None:
+        f = dont_skip(f)
     f.placeholders = [p.name for p in placeholders]
     f.device = device
     f.dtype = float_dtype
