@@ -10,6 +10,7 @@ Each op records one IR node (see slimtriton/slim/tensor_ops.py); dtypes are stri
 """
 from __future__ import annotations
 
+import sys as _sys
 import types as _types
 
 from .ir.graph import Graph, get_default_graph
@@ -64,8 +65,11 @@ def add_to_collections(names, value):
         get_default_graph().add_to_collection(n, value)
 
 
+# `tf.compat.v1.variable_scope(...)` etc.: the TF1 API is this module itself.
+compat = _types.SimpleNamespace(v1=_sys.modules[__name__])
+
 __all__ = [
-    "Graph", "Tensor", "TensorShape", "get_default_graph", "AUTO_REUSE", "GraphKeys", "VariableScope",
+    "compat", "Graph", "Tensor", "TensorShape", "get_default_graph", "AUTO_REUSE", "GraphKeys", "VariableScope",
     "get_variable", "get_variable_scope", "name_scope", "variable_scope", "add", "add_n", "concat", "constant",
     "convert_to_tensor", "divide", "expand_dims", "identity", "maximum", "multiply", "negative", "one_hot", "pad",
     "placeholder", "reduce_mean", "reshape", "sigmoid", "squeeze", "subtract", "tanh", "tile", "nn",
