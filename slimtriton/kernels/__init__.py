@@ -59,9 +59,17 @@ from __future__ import annotations
 import os
 
 if "TRITON_INTERPRET" not in os.environ:
+    import sys as _sys
+
     import torch as _torch
 
     if not _torch.cuda.is_available():
+        if "triton" in _sys.modules:
+            # triton's own @jit helpers (tl.cdiv, tl.sum, ...) were already built for a GPU;
+            # kernels defined now would fail at their first launch.
+            raise ImportError("slimtriton.kernels: no CUDA device, so the Triton interpreter is needed, but "
+                              "triton was imported before TRITON_INTERPRET=1 could be set; import "
+                              "slimtriton.kernels before triton, or set TRITON_INTERPRET=1 in the environment")
         os.environ["TRITON_INTERPRET"] = "1"
 
 from .common import KernelArgumentError  # noqa: E402
