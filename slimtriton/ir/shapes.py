@@ -155,6 +155,13 @@ def _pool(name, inputs, attrs):
     x = inputs[0]
     _rank(name, x, 4)
     oh, ow = _window_attrs(name, attrs, x.shape, attrs["ksize"])
+    # Pools ignore padded cells, so a window made only of padding has no value (max of
+    # nothing, mean of nothing): reject such paddings rather than invent -inf or nan.
+    for axis, (size, out, k, s, (before, _)) in enumerate(zip(
+            x.shape[1:3], (oh, ow), attrs["ksize"], attrs["strides"], attrs["padding"])):
+        if before > k - 1 or (out - 1) * s - before > size - 1:
+            _fail(name, f"padding {attrs['padding']} leaves a pooling window with no input cell "
+                        f"(kernel {list(attrs['ksize'])}, strides {list(attrs['strides'])}, input {list(x.shape)})")
     return (x.shape[0], oh, ow, x.shape[3]), x.dtype
 
 
