@@ -51,6 +51,17 @@ Infrastructure: `set_poison(bool)` / env `SLIMTRITON_POISON=1`; `record_launches
 (context manager yielding the list of `KernelLaunch`es made inside it; `execute=False` with
 `device='meta'` tensors enumerates launches without running them); `KernelArgumentError`.
 
+Static audit (`slimtriton.kernels.audit`): `audit_launches(launches, arch=90, dtype=None) -> [AuditRow]`
+compiles each distinct launch specialization for sm_`arch` in a subprocess (interpreter off)
+and reads registers / spills / shared memory / HMMA-HGMMA counts from the cubin;
+`print_audit_table(rows) -> bool` (True when no GEMM kernel spills or, in 16-bit, lacks
+tensor cores); `conv_launches(shapes, dtype)`, `resnet_v1_50_conv_shapes(image_size, batch)`,
+`parse_shape_spec('N,H,W,Cin,Cout,KH,KW,stride[,dilation]')`.
+
+Tiles (`slimtriton.kernels.config`): interpreter = one large tile; GPU = autotuned over a
+small space, winners cached in `$SLIMTRITON_CACHE_DIR/autotune.json` (default
+`~/.cache/slimtriton`); `SLIMTRITON_AUTOTUNE=0` uses the cached winner or the default.
+
 Without a CUDA device, `TRITON_INTERPRET=1` is set here (before any kernel is defined)
 unless the variable is already set.
 """
