@@ -192,3 +192,20 @@ def test_resnet_v1_50_planning_targets():
 def plan_summary_of(g, outputs):
     from slimtriton.report import plan_summary
     return plan_summary(plan(g, outputs, "float16"))
+
+
+@pytest.mark.parametrize("name", ["resnet_v1_tiny", "resnet_v2_tiny"])
+def test_tiny_resnets_match_real_tf_slim(name):
+    """The compiled tiny ResNets (fixtures recorded by real TF-Slim) give TF-Slim's logits."""
+    from slimtriton.ir import Op
+    from slimtriton.nets import resnet_utils
+    from tests.nets.common import FIXTURES, load_cases, record
+    from tests.nets.test_resnet_tiny import BUILDERS
+    data = np.load(FIXTURES / f"{name}.npz")
+    spec = load_cases()[name]
+    g, images, (net, end_points) = record(BUILDERS[name], spec["input_shape"], resnet_utils.resnet_arg_scope())
+    weights = {k[len("var/"):]: data[k] for k in data.files if k.startswith("var/")}
+    model = st.compile(g, net, weights, poison=True)
+    assert_close(model(data["input"]), data["expected"], "float32", what=name)
+    if name == "resnet_v2_tiny":  # pre-activation BN+ReLU went into 1x1 consumers' prologues
+        assert any(n.attrs.get("prologue") for n in model.plan.program.nodes if n.op is Op.FUSED_CONV2D)
