@@ -217,13 +217,14 @@ def test_triton_backend_compiles_once_per_fetch_set_and_feeds_by_name(net, monke
 def test_op_errors_name_the_node():
     g = Graph()
     x = g.add_node(Op.PLACEHOLDER, (), {"shape": (1, 2, 2, 1), "dtype": "float32"}, "x")
-    # A window that covers only padding passes the shape rule but not the reference.
-    pool = g.add_node(Op.AVG_POOL, (x,), {"ksize": (1, 1), "strides": (1, 1), "padding": ((2, 0), (0, 0))},
-                      "net/pool/AvgPool")
-    with pytest.raises(ValueError, match=r"net/pool/AvgPool \(avg_pool, REFERENCE\): avg_pool: a window"):
-        Session(g, {}).run(Tensor(pool, g), {"x": np.ones((1, 2, 2, 1), np.float32)})
-    with pytest.raises(ValueError, match=r"net/pool/AvgPool: a pooling window .* covers only padding"):
-        Session(g, {}, backend="torch").run(Tensor(pool, g), {"x": np.ones((1, 2, 2, 1), np.float32)})
+    # A window that covers only padding is rejected when recorded, naming the node.
+    with pytest.raises(ValueError, match=r"net/pool/AvgPool: padding .* leaves a pooling window with no input cell"):
+        g.add_node(Op.AVG_POOL, (x,), {"ksize": (1, 1), "strides": (1, 1), "padding": ((2, 0), (0, 0))},
+                   "net/pool/AvgPool")
+    # Training-mode dropout is random: the reference refuses it, naming the node.
+    drop = g.add_node(Op.DROPOUT, (x,), {"keep_prob": 0.5, "is_training": True}, "net/Dropout/dropout")
+    with pytest.raises(ValueError, match=r"net/Dropout/dropout"):
+        Session(g, {}).run(Tensor(drop, g), {"x": np.ones((1, 2, 2, 1), np.float32)})
 
 
 def test_build_torch_callable_traces_as_one_graph(net):
