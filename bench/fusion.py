@@ -38,19 +38,27 @@ import tempfile
 import time
 from pathlib import Path
 
-# The cubin compile needs real JITFunctions: this script never runs a kernel (launches are
-# recorded on meta tensors), so the Triton interpreter stays off whatever the environment says.
-# Both variables must be set before slimtriton.kernels / triton are imported.
-os.environ["TRITON_INTERPRET"] = "0"
-_TRITON_CACHE = tempfile.mkdtemp(prefix="slimtriton-bench-triton-")
-os.environ["TRITON_CACHE_DIR"] = _TRITON_CACHE
-# An empty autotune cache: GPU tile choices are the untimed defaults, so the launch list (and
-# the compiled specializations) do not depend on what this machine happened to tune before.
-_TUNE_CACHE = tempfile.mkdtemp(prefix="slimtriton-bench-tune-")
-os.environ["SLIMTRITON_CACHE_DIR"] = _TUNE_CACHE
-# Triton 3.9 warns when this is unset and then enables FP fusion, as a real run does; saying so
-# explicitly compiles the same code without the warning (an explicit user setting is kept).
-os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+
+def _set_up_environment() -> list[str]:
+    """Environment for compiling cubins on a machine without a GPU; returns the temporary
+    directories to remove at the end. Called by main() only (importing this module changes
+    nothing), before slimtriton.kernels is imported."""
+    # The cubin compile needs real JITFunctions: this script never runs a kernel (launches
+    # are recorded on meta tensors), so the Triton interpreter stays off whatever the
+    # environment says.
+    os.environ["TRITON_INTERPRET"] = "0"
+    # A fresh Triton on-disk cache: every compile is cold.
+    triton_cache = tempfile.mkdtemp(prefix="slimtriton-bench-triton-")
+    os.environ["TRITON_CACHE_DIR"] = triton_cache
+    # An empty autotune cache: GPU tile choices are the untimed defaults, so the launch list
+    # (and the compiled specializations) do not depend on what this machine tuned before.
+    tune_cache = tempfile.mkdtemp(prefix="slimtriton-bench-tune-")
+    os.environ["SLIMTRITON_CACHE_DIR"] = tune_cache
+    # Triton 3.9 warns when this is unset and then enables FP fusion, as a real run does;
+    # saying so explicitly compiles the same code without the warning (a user setting is kept).
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    return [triton_cache, tune_cache]
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (bench/common.py)
@@ -390,6 +398,12 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if (not args.no_cubin and "slimtriton.kernels" in sys.modules
+            and os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")):
+        raise RuntimeError("bench/fusion.py: slimtriton.kernels was already imported with the Triton "
+                           "interpreter on, so its kernels cannot be compiled to cubins; run the "
+                           "benchmark in its own process (or pass --no-cubin)")
+    temporary = _set_up_environment()
     record = common.run_record(None if argv is None else ["bench/fusion.py", *argv])
     cubins = None if args.no_cubin else CubinCompiler(args.arch, args.dtype)
     # Import the compiler's modules before timing, so the first row's plan time is not an import time.
@@ -418,8 +432,8 @@ def main(argv=None) -> int:
                           flush=True)
                 rows.append(row)
     finally:
-        shutil.rmtree(_TRITON_CACHE, ignore_errors=True)
-        shutil.rmtree(_TUNE_CACHE, ignore_errors=True)
+        for path in temporary:
+            shutil.rmtree(path, ignore_errors=True)
     targets = fusion_targets(rows)
     result = {
         "record": record,
