@@ -401,7 +401,7 @@ class NetState:
         if batch not in self.references:
             import torch
 
-            from slimtriton.backends.torch_backend import build_torch_callable
+            from slimtriton.eager.torch_backend import build_torch_callable
             g, logits, _, x = self.graph(batch)
             f = build_torch_callable(g, logits, self.weights, device="cuda", dtype="float32")
             with tf32(False), torch.no_grad():
@@ -428,7 +428,7 @@ def build_runner(task: Task, state: NetState):
     import torch
 
     import slimtriton as st
-    from slimtriton.backends.torch_backend import build_torch_callable
+    from slimtriton.eager.torch_backend import build_torch_callable
     g, logits, _, x32 = state.graph(task.batch)
     x = x32.to(_torch_dtype(task.dtype)).contiguous()
     if task.system == "slimtriton":

@@ -133,7 +133,7 @@ class Session:
 
     # -- backends -------------------------------------------------------------------------------
     def _run_torch(self, nodes, feeds):
-        from .backends.torch_backend import convert_weights, make_torch_table, resolve_device
+        from .eager.torch_backend import convert_weights, make_torch_table, resolve_device
         if self._torch is None:
             device = resolve_device(self.device)
             dtype = self.compile_options.get("dtype", "float32")

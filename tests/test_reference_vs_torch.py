@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from slimtriton.backends.torch_backend import make_torch_table
+from slimtriton.eager.torch_backend import make_torch_table
 from slimtriton.executor import evaluate
 from slimtriton.ir import Graph, Op
 from slimtriton.reference import REFERENCE

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from slimtriton.backends.torch_backend import build_torch_callable
+from slimtriton.eager.torch_backend import build_torch_callable
 from slimtriton.ir import Graph, Op, Tensor, VariableSpec
 from slimtriton.session import Session
 from slimtriton.weights import WeightsMismatchError, init_weights
@@ -228,9 +228,20 @@ def test_op_errors_name_the_node():
 
 
 def test_build_torch_callable_traces_as_one_graph(net):
-    """torch.compile must see straight-line torch code: fullgraph=True fails on any graph break."""
+    """torch.compile must see straight-line torch code: fullgraph=True fails on any graph break,
+    and the counting backend proves the frame was traced at all (dynamo silently runs frames from
+    files it skips, e.g. any path containing 'triton/backends', eagerly)."""
+    from torch._dynamo.testing import CompileCounter
+
     g, x, relu, logits, probs, weights, xv = net
     f = build_torch_callable(g, [logits, probs], weights, device="cpu", dtype="float32")
+    torch._dynamo.reset()
     compiled = torch.compile(f, backend="eager", fullgraph=True)
     for got, want in zip(compiled(torch.from_numpy(xv)), f(torch.from_numpy(xv))):
         assert_close(got, want, "float32")
+    counter = CompileCounter()
+    torch._dynamo.reset()
+    traced = torch.compile(f, backend=counter, fullgraph=True)
+    traced(torch.from_numpy(xv))
+    assert counter.frame_count == 1
+    assert counter.op_count >= 7  # conv, bias add, relu, pool, reshape, matmul, softmax

@@ -421,11 +421,6 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
         results = tuple(values[k] for k in out_slots)
         return results[0] if single else results
 
-    # torch.compile skips any file whose path contains "triton/backends" (its own Triton backends
-    # directory); slimtriton/backends/ matches that, so ask dynamo to trace this function's call tree.
-    dont_skip = getattr(getattr(torch, "_dynamo", None), "dont_skip_tracing", None)
-    if dont_skip is not None:
-        f = dont_skip(f)
     f.placeholders = [p.name for p in placeholders]
     f.device = device
     f.dtype = float_dtype
