@@ -21,9 +21,9 @@ from .slim.initializers import (constant_initializer, glorot_normal_initializer,
 from .slim.initializers import core_variance_scaling_initializer as variance_scaling_initializer
 from .slim.scopes import (AUTO_REUSE, GraphKeys, VariableScope, get_variable, get_variable_scope, name_scope,
                           variable_scope)
-from .slim.tensor_ops import (add, add_n, concat, constant, convert_to_tensor, divide, expand_dims, identity,
-                              maximum, multiply, negative, one_hot, pad, placeholder, reduce_mean, reshape, sigmoid,
-                              squeeze, subtract, tanh, tile)
+from .slim.tensor_ops import (add, add_n, clip_by_value, concat, constant, convert_to_tensor, divide, expand_dims,
+                              identity, maximum, minimum, multiply, negative, one_hot, pad, placeholder, reduce_mean,
+                              reshape, sigmoid, squeeze, subtract, tanh, tile)
 from .slim import tensor_ops as _ops
 
 float16 = "float16"
@@ -71,7 +71,8 @@ compat = _types.SimpleNamespace(v1=_sys.modules[__name__])
 __all__ = [
     "compat", "Graph", "Tensor", "TensorShape", "get_default_graph", "AUTO_REUSE", "GraphKeys", "VariableScope",
     "get_variable", "get_variable_scope", "name_scope", "variable_scope", "add", "add_n", "concat", "constant",
-    "convert_to_tensor", "divide", "expand_dims", "identity", "maximum", "multiply", "negative", "one_hot", "pad",
+    "clip_by_value", "convert_to_tensor", "divide", "expand_dims", "identity", "maximum", "minimum", "multiply",
+    "negative", "one_hot", "pad",
     "placeholder", "reduce_mean", "reshape", "sigmoid", "squeeze", "subtract", "tanh", "tile", "nn",
     "constant_initializer", "glorot_normal_initializer", "glorot_uniform_initializer", "ones_initializer",
     "random_normal_initializer", "random_uniform_initializer", "truncated_normal_initializer",

@@ -267,6 +267,7 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         Op.MUL: lambda n, i: i[0] * i[1],
         Op.DIV: divide,
         Op.MAXIMUM: lambda n, i: torch.maximum(i[0], i[1]),
+        Op.MINIMUM: lambda n, i: torch.minimum(i[0], i[1]),
         Op.NEG: lambda n, i: -i[0],
         Op.RELU: lambda n, i: torch.relu(i[0]),
         Op.RELU6: lambda n, i: torch.clamp(i[0], 0.0, 6.0),

@@ -7,7 +7,7 @@ output element; data movement (reshape, concat, pad, tile, identity, variables) 
   DEPTHWISE_CONV2D  2 * N*OH*OW*(Cin*dm) * kh*kw
   CONV2D_TRANSPOSE  2 * N*H*W*Cin * kh*kw*Cout        (every input pixel scatters a kernel)
   MATMUL            2 * prod(out) * K
-  BIAS_ADD, ADD, SUB, MUL, DIV, MAXIMUM, NEG, RELU, RELU6   1 per output element
+  BIAS_ADD, ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM, NEG, RELU, RELU6   1 per output element
   SIGMOID, TANH     4 per element (exp, add, divide, ...; a nominal count)
   BATCH_NORM        2 per element at inference (x*scale + shift after folding);
                     training adds the batch statistics: +3 per element (sum, square-sum, ...)
@@ -104,6 +104,7 @@ FLOPS = {
     Op.MUL: _per_output(1),
     Op.DIV: _per_output(1),
     Op.MAXIMUM: _per_output(1),
+    Op.MINIMUM: _per_output(1),
     Op.NEG: _per_output(1),
     Op.RELU: _per_output(1),
     Op.RELU6: _per_output(1),

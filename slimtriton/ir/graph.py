@@ -207,7 +207,8 @@ def as_tensor(value, graph: "Graph", dtype: str = "float32") -> Tensor:
     return constant(value, dtype, graph=graph)
 
 
-_OP_NAMES = {Op.ADD: "add", Op.SUB: "sub", Op.MUL: "mul", Op.DIV: "truediv", Op.MAXIMUM: "Maximum"}
+_OP_NAMES = {Op.ADD: "add", Op.SUB: "sub", Op.MUL: "mul", Op.DIV: "truediv", Op.MAXIMUM: "Maximum",
+             Op.MINIMUM: "Minimum"}
 
 
 def binary_op(op: Op, a, b) -> Tensor:

@@ -9,7 +9,7 @@ Attributes per op (all values immutable: ints, floats, strs, bools, tuples):
   PLACEHOLDER       shape, dtype
   VARIABLE          var (TF-Slim variable name), shape, dtype
   CONSTANT          value (python scalar), dtype                    -> shape ()
-  ADD SUB MUL DIV MAXIMUM   numpy broadcasting, equal dtypes
+  ADD SUB MUL DIV MAXIMUM MINIMUM   numpy broadcasting, equal dtypes
   NEG RELU RELU6 SIGMOID TANH IDENTITY
   BIAS_ADD          (x, biases[C])
   DROPOUT           keep_prob, is_training
@@ -59,6 +59,7 @@ class Op(enum.Enum):
     MUL = (Group.ELEMENTWISE, "mul")
     DIV = (Group.ELEMENTWISE, "div")
     MAXIMUM = (Group.ELEMENTWISE, "maximum")
+    MINIMUM = (Group.ELEMENTWISE, "minimum")
     NEG = (Group.ELEMENTWISE, "neg")
     RELU = (Group.ELEMENTWISE, "relu")
     RELU6 = (Group.ELEMENTWISE, "relu6")
@@ -111,7 +112,7 @@ def ops_in(group: Group) -> frozenset[Op]:
     return frozenset(op for op in Op if op.group is group)
 
 
-ELEMENTWISE_BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM})
+ELEMENTWISE_BINARY = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM, Op.MINIMUM})
 ELEMENTWISE_UNARY = frozenset({Op.NEG, Op.RELU, Op.RELU6, Op.SIGMOID, Op.TANH, Op.IDENTITY})
 ACTIVATIONS = frozenset({Op.RELU, Op.RELU6, Op.SIGMOID, Op.TANH, Op.IDENTITY})
 

@@ -2,7 +2,7 @@
 
 * `affine_act` (FUSED_ELEMENTWISE): out[r, off + c] = act2(res[r, c] + rs * act(x[r, c]*scale[c] + shift[c]))
   over rows r = all leading dims, channels c = the last axis (a 2-D [BLOCK_R, BLOCK_C] tile).
-* `binary`: add / sub / mul / div / maximum with NumPy broadcasting. Both operands are viewed
+* `binary`: add / sub / mul / div / maximum / minimum with NumPy broadcasting. Both operands are viewed
   as rank-6 strided tensors (broadcast axes have stride 0); each flat output index is
   decomposed into 6 coordinates and dotted with each operand's strides.
 * `unary`: relu / relu6 / sigmoid / tanh / neg on a flat contiguous tensor (fp32 math).
@@ -21,7 +21,7 @@ from .common import (UNARY_CODES, KernelArgumentError, act_code, apply_act, chec
                      check_tensor, dtype_name)
 from .launch import KernelLaunch, alloc
 
-BINARY_CODES = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4}
+BINARY_CODES = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "minimum": 5}
 MAX_RANK = 6
 
 
@@ -85,8 +85,10 @@ def binary_kernel(
         y = a * b
     elif OP == 3:
         y = a / b
-    else:
+    elif OP == 4:
         y = tl.maximum(a, b)
+    else:
+        y = tl.minimum(a, b)
     tl.store(out_ptr + idx, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -182,7 +184,7 @@ def _rank6(shape, strides):
 
 
 def binary(op, a, b, name="binary") -> torch.Tensor:
-    """Elementwise a (op) b with NumPy broadcasting; op in add/sub/mul/div/maximum.
+    """Elementwise a (op) b with NumPy broadcasting; op in add/sub/mul/div/maximum/minimum.
     `b` (or `a`) may be a Python number; tensors must share dtype and device."""
     what = f"{name} ({op})"
     if op not in BINARY_CODES:

@@ -24,9 +24,9 @@ class Block(collections.namedtuple("Block", ["scope", "unit_fn", "args"])):
 
 
 def clip_by_value(x, clip_value_min, clip_value_max):
-    """`tf.clip_by_value` for the nets that bound activations, as min(max(x, lo), hi)
-    written with the IR's MAXIMUM and NEG (the IR has no MINIMUM)."""
-    return tf.negative(tf.maximum(tf.negative(tf.maximum(x, clip_value_min)), -clip_value_max))
+    """`tf.clip_by_value` (ops `clip_by_value/Minimum`, `clip_by_value`), for the nets that
+    bound activations (ResNet v1's `use_bounded_activations`, Inception-ResNet-v2's relu6 blocks)."""
+    return tf.clip_by_value(x, clip_value_min, clip_value_max)
 
 
 def subsample(inputs, factor, scope=None):

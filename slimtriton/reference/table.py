@@ -118,6 +118,7 @@ REFERENCE = {
     Op.MUL: lambda n, i: i[0] * i[1],
     Op.DIV: _divide,
     Op.MAXIMUM: lambda n, i: np.maximum(i[0], i[1]),
+    Op.MINIMUM: lambda n, i: np.minimum(i[0], i[1]),
     Op.NEG: lambda n, i: -i[0],
     Op.RELU: lambda n, i: ref.activation(i[0], "relu"),
     Op.RELU6: lambda n, i: ref.activation(i[0], "relu6"),

@@ -161,7 +161,8 @@ def _lower_unit_norm(node: Node) -> Lowered:
                    supports_out=False)
 
 
-_BINARY = {Op.ADD: "add", Op.SUB: "sub", Op.MUL: "mul", Op.DIV: "div", Op.MAXIMUM: "maximum"}
+_BINARY = {Op.ADD: "add", Op.SUB: "sub", Op.MUL: "mul", Op.DIV: "div", Op.MAXIMUM: "maximum",
+           Op.MINIMUM: "minimum"}
 _UNARY = {Op.RELU: "relu", Op.RELU6: "relu6", Op.SIGMOID: "sigmoid", Op.TANH: "tanh", Op.NEG: "neg"}
 
 

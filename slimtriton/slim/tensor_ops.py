@@ -19,7 +19,8 @@ from ..ir.ops import Op
 __all__ = [
     "fail", "where_name", "resolve_padding", "normalize_padding", "relu", "relu6", "sigmoid", "tanh", "softmax",
     "identity", "bias_add", "concat", "pad", "reduce_mean", "squeeze", "reshape", "expand_dims", "tile",
-    "add", "subtract", "multiply", "divide", "maximum", "negative", "add_n", "one_hot", "placeholder",
+    "add", "subtract", "multiply", "divide", "maximum", "minimum", "clip_by_value", "negative", "add_n", "one_hot",
+    "placeholder",
     "constant", "convert_to_tensor", "max_pool", "avg_pool",
 ]
 
@@ -179,6 +180,53 @@ def divide(x, y, name=None):
 
 def maximum(x, y, name=None):
     return _binary(Op.MAXIMUM, x, y, name or "Maximum", "tf.maximum")
+
+
+def minimum(x, y, name=None):
+    return _binary(Op.MINIMUM, x, y, name or "Minimum", "tf.minimum")
+
+
+def clip_by_value(t, clip_value_min, clip_value_max, name=None):
+    """TF1's `tf.clip_by_value`: `maximum(minimum(t, hi), lo)`, recorded as TF names it:
+    `clip_by_value/Minimum` and the Maximum named by the scope itself, `clip_by_value`.
+
+    The bounds are Tensors or python scalars and may broadcast to `t` but must not grow it;
+    python-scalar bounds with lo > hi are rejected (TF would silently return lo everywhere).
+    """
+    g = _graph_of(t, clip_value_min, clip_value_max)
+    outer = g.name_scope_prefix
+    # The name scope and the Maximum op share one name, as in TF (`name_scope(name)` then
+    # `maximum(..., name=scope)`): pick the unique scope name first, record both ops under it.
+    scope = g.unique_name(outer + (name or "clip_by_value"), mark_as_used=False)
+    where = f"tf.clip_by_value '{scope}'"
+    x = _tensor(t, where, "t")
+    for arg, v in (("clip_value_min", clip_value_min), ("clip_value_max", clip_value_max)):
+        if not isinstance(v, (Tensor, numbers.Number)) or isinstance(v, bool):
+            fail(where, arg, f"expected a Tensor or a python scalar, got {type(v).__name__}", TypeError)
+        if isinstance(v, Tensor):
+            from ..ir.shapes import broadcast_shapes
+            try:
+                shape = broadcast_shapes(where, x.shape, v.shape)
+            except ValueError:
+                shape = None
+            if shape is None or tuple(shape) != tuple(x.shape):
+                fail(where, arg, f"shape {list(v.shape)} must broadcast to the shape of t {list(x.shape)} "
+                                 f"without changing it")
+            if v.dtype != x.dtype:
+                fail(where, arg, f"dtype {v.dtype} differs from t's dtype {x.dtype}", TypeError)
+    if (isinstance(clip_value_min, numbers.Number) and isinstance(clip_value_max, numbers.Number)
+            and clip_value_min > clip_value_max):
+        fail(where, "clip_value_min", f"{clip_value_min} is greater than clip_value_max {clip_value_max}")
+    g.name_scope_prefix = scope + "/"
+    try:
+        hi = (clip_value_max if isinstance(clip_value_max, Tensor)
+              else _constant(clip_value_max, x.dtype, name="Minimum/y", graph=g))
+        lo = (clip_value_min if isinstance(clip_value_min, Tensor)
+              else _constant(clip_value_min, x.dtype, name="y", graph=g))
+        t_min = record(Op.MINIMUM, [x, hi], {}, "Minimum")
+    finally:
+        g.name_scope_prefix = outer
+    return record(Op.MAXIMUM, [t_min, lo], {}, scope[len(outer):])
 
 
 def add_n(inputs, name=None):

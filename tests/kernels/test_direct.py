@@ -126,7 +126,8 @@ def test_affine_act_matches_reference(lead, c, dtype, ep, out_slice):
     assert_close(got, finish(x), dtype, what="affine_act")
 
 
-BINARY_REF = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "maximum": np.maximum}
+BINARY_REF = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "maximum": np.maximum,
+              "minimum": np.minimum}
 
 
 @SETTINGS
