@@ -31,6 +31,12 @@ goes to `out[..., out_channel_offset : out_channel_offset + Cout]` of a wider bu
     matmul(x[..., K], w_packed, *, <epilogue>, out=None, out_channel_offset=0, precision='ieee', name=...)
     depthwise_conv2d(x, w_packed, *, strides, padding, dilations, <epilogue>, <prologue>,
            out=None, out_channel_offset=0, name=...)          # out channel c*dm + m
+    mean_matmul(x[N,H,W,C], w_packed, *, scale, shift, act, in_scale, in_shift, prologue_act,
+           keepdims=False, out=None, out_channel_offset=0, precision='ieee', name=...)
+        act(mean_HW(prologue(x)) @ w * scale + shift) -> [N, Cout] (or [N,1,1,Cout]); the
+        pooled tensor is never written (fusion pass 7). w: prepack_matmul or a 1x1 prepack_conv2d.
+    conv2d(..., residual_strides=(s_h, s_w)) reads the residual at [n, oh*s_h, ow*s_w] of an
+        [N, RH, RW, Cout] tensor (ResNet's subsample(x, s) shortcut without its kernel).
 
 Other kernels:
 
@@ -90,6 +96,7 @@ from .conv import (PackedWeight, conv2d, conv2d_transpose, matmul, prepack_conv2
 from .depthwise import depthwise_conv2d, prepack_depthwise  # noqa: E402
 from .elementwise import affine_act, binary, copy_channels, pad, unary  # noqa: E402
 from .launch import KernelLaunch, poison_enabled, record_launches, set_poison  # noqa: E402
+from .mean_gemm import mean_matmul  # noqa: E402
 from .norm import softmax, unit_norm  # noqa: E402
 from .pool import avg_pool2d, global_mean, max_pool2d  # noqa: E402
 
@@ -97,7 +104,7 @@ __all__ = [
     "KernelArgumentError", "KernelLaunch", "PackedWeight", "interpreting", "poison_enabled",
     "record_launches", "set_poison",
     "conv2d", "conv2d_transpose", "matmul", "prepack_conv2d", "prepack_conv2d_transpose",
-    "prepack_matmul", "depthwise_conv2d", "prepack_depthwise",
+    "prepack_matmul", "depthwise_conv2d", "prepack_depthwise", "mean_matmul",
     "max_pool2d", "avg_pool2d", "global_mean", "softmax", "unit_norm",
     "affine_act", "binary", "unary", "copy_channels", "pad",
 ]

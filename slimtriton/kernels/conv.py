@@ -11,6 +11,8 @@ Algorithm (NHWC activations, weights pre-packed to a row-major [K, Cout] matrix)
                              (out[o] += x[i] w[k] with o = i*s + k - pad_before)
     acc         = sum_k A[m, k] * Wp[k, j]       (tl.dot, fp32 accumulator)
     epilogue    y = act(acc*scale[j] + shift[j]);  y = act2(res[m, j] + rs*y) if residual
+                (a strided residual, ResNet's `subsample(x, s)` shortcut, is read in place as
+                res[n, oh*s_h, ow*s_w, j] of the unsubsampled [N, RH, RW, Cout] tensor)
     store       out[m, out_c_offset + j]  in a [M, out_c_total] NHWC buffer (concat in place)
 
 Three constexpr K-loop shapes: IS_1X1 (no padding, 1x1 kernel: a plain GEMM whose rows
@@ -55,10 +57,10 @@ def conv_gemm_kernel(
     x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
     M, H, W, C_in, OH, OW, C_out,
     KH, KW, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w,
-    out_c_total, out_c_offset, residual_scale,
+    out_c_total, out_c_offset, residual_scale, RES_H, RES_W, res_stride_h, res_stride_w,
     IS_1X1: tl.constexpr, FLAT_K: tl.constexpr, TRANSPOSED: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
-    HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, RES_STRIDED: tl.constexpr,
     HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
@@ -156,7 +158,11 @@ def conv_gemm_kernel(
     acc = apply_act(acc, ACT)
     out_mask = m_mask[:, None] & n_mask[None, :]
     if HAS_RESIDUAL:
-        res = tl.load(res_ptr + offs_m[:, None] * C_out + offs_n[None, :], mask=out_mask, other=0.0)
+        if RES_STRIDED:  # res[n, oh*rs_h, ow*rs_w, :] of a [N, RES_H, RES_W, C_out] tensor (subsample)
+            res_row = ((n * RES_H + oh * res_stride_h) * RES_W + ow * res_stride_w) * C_out
+        else:
+            res_row = offs_m * C_out
+        res = tl.load(res_ptr + res_row[:, None] + offs_n[None, :], mask=out_mask, other=0.0)
         acc = apply_act(res.to(tl.float32) + residual_scale * acc, ACT2)
     out_offs = offs_m[:, None] * out_c_total + out_c_offset + offs_n[None, :]
     tl.store(out_ptr + out_offs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
@@ -242,18 +248,28 @@ def _check_packed(w, kind: str, what: str, prepack) -> PackedWeight:
 
 
 def _epilogue_args(what, x, cout, lead_shape, scale, shift, act, residual, residual_scale, act2,
-                   out, out_channel_offset):
-    """Validate the shared epilogue/output arguments; returns (out, out_c_total, flags)."""
+                   out, out_channel_offset, residual_strides=(1, 1)):
+    """Validate the shared epilogue/output arguments; returns (out, out_c_total, flags).
+
+    With `residual_strides` (s_h, s_w) != (1, 1) (conv2d only) the residual is the
+    unsubsampled [N, RH, RW, Cout] tensor, read at [n, oh*s_h, ow*s_w] (needs (RH-1)//s_h + 1
+    == OH, as a 1x1 stride-s max pool would give)."""
     dev = x.device
     check_channel_vector(scale, f"{what}: scale", cout, dev)
     check_channel_vector(shift, f"{what}: shift", cout, dev)
     flags = {"HAS_SCALE": scale is not None, "HAS_SHIFT": shift is not None,
              "ACT": act_code(act, f"{what}: act"), "HAS_RESIDUAL": residual is not None,
              "ACT2": act_code(act2, f"{what}: act2")}
+    rsh, rsw = pair(residual_strides, f"{what}: residual_strides")
     if residual is not None:
-        check_tensor(residual, f"{what}: residual", shape=(*lead_shape, cout), dtype=x.dtype, device=dev)
+        if (rsh, rsw) == (1, 1):
+            check_tensor(residual, f"{what}: residual", shape=(*lead_shape, cout), dtype=x.dtype, device=dev)
+        else:
+            _check_strided_residual(what, x, residual, lead_shape, cout, (rsh, rsw))
     elif act2 != "none":
         raise KernelArgumentError(f"{what}: act2={act2!r} needs a residual")
+    elif (rsh, rsw) != (1, 1):
+        raise KernelArgumentError(f"{what}: residual_strides={residual_strides} needs a residual")
     if out is None:
         if out_channel_offset != 0:
             raise KernelArgumentError(f"{what}: out_channel_offset={out_channel_offset} needs an `out` buffer")
@@ -262,9 +278,38 @@ def _epilogue_args(what, x, cout, lead_shape, scale, shift, act, residual, resid
     else:
         total = check_output(out, f"{what}: out", lead_shape, cout, out_channel_offset, x.dtype, dev)
     if residual is not None and residual.device.type != "meta" and residual.data_ptr() == out.data_ptr() \
-            and (total != cout or out_channel_offset != 0):
-        raise KernelArgumentError(f"{what}: residual aliases a channel slice of out")
+            and (total != cout or out_channel_offset != 0 or (rsh, rsw) != (1, 1)):
+        raise KernelArgumentError(f"{what}: residual aliases out (a channel slice, or read strided)")
     return out, total, flags
+
+
+def _check_strided_residual(what, x, residual, lead_shape, cout, strides):
+    if len(lead_shape) != 3 or min(strides) < 1:
+        raise KernelArgumentError(f"{what}: residual_strides {strides} need an NHWC output and strides >= 1")
+    check_tensor(residual, f"{what}: residual", ndim=4, dtype=x.dtype, device=x.device)
+    n, oh, ow = lead_shape
+    rn, rh, rw, rc = residual.shape
+    if (rn, rc) != (n, cout) or (rh - 1) // strides[0] + 1 != oh or (rw - 1) // strides[1] + 1 != ow:
+        raise KernelArgumentError(
+            f"{what}: residual of shape {tuple(residual.shape)} read with strides {strides} does not give the "
+            f"output's [{n}, {oh}, {ow}, {cout}] (needs [{n}, RH, RW, {cout}] with (RH-1)//{strides[0]}+1 == {oh} "
+            f"and (RW-1)//{strides[1]}+1 == {ow})")
+
+
+def conv_output_geometry(what, x, kh, kw, strides, padding, dilations):
+    """Checked conv geometry shared by conv2d and depthwise_conv2d:
+    ((sh, sw), (dh, dw), (pt, pl), (oh, ow)); an empty output is an error naming the shapes."""
+    (sh, sw), (dh, dw) = pair(strides, f"{what}: strides"), pair(dilations, f"{what}: dilations")
+    if min(sh, sw, dh, dw) < 1:
+        raise KernelArgumentError(f"{what}: strides {strides} and dilations {dilations} must be >= 1")
+    (pt, pb), (pl, pr) = padding_pairs(padding, what)
+    h, w = x.shape[1], x.shape[2]
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    if oh < 1 or ow < 1:
+        raise KernelArgumentError(f"{what}: input {tuple(x.shape)} with kernel {kh}x{kw}, padding "
+                                  f"{padding}, dilations {(dh, dw)} gives an empty output {oh}x{ow}")
+    return (sh, sw), (dh, dw), (pt, pl), (oh, ow)
 
 
 def _gemm_tile_config(kernel: str, dtype: str, m: int, n: int, k_inner: int, spec_key: str,
@@ -279,7 +324,7 @@ def _gemm_tile_config(kernel: str, dtype: str, m: int, n: int, k_inner: int, spe
 
 def _conv_launch(what: str, x, pw: PackedWeight, out, out_total, out_offset, geometry, flags,
                  scale, shift, residual, residual_scale, in_scale, in_shift, prologue_act,
-                 precision: str, transposed: bool) -> KernelLaunch:
+                 precision: str, transposed: bool, residual_strides=(1, 1)) -> KernelLaunch:
     n, h, w, cin = x.shape
     oh, ow = geometry["out_hw"]
     (sh, sw), (pt, pl), (dh, dw) = geometry["strides"], geometry["pad_before"], geometry["dilations"]
@@ -292,7 +337,9 @@ def _conv_launch(what: str, x, pw: PackedWeight, out, out_total, out_offset, geo
     dtype = dtype_name(x, f"{what}: x")
     dot_precision = precision if dtype == "float32" else "ieee"
     dummy = x  # unused pointer slots get a valid pointer; constexpr flags skip them
-    constexprs = dict(IS_1X1=is_1x1, FLAT_K=flat_k, TRANSPOSED=transposed, **flags,
+    res_strided = residual is not None and tuple(residual_strides) != (1, 1)
+    res_h, res_w = (residual.shape[1], residual.shape[2]) if res_strided else (oh, ow)
+    constexprs = dict(IS_1X1=is_1x1, FLAT_K=flat_k, TRANSPOSED=transposed, **flags, RES_STRIDED=res_strided,
                       HAS_PROLOGUE=in_scale is not None,
                       PROLOGUE_ACT=act_code(prologue_act, f"{what}: prologue_act"),
                       DOT_PRECISION=dot_precision)
@@ -302,7 +349,7 @@ def _conv_launch(what: str, x, pw: PackedWeight, out, out_total, out_offset, geo
                 shift if shift is not None else dummy, residual if residual is not None else dummy,
                 in_scale if in_scale is not None else dummy, in_shift if in_shift is not None else dummy,
                 m, h, w, cin, oh, ow, cout, pw.kh, pw.kw, sh, sw, pt, pl, dh, dw,
-                out_total, out_offset, float(residual_scale))
+                out_total, out_offset, float(residual_scale), res_h, res_w, *residual_strides)
         grid = (triton.cdiv(m, tile.BLOCK_M) * triton.cdiv(cout, tile.BLOCK_N),)
         return KernelLaunch(what, conv_gemm_kernel, args, {**constexprs, **tile.constexprs()}, grid,
                             tile.num_warps, tile.num_stages, kind="gemm",
@@ -330,6 +377,7 @@ def _check_prologue(what, x, in_scale, in_shift, prologue_act):
 
 
 def _check_input(what, x, pw: PackedWeight):
+    """x is a supported 4-d activation matching the packed weight's dtype, device and Cin."""
     check_tensor(x, f"{what}: x", ndim=4)
     dtype_name(x, f"{what}: x")
     if pw.data.dtype != x.dtype:
@@ -343,31 +391,26 @@ def _check_input(what, x, pw: PackedWeight):
 
 def conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1),
            scale=None, shift=None, act="none", residual=None, residual_scale=1.0, act2="none",
-           in_scale=None, in_shift=None, prologue_act="none", out=None, out_channel_offset=0,
-           precision="ieee", name="conv2d") -> torch.Tensor:
+           residual_strides=(1, 1), in_scale=None, in_shift=None, prologue_act="none", out=None,
+           out_channel_offset=0, precision="ieee", name="conv2d") -> torch.Tensor:
     """Fused conv2d: x[N,H,W,Cin] (*) w -> act2(residual + rs*act(acc*scale + shift)), written
-    into `out[..., offset:offset+Cout]` (allocated [N,OH,OW,Cout] when `out` is None)."""
+    into `out[..., offset:offset+Cout]` (allocated [N,OH,OW,Cout] when `out` is None).
+    `residual_strides` (s_h, s_w): the residual is [N, RH, RW, Cout] read at [n, oh*s_h, ow*s_w]
+    (ResNet's subsampled shortcut, without the subsample kernel)."""
     what = name
     pw = _check_packed(w_packed, "conv2d", what, prepack_conv2d)
     _check_input(what, x, pw)
     if precision not in PRECISIONS:
         raise KernelArgumentError(f"{what}: precision {precision!r} not in {PRECISIONS}")
-    (sh, sw), (dh, dw) = pair(strides, f"{what}: strides"), pair(dilations, f"{what}: dilations")
-    if min(sh, sw, dh, dw) < 1:
-        raise KernelArgumentError(f"{what}: strides {strides} and dilations {dilations} must be >= 1")
-    (pt, pb), (pl, pr) = padding_pairs(padding, what)
-    n, h, w, _ = x.shape
-    oh = (h + pt + pb - dh * (pw.kh - 1) - 1) // sh + 1
-    ow = (w + pl + pr - dw * (pw.kw - 1) - 1) // sw + 1
-    if oh < 1 or ow < 1:
-        raise KernelArgumentError(f"{what}: input {tuple(x.shape)} with kernel {pw.kh}x{pw.kw}, padding "
-                                  f"{padding}, dilations {(dh, dw)} gives an empty output {oh}x{ow}")
+    (sh, sw), (dh, dw), (pt, pl), (oh, ow) = conv_output_geometry(what, x, pw.kh, pw.kw, strides, padding,
+                                                                  dilations)
     _check_prologue(what, x, in_scale, in_shift, prologue_act)
-    out, total, flags = _epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, residual,
-                                       residual_scale, act2, out, out_channel_offset)
+    out, total, flags = _epilogue_args(what, x, pw.cout, (x.shape[0], oh, ow), scale, shift, act, residual,
+                                       residual_scale, act2, out, out_channel_offset, residual_strides)
     geometry = {"out_hw": (oh, ow), "strides": (sh, sw), "pad_before": (pt, pl), "dilations": (dh, dw)}
     _conv_launch(what, x, pw, out, total, out_channel_offset, geometry, flags, scale, shift, residual,
-                 residual_scale, in_scale, in_shift, prologue_act, precision, transposed=False).run()
+                 residual_scale, in_scale, in_shift, prologue_act, precision, transposed=False,
+                 residual_strides=pair(residual_strides, f"{what}: residual_strides")).run()
     return out
 
 

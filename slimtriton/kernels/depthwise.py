@@ -18,8 +18,9 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import KernelArgumentError, act_code, apply_act, check_tensor, dtype_name, padding_pairs, pair
-from .conv import PackedWeight, _as_tensor, _check_packed, _check_prologue, _epilogue_args
+from .common import KernelArgumentError, act_code, apply_act
+from .conv import (PackedWeight, _as_tensor, _check_input, _check_packed, _check_prologue, _epilogue_args,
+                   conv_output_geometry)
 from .launch import KernelLaunch
 
 
@@ -91,24 +92,10 @@ def depthwise_conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), d
     """Fused depthwise conv: x[N,H,W,Cin], w[kh,kw,Cin,dm] -> [N,OH,OW,Cin*dm] (channel c*dm + m)."""
     what = name
     pw = _check_packed(w_packed, "depthwise", what, prepack_depthwise)
-    check_tensor(x, f"{what}: x", ndim=4)
-    dtype_name(x, f"{what}: x")
-    if pw.data.dtype != x.dtype or pw.data.device != x.device:
-        raise KernelArgumentError(f"{what}: weight {pw.data.dtype} on {pw.data.device} does not match "
-                                  f"x {x.dtype} on {x.device}")
-    if x.shape[-1] != pw.cin:
-        raise KernelArgumentError(f"{what}: x has {x.shape[-1]} channels (shape {tuple(x.shape)}) but the "
-                                  f"depthwise weight expects Cin={pw.cin}")
-    (sh, sw), (dh, dw) = pair(strides, f"{what}: strides"), pair(dilations, f"{what}: dilations")
-    if min(sh, sw, dh, dw) < 1:
-        raise KernelArgumentError(f"{what}: strides {strides} and dilations {dilations} must be >= 1")
-    (pt, pb), (pl, pr) = padding_pairs(padding, what)
+    _check_input(what, x, pw)
+    (sh, sw), (dh, dw), (pt, pl), (oh, ow) = conv_output_geometry(what, x, pw.kh, pw.kw, strides, padding,
+                                                                  dilations)
     n, h, w, cin = x.shape
-    oh = (h + pt + pb - dh * (pw.kh - 1) - 1) // sh + 1
-    ow = (w + pl + pr - dw * (pw.kw - 1) - 1) // sw + 1
-    if oh < 1 or ow < 1:
-        raise KernelArgumentError(f"{what}: input {tuple(x.shape)} with kernel {pw.kh}x{pw.kw}, padding "
-                                  f"{padding}, dilations {(dh, dw)} gives an empty output {oh}x{ow}")
     _check_prologue(what, x, in_scale, in_shift, prologue_act)
     out, total, flags = _epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, residual,
                                        residual_scale, act2, out, out_channel_offset)
