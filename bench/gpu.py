@@ -61,6 +61,8 @@ BATCHES = (1, 32, 256)
 PRECISION = {"float16": "ieee", "float32": "tf32", "bfloat16": "ieee"}
 DTYPE_LABELS = {"float16": "float16", "float32": "float32 (TF32)", "bfloat16": "bfloat16"}
 
+DEVICE = "cuda"  # the device every measurement runs on (a module constant so tests can dry-run on CPU)
+
 TARGET_NET = "resnet_v1_50"
 TARGET_DTYPE = "float16"
 TARGET_THROUGHPUT_BATCH = 256
@@ -359,9 +361,9 @@ def measure_peak(dtype: str, size: int, timing: Timing) -> float:
     """TFLOP/s of a size^3 torch.matmul in `dtype` (float32: with TF32)."""
     import torch
     tdt = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    a = torch.randn((size, size), device="cuda", generator=gen).to(tdt)
-    b = torch.randn((size, size), device="cuda", generator=gen).to(tdt)
+    gen = torch.Generator(device=DEVICE).manual_seed(0)
+    a = torch.randn((size, size), device=DEVICE, generator=gen).to(tdt)
+    b = torch.randn((size, size), device=DEVICE, generator=gen).to(tdt)
     with tf32(dtype == "float32"):
         samples = time_cuda(lambda: torch.matmul(a, b), Timing(timing.warmup, 10, 50, 0.5))
     del a, b
@@ -391,8 +393,8 @@ class NetState:
             flops = st.compile(g, logits, None, dtype="float32").summary()["flops"]
             if self.weights is None:
                 self.weights = st.init_weights(g, seed=0)
-            gen = torch.Generator(device="cuda").manual_seed(0)
-            x = torch.rand((batch, size, size, 3), device="cuda", generator=gen) * 2 - 1
+            gen = torch.Generator(device=DEVICE).manual_seed(0)
+            x = torch.rand((batch, size, size, 3), device=DEVICE, generator=gen) * 2 - 1
             self.graphs[batch] = (g, logits, int(flops), x)
         return self.graphs[batch]
 
@@ -403,7 +405,7 @@ class NetState:
 
             from slimtriton.eager.torch_backend import build_torch_callable
             g, logits, _, x = self.graph(batch)
-            f = build_torch_callable(g, logits, self.weights, device="cuda", dtype="float32")
+            f = build_torch_callable(g, logits, self.weights, device=DEVICE, dtype="float32")
             with tf32(False), torch.no_grad():
                 self.references[batch] = f(x).float().cpu().numpy()
             del f
@@ -433,12 +435,12 @@ def build_runner(task: Task, state: NetState):
     x = x32.to(_torch_dtype(task.dtype)).contiguous()
     if task.system == "slimtriton":
         model = st.compile(g, logits, state.weights, dtype=task.dtype, precision=PRECISION[task.dtype],
-                           device="cuda", cuda_graph=task.cuda_graph)
+                           device=DEVICE, cuda_graph=task.cuda_graph)
         first = model(x)
         if task.cuda_graph:
             first = model(x)  # the CUDA-graph runner captures on its first call: replay once
         return (lambda: model(x)), first
-    f = build_torch_callable(g, logits, state.weights, device="cuda", dtype=task.dtype)
+    f = build_torch_callable(g, logits, state.weights, device=DEVICE, dtype=task.dtype)
     if task.system == "torch_eager":
         first = f(x)  # also makes the channels_last weight copies (reused by later calls)
         if not task.cuda_graph:

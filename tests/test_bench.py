@@ -301,3 +301,37 @@ def test_gpu_script_without_a_gpu_exits_zero(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "no CUDA device" in proc.stdout
     assert not (tmp_path / "gpu.json").exists()
+
+
+class _HostEvent:
+    """Stands in for torch.cuda.Event on the CPU (host clock)."""
+
+    def __init__(self, enable_timing=True):
+        self.t = None
+
+    def record(self):
+        import time
+        self.t = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, other):
+        return (other.t - self.t) * 1e3
+
+
+def test_gpu_run_task_dry_run_on_cpu(monkeypatch):
+    """The measurement path (graph, weights, inputs, eager runner, timing, FLOPs, rel L2 against
+    the float32 reference) run on the CPU with host-clock events: it must give a finite latency
+    and an output equal to the reference (same backend, same dtype)."""
+    monkeypatch.setattr(gpu, "DEVICE", "cpu")
+    monkeypatch.setattr(torch.cuda, "Event", _HostEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    state = gpu.NetState("mobilenet_v1_025")
+    task = gpu.Task("mobilenet_v1_025", 1, "float32", "torch_eager", False)
+    row = gpu.run_task(task, state, gpu.Timing(1, 3, 3, 0.0), {"float32": 1.0})
+    assert row["status"] == "ok" and row["latency_ms"]["n"] == 3 and row["latency_ms"]["median"] > 0
+    assert row["rel_l2"] == 0.0 and row["output_finite"]
+    assert row["flops"] == state.graph(1)[2] > 10**7
+    assert row["throughput_ips"] == pytest.approx(1e3 / row["latency_ms"]["median"])
+    assert state.reference(1).shape == (1, 1001)
