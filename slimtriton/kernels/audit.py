@@ -194,6 +194,16 @@ def _worker() -> int:
 # ---------------------------------------------------------------------------------------
 # Table.
 
+def _row_label(row, width: int) -> str:
+    """`kernel [layer] xN`, cutting the front of the layer's scope (its tail names the layer)."""
+    count = f" x{row.count}" if row.count > 1 else ""
+    name = row.name
+    room = width - len(row.kernel) - len(count) - 3
+    if len(name) > room:
+        name = "..." + name[-max(room - 3, 8):]
+    return f"{row.kernel} [{name}]{count}"
+
+
 def print_audit_table(rows, file=None) -> bool:
     """Print one line per specialization; returns True when every row passes the rule."""
     file = file or sys.stdout
@@ -202,7 +212,7 @@ def print_audit_table(rows, file=None) -> bool:
     print(header, file=file)
     print("-" * len(header), file=file)
     for r in rows:
-        label = f"{r.kernel} [{r.name}]" + (f" x{r.count}" if r.count > 1 else "")
+        label = _row_label(r, 52)
         if r.error:
             print(f"{label[:52]:52} {r.dtype:8} {r.arch:>4} {r.config:20} ERROR {r.error}", file=file)
             continue
@@ -220,7 +230,8 @@ def rows_as_json(rows) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------
-# Conv shape lists (until the compiler's plan provides the launches of a whole net).
+# Ad-hoc conv shapes: `slimtriton audit --shapes` and bench/kernels.py's cuDNN comparison.
+# (`slimtriton audit NET` audits the launches of the compiler's plan of the whole net.)
 
 @dataclass(frozen=True)
 class ConvShape:
@@ -258,7 +269,8 @@ def parse_shape_spec(text: str) -> ConvShape:
 
 def resnet_v1_50_conv_shapes(image_size: int = 224, batch: int = 1) -> list[ConvShape]:
     """The distinct conv layers of TF-Slim resnet_v1_50 (stride in the 3x3 conv of the last
-    unit of blocks 1-3, projection shortcut in each block's first unit, logits 1x1 conv)."""
+    unit of blocks 1-3, projection shortcut in each block's first unit, logits 1x1 conv), as
+    plain conv problems for bench/kernels.py's comparison with cuDNN."""
     shapes = [ConvShape("conv1", batch, image_size, image_size, 3, 64, 7, 7, 2)]
     s = -(-image_size // 2)   # conv1 stride 2 (SAME)
     s = -(-s // 2)            # pool1 3x3 stride 2 (SAME)

@@ -79,7 +79,7 @@ GEMM_CANDIDATES_16 = (
     TileConfig(128, 128, 64, 8, 8, 3),
     TileConfig(128, 64, 64, 8, 4, 4),
     TileConfig(64, 128, 64, 8, 4, 4),
-    TileConfig(128, 128, 32, 8, 4, 4),
+    TileConfig(128, 128, 32, 8, 8, 4),  # 8 warps: a 128x128 fp32 accumulator on 4 warps spills (audit)
     TileConfig(64, 64, 64, 8, 4, 4),
     TileConfig(128, 256, 64, 8, 8, 3),
     TileConfig(64, 32, 64, 8, 4, 4),
