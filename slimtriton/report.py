@@ -175,3 +175,39 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6) -> str:
         with open(json_path, "w") as f:
             json.dump({**summary, "steps": steps_json}, f, indent=1)
     return "\n".join(lines)
+
+
+# -- design measurement: a second epilogue output (ResNet v2 pre-activation) ------------------
+def second_output_bytes(program, dtype: str) -> dict:
+    """Byte-model comparison for each pointwise `e = act(x*s + t)` (no residual) whose input x
+    is produced by a fused conv / GEMM kernel, in `program` as it stands after pass 4b
+    (`pointwise`): the cost of what passes 5 and 7 do (consumer prologues when pass 5 applies
+    them; the mean-GEMM's per-pixel prologue when e only feeds a global mean; else e's own kernel) against a second output of x's producer (e written by the producer's
+    epilogue too; consumers read e). Costs count only what differs: e's kernel, the extra
+    write, the consumers' reads of x or e and of the vectors. Returns per-node rows and totals."""
+    from .fusion import prologue as prologue_pass
+    from .fusion.common import FUSED_OPS, PROLOGUE_OPS
+    from .fusion.mean_gemm import is_global_mean
+    consumers = program.consumers()
+    rows = []
+    for e in program.nodes:
+        if e.op is not Op.FUSED_ELEMENTWISE or e.attrs["residual"]:
+            continue
+        x, s, t = e.inputs[:3]
+        if x.op not in FUSED_OPS:
+            continue
+        users = consumers.get(e.name, [])
+        n = len(users)
+        vec = tensor_bytes(s.shape, dtype) + tensor_bytes(t.shape, dtype)
+        xb, eb = tensor_bytes(x.shape, dtype), tensor_bytes(e.shape, dtype)
+        as_prologue = (n > 0 and all(u.op in PROLOGUE_OPS and u.inputs[0] is e for u in users)
+                       and sum(prologue_pass._taps(u) for u in users) <= prologue_pass.MAX_PROLOGUE_TAPS)
+        into_mean = n == 1 and is_global_mean(users[0])
+        kept = xb + vec + eb + n * eb
+        current = n * (xb + vec) if (as_prologue or into_mean) else kept
+        second = vec + eb + n * eb
+        how = "prologue" if as_prologue else "mean-GEMM prologue" if into_mean else "pointwise kernel"
+        rows.append({"node": e.name, "consumers": n, "current": how,
+                     "current_bytes": current, "second_output_bytes": second})
+    return {"rows": rows, "current_bytes": sum(r["current_bytes"] for r in rows),
+            "second_output_bytes": sum(r["second_output_bytes"] for r in rows)}

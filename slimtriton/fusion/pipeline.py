@@ -1,12 +1,14 @@
 """The one list of fusion passes, in order; the IR verifier runs after every pass.
 
 IR passes rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint); plan
-passes (concat elimination, global-mean GEMM, memory plan) act on the kernel plan built
-from the result, in slimtriton.runtime.plan.
+passes act on the kernel plan built from the result, in slimtriton.runtime.plan: the
+lowered-kernel passes (`fn(lowered, program) -> lowered`, merging a producer into its
+consumer's kernel) run in order on the lowered (node, Lowered) list, then concat
+elimination and the memory plan.
 """
 from __future__ import annotations
 
-from . import const_fold, epilogue, fold_affine, fold_pad, prologue, remove_identities
+from . import const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities, strided_residual
 from .program import Program, rewrite
 
 IR_PASSES = [
@@ -19,11 +21,13 @@ IR_PASSES = [
     ("prologue", prologue.RULES),                    # 5: pre-activation BN+ReLU -> consumers' prologue (byte model)
 ]
 
-# Plan passes, applied by slimtriton.runtime.plan.build_plan in this order:
+# Plan passes, applied by slimtriton.runtime.plan.build_plan in this order (None: the pass
+# is built into build_plan / runtime.memory):
 PLAN_PASSES = [
-    "mean_gemm",           # 7: global mean + 1x1 conv / FC -> one kernel, no pooled round trip
-    "concat_elimination",  # 6: producers write straight into channel slices of the concat buffer
-    "memory_plan",         # 8: buffers reused by liveness; peak activation bytes
+    ("mean_gemm", mean_gemm.run),                # 7: global mean (+ pointwise) + 1x1 conv / FC -> one kernel
+    ("strided_residual", strided_residual.run),  # 7b: subsample(x, s) shortcut -> strided residual read
+    ("concat_elimination", None),                # 6: producers write straight into channel slices of concats
+    ("memory_plan", None),                       # 8: buffers reused by liveness; peak activation bytes
 ]
 
 

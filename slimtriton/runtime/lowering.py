@@ -36,6 +36,8 @@ class Lowered:
     call: Optional[Callable]         # (get, out, offset, precision) -> torch.Tensor
     supports_out: bool = True
     is_view: bool = False
+    absorbed: tuple[Node, ...] = ()  # program nodes a plan pass merged into this kernel (no step of their own)
+    read_shapes: Optional[tuple] = None  # per `reads` entry: the elements actually read (None: all)
 
 
 def _k():
@@ -109,6 +111,53 @@ def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision
 
 def _conv_geometry(a):
     return dict(strides=a["strides"], padding=a["padding"], dilations=a["dilations"])
+
+
+def lower_strided_residual(node: Node, pool: Node) -> Lowered:
+    """FUSED_CONV2D whose residual is `pool` = subsample(src, s) (a 1x1 stride-s pool): the conv
+    reads the residual at [n, oh*s_h, ow*s_w] of src, so the pool kernel disappears (plan pass 7b)."""
+    fn = kernel_fn("conv2d", node)
+    base = LOWERINGS[node.op](node)
+    src, strides = pool.inputs[0], tuple(pool.attrs["strides"])
+
+    def call(get, out, offset, precision):
+        def get_residual(n):
+            return get(src) if n is pool else get(n)
+        kw = dict(_conv_geometry(node.attrs), **_epilogue(node, get_residual), residual_strides=strides, out=out,
+                  out_channel_offset=offset, precision=precision, name=node.name)
+        return fn(get(node.inputs[0]), get(node.inputs[1]), **kw)
+    reads = tuple(src if n is pool else n for n in node.inputs)
+    shapes = tuple(pool.shape if n is pool else None for n in node.inputs)
+    return Lowered("conv2d", reads, base.prep, call, absorbed=(pool,), read_shapes=shapes)
+
+
+def lower_mean_gemm(node: Node, x: Node, absorbed: tuple[Node, ...], prologue: Optional[Node] = None) -> Lowered:
+    """A 1x1 FUSED_CONV2D / FUSED_MATMUL (no residual, no prologue) whose input is the global
+    spatial mean of `x` (through the `absorbed` mean and reshapes): one kernels.mean_matmul call
+    (plan pass 7). `prologue`: a FUSED_ELEMENTWISE act(x*s + t) without residual producing x's
+    mean input, applied per pixel while averaging (ResNet v2's postnorm)."""
+    fn = kernel_fn("mean_matmul", node)
+    base = LOWERINGS[node.op](node)
+    w, scale, shift = node.inputs[1:4]
+    prep = dict(base.prep)
+    reads = [x, w, scale, shift]
+    extra = {}
+    if prologue is not None:
+        in_scale, in_shift = prologue.inputs[1:3]
+        reads += [in_scale, in_shift]
+        prep.update({p.name: PREP_VECTOR for p in (in_scale, in_shift) if p.op is Op.VARIABLE})
+        absorbed = absorbed + (prologue,)
+        extra = dict(prologue_act=prologue.attrs["act"])
+    keepdims = len(node.shape) == 4
+    a = node.attrs
+
+    def call(get, out, offset, precision):
+        kw = dict(extra)
+        if prologue is not None:
+            kw.update(in_scale=get(reads[4]), in_shift=get(reads[5]))
+        return fn(get(x), get(w), scale=get(scale), shift=get(shift), act=a["act"], keepdims=keepdims, out=out,
+                  out_channel_offset=offset, precision=precision, name=node.name, **kw)
+    return Lowered("mean_matmul", tuple(reads), prep, call, absorbed=absorbed)
 
 
 def _lower_elementwise(node: Node) -> Lowered:

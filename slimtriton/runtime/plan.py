@@ -2,6 +2,9 @@
 launch nothing), built from a fused program with the lowering table, then the plan
 passes of slimtriton.fusion.pipeline.PLAN_PASSES:
 
+* lowered-kernel passes (global-mean GEMM, strided residual): a kernel absorbs producers
+  (`Lowered.absorbed`), which get no step; its fused ops and FLOPs include theirs, and its
+  byte model charges `Lowered.read_shapes` where it reads only part of an input.
 * concat elimination (pass 6): a CONCAT along the channel axis owns one buffer; each
   input produced by a kernel that can write a channel slice (`out=`, `out_channel_offset=`),
   read by nothing else and not itself requested, writes straight into its slice -- nested
@@ -79,7 +82,11 @@ def lower_program(program, dtype: str) -> list[tuple[Node, Lowered]]:
 def build_plan(program, dtype: str = "float32") -> Plan:
     from .. import report
     from .memory import plan_memory
+    from ..fusion.pipeline import PLAN_PASSES
     lowered = lower_program(program, dtype)
+    for _, plan_pass in PLAN_PASSES:
+        if plan_pass is not None:
+            lowered = plan_pass(lowered, program)
     uses = program.uses()
     requested = {o.name for o in program.outputs}
     by_node = {node.name: low for node, low in lowered}
@@ -112,17 +119,18 @@ def build_plan(program, dtype: str = "float32") -> Plan:
         if kernel == "view" or kernel == "concat":
             step.flops, step.bytes_read, step.bytes_written = 0, 0, 0
         else:
-            step.bytes_read = sum(report.tensor_bytes(n.shape, act_dtype) for n in reads + params)
+            step.bytes_read = sum(report.tensor_bytes(shape, act_dtype) for shape in _read_shapes(low, reads + params))
             out_shape = copy_from.shape if copy_from is not None else node.shape
             step.bytes_written = report.tensor_bytes(out_shape, act_dtype)
-            step.flops = 0 if copy_from is not None else report.fused_flops(program, node)
+            step.flops = 0 if copy_from is not None else (
+                report.fused_flops(program, node) + sum(report.fused_flops(program, a) for a in low.absorbed))
         steps.append(step)
         return step
 
     for node, low in lowered:
         reads = [i for i in low.reads if _is_activation(i)]
         params = [i for i in low.reads if not _is_activation(i)]
-        fused = tuple(program.origin_of(node))
+        fused = tuple(dict.fromkeys(o for a in low.absorbed + (node,) for o in program.origin_of(a)))
         if low.kernel == "concat":
             add(node, "concat", low, [], [], fused, target=targets.get(node.name))
             for src, off in copies[node.name]:
@@ -148,6 +156,15 @@ def build_plan(program, dtype: str = "float32") -> Plan:
     plan = Plan(program, dtype, steps, inputs, list(program.outputs), params, prep)
     plan.memory = plan_memory(plan)
     return plan
+
+
+def _read_shapes(low: Optional[Lowered], nodes) -> list:
+    """Shapes the byte model charges for `nodes` read by a kernel: the part `low.read_shapes` names
+    (a strided residual reads the subsampled cells only), else the whole tensor."""
+    partial = {}
+    if low is not None and low.read_shapes is not None:
+        partial = {id(n): s for n, s in zip(low.reads, low.read_shapes) if s is not None}
+    return [partial.get(id(n), n.shape) for n in nodes]
 
 
 def _is_activation(node: Node) -> bool:

@@ -1,0 +1,41 @@
+"""Plan pass 7b: ResNet's subsampled shortcut read in place by the residual conv's epilogue.
+
+    MAX_POOL | AVG_POOL 1x1, stride s, no padding (TF-Slim `resnet_utils.subsample(x, s)`)
+      -> residual of FUSED_CONV2D          =>   conv2d(..., residual=x, residual_strides=s)
+
+A 1x1 window holds one cell, so the pool is the strided selection x[n, oh*s_h, ow*s_w, c];
+the conv epilogue reads exactly those cells, and the pool kernel (a full read of x and a
+write of the subsampled tensor) disappears. Byte model: the conv reads only the selected
+cells (rows of C contiguous channels), i.e. the pool's output size. ResNet v1 and v2 both
+shortcut the last unit of blocks 1-3 this way. The pool must have this conv as its only
+consumer and not be a requested output.
+"""
+from __future__ import annotations
+
+from ..ir.ops import Op
+
+
+def is_subsample(node) -> bool:
+    return (node.op in (Op.MAX_POOL, Op.AVG_POOL) and tuple(node.attrs["ksize"]) == (1, 1)
+            and tuple(map(tuple, node.attrs["padding"])) == ((0, 0), (0, 0))
+            and len(node.shape) == 4)
+
+
+def residual_of(node):
+    """The residual input of a FUSED_CONV2D with a residual epilogue (inputs x, w, scale, shift, r, ...)."""
+    if node.op is not Op.FUSED_CONV2D or not node.attrs["residual"]:
+        return None
+    return node.inputs[4]
+
+
+def run(lowered, program):
+    from ..runtime.lowering import lower_strided_residual
+    uses = program.uses()
+    merged = {}
+    for node, low in lowered:
+        r = residual_of(node)
+        if (r is not None and low.kernel == "conv2d" and not low.absorbed and is_subsample(r)
+                and uses.get(r.name) == 1 and r is not node.inputs[0]):
+            merged[node.name] = lower_strided_residual(node, r)
+    gone = {id(n) for low in merged.values() for n in low.absorbed}
+    return [(node, merged.get(node.name, low)) for node, low in lowered if id(node) not in gone]
