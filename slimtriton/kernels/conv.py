@@ -53,6 +53,17 @@ def _load_a(x_ptr, offs, mask, ci, C_in, in_scale_ptr, in_shift_ptr,
 
 
 @triton.jit
+def scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
+                    ACT: tl.constexpr):
+    """The epilogue's first stage on an fp32 [rows, channels] block: act(acc*scale[n] + shift[n])."""
+    if HAS_SCALE:
+        acc = acc * tl.load(scale_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+    if HAS_SHIFT:
+        acc = acc + tl.load(shift_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
+    return apply_act(acc, ACT)
+
+
+@triton.jit
 def conv_gemm_kernel(
     x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
     M, H, W, C_in, OH, OW, C_out,
@@ -151,11 +162,7 @@ def conv_gemm_kernel(
                 acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
 
     # -- epilogue on the fp32 accumulator, before the downcast ---------------------------
-    if HAS_SCALE:
-        acc = acc * tl.load(scale_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
-    if HAS_SHIFT:
-        acc = acc + tl.load(shift_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
-    acc = apply_act(acc, ACT)
+    acc = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
     out_mask = m_mask[:, None] & n_mask[None, :]
     if HAS_RESIDUAL:
         if RES_STRIDED:  # res[n, oh*rs_h, ow*rs_w, :] of a [N, RES_H, RES_W, C_out] tensor (subsample)

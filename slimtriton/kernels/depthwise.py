@@ -20,7 +20,7 @@ import triton.language as tl
 from . import config as cfg
 from .common import KernelArgumentError, act_code, apply_act
 from .conv import (PackedWeight, _as_tensor, _check_input, _check_packed, _check_prologue, _epilogue_args,
-                   conv_output_geometry)
+                   conv_output_geometry, scale_shift_act)
 from .launch import KernelLaunch
 
 
@@ -63,11 +63,7 @@ def depthwise_conv_kernel(
         wv = tl.load(w_ptr + r * C_out + offs_c, mask=c_mask, other=0.0).to(tl.float32)
         acc += xv * wv[None, :]
 
-    if HAS_SCALE:
-        acc = acc * tl.load(scale_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)[None, :]
-    if HAS_SHIFT:
-        acc = acc + tl.load(shift_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)[None, :]
-    acc = apply_act(acc, ACT)
+    acc = scale_shift_act(acc, scale_ptr, shift_ptr, offs_c, c_mask, HAS_SCALE, HAS_SHIFT, ACT)
     out_mask = m_mask[:, None] & c_mask[None, :]
     if HAS_RESIDUAL:
         res = tl.load(res_ptr + offs_m[:, None] * C_out + offs_c[None, :], mask=out_mask, other=0.0)

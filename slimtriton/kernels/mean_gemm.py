@@ -26,7 +26,7 @@ import triton.language as tl
 
 from . import config as cfg
 from .common import PRECISIONS, KernelArgumentError, act_code, apply_act, check_tensor, dtype_name
-from .conv import PackedWeight, _check_packed, _check_prologue, _epilogue_args, prepack_matmul
+from .conv import PackedWeight, _check_packed, _check_prologue, _epilogue_args, prepack_matmul, scale_shift_act
 from .launch import KernelLaunch
 
 
@@ -64,11 +64,7 @@ def mean_gemm_kernel(
                     other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
 
-    if HAS_SCALE:
-        acc = acc * tl.load(scale_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
-    if HAS_SHIFT:
-        acc = acc + tl.load(shift_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
-    acc = apply_act(acc, ACT)
+    acc = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
     out_offs = offs_m[:, None] * out_c_total + out_c_offset + offs_n[None, :]
     tl.store(out_ptr + out_offs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
