@@ -105,9 +105,15 @@ def gemm_candidates(dtype: str, n_cols: int, k_inner: int) -> Sequence[TileConfi
 
 
 def interpreter_gemm_config(m: int, n: int, k: int) -> TileConfig:
-    """One large-tile configuration for the interpreter (tile dims >= 16 for tl.dot)."""
-    return TileConfig(clamp_pow2(m, 16, 256), clamp_pow2(n, 16, 256), clamp_pow2(k, 16, 128),
-                      GROUP_M=8, num_warps=4, num_stages=1)
+    """One large-tile configuration for the interpreter (tile dims >= 16 for tl.dot).
+
+    The interpreter's cost is per tile operation, so a skinny GEMM (few rows: the FC
+    layers, the late 1x1/3x3 convs of a small image) gets wider N and deeper K tiles:
+    up to 2**23 multiply-adds per tl.dot (VGG's fc6 at batch 1: 28 tile steps, not 800)."""
+    bm = clamp_pow2(m, 16, 256)
+    bn = clamp_pow2(n, 16, 1024 if bm <= 64 else 256)
+    bk = clamp_pow2(k, 16, max(128, min(1024, (1 << 23) // (bm * bn))))
+    return TileConfig(bm, bn, bk, GROUP_M=8, num_warps=4, num_stages=1)
 
 
 def gpu_name(device=None) -> str:
@@ -232,3 +238,47 @@ def tile_1d(numel: int) -> tuple[int, int]:
     if not gpu_tiles_active():
         return clamp_pow2(numel, 16, 1 << 16), 4
     return 1024, 4
+
+
+# ---------------------------------------------------------------------------------------
+# Interpreter speed (CPU runs only; nothing here changes what a GPU runs).
+
+def _speed_up_interpreter() -> None:
+    """Two costs of Triton's interpreter that buy nothing for these kernels:
+    * `tl.dot` calls `np.matmul(a, b, dtype=acc_dtype)`; the `dtype=` argument makes NumPy
+      skip BLAS (about 16x slower for a 256x128 @ 128x256 fp32 tile). When the operands
+      already have the accumulator's dtype the plain BLAS matmul computes the same thing
+      (fp32 products, fp32 accumulation); fp16 operands are widened first (their products
+      are exact in fp32, as on the tensor cores).
+    * every integer `+ - *` gets an int32-overflow check (`sanitize_overflow`, three extra
+      tensor ops and a device_assert each: about half of all interpreted operations). A
+      GPU build checks nothing unless in debug mode, and the interpreter cannot hold
+      tensors big enough to overflow the int32 offsets anyway.
+    """
+    import dataclasses
+
+    import numpy as np
+    from triton.runtime import interpreter
+
+    builder_cls = interpreter.InterpreterBuilder
+    if getattr(builder_cls, "_slimtriton_fast_dot", False):
+        return
+    generic_dot = builder_cls.create_dot
+
+    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
+        a_data, b_data, acc = a.data, b.data, d.data
+        if acc.dtype in (np.float32, np.float64) and a_data.dtype == b_data.dtype and \
+                (a_data.dtype == acc.dtype or a_data.dtype == np.float16):
+            product = np.matmul(a_data.astype(acc.dtype, copy=False), b_data.astype(acc.dtype, copy=False))
+            return interpreter.TensorHandle(product + acc, d.dtype.scalar)
+        return generic_dot(self, a, b, d, input_precision, max_num_imprecise_acc)
+
+    builder_cls.create_dot = create_dot
+    builder_cls._slimtriton_fast_dot = True
+    builder = getattr(interpreter, "interpreter_builder", None)
+    if builder is not None and getattr(builder.options, "sanitize_overflow", False):
+        builder.options = dataclasses.replace(builder.options, sanitize_overflow=False)
+
+
+if interpreting():
+    _speed_up_interpreter()
