@@ -203,8 +203,11 @@ class CompiledModel:
         shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
         dtype = str(getattr(value, "dtype", np.asarray(value).dtype)).replace("torch.", "")
         allowed = {node.dtype, self.dtype}
+        if node.dtype in DTYPES:  # a float placeholder takes any float feed, cast as TF's feed_dict does
+            allowed |= {*DTYPES, "float64"}
         if tuple(shape) != tuple(node.shape) or dtype not in allowed:
-            raise ValueError(f"input {node.name}: expected {node.dtype}{list(node.shape)} (or {self.dtype}), "
+            also = f" (or {self.dtype})" if self.dtype != node.dtype else ""
+            raise ValueError(f"input {node.name}: expected {node.dtype}{list(node.shape)}{also}, "
                              f"got {dtype}{list(shape)}")
         if isinstance(value, torch.Tensor):
             t = value
