@@ -46,6 +46,9 @@ def main(args) -> int:
     elif args.image:
         x = preprocess_for(args.net, args.image, image_size)
         image_size = x.shape[1]
+    if x is not None and args.batch != 1 and args.batch != x.shape[0]:
+        raise ValueError(f"--batch {args.batch} does not match the {'--input' if args.input else '--image'} "
+                         f"batch of {x.shape[0]}")
     batch = x.shape[0] if x is not None else args.batch
     g, images, logits, end_points = build_net(args.net, image_size, batch, args.num_classes)
     if x is None:
@@ -53,6 +56,10 @@ def main(args) -> int:
     if tuple(x.shape) != tuple(images.shape):
         raise SystemExit(f"input shape {list(x.shape)} does not match the net's input {list(images.shape)}")
     weights = st.load_weights(args.weights) if args.weights else st.init_weights(g, seed=args.seed)
+    if args.weights and not set(weights) & set(g.variables):
+        raise ValueError(f"{args.weights}: none of its {len(weights)} variables is a variable of {args.net} "
+                         f"(its scopes: {_top_scopes(weights)}; the net's: {_top_scopes(g.variables)}); "
+                         f"are these the weights of another net?")
     output = main_output(logits, end_points)
     fetches = {"output": output, **{k: v for k, v in end_points.items()}} if args.out else {"output": output}
     t0 = time.perf_counter()
@@ -64,7 +71,8 @@ def main(args) -> int:
         result = sess.run(fetches, {images: x})
     t2 = time.perf_counter()
     probs = result["output"]
-    print(f"{args.net} on {args.backend} ({args.dtype}): input {list(x.shape)} -> output {list(probs.shape)}")
+    dtype = "float64" if args.backend == "reference" else args.dtype  # the reference computes in float64
+    print(f"{args.net} on {args.backend} ({dtype}): input {list(x.shape)} -> output {list(probs.shape)}")
     if args.backend == "triton":
         print(f"compile + first run {t1 - t0:.2f} s, run {t2 - t1:.3f} s")
     else:
@@ -77,3 +85,8 @@ def main(args) -> int:
         np.savez(args.out, **result)
         print(f"wrote {args.out} ({len(result)} arrays)")
     return 0
+
+
+def _top_scopes(names, limit: int = 3) -> str:
+    scopes = sorted({name.split("/", 1)[0] + "/" for name in names})
+    return ", ".join(scopes[:limit]) + (f" (+{len(scopes) - limit} more)" if len(scopes) > limit else "")
