@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import time
 
+# Nets whose output is an embedding, not class scores (FaceNet's; num_classes is its size).
+EMBEDDING_NETS = ("inception_resnet_v1",)
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run a net (triton, reference or torch backend)",
@@ -17,6 +20,9 @@ def register(subparsers) -> None:
                         help=".npz, .safetensors or TF checkpoint (default: initialized with --seed)")
     parser.add_argument("--input", metavar="X.npy", default=None)
     parser.add_argument("--image", metavar="PHOTO", default=None)
+    parser.add_argument("--preprocessing", default=None, choices=("inception", "vgg", "cifarnet", "lenet"),
+                        help="eval preprocessing of --image (default: TF-Slim's preprocessing_factory "
+                             "choice for NET; the MobileNet v1 multiplier variants use mobilenet_v1's)")
     parser.add_argument("--labels", metavar="FILE", default=None)
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--batch", type=int, default=1)
@@ -44,7 +50,7 @@ def main(args) -> int:
             x = x[None]
         image_size = image_size or x.shape[1]
     elif args.image:
-        x = preprocess_for(args.net, args.image, image_size)
+        x = preprocess_for(args.net, args.image, image_size, _preprocessing_name(args))
         image_size = x.shape[1]
     if x is not None and args.batch != 1 and args.batch != x.shape[0]:
         raise ValueError(f"--batch {args.batch} does not match the {'--input' if args.input else '--image'} "
@@ -71,16 +77,25 @@ def main(args) -> int:
         result = sess.run(fetches, {images: x})
     t2 = time.perf_counter()
     probs = result["output"]
+    # What the output is: the predictions end point, else (VGG, AlexNet: TF-Slim gives them no
+    # softmax) the logits, ranked by their softmax; FaceNet's net outputs a face embedding.
+    kind = "embedding" if args.net in EMBEDDING_NETS else "predictions" if output is not logits else "logits"
     dtype = "float64" if args.backend == "reference" else args.dtype  # the reference computes in float64
     print(f"{args.net} on {args.backend} ({dtype}): input {list(x.shape)} -> output {list(probs.shape)}")
     if args.backend == "triton":
         print(f"compile + first run {t1 - t0:.2f} s, run {t2 - t1:.3f} s")
     else:
         print(f"run {t1 - t0:.3f} s")
-    if probs.shape[-1] > 1:
-        for i in range(probs.shape[0]):
-            print(f"image {i}:")
-            print(format_top_k(top_k(probs[i:i + 1].reshape(-1), min(5, probs.shape[-1]), labels=args.labels)))
+    for i in range(probs.shape[0]):
+        row = probs[i].reshape(-1).astype(np.float64)
+        if kind == "embedding":
+            print(f"image {i}: {row.size}-d embedding, L2 norm {np.linalg.norm(row):.4f}")
+            continue
+        if kind == "logits":
+            row = np.exp(row - row.max())
+            row /= row.sum()
+        print(f"image {i}:" + (" (softmax of the logits)" if kind == "logits" else ""))
+        print(format_top_k(top_k(row, min(5, row.size), labels=args.labels)))
     if args.out:
         np.savez(args.out, **result)
         print(f"wrote {args.out} ({len(result)} arrays)")
@@ -90,3 +105,16 @@ def main(args) -> int:
 def _top_scopes(names, limit: int = 3) -> str:
     scopes = sorted({name.split("/", 1)[0] + "/" for name in names})
     return ", ".join(scopes[:limit]) + (f" (+{len(scopes) - limit} more)" if len(scopes) > limit else "")
+
+
+def _preprocessing_name(args) -> str:
+    """--preprocessing, else preprocessing_factory's entry for the net (or for the net it is a
+    width variant of: mobilenet_v1_075 is mobilenet_v1 with a depth multiplier)."""
+    from slimtriton.preprocessing import PREPROCESSING_BY_NET
+    if args.preprocessing:
+        return args.preprocessing
+    family = args.net.rsplit("_", 1)[0] if args.net.startswith("mobilenet_v1_") else args.net
+    if family not in PREPROCESSING_BY_NET:
+        raise ValueError(f"TF-Slim's preprocessing_factory has no preprocessing for {args.net}; "
+                         f"choose one with --preprocessing (inception, vgg, cifarnet, lenet)")
+    return PREPROCESSING_BY_NET[family]
