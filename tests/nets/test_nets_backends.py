@@ -138,3 +138,31 @@ def test_net_triton_and_torch_match_reference(name):
 
     torch_out = st.Session(g, weights, backend="torch").run(logits, {images: x})
     assert_close(torch_out, reference["logits"], "float32", what=f"{name} torch logits")
+
+
+def test_session_triton_and_model_io_types_on_a_net():
+    """Session(backend='triton') end to end on a net; the compiled model returns NumPy for
+    NumPy in (any float dtype, cast like TF's feed_dict) and torch tensors for torch in."""
+    import torch
+    name = "mobilenet_v1_025"
+    g, images, logits, end_points = _build(name)
+    weights = o1_weights(g)
+    x = np.random.default_rng(3).uniform(-1, 1, images.shape).astype(np.float32)
+    fetches = [logits, {"probs": end_points["Predictions"]}]
+    want = st.Session(g, weights, backend="reference").run(fetches, {images: x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = st.Session(g, weights, backend="triton").run(fetches, {"images": x})
+        model = st.compile(g, logits, weights)
+    assert isinstance(got, list) and isinstance(got[1], dict)
+    assert_close(got[0], want[0], "float32", what=f"{name} Session triton logits")
+    assert_close(got[1]["probs"], want[1]["probs"], "float32", what=f"{name} Session triton probs")
+
+    from_numpy = model(x)
+    assert isinstance(from_numpy, np.ndarray) and from_numpy.dtype == np.float32
+    from_torch = model(torch.from_numpy(x))
+    assert isinstance(from_torch, torch.Tensor) and from_torch.dtype == torch.float32
+    np.testing.assert_array_equal(from_torch.numpy(), from_numpy)
+    np.testing.assert_array_equal(model(x.astype(np.float64)), from_numpy)
+    with pytest.raises(ValueError, match=r"images: expected float32\[1, 32, 32, 3\], got float32\[1, 16, 32, 3\]"):
+        model(x[:, :16])
