@@ -280,14 +280,32 @@ def _progress(desc: str):
 
 
 def resolve_device(device):
+    """None -> CUDA when present, else the CPU with the Triton interpreter (and a warning).
+
+    An explicit device must be one the kernels can run on in this process: Triton runs
+    either compiled for the GPU or interpreted (`TRITON_INTERPRET=1`, fixed before
+    `slimtriton.kernels` is imported), so 'cpu' on a process that compiles for the GPU is
+    refused, as is 'cuda' without a CUDA device."""
     import torch
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    warnings.warn("slimtriton: no CUDA device; running the Triton kernels in the interpreter on the CPU "
-                  "(for correctness, not speed)", stacklevel=3)
-    return torch.device("cpu")
+
+    from .kernels.config import interpreting  # importing kernels sets TRITON_INTERPRET without a GPU
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        warnings.warn("slimtriton: no CUDA device; running the Triton kernels in the interpreter on the CPU "
+                      "(for correctness, not speed)", stacklevel=3)
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: no CUDA device is available (torch.cuda.is_available() is False); "
+                         f"use device=None or 'cpu' to run the kernels in the Triton interpreter")
+    if dev.type == "cpu" and not interpreting():
+        raise ValueError(f"device {str(device)!r}: this process compiles the Triton kernels for the GPU; CPU tensors "
+                         f"need the interpreter: set TRITON_INTERPRET=1 before slimtriton (or triton) is imported, "
+                         f"or use device='cuda'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(device)!r}: the Triton kernels run on 'cuda' (or 'cpu' in the interpreter)")
+    return dev
 
 
 def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str = "ieee", device=None,

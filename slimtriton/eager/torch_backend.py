@@ -250,8 +250,9 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         labels = inputs[0]
         hot = labels.unsqueeze(-1) == torch.arange(a["depth"], device=labels.device)
         target = float_dtype if a["dtype"] in FLOAT_DTYPES else torch_dtype(a["dtype"])
-        on = torch.tensor(a["on_value"], dtype=target, device=labels.device)
-        off = torch.tensor(a["off_value"], dtype=target, device=labels.device)
+        # torch.full, not torch.tensor: no host-to-device copy (capturable in a CUDA graph)
+        on = torch.full((), a["on_value"], dtype=target, device=labels.device)
+        off = torch.full((), a["off_value"], dtype=target, device=labels.device)
         return torch.where(hot, on, off)
 
     def unit_norm(node, inputs):
@@ -375,6 +376,8 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
     var_nodes = {n.attrs["var"]: n for n in order if n.op is Op.VARIABLE}
     check_weights({v: n for v, n in var_nodes.items()}, {k: weights[k] for k in var_nodes if k in weights})
     device, float_dtype = resolve_device(device), torch_dtype(dtype)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # compares equal to its tensors' .device
     table = make_torch_table(device, float_dtype, cache_weight_layouts=True)
 
     slot = {id(n): k for k, n in enumerate(order)}
@@ -383,6 +386,8 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
     for n in order:
         if n.op is Op.VARIABLE:
             constants[slot[id(n)]] = to_torch(weights[n.attrs["var"]], n.dtype, device, float_dtype)
+        elif n.op is Op.CONSTANT:  # made once: a per-call torch.tensor would copy host -> device each call
+            constants[slot[id(n)]] = table[Op.CONSTANT](n, [])
         elif n.op is Op.PLACEHOLDER:
             continue
         else:
@@ -402,6 +407,8 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
     placeholder_slots = [slot[id(p)] for p in placeholders]
     out_slots = [slot[id(o)] for o in out_nodes]
     feed_info = [(p.name, p.dtype, tuple(p.shape)) for p in placeholders]
+    feed_dtypes = {slot[id(p)]: float_dtype if p.dtype in FLOAT_DTYPES else torch_dtype(p.dtype)
+                   for p in placeholders}
 
     def f(*feeds):
         if len(feeds) != len(placeholder_slots):
@@ -412,8 +419,8 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
         for k, v, (name, pdtype, shape) in zip(placeholder_slots, feeds, feed_info):
             if tuple(v.shape) != shape:
                 raise ValueError(f"placeholder {name}: expected shape {list(shape)}, got {list(v.shape)}")
-            if not isinstance(v, torch.Tensor):
-                v = to_torch(v, pdtype, device, float_dtype)
+            if not isinstance(v, torch.Tensor) or v.device != device or v.dtype != feed_dtypes[k]:
+                v = to_torch(v, pdtype, device, float_dtype)  # a CPU / float32 tensor fed to a CUDA fp16 f
             values[k] = v
         for k, fn, n, ins, free in plan:
             values[k] = fn(n, [values[i] for i in ins])

@@ -9,6 +9,17 @@
   cache, `~/.cache/slimtriton/autotune.json` (directory overridable by the environment
   variable `SLIMTRITON_CACHE_DIR`). `SLIMTRITON_AUTOTUNE=0` disables timing: the cached
   winner, else the first candidate, is used.
+
+The cache is shared by concurrent processes: a store takes an exclusive `flock` on
+`autotune.json.lock`, re-reads the file, merges its entry and replaces the file atomically
+(a temporary file in the same directory, then `os.replace`), so no writer loses another's
+entries and no reader sees a torn file. An unwritable cache directory only costs the
+persistence (one warning; winners stay in memory). Keys hold the GPU name, the Triton
+version, the kernel, its specialization signature and the problem shape; a cached winner
+that is no longer among a kernel's candidates is ignored. Timing (`time_ms`) uses
+`triton.testing.do_bench` (CUDA events, L2 flushed between runs, median) and never runs
+while the current stream is being captured into a CUDA graph (the default tile is used
+then, uncached).
 """
 from __future__ import annotations
 
@@ -135,70 +146,131 @@ def cache_path() -> Path:
 _CACHE_LOCK = threading.Lock()
 _MEMORY: dict[str, dict] | None = None
 _MEMORY_PATH: Path | None = None
+_WARNED_UNWRITABLE: set[str] = set()
+
+
+def _read_cache_file(path: Path) -> dict[str, dict]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _load_cache() -> dict[str, dict]:
     global _MEMORY, _MEMORY_PATH
     path = cache_path()
     if _MEMORY is None or _MEMORY_PATH != path:
-        try:
-            _MEMORY = json.loads(path.read_text())
-            if not isinstance(_MEMORY, dict):
-                _MEMORY = {}
-        except (OSError, ValueError):
-            _MEMORY = {}
+        _MEMORY = _read_cache_file(path)
         _MEMORY_PATH = path
     return _MEMORY
 
 
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """An exclusive advisory lock between processes (no-op where `fcntl` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: os.replace still keeps the file whole
+        yield
+        return
+    with open(path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def _store_cache(key: str, config: TileConfig, timings_ms: dict) -> None:
+    """Record a winner in memory and merge it into the on-disk cache (see the module docstring)."""
+    import tempfile
+    import warnings
     path = cache_path()
+    entry = {"config": asdict(config), "timings_ms": timings_ms}
     with _CACHE_LOCK:
-        data = _load_cache()
-        data[key] = {"config": asdict(config), "timings_ms": timings_ms}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)  # atomic: concurrent writers never leave a torn file
+        _load_cache()[key] = entry
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with _file_lock(path.with_name(path.name + ".lock")):
+                data = _read_cache_file(path)  # entries other processes stored since we loaded
+                data[key] = entry
+                fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+                try:
+                    with os.fdopen(fd, "w") as f:
+                        json.dump(data, f, indent=1, sort_keys=True)
+                    os.replace(tmp, path)  # atomic: readers see the old or the new file, never a torn one
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+            _MEMORY.update({k: v for k, v in data.items() if k not in _MEMORY})
+        except OSError as exc:
+            if str(path) not in _WARNED_UNWRITABLE:
+                _WARNED_UNWRITABLE.add(str(path))
+                warnings.warn(f"slimtriton: cannot write the autotune cache {path} ({exc}); winners are kept in "
+                              f"memory only (set SLIMTRITON_CACHE_DIR to a writable directory)", stacklevel=3)
 
 
-def cached_config(key: str) -> TileConfig | None:
+def cached_config(key: str, candidates: Sequence[TileConfig] | None = None) -> TileConfig | None:
+    """The cached winner for `key` (None when absent, malformed, or not among `candidates`)."""
     entry = _load_cache().get(key)
     if not entry:
         return None
     try:
-        return TileConfig(**entry["config"])
+        config = TileConfig(**entry["config"])
     except (TypeError, KeyError):
         return None
+    if candidates is not None and config not in candidates:
+        return None  # the candidate space changed since it was cached
+    return config
 
 
 def autotune_key(kernel: str, signature: str, shapes, device=None) -> str:
-    return f"{gpu_name(device)}|{kernel}|{signature}|{shapes}"
+    import triton
+    return f"{gpu_name(device)}|triton-{triton.__version__}|{kernel}|{signature}|{shapes}"
 
 
 def autotune_enabled() -> bool:
     return os.environ.get("SLIMTRITON_AUTOTUNE", "1") not in ("0", "false", "False")
 
 
+def _capturing() -> bool:
+    """True while the current CUDA stream records a CUDA graph (nothing can be timed then)."""
+    import torch
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+def time_ms(fn: Callable[[], object]) -> float:
+    """Median time of `fn()` in ms on the current CUDA stream: `triton.testing.do_bench`
+    (CUDA events, the L2 cache flushed before each run; the first call, which compiles,
+    is outside the timed runs)."""
+    from triton.testing import do_bench
+    return float(do_bench(fn, warmup=5, rep=20, return_mode="median"))
+
+
 def select_config(key: str, candidates: Sequence[TileConfig],
                   bench: Callable[[TileConfig], float] | None) -> TileConfig:
     """The cached winner for `key`; else, when `bench` is given (a function timing one
-    candidate, in ms) and autotuning is on, time every candidate, cache and return the
-    fastest; else the first candidate. A candidate that fails to compile or launch
-    (e.g. out of shared memory) is skipped."""
-    hit = cached_config(key)
+    candidate, in ms), autotuning is on and the stream is not being captured, time every
+    candidate, cache and return the fastest; else the first candidate. A candidate that
+    fails to compile or launch (e.g. out of shared memory) is skipped."""
+    hit = cached_config(key, candidates)
     if hit is not None:
         return hit
-    if bench is None or not autotune_enabled() or len(candidates) == 1:
+    if bench is None or not autotune_enabled() or len(candidates) == 1 or _capturing():
         return candidates[0]
-    timings: dict[str, float] = {}
+    timings: dict[str, float | str] = {}
     best, best_ms = None, float("inf")
     for cfg in candidates:
         label = f"{cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.BLOCK_K}/w{cfg.num_warps}/s{cfg.num_stages}"
         try:
             ms = float(bench(cfg))
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is just skipped
-            timings[label] = f"failed: {type(exc).__name__}"
+            timings[label] = f"failed: {type(exc).__name__}: {str(exc)[:120]}"
+            continue
+        if not ms > 0 or ms == float("inf"):  # NaN / zero / inf: a broken measurement, not a winner
+            timings[label] = f"failed: measured {ms} ms"
             continue
         timings[label] = ms
         if ms < best_ms:

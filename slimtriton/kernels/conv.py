@@ -363,10 +363,8 @@ def _conv_launch(what: str, x, pw: PackedWeight, out, out_total, out_offset, geo
                             meta={"M": m, "N": cout, "K": pw.kh * pw.kw * cin, "dtype": dtype})
 
     def bench(tile):
-        from triton.testing import do_bench
         scratch = torch.empty_like(out)  # never overwrite live data while timing
-        launch = make(tile, scratch)
-        return do_bench(launch.run, warmup=5, rep=20)
+        return cfg.time_ms(make(tile, scratch).execute)  # timing launches are not recorded
 
     spec_key = f"{dtype}/{precision}/{sorted(constexprs.items())}/k{pw.kh}x{pw.kw}/s{sh}x{sw}"
     tile = _gemm_tile_config("conv_gemm", dtype, m, cout, k_inner, spec_key, x.device,

@@ -80,8 +80,11 @@ class KernelLaunch:
         for launches, execute in _RECORDERS:
             launches.append(self)
             executed = executed and execute
-        if not executed:
-            return
+        if executed:
+            self.execute()
+
+    def execute(self) -> None:
+        """Launch without recording (autotune timing runs: candidates are not the model's launches)."""
         if any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in self.args):
             raise RuntimeError(f"{self.name}: meta tensors can only be recorded "
                                f"(inside record_launches(execute=False)), not launched")
