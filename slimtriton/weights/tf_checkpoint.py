@@ -1,12 +1,16 @@
-"""TensorFlow V2 checkpoints (`X.ckpt.index` + `X.ckpt.data-NNNNN-of-NNNNN`), read without TensorFlow.
+"""TensorFlow checkpoints read without TensorFlow: V2 (`X.ckpt.index` + `X.ckpt.data-NNNNN-of-NNNNN`)
+here, V1 (one `X.ckpt` table of SavedTensorSlices, the format of the published TF-Slim checkpoints)
+in `tf_checkpoint_v1`, which shares this module's table and protobuf code. `read_checkpoint`,
+`list_checkpoint` and `resolve_checkpoint_prefix` take either.
 
-Format (facts from TensorFlow's tensor_bundle.{proto,cc} and the LevelDB table format it uses):
+V2 format (facts from TensorFlow's tensor_bundle.{proto,cc} and the LevelDB table format it uses):
 
 * `X.ckpt.index` is a LevelDB-format SSTable. Its last 48 bytes are the footer: two BlockHandles
   (metaindex, index; each a varint64 offset and a varint64 size), zero padding up to 40 bytes, and
   the 8-byte little-endian magic 0xdb4775248b80fb57. Every block is followed by a 5-byte trailer:
   a compression-type byte (0 = none, 1 = snappy) and the masked crc32c of the block contents plus
-  that type byte. A block holds entries `varint32 shared, varint32 non_shared, varint32 value_len,
+  that type byte (a snappy block is decompressed after its crc, which covers the stored bytes,
+  is checked; TensorFlow's checkpoint writers never compress, other table writers may). A block holds entries `varint32 shared, varint32 non_shared, varint32 value_len,
   key[shared:] bytes, value bytes` (keys prefix-compressed against the previous key), then the
   restart array (uint32 offsets) and the uint32 restart count. The index block maps a separator key
   to the BlockHandle of each data block.
@@ -24,13 +28,15 @@ Format (facts from TensorFlow's tensor_bundle.{proto,cc} and the LevelDB table f
 dtypes: every numeric type maps to its NumPy dtype (DT_HALF -> float16). **DT_BFLOAT16 is returned
 as float32** (NumPy has no bfloat16; bfloat16 is the upper half of a float32, so the widening is
 exact). DT_STRING scalars/arrays (e.g. `_CHECKPOINTABLE_OBJECT_GRAPH`) come back as object arrays
-of `bytes`. Partitioned (sliced) variables and DT_VARIANT raise NotImplementedError naming the
-tensor; snappy-compressed index blocks (TF never writes them) raise NotImplementedError too.
+of `bytes`. Partitioned (sliced) variables of a V2 bundle and DT_VARIANT raise NotImplementedError
+naming the tensor (V1 checkpoints assemble their slices, see `tf_checkpoint_v1`).
 Anything corrupt or truncated raises `CheckpointError` (a ValueError) naming the file and the fault.
 """
 from __future__ import annotations
 
 import codecs
+import glob
+import mmap
 import re
 import struct
 from collections import OrderedDict
@@ -42,7 +48,7 @@ import numpy as np
 
 __all__ = [
     "CheckpointError", "CheckpointEntry", "read_checkpoint", "list_checkpoint",
-    "resolve_checkpoint_prefix", "is_tf_checkpoint", "is_non_model_variable",
+    "resolve_checkpoint_prefix", "is_tf_checkpoint", "is_non_model_variable", "checkpoint_version",
 ]
 
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -107,8 +113,17 @@ def _mask(crc: int) -> int:
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + CRC_MASK_DELTA) & 0xFFFFFFFF
 
 
+_CRC_CHUNK = 1 << 20
+
+
 def _crc32c(data) -> int:
-    return google_crc32c.value(bytes(data))
+    if isinstance(data, bytes):
+        return google_crc32c.value(data)
+    # google_crc32c takes bytes only: copy a memoryview (a mapped table) a chunk at a time.
+    crc = 0
+    for start in range(0, len(data), _CRC_CHUNK):
+        crc = google_crc32c.extend(crc, bytes(data[start:start + _CRC_CHUNK]))
+    return crc
 
 
 def _varint(buf: bytes, pos: int, end: int, what: str, where: str) -> tuple[int, int]:
@@ -130,7 +145,8 @@ def _varint(buf: bytes, pos: int, end: int, what: str, where: str) -> tuple[int,
 
 def _proto_fields(buf: bytes, where: str):
     """Yield (field_number, wire_type, value) of a protobuf message; value is an int for
-    varint/fixed fields and a bytes object for length-delimited ones."""
+    varint/fixed fields and, for length-delimited ones, a slice of `buf` (bytes, or a zero-copy
+    memoryview when `buf` is one)."""
     pos, end = 0, len(buf)
     while pos < end:
         tag, pos = _varint(buf, pos, end, "a field tag", where)
@@ -149,7 +165,7 @@ def _proto_fields(buf: bytes, where: str):
             if pos + length > end:
                 raise CheckpointError(f"{where}: field {field} length {length} runs past the "
                                       f"end of its {end}-byte message")
-            value = bytes(buf[pos:pos + length])
+            value = buf[pos:pos + length]
             pos += length
         elif wire == 5:
             if pos + 4 > end:
@@ -167,28 +183,79 @@ def _signed64(value: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# The SSTable (index file)
+# Snappy (raw block format, as LevelDB stores compressed blocks)
 # ---------------------------------------------------------------------------------------------
 
-def _read_block(data: bytes, offset: int, size: int, path: Path, what: str) -> bytes:
+def _snappy_decompress(raw, where: str) -> bytes:
+    """Decode one raw snappy buffer: a varint uncompressed length, then elements whose tag byte's
+    low 2 bits say literal (0; length-1 in the upper 6 bits, or in 1-4 little-endian bytes after
+    the tag when those bits are 60-63) or copy from `offset` bytes back (1: length 4-11 and an
+    11-bit offset; 2: length 1-64 and a 2-byte offset; 3: length 1-64 and a 4-byte offset).
+    Copies may overlap their own output (offset < length repeats the last `offset` bytes)."""
+    end = len(raw)
+    expected, pos = _varint(raw, 0, end, "the snappy uncompressed length", where)
+    out = bytearray()
+    while pos < end:
+        tag = raw[pos]
+        pos += 1
+        kind = tag & 3
+        if kind == 0:
+            length = tag >> 2
+            if length >= 60:
+                extra = length - 59
+                if pos + extra > end:
+                    raise CheckpointError(f"{where}: snappy literal length runs past the block")
+                length = int.from_bytes(raw[pos:pos + extra], "little")
+                pos += extra
+            length += 1
+            if pos + length > end or len(out) + length > expected:
+                raise CheckpointError(f"{where}: snappy literal of {length} bytes runs past the "
+                                      f"block or the {expected}-byte uncompressed size")
+            out += raw[pos:pos + length]
+            pos += length
+            continue
+        extra = (1, 2, 4)[kind - 1]
+        if pos + extra > end:
+            raise CheckpointError(f"{where}: snappy copy element cut off at the end of the block")
+        if kind == 1:
+            length, offset = 4 + ((tag >> 2) & 7), ((tag >> 5) << 8) | raw[pos]
+        else:
+            length, offset = (tag >> 2) + 1, int.from_bytes(raw[pos:pos + extra], "little")
+        pos += extra
+        if offset == 0 or offset > len(out) or len(out) + length > expected:
+            raise CheckpointError(f"{where}: snappy copy of {length} bytes from {offset} back at "
+                                  f"output byte {len(out)} is out of range (uncompressed size "
+                                  f"{expected})")
+        start = len(out) - offset
+        pattern = bytes(out[start:start + min(offset, length)])
+        out += (pattern * (length // len(pattern) + 1))[:length]
+    if len(out) != expected:
+        raise CheckpointError(f"{where}: snappy data decodes to {len(out)} bytes, its header "
+                              f"says {expected}")
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The SSTable (V2 index file, V1 checkpoint file)
+# ---------------------------------------------------------------------------------------------
+
+def _read_block(data, offset: int, size: int, path: Path, what: str, kind: str = "index"):
     limit = len(data) - FOOTER_SIZE
     if offset < 0 or size < 0 or offset + size + BLOCK_TRAILER_SIZE > limit:
         raise CheckpointError(f"{path}: {what} block [{offset}, {offset + size}) + trailer runs "
-                              f"past the table contents ({limit} bytes); truncated or corrupt index")
+                              f"past the table contents ({limit} bytes); truncated or corrupt {kind}")
     contents = data[offset:offset + size]
     compression = data[offset + size]
     stored = struct.unpack_from("<I", data, offset + size + 1)[0]
     actual = _mask(_crc32c(data[offset:offset + size + 1]))
     if stored != actual:
         raise CheckpointError(f"{path}: {what} block at offset {offset} fails its crc32c check "
-                              f"(stored {stored:#010x}, computed {actual:#010x}); corrupt index")
+                              f"(stored {stored:#010x}, computed {actual:#010x}); corrupt {kind}")
     if compression == 1:
-        raise NotImplementedError(f"{path}: {what} block at offset {offset} is snappy-compressed; "
-                                  "TensorFlow writes checkpoint indexes uncompressed and slimtriton "
-                                  "does not decode snappy")
+        return _snappy_decompress(contents, f"{path}: {what} block at offset {offset} (snappy)")
     if compression != 0:
         raise CheckpointError(f"{path}: {what} block at offset {offset} has unknown compression "
-                              f"type {compression}; corrupt index")
+                              f"type {compression}; corrupt {kind}")
     return contents
 
 
@@ -217,20 +284,29 @@ def _block_entries(block: bytes, path: Path, what: str):
         pos += value_len
 
 
-def _table_items(path: Path):
-    """Yield (key bytes, value bytes) of every entry of the SSTable at `path`, in key order."""
+def _map_file(path: Path, kind: str):
+    """The file's bytes as a read-only memoryview over a memory map (pages are read on demand,
+    values are sliced without copies; the map closes when the last view of it is dropped)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            if size < FOOTER_SIZE:
+                raise CheckpointError(f"{path}: {size} bytes, shorter than the {FOOTER_SIZE}-byte "
+                                      f"table footer; truncated {kind}")
+            return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint index file not found") from None
-    if len(data) < FOOTER_SIZE:
-        raise CheckpointError(f"{path}: {len(data)} bytes, shorter than the {FOOTER_SIZE}-byte "
-                              "table footer; truncated index")
+        raise CheckpointError(f"{path}: checkpoint {kind} file not found") from None
+
+
+def _table_items(path: Path, kind: str = "index"):
+    """Yield (key bytes, value) of every entry of the SSTable at `path`, in key order; a value is
+    a memoryview into the mapped file. `kind` names the file in errors ("index", "V1 checkpoint")."""
+    data = _map_file(path, kind)
     footer = data[-FOOTER_SIZE:]
     magic = struct.unpack_from("<Q", footer, 40)[0]
     if magic != TABLE_MAGIC:
         raise CheckpointError(f"{path}: bad table magic {magic:#018x} (expected "
-                              f"{TABLE_MAGIC:#018x}); not a TF checkpoint index, or truncated")
+                              f"{TABLE_MAGIC:#018x}); not a TF checkpoint {kind}, or truncated")
     where = f"{path}: footer"
     pos = 0
     meta_offset, pos = _varint(footer, pos, 40, "the metaindex offset", where)
@@ -239,23 +315,23 @@ def _table_items(path: Path):
     index_size, pos = _varint(footer, pos, 40, "the index size", where)
     # TF never puts anything in the metaindex (no filter blocks); we still check its crc and
     # structure so that no byte of the table goes unverified.
-    for _ in _block_entries(_read_block(data, meta_offset, meta_size, path, "metaindex"),
+    for _ in _block_entries(_read_block(data, meta_offset, meta_size, path, "metaindex", kind),
                             path, "metaindex"):
         pass
-    index_block = _read_block(data, index_offset, index_size, path, "index")
+    index_block = _read_block(data, index_offset, index_size, path, "index", kind)
     previous = None
     for separator, handle in _block_entries(index_block, path, "index"):
         hpos = 0
         offset, hpos = _varint(handle, hpos, len(handle), "a data block offset", f"{path}: index")
         size, hpos = _varint(handle, hpos, len(handle), "a data block size", f"{path}: index")
-        block = _read_block(data, offset, size, path, "data")
+        block = _read_block(data, offset, size, path, "data", kind)
         for key, value in _block_entries(block, path, f"data (offset {offset})"):
             if previous is not None and key <= previous:
                 raise CheckpointError(f"{path}: keys out of order ({previous!r} then {key!r}); "
-                                      "corrupt index")
+                                      f"corrupt {kind}")
             if key > separator:
                 raise CheckpointError(f"{path}: key {key!r} sorts after its block's index "
-                                      f"separator {separator!r}; corrupt index")
+                                      f"separator {separator!r}; corrupt {kind}")
             previous = key
             yield key, value
 
@@ -347,36 +423,106 @@ def _parse_checkpoint_state(path: Path) -> str:
     return codecs.escape_decode(match.group(1).encode("utf-8"))[0].decode("utf-8")
 
 
+# A sharded V1 checkpoint (Saver(sharded=True, write_version=V1)) is the files X-00000-of-0000N ...;
+# the `checkpoint` state file records the pattern X-?????-of-0000N.
+_V1_SHARD = re.compile(r"(.*)-(\d{5}|\?{5})-of-(\d{5})")
+_V1_SHARD_GLOB = "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]"
+
+
+def _v1_files(prefix: Path) -> list:
+    """The table files of the V1 checkpoint named `prefix` (the file itself, or every shard of
+    `X-?????-of-N` / `X-00001-of-N` / `X` when X's shards exist); [] when nothing of it exists.
+    Listed shards may be missing: the reader reports them."""
+    match = _V1_SHARD.fullmatch(prefix.name)
+    if match is None and not prefix.is_file():
+        shards = sorted(prefix.parent.glob(glob.escape(prefix.name) + _V1_SHARD_GLOB))
+        match = _V1_SHARD.fullmatch(shards[0].name) if shards else None
+    if match is None:
+        return [prefix] if prefix.is_file() else []
+    count = int(match.group(3))
+    files = [prefix.with_name(f"{match.group(1)}-{i:05d}-of-{count:05d}") for i in range(count)]
+    return files if any(f.is_file() for f in files) else []
+
+
+def _v1_prefix(prefix: Path) -> Path:
+    """A V1 checkpoint's canonical name: the file, or the shard pattern `X-?????-of-N`."""
+    files = _v1_files(prefix)
+    if len(files) == 1 and files[0] == prefix and not _V1_SHARD.fullmatch(prefix.name):
+        return prefix
+    return files[0].with_name(_V1_SHARD.sub(r"\1-?????-of-\3", files[0].name))
+
+
+def checkpoint_version(prefix: Path) -> int:
+    """2 when `prefix.index` exists, 1 when `prefix` names a V1 checkpoint, else CheckpointError."""
+    if Path(str(prefix) + ".index").is_file():
+        return 2
+    if _v1_files(Path(prefix)):
+        return 1
+    raise CheckpointError(f"{prefix}: no TF checkpoint here (neither {prefix}.index nor a V1 "
+                          "checkpoint file of that name exists)")
+
+
+def _exists(prefix: Path) -> bool:
+    return Path(str(prefix) + ".index").exists() or bool(_v1_files(prefix))
+
+
 def _prefix_from_state_file(state: Path) -> Path:
     recorded = _parse_checkpoint_state(state)
     prefix = Path(recorded)
     if not prefix.is_absolute():
-        return state.parent / prefix
-    if Path(str(prefix) + ".index").exists():
-        return prefix
+        prefix = state.parent / prefix
+        return prefix if Path(str(prefix) + ".index").exists() or not _v1_files(prefix) \
+            else _v1_prefix(prefix)
+    if _exists(prefix):
+        return prefix if Path(str(prefix) + ".index").exists() else _v1_prefix(prefix)
     # The directory was moved or copied since TF wrote the absolute path: the checkpoint files
     # travel with their `checkpoint` file, so look next to it (as TF's own tools advise).
     local = state.parent / prefix.name
     if Path(str(local) + ".index").exists():
         return local
+    if _v1_files(local):
+        return _v1_prefix(local)
     raise CheckpointError(f"{state}: records model_checkpoint_path {recorded!r}, but neither "
-                          f"{recorded}.index nor {local}.index exists")
+                          f"{recorded}.index nor {local}.index exists (nor a V1 checkpoint "
+                          f"file {local})")
+
+
+def _has_table_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, 2) < FOOTER_SIZE:
+                return False
+            f.seek(-8, 2)
+            return struct.unpack("<Q", f.read(8))[0] == TABLE_MAGIC
+    except OSError:
+        return False
+
+
+def _directory_checkpoints(path: Path) -> list:
+    """The checkpoints in a directory without a state file: V2 prefixes and V1 tables."""
+    found = {index.with_suffix("") for index in path.glob("*.index")}
+    for file in path.iterdir():
+        if (file.is_file() and file.suffix != ".index" and ".data-" not in file.name
+                and _has_table_magic(file)):
+            found.add(_v1_prefix(file))
+    return sorted(found)
 
 
 def resolve_checkpoint_prefix(path) -> Path:
     """Map a checkpoint prefix `X.ckpt`, `X.ckpt.index`, `X.ckpt.data-*`, a directory holding a
-    `checkpoint` state file, or that file itself to the prefix `X.ckpt`."""
+    `checkpoint` state file (or a single checkpoint), or that file itself to the prefix `X.ckpt`.
+    A V1 checkpoint maps to its file `X.ckpt`, or to `X.ckpt-?????-of-N` when it is sharded."""
     path = Path(path)
     if path.is_dir():
         state = path / "checkpoint"
         if state.is_file():
             return _prefix_from_state_file(state)
-        indexes = sorted(path.glob("*.index"))
-        if len(indexes) == 1:
-            return indexes[0].with_suffix("")
+        found = _directory_checkpoints(path)
+        if len(found) == 1:
+            return found[0]
         raise CheckpointError(f"{path}: directory has no `checkpoint` state file and "
-                              f"{len(indexes)} *.index files "
-                              f"({', '.join(p.name for p in indexes) or 'none'}); "
+                              f"{len(found)} checkpoints (*.index files or V1 checkpoint files: "
+                              f"{', '.join(p.name for p in found) or 'none'}); "
                               "pass the checkpoint prefix X.ckpt")
     if path.name == "checkpoint" and path.is_file():
         return _prefix_from_state_file(path)
@@ -387,24 +533,22 @@ def resolve_checkpoint_prefix(path) -> Path:
         return path.with_name(data_match.group(1))
     if Path(str(path) + ".index").exists():
         return path
-    if path.is_file() and path.stat().st_size >= FOOTER_SIZE:
-        with open(path, "rb") as f:
-            f.seek(-8, 2)
-            if struct.unpack("<Q", f.read(8))[0] == TABLE_MAGIC:
-                raise NotImplementedError(
-                    f"{path}: a single-file table is a TensorFlow V1 checkpoint (SavedTensorSlices);"
-                    " only V2 checkpoints (X.ckpt.index + X.ckpt.data-*) are read. Re-save it with "
-                    "tf.train.Saver(write_version=tf.train.SaverDef.V2)")
-    raise CheckpointError(f"{path}: no TF checkpoint here ({path}.index does not exist)")
+    if _v1_files(path):
+        return _v1_prefix(path)
+    raise CheckpointError(f"{path}: no TF checkpoint here ({path}.index does not exist, nor a V1 "
+                          "checkpoint file of that name)")
 
 
 def is_tf_checkpoint(path) -> bool:
-    """True when `path` names a TF V2 checkpoint in any form `read_checkpoint` accepts."""
+    """True when `path` names a TF V2 checkpoint, or a V1 checkpoint table, in any form
+    `read_checkpoint` accepts."""
     try:
         prefix = resolve_checkpoint_prefix(path)
-    except (CheckpointError, NotImplementedError):
+    except (CheckpointError, NotImplementedError, OSError):
         return False
-    return Path(str(prefix) + ".index").is_file()
+    if Path(str(prefix) + ".index").is_file():
+        return True
+    return any(_has_table_magic(f) for f in _v1_files(prefix) if f.is_file())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,8 +583,14 @@ def _read_index(prefix: Path):
 
 
 def list_checkpoint(path, include_non_model: bool = True) -> "OrderedDict[str, CheckpointEntry]":
-    """Metadata of every tensor (no data read), in the checkpoint's (sorted) key order."""
-    _, _, _, entries = _read_index(resolve_checkpoint_prefix(path))
+    """Metadata of every tensor (no data read), in the checkpoint's (sorted) key order. For a V1
+    checkpoint `shard_id` is the file's shard number, `offset`/`size`/`crc32c` are 0 and
+    `num_slices` counts the slices of a partitioned variable."""
+    prefix = resolve_checkpoint_prefix(path)
+    if checkpoint_version(prefix) == 1:
+        from .tf_checkpoint_v1 import list_checkpoint_v1
+        return list_checkpoint_v1(_v1_files(prefix), include_non_model)
+    _, _, _, entries = _read_index(prefix)
     return OrderedDict((e.name, e) for e in entries
                        if include_non_model or not is_non_model_variable(e.name))
 
@@ -505,7 +655,9 @@ def _decode_tensor(entry: CheckpointEntry, raw: bytes, big_endian: bool, where: 
 
 def read_checkpoint(path, include_non_model: bool = False) -> "OrderedDict[str, np.ndarray]":
     """Read a TF V2 checkpoint (prefix `X.ckpt`, `X.ckpt.index`, a directory with a `checkpoint`
-    file, or that file) into `{variable name: array}` in the checkpoint's sorted key order.
+    file, or that file) or a V1 checkpoint (one file `X.ckpt`, or its shards `X.ckpt-?????-of-N`;
+    partitioned variables are assembled from their slices) into `{variable name: array}` in the
+    checkpoint's sorted key order.
 
     Non-model entries (`global_step`, `_CHECKPOINTABLE_OBJECT_GRAPH`, optimizer and moving-average
     slots such as `.../Momentum`, `.../ExponentialMovingAverage`) are skipped unless
@@ -513,6 +665,9 @@ def read_checkpoint(path, include_non_model: bool = False) -> "OrderedDict[str, 
     crc32c and every index block's crc32c are checked.
     """
     prefix = resolve_checkpoint_prefix(path)
+    if checkpoint_version(prefix) == 1:
+        from .tf_checkpoint_v1 import read_checkpoint_v1
+        return read_checkpoint_v1(_v1_files(prefix), include_non_model)
     index_path, num_shards, big_endian, entries = _read_index(prefix)
     wanted = [e for e in entries if include_non_model or not is_non_model_variable(e.name)]
     for entry in wanted:
