@@ -306,6 +306,28 @@ def test_unpacked_repeated_values_are_read(tmp_path):
     np.testing.assert_array_equal(weights["i"], np.array([3, -4], np.int32))
 
 
+def test_tensor_content_values(tmp_path):
+    """A TensorProto may carry raw little-endian bytes in tensor_content instead of *_val."""
+    values = np.array([[1.25, -3.0], [0.5, 7.0]], np.float64)
+    flags = np.array([True, False, True])
+
+    def raw(items):
+        out = []
+        for key, value in items:
+            if key:
+                name, _ = decode_slice_key(key)
+                array = {"w": values, "flags": flags}[name]
+                saved = (_field(1, 2, name.encode()) + _field(2, 2, slice_proto(
+                    [(0, FULL)] * array.ndim)) + _field(3, 2, _field(4, 2, array.tobytes())))
+                value = _field(2, 2, saved)
+            out.append((key, value))
+        return out
+    write_table(tmp_path / "c.ckpt", raw(v1_items({"w": whole(values), "flags": whole(flags)})))
+    weights = read_checkpoint(tmp_path / "c.ckpt")
+    np.testing.assert_array_equal(weights["w"], values)
+    np.testing.assert_array_equal(weights["flags"], flags)
+
+
 def partitioned(array, axis, bounds):
     """Slices of `array` along `axis` at [b0, b1), [b1, b2)... with explicit extents everywhere
     (PartitionedVariable's SaveSliceInfo spec "offset,length" per dimension)."""
@@ -428,6 +450,8 @@ def test_load_weights_and_convert(tmp_path, cli_main, capsys):
     path = write_v1(tmp_path / "resnet_v2_tiny.ckpt", tensors)
     loaded = st.load_weights(path)
     assert set(loaded) == set(expected)
+    shutil.copy(path, tmp_path / "weights")  # a V1 table is recognised whatever its name
+    assert set(st.load_weights(tmp_path / "weights")) == set(expected)
     for name, array in expected.items():
         np.testing.assert_array_equal(loaded[name], array, err_msg=name)
     out = tmp_path / "resnet.safetensors"

@@ -1,7 +1,9 @@
 """`slimtriton convert CKPT OUT.safetensors|OUT.npz`: rewrite a weights file in another format.
 
 CKPT is anything `slimtriton.weights.load_weights` reads: a TF V2 checkpoint (prefix `X.ckpt`,
-`X.ckpt.index`, its directory or `checkpoint` file), `.npz` or `.safetensors`. Names are kept as
+`X.ckpt.index`, its directory or `checkpoint` file), a TF V1 checkpoint (the single file `X.ckpt` of
+the published TF-Slim checkpoints, or its shards; partitioned variables are assembled), `.npz` or
+`.safetensors`. Names are kept as
 stored (TF-Slim variable names). Non-model checkpoint entries (global_step, optimizer slots, the
 object graph) are left out unless `--include-non-model`; string tensors have no place in
 .npz/.safetensors weights and are dropped with a note naming them.
@@ -18,7 +20,8 @@ def register(subparsers) -> None:
         "convert", help="convert a TF checkpoint (or .npz/.safetensors) to .safetensors or .npz",
         description=__doc__.split("\n\n", 1)[1])
     parser.add_argument("checkpoint", metavar="CKPT",
-                        help="TF V2 checkpoint prefix, its .index, its directory, or .npz/.safetensors")
+                        help="TF V2 checkpoint prefix, its .index, its directory; a TF V1 checkpoint file "
+                             "(e.g. resnet_v1_50.ckpt); or .npz/.safetensors")
     parser.add_argument("output", metavar="OUT", nargs="?",
                         help="output file: OUT.safetensors or OUT.npz (omit with --list)")
     parser.add_argument("--list", action="store_true",

@@ -2,7 +2,7 @@
 
     weights = init_weights(graph, seed=0)          # from the recorded initializers
     save_weights(weights, "resnet.safetensors")    # or .npz
-    weights = load_weights("resnet_v1_50.ckpt")    # .npz, .safetensors, TF V2 checkpoint
+    weights = load_weights("resnet_v1_50.ckpt")    # .npz, .safetensors, TF V2 or V1 checkpoint
     check_weights(graph, weights)                  # WeightsMismatchError lists every problem
 
 TF checkpoints are read by `slimtriton.weights.tf_checkpoint.read_checkpoint`.
@@ -110,7 +110,8 @@ def _as_dtype(value: np.ndarray, dtype: str) -> np.ndarray:
     return value.astype(np.dtype(dtype))
 
 
-_SUPPORTED = ".npz, .safetensors, or a TF V2 checkpoint (prefix like model.ckpt, its directory, or its `checkpoint` file)"
+_SUPPORTED = (".npz, .safetensors, or a TF checkpoint: V2 (prefix like model.ckpt, its directory, or its "
+              "`checkpoint` file) or V1 (one file like resnet_v1_50.ckpt)")
 
 
 def _is_tf_checkpoint(path: str) -> bool:
@@ -120,7 +121,7 @@ def _is_tf_checkpoint(path: str) -> bool:
 
 
 def load_weights(path) -> "OrderedDict[str, np.ndarray]":
-    """Read weights from `.npz`, `.safetensors` or a TF V2 checkpoint; names are kept as stored."""
+    """Read weights from `.npz`, `.safetensors` or a TF V2/V1 checkpoint; names are kept as stored."""
     path = os.fspath(path)
     lower = path.lower()
     if lower.endswith(".npz"):
@@ -133,8 +134,8 @@ def load_weights(path) -> "OrderedDict[str, np.ndarray]":
             raise FileNotFoundError(f"weights file {path} does not exist")
         from safetensors.numpy import load_file
         return OrderedDict(load_file(path))
-    if _is_tf_checkpoint(path):
-        from .tf_checkpoint import read_checkpoint
+    from .tf_checkpoint import is_tf_checkpoint, read_checkpoint
+    if _is_tf_checkpoint(path) or is_tf_checkpoint(path):  # the latter: a V1 table of any name
         return OrderedDict(read_checkpoint(path))
     raise ValueError(f"cannot load weights from {path}: unknown format; supported: {_SUPPORTED}")
 
