@@ -321,7 +321,9 @@ def _speed_up_interpreter() -> None:
       skip BLAS (about 16x slower for a 256x128 @ 128x256 fp32 tile). When the operands
       already have the accumulator's dtype the plain BLAS matmul computes the same thing
       (fp32 products, fp32 accumulation); fp16 operands are widened first (their products
-      are exact in fp32, as on the tensor cores).
+      are exact in fp32, as on the tensor cores). bf16 operands, which the interpreter holds
+      as raw uint16 bits and multiplies as integers, are decoded to fp32 first.
+    * fp32 -> bf16 casts truncate instead of rounding to nearest even as a GPU does.
     * every integer `+ - *` gets an int32-overflow check (`sanitize_overflow`, three extra
       tensor ops and a device_assert each: about half of all interpreted operations). A
       GPU build checks nothing unless in debug mode, and the interpreter cannot hold
@@ -330,6 +332,7 @@ def _speed_up_interpreter() -> None:
     import dataclasses
 
     import numpy as np
+    import triton.language as tl
     from triton.runtime import interpreter
 
     builder_cls = interpreter.InterpreterBuilder
@@ -339,13 +342,32 @@ def _speed_up_interpreter() -> None:
 
     def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
         a_data, b_data, acc = a.data, b.data, d.data
+        if a.dtype == b.dtype == tl.bfloat16 and acc.dtype == np.float32:
+            # bf16 tiles are held as raw uint16 bits, which the generic path multiplies as
+            # integers (garbage); widen the bits to fp32 (exact, products exact in fp32).
+            a_data = (a_data.astype(np.uint32) << np.uint32(16)).view(np.float32)
+            b_data = (b_data.astype(np.uint32) << np.uint32(16)).view(np.float32)
         if acc.dtype in (np.float32, np.float64) and a_data.dtype == b_data.dtype and \
                 (a_data.dtype == acc.dtype or a_data.dtype == np.float16):
             product = np.matmul(a_data.astype(acc.dtype, copy=False), b_data.astype(acc.dtype, copy=False))
             return interpreter.TensorHandle(product + acc, d.dtype.scalar)
         return generic_dot(self, a, b, d, input_precision, max_num_imprecise_acc)
 
+    generic_cast = builder_cls.cast_impl
+
+    def cast_impl(self, src, dst_type):
+        # fp32 -> bf16: the interpreter truncates (rounding_mode None); a GPU rounds to
+        # nearest even, and truncation's bias compounds over a net's layers (5x the error).
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            bits = np.ascontiguousarray(src.data, dtype=np.float32).view(np.uint32)
+            rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+            nan = (bits & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+            out = np.where(nan, (bits >> np.uint32(16)) | np.uint32(0x40), rounded).astype(np.uint16)
+            return interpreter.TensorHandle(out, dst_type.scalar)
+        return generic_cast(self, src, dst_type)
+
     builder_cls.create_dot = create_dot
+    builder_cls.cast_impl = cast_impl
     builder_cls._slimtriton_fast_dot = True
     builder = getattr(interpreter, "interpreter_builder", None)
     if builder is not None and getattr(builder.options, "sanitize_overflow", False):

@@ -166,3 +166,22 @@ def test_session_triton_and_model_io_types_on_a_net():
     np.testing.assert_array_equal(model(x.astype(np.float64)), from_numpy)
     with pytest.raises(ValueError, match=r"images: expected float32\[1, 32, 32, 3\], got float32\[1, 16, 32, 3\]"):
         model(x[:, :16])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", ["mobilenet_v1", "resnet_v1_50"])
+def test_net_triton_half_precision_matches_reference(name, dtype):
+    """16-bit activations and weights, fp32 accumulation: within the dtype's tolerance of the
+    float64 reference, like torch at the same dtype (under the interpreter bf16 tiles are
+    decoded and rounded to nearest even as on a GPU: slimtriton.kernels.config)."""
+    g, images, logits, end_points = _build(name)
+    weights = o1_weights(g)
+    x = np.random.default_rng(11).uniform(-1, 1, images.shape).astype(np.float32)
+    want = st.Session(g, weights, backend="reference").run(logits, {images: x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = st.compile(g, logits, weights, dtype=dtype)(x)
+    assert got.dtype == np.float32  # NumPy out, as the graph's dtype
+    assert_close(got, want, dtype, what=f"{name} triton {dtype} logits")
+    on_torch = st.Session(g, weights, backend="torch", dtype=dtype).run(logits, {images: x})
+    assert_close(on_torch, want, dtype, what=f"{name} torch {dtype} logits")
