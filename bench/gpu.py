@@ -257,7 +257,9 @@ def markdown_report(result: dict) -> str:
         f"- settings: nets {', '.join(s['nets'])}; batches {s['batches']}; dtypes {s['dtypes']}; "
         f"timing: {s['timing']['warmup']} warm-up calls, >= {s['timing']['min_iters']} samples and "
         f">= {s['timing']['min_time_s']} s per measurement; budget {s['budget_s']:.0f} s "
-        f"({s['elapsed_s']:.0f} s used); cudnn.benchmark on",
+        f"({s['elapsed_s']:.0f} s used); cudnn.benchmark on"
+        + ("" if s.get("autotune", True) else "; slimtriton autotuning OFF (default tiles)")
+        + ("" if s.get("complete", True) else " -- PARTIAL: written after each measurement, the run did not finish"),
         f"- measured peak (torch.matmul {s['peak_size']}^3): {peak_text}",
         "",
         "Latency: one call per sample between CUDA events, synchronized after each (CPU launch overhead "
@@ -513,6 +515,9 @@ def parse_args(argv):
                         help="start a torch.compile measurement only with this many seconds left (default 180)")
     parser.add_argument("--peak-size", type=int, default=8192, help="size of the peak matmul (default 8192)")
     parser.add_argument("--out-dir", default=str(common.RESULTS_DIR), help="default bench/results")
+    parser.add_argument("--no-autotune", action="store_true",
+                        help="slimtriton uses its default (or cached) tiles, no timing of candidates "
+                             "(SLIMTRITON_AUTOTUNE=0): compile time without autotuning, speed of the defaults")
     args = parser.parse_args(argv)
     args.nets = [n for item in args.nets for n in item.split(",") if n]
     try:
@@ -532,6 +537,28 @@ def parse_args(argv):
     return args
 
 
+def write_results(out: Path, args, record, budget: Budget, peaks: dict, rows: list, complete: bool):
+    """gpu.json and gpu.md from the rows so far (`complete=False`: written after each
+    measurement, marked partial, so an outer time limit cannot lose what was measured)."""
+    targets = gpu_targets(rows)
+    result = {
+        "record": record,
+        "settings": {"nets": args.nets, "batches": args.batches, "dtypes": args.dtypes, "quick": args.quick,
+                     "budget_s": args.budget, "elapsed_s": round(budget.elapsed(), 1),
+                     "compile_reserve_s": args.compile_reserve, "timing": dataclasses.asdict(args.timing),
+                     "peak_size": args.peak_size, "cudnn_benchmark": True, "output": "logits",
+                     "weights": "init_weights(graph, seed=0)", "images": "uniform [-1, 1], seed 0",
+                     "complete": complete,
+                     "autotune": os.environ.get("SLIMTRITON_AUTOTUNE", "1") not in ("0", "false", "False")},
+        "peak_tflops": peaks,
+        "rows": rows,
+        "targets": [t.to_json() for t in targets],
+    }
+    common.write_json(out / "gpu.json", result)
+    common.write_text(out / "gpu.md", markdown_report(result))
+    return targets
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     import torch
@@ -542,6 +569,8 @@ def main(argv=None) -> int:
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         print("bench/gpu.py: TRITON_INTERPRET is set; turning the interpreter off to time the GPU kernels")
         os.environ["TRITON_INTERPRET"] = "0"
+    if args.no_autotune:
+        os.environ["SLIMTRITON_AUTOTUNE"] = "0"
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # the Triton 3.9 default, without its warning
     import slimtriton.kernels  # noqa: F401  (before triton kernels are defined, with the setting above)
 
@@ -580,22 +609,11 @@ def main(argv=None) -> int:
         if task.system == "torch_compile":
             torch._dynamo.reset()
         free_gpu()
+        # after every measurement: a run killed by an outer time limit keeps what it measured
+        write_results(Path(args.out_dir), args, record, budget, peaks, rows, complete=False)
 
-    targets = gpu_targets(rows)
-    result = {
-        "record": record,
-        "settings": {"nets": args.nets, "batches": args.batches, "dtypes": args.dtypes, "quick": args.quick,
-                     "budget_s": args.budget, "elapsed_s": round(budget.elapsed(), 1),
-                     "compile_reserve_s": args.compile_reserve, "timing": dataclasses.asdict(args.timing),
-                     "peak_size": args.peak_size, "cudnn_benchmark": True, "output": "logits",
-                     "weights": "init_weights(graph, seed=0)", "images": "uniform [-1, 1], seed 0"},
-        "peak_tflops": peaks,
-        "rows": rows,
-        "targets": [t.to_json() for t in targets],
-    }
     out = Path(args.out_dir)
-    common.write_json(out / "gpu.json", result)
-    common.write_text(out / "gpu.md", markdown_report(result))
+    targets = write_results(out, args, record, budget, peaks, rows, complete=True)
     chart = save_chart(rows, out / "gpu.png")
     print()
     print(common.text_table(*result_rows(rows)))

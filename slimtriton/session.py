@@ -133,14 +133,15 @@ class Session:
 
     # -- backends -------------------------------------------------------------------------------
     def _run_torch(self, nodes, feeds):
-        from .eager.torch_backend import convert_weights, make_torch_table, resolve_device
+        from .eager.torch_backend import convert_weights, ieee_float32, make_torch_table, resolve_device
+        dtype = self.compile_options.get("dtype", "float32")
+        device = resolve_device(self.device)
         if self._torch is None:
-            device = resolve_device(self.device)
-            dtype = self.compile_options.get("dtype", "float32")
             table = make_torch_table(device, dtype, cache_weight_layouts=True)
             self._torch = (table, convert_weights(self.weights, used_variables(self.graph), device, dtype))
         table, weights = self._torch
-        return evaluate(self.graph.nodes, nodes, feeds, weights, table, "TORCH")
+        with ieee_float32(device, dtype):  # float32 means float32 on CUDA too (no TF32 convs)
+            return evaluate(self.graph.nodes, nodes, feeds, weights, table, "TORCH")
 
     def _run_triton(self, nodes, feeds):
         """Compile once per fetch set; call the model with feeds by placeholder name."""

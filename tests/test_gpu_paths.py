@@ -279,6 +279,7 @@ def test_compiled_model_numpy_in_numpy_out_torch_in_torch_out_on_its_device():
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SLIMTRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SLIMTRITON_AUTOTUNE", "1")  # bench/gpu_session.sh runs the tests with it off
     monkeypatch.setattr(C, "_MEMORY", None)
     monkeypatch.setattr(C, "_WARNED_UNWRITABLE", set())
     return tmp_path
@@ -319,6 +320,7 @@ def test_autotune_unwritable_cache_warns_once_and_keeps_winners_in_memory(tmp_pa
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("a file where the cache directory should be")
     monkeypatch.setenv("SLIMTRITON_CACHE_DIR", str(blocker / "sub"))
+    monkeypatch.setenv("SLIMTRITON_AUTOTUNE", "1")
     monkeypatch.setattr(C, "_MEMORY", None)
     monkeypatch.setattr(C, "_WARNED_UNWRITABLE", set())
     with pytest.warns(UserWarning, match="cannot write the autotune cache"):
@@ -389,6 +391,7 @@ def test_torch_callable_converts_tensor_feeds_and_makes_constants_once(monkeypat
     f = build_torch_callable(g, logits, w, device=device, dtype="float32")
     a = images_for(x, 7)
     want = reference(g, logits, x, a, w)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # IEEE float32 convs on a GPU
     assert_close(f(torch.from_numpy(a).double()), want, "float32")  # float64 host tensor: converted
     real_tensor = torch.tensor
 
@@ -399,6 +402,27 @@ def test_torch_callable_converts_tensor_feeds_and_makes_constants_once(monkeypat
     monkeypatch.setattr(torch, "tensor", real_tensor)
     assert_close(out, want, "float32")
     assert out.device.type == device
+
+
+def test_ieee_float32_turns_tf32_off_on_cuda_float32_only():
+    from slimtriton.eager.torch_backend import ieee_float32
+
+    def flags():
+        return torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    saved = flags()
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        with ieee_float32("cuda", "float32"):
+            assert flags() == (False, False)
+        assert flags() == (True, True)
+        for device, dtype in (("cuda", "float16"), ("cuda", "bfloat16"), ("cpu", "float32")):
+            with ieee_float32(device, dtype):
+                assert flags() == (True, True)
+        with pytest.raises(KeyError), ieee_float32("cuda", "float32"):
+            raise KeyError("restored on errors too")
+        assert flags() == (True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 # -- on a GPU: the real thing ---------------------------------------------------------------------

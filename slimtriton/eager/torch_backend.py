@@ -13,9 +13,14 @@ as `out[i*s + k - pad_before] += x[i] w[k]`, cropped / zero-extended to output_h
     table = make_torch_table(device="cuda", dtype="float16")
     f = build_torch_callable(graph, [logits], weights, device="cuda", dtype="float16")
     (out,) = f(images)                      # a plain function of torch ops; torch.compile(f) works
+
+On CUDA, float32 follows torch's TF32 flags inside `f` (cuDNN convs default to TF32; the
+benchmark sets them per run); `Session(backend='torch')` computes IEEE float32
+(`ieee_float32`). Float16 / bfloat16 run cuDNN's 16-bit kernels (fp32 accumulation).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -36,6 +41,22 @@ def resolve_device(device=None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def ieee_float32(device, dtype):
+    """Inside the block, float32 CUDA matmuls / cuDNN convs compute in IEEE float32: torch's
+    defaults let cuDNN use TF32 (10-bit mantissa products) for float32 convolutions, which
+    would make the float32 torch backend ~1e-3 wrong. No-op on the CPU and for 16-bit dtypes."""
+    if torch.device(device).type != "cuda" or torch_dtype(dtype) not in (torch.float32, torch.float64):
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def torch_dtype(dtype) -> torch.dtype:

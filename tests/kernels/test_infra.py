@@ -63,6 +63,7 @@ def test_record_launches_enumerates_meta_launches_with_gpu_tiles():
 
 def test_autotune_cache_persists_the_fastest_candidate(tmp_path, monkeypatch):
     monkeypatch.setenv("SLIMTRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SLIMTRITON_AUTOTUNE", "1")  # whatever the caller's environment says
     cands = (C.TileConfig(64, 64, 32), C.TileConfig(128, 64, 32), C.TileConfig(32, 32, 32))
     timings = {cands[0]: 2.0, cands[1]: 0.5, cands[2]: None}
 
