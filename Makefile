@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test audit bench-fusion bench-gpu clean
+.PHONY: setup demo test audit bench-fusion bench-gpu gpu-check clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ bench-fusion: setup
 
 bench-gpu: setup
 	$(PY) bench/gpu.py
+
+# On a GPU machine (no setup: its python3 already holds CUDA torch and triton; nothing is
+# downloaded): GPU tests, audit, quick benchmarks, results to $$OUT or bench/results/.
+gpu-check:
+	bash bench/gpu_session.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
