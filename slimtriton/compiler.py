@@ -144,12 +144,20 @@ class CompiledModel:
         values = resolve_parameters(plan.program, weights)
         params = prepare_parameters(plan, values, self.device, progress=_progress("preparing parameters"))
         self._executor = PlanExecutor(plan, params, self.device, precision, poison)
-        if cuda_graph and self.device.type == "cuda":
-            from .runtime.cuda_graph import CudaGraphRunner
-            self._cuda_graph = CudaGraphRunner(self._executor, plan)
+        self._stream_order = None
+        if self.device.type == "cuda":
+            from .runtime.cuda_graph import CudaGraphRunner, StreamOrder
+            self._stream_order = StreamOrder()  # calls share the arena: order them across streams
+            if cuda_graph:
+                self._cuda_graph = CudaGraphRunner(self._executor, plan)
 
     # -- calling ----------------------------------------------------------------------------
     def __call__(self, *args, **feeds):
+        """Run on one array (one placeholder) or feeds by name. Shapes are static: another
+        shape is an error naming the placeholder; any float dtype is cast to the compute
+        dtype; inputs on another device are moved to the model's. NumPy in -> NumPy out;
+        torch in -> torch out on the (first) input tensor's device. Results are fresh tensors
+        (with the CUDA graph, clones of its static outputs), never overwritten by a later call."""
         if self._executor is None:
             raise RuntimeError("this model was compiled without weights (analysis only): it has .report() "
                                "and .kernels but cannot run; pass weights to slimtriton.compile")
@@ -177,6 +185,8 @@ class CompiledModel:
         as_numpy = not any(isinstance(v, torch.Tensor) for v in feeds.values())
         out_device = next((v.device for v in feeds.values() if isinstance(v, torch.Tensor)), None)
         tensors = {n.name: self._convert(n, feeds[n.name]) for n in inputs}
+        if self._stream_order is not None:
+            self._stream_order()
         if self._cuda_graph is not None:
             results = self._cuda_graph.run(tensors)
         else:

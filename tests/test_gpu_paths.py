@@ -228,6 +228,34 @@ def test_cuda_graph_runner_runs_eagerly_inside_a_callers_capture(monkeypatch):
     assert_close(static[0], reference(g, logits, x, a, w), "float32")
 
 
+def test_stream_order_waits_for_the_previous_calls_stream_only_when_it_changes(monkeypatch):
+    from slimtriton.runtime.cuda_graph import StreamOrder
+    waits = []
+
+    class S:
+        def __init__(self, name):
+            self.name = name
+
+        def __eq__(self, other):
+            return self.name == other.name
+
+        def wait_stream(self, other):
+            waits.append((self.name, other.name))
+    current = ["a"]
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: S(current[0]))
+    order = StreamOrder()
+    order()
+    order()
+    assert waits == []  # one stream orders its own work
+    current[0] = "b"
+    order()
+    assert waits == [("b", "a")]
+    order()
+    current[0] = "a"
+    order()
+    assert waits == [("b", "a"), ("a", "b")]
+
+
 # -- device selection ---------------------------------------------------------------------------
 def test_device_none_is_cuda_when_present_else_interpreter_with_a_warning(monkeypatch):
     from slimtriton.compiler import resolve_device
@@ -442,6 +470,16 @@ def test_cuda_graph_replays_match_the_reference_and_keep_returned_results(dtype)
     assert eager._cuda_graph is None
     assert_close(eager(inputs[2]), outs[2].float().cpu().numpy(), dtype)
     assert isinstance(model(inputs[0]), np.ndarray)
+    # calls on two streams share the arena / static tensors: the second waits for the first
+    for m in (model, eager):
+        streams = [torch.cuda.Stream(), torch.cuda.Stream()]
+        results = []
+        for stream, a in zip(streams, inputs[1:3]):
+            with torch.cuda.stream(stream):
+                results.append(m(torch.from_numpy(a).cuda(non_blocking=True)))
+        torch.cuda.synchronize()
+        for a, o in zip(inputs[1:3], results):
+            assert_close(o.float(), reference(g, logits, x, a, w), dtype, what="a call on a side stream")
 
 
 @cuda_only

@@ -25,7 +25,12 @@ Life cycle of a `CudaGraphRunner`:
    else's `torch.cuda.graph`), the plan runs eagerly so that it is recorded into the
    caller's graph; nested captures are not possible.
 
-Only `torch.cuda` APIs are used; tests drive this class with fakes of them on the CPU.
+Streams: the arena and the static tensors are shared by every call of a model, so a call on
+another stream than the previous call first waits for the previous call's work
+(`StreamOrder`, used by `CompiledModel` on CUDA with or without the graph); calls on one
+stream are ordered by the stream itself.
+
+Only `torch.cuda` APIs are used; tests drive these classes with fakes of them on the CPU.
 """
 from __future__ import annotations
 
@@ -95,3 +100,18 @@ class CudaGraphRunner:
             static_outputs = self.executor.run(self.static_inputs)
         self.static_outputs = static_outputs
         self.graph = graph
+
+
+class StreamOrder:
+    """Orders the calls of one model that share buffers: when the current CUDA stream is not
+    the previous call's, it waits for that stream's work first (an event; no host sync)."""
+
+    def __init__(self):
+        self.last = None
+
+    def __call__(self) -> None:
+        import torch
+        current = torch.cuda.current_stream()
+        if self.last is not None and self.last != current:
+            current.wait_stream(self.last)
+        self.last = current
