@@ -596,6 +596,9 @@ def main(argv=None) -> int:
                          "reason": f"time budget ({budget.remaining():.0f} s left, {needed:.0f} s needed)"})
             continue
         print(f"[{budget.elapsed():5.0f} s] {task.label} ...", end=" ", flush=True)
+        in_flight = {**base, "status": "error",
+                     "reason": "did not finish: the run was stopped during this measurement"}
+        write_results(Path(args.out_dir), args, record, budget, peaks, rows + [in_flight], complete=False)
         try:
             row = run_task(task, states[task.net], args.timing, peaks)
         except Exception as exc:  # noqa: BLE001 -- recorded; the other measurements go on
