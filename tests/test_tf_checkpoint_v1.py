@@ -613,6 +613,6 @@ def test_versions_and_missing_meta(tmp_path):
                                               "SavedTensorSliceMeta"):
         read_checkpoint(tmp_path / "nometa.ckpt")
     (tmp_path / "garbage.ckpt").write_bytes(b"\x01" * 100)
-    with pytest.raises(CheckpointError, match=r"garbage.ckpt: bad table magic .* not a TF "
-                                              "checkpoint V1 checkpoint, or truncated"):
+    with pytest.raises(CheckpointError, match=r"garbage.ckpt: bad table magic .* not a TF V1 "
+                                              "checkpoint, or truncated"):
         read_checkpoint(tmp_path / "garbage.ckpt")

@@ -284,6 +284,10 @@ def _block_entries(block: bytes, path: Path, what: str):
         pos += value_len
 
 
+def _file_label(kind: str) -> str:
+    return "TF checkpoint index" if kind == "index" else f"TF {kind}"
+
+
 def _map_file(path: Path, kind: str):
     """The file's bytes as a read-only memoryview over a memory map (pages are read on demand,
     values are sliced without copies; the map closes when the last view of it is dropped)."""
@@ -295,7 +299,7 @@ def _map_file(path: Path, kind: str):
                                       f"table footer; truncated {kind}")
             return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint {kind} file not found") from None
+        raise CheckpointError(f"{path}: {_file_label(kind)} file not found") from None
 
 
 def _table_items(path: Path, kind: str = "index"):
@@ -306,7 +310,7 @@ def _table_items(path: Path, kind: str = "index"):
     magic = struct.unpack_from("<Q", footer, 40)[0]
     if magic != TABLE_MAGIC:
         raise CheckpointError(f"{path}: bad table magic {magic:#018x} (expected "
-                              f"{TABLE_MAGIC:#018x}); not a TF checkpoint {kind}, or truncated")
+                              f"{TABLE_MAGIC:#018x}); not a {_file_label(kind)}, or truncated")
     where = f"{path}: footer"
     pos = 0
     meta_offset, pos = _varint(footer, pos, 40, "the metaindex offset", where)
