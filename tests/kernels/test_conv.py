@@ -11,7 +11,7 @@ from slimtriton import kernels as K
 from slimtriton.reference import numpy_ops as R
 from tests.helpers import assert_close
 
-from .util import (ACTS, BF16_SKIP, DEVICE, DTYPES, check_untouched, dev, epilogue_kwargs, epilogues,
+from .util import (ACTS, DEVICE, DTYPES, check_untouched, dev, epilogue_kwargs, epilogues,
                    rounded, vec, wide_out)
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
@@ -157,7 +157,6 @@ def test_matmul_matches_reference(lead, k, n, dtype, ep, out_slice):
     assert_close(got, finish(R.matmul(x, w)), dtype, what="matmul")
 
 
-@BF16_SKIP
 def test_conv2d_bfloat16():
     c = {"n": 2, "h": 9, "w": 9, "cin": 24, "cout": 19, "kh": 3, "kw": 3, "strides": (2, 2),
          "dilations": (1, 1), "padding": ((1, 1), (1, 1)), "dtype": "bfloat16", "prologue": "relu",

@@ -12,7 +12,7 @@ from slimtriton import kernels as K
 from slimtriton.reference import numpy_ops as R
 from tests.helpers import assert_close
 
-from .util import (ACTS, BF16_SKIP, DEVICE, DTYPES, TORCH_DTYPES, check_untouched, dev, epilogue_kwargs,
+from .util import (ACTS, DEVICE, DTYPES, TORCH_DTYPES, check_untouched, dev, epilogue_kwargs,
                    epilogues, rounded, vec, wide_out)
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
@@ -182,7 +182,6 @@ def test_pad_matches_numpy(shape, data, value, dtype):
     assert_close(got, np.pad(x, pads, constant_values=value), dtype, tol=0.0)
 
 
-@BF16_SKIP
 def test_direct_kernels_bfloat16():
     rng = np.random.default_rng(10)
     x = rounded(rng.standard_normal((2, 7, 7, 24)), "bfloat16")
