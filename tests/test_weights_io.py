@@ -113,6 +113,14 @@ def test_check_weights_accepts_other_float_dtypes_and_shape_mappings():
         check_weights({"a": (2, 3)}, {})
 
 
+def test_check_weights_reads_torch_dtypes_without_converting_to_numpy():
+    # A tensor NumPy cannot take (one that requires grad; a CUDA tensor alike) is checked by its dtype.
+    import torch
+    check_weights({"a": (2, 3)}, {"a": torch.zeros((2, 3), dtype=torch.float16, requires_grad=True)})
+    with pytest.raises(WeightsMismatchError, match="mis-typed:  a: expected float32, got int64"):
+        check_weights({"a": (2, 3)}, {"a": torch.zeros((2, 3), dtype=torch.int64)})
+
+
 @pytest.mark.skipif(not (CKPT_DIR / "resnet_v2_tiny.ckpt.index").exists(), reason="TF checkpoint fixture absent")
 def test_tf_checkpoint_through_load_weights():
     by_prefix = load_weights(CKPT_DIR / "resnet_v2_tiny.ckpt")

@@ -15,10 +15,10 @@ from typing import Mapping
 
 import numpy as np
 
+from ..executor import dtype_name
+from ..ir.node import FLOAT_DTYPES
+
 __all__ = ["WeightsMismatchError", "init_weights", "load_weights", "save_weights", "check_weights"]
-
-_FLOAT_KINDS = ("float16", "bfloat16", "float32", "float64")
-
 
 class WeightsMismatchError(ValueError):
     """Weights do not match the graph's variables; `.missing`, `.unexpected`, `.mis_shaped`, `.mis_typed`."""
@@ -52,13 +52,9 @@ def _variable_specs(graph_or_variables) -> "OrderedDict[str, tuple[tuple[int, ..
     return specs
 
 
-def _dtype_name(value) -> str:
-    return str(getattr(value, "dtype", np.asarray(value).dtype)).replace("torch.", "")
-
-
 def _same_kind(expected: str, got: str) -> bool:
-    if expected in _FLOAT_KINDS:
-        return got in _FLOAT_KINDS
+    if expected in FLOAT_DTYPES:
+        return got in FLOAT_DTYPES
     return expected == got
 
 
@@ -78,8 +74,8 @@ def check_weights(graph_or_variables, weights: Mapping) -> None:
         got = tuple(int(d) for d in getattr(value, "shape", np.shape(value)))
         if got != shape:
             mis_shaped.append((name, shape, got))
-        elif not _same_kind(dtype, _dtype_name(value)):
-            mis_typed.append((name, dtype, _dtype_name(value)))
+        elif not _same_kind(dtype, dtype_name(value)):
+            mis_typed.append((name, dtype, dtype_name(value)))
     if missing or unexpected or mis_shaped or mis_typed:
         raise WeightsMismatchError(missing, unexpected, mis_shaped, mis_typed)
 
