@@ -162,16 +162,22 @@ def _short(v):
 
 
 # -- recording helpers used by the front end and Tensor operators -------------------------
-def _graph_of(values) -> "Graph":
-    for v in values:
+def graph_of(values) -> "Graph":
+    """The graph of the first Tensor in `values` (a list may hold lists of Tensors; None is
+    empty), else the default graph."""
+    for v in values or ():
         if isinstance(v, Tensor):
             return v.graph
+        if isinstance(v, (list, tuple)):
+            for w in v:
+                if isinstance(w, Tensor):
+                    return w.graph
     return get_default_graph()
 
 
 def record(op: Op, inputs, attrs: dict, base_name: str) -> Tensor:
     """Record one node under the current name scope and return its tensor."""
-    g = _graph_of(inputs)
+    g = graph_of(inputs)
     nodes = [as_tensor(i, g).node for i in inputs]
     node = g.add_node(op, nodes, attrs, g.name_scope_prefix + base_name)
     return Tensor(node, g)
@@ -212,7 +218,7 @@ _OP_NAMES = {Op.ADD: "add", Op.SUB: "sub", Op.MUL: "mul", Op.DIV: "truediv", Op.
 
 
 def binary_op(op: Op, a, b) -> Tensor:
-    g = _graph_of([a, b])
+    g = graph_of([a, b])
     ref = a if isinstance(a, Tensor) else b
     a = as_tensor(a, g, ref.dtype)
     b = as_tensor(b, g, ref.dtype)

@@ -20,7 +20,7 @@ import enum
 import functools
 import re
 
-from ..ir.graph import VariableSpec, get_default_graph
+from ..ir.graph import VariableSpec, get_default_graph, graph_of
 from ..ir.node import DTYPES, FLOAT_DTYPES, Tensor
 from ..ir.ops import Op
 from .arg_scope import add_arg_scope
@@ -113,13 +113,6 @@ def _state(graph) -> dict:
     return st
 
 
-def _graph_for(values):
-    for v in values or ():
-        if isinstance(v, Tensor):
-            return v.graph
-    return get_default_graph()
-
-
 def get_variable_scope() -> VariableScope:
     return _state(get_default_graph())["var_scope"]
 
@@ -132,7 +125,7 @@ def name_scope(name, default_name=None, values=None):
     ending in '/' re-enters that exact scope; None/'' returns to the top level.
     Yields the scope string, ending in '/' (or '' at the top).
     """
-    g = _graph_for(values if isinstance(values, (list, tuple)) else [values])
+    g = graph_of([values])
     old = g.name_scope_prefix
     n = default_name if name is None else name
     if not n:
@@ -188,7 +181,7 @@ def variable_scope(name_or_scope, default_name=None, values=None, initializer=No
         raise TypeError(f"variable_scope {name_or_scope or default_name!r}: unknown dtype {dtype!r}")
     if reuse is False:
         reuse = None  # False means "inherit", as in TF1
-    g = _graph_for(values)
+    g = graph_of(values)
     st = _state(g)
     old = st["var_scope"]
     counts = st["var_scope_counts"]

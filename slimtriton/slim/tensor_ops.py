@@ -12,9 +12,11 @@ import operator
 
 import numpy as np
 
-from ..ir.graph import as_tensor, constant as _constant, get_default_graph, placeholder as _placeholder, record
+from ..ir.graph import (as_tensor, constant as _constant, get_default_graph, graph_of, placeholder as _placeholder,
+                        record)
 from ..ir.node import DTYPES, Tensor
 from ..ir.ops import Op
+from ..ir.shapes import broadcast_shapes
 
 __all__ = [
     "fail", "where_name", "resolve_padding", "normalize_padding", "relu", "relu6", "sigmoid", "tanh", "softmax",
@@ -41,17 +43,6 @@ def _tensor(x, where, argument="x") -> Tensor:
         fail(where, argument, f"expected a slimtriton Tensor, got {type(x).__name__} "
                               f"(array constants are not part of the IR: make them variables)", TypeError)
     return x
-
-
-def _graph_of(*xs):
-    for x in xs:
-        if isinstance(x, Tensor):
-            return x.graph
-        if isinstance(x, (list, tuple)):
-            for y in x:
-                if isinstance(y, Tensor):
-                    return y.graph
-    return get_default_graph()
 
 
 def _axis(where, argument, axis, rank) -> int:
@@ -145,16 +136,15 @@ def bias_add(value, bias, data_format=None, name=None):
 
 
 def _binary(op, x, y, name, fn):
-    where = where_name(fn, name, _graph_of(x, y))
+    g = graph_of([x, y])
+    where = where_name(fn, name, g)
     if not isinstance(x, Tensor) and not isinstance(y, Tensor):
         fail(where, "x", "at least one operand must be a Tensor", TypeError)
     for arg, v in (("x", x), ("y", y)):
         if not isinstance(v, (Tensor, numbers.Number)) or isinstance(v, bool):
             fail(where, arg, f"expected a Tensor or a python scalar, got {type(v).__name__}", TypeError)
-    g = _graph_of(x, y)
     ref = x if isinstance(x, Tensor) else y
     a, b = as_tensor(x, g, ref.dtype), as_tensor(y, g, ref.dtype)
-    from ..ir.shapes import broadcast_shapes
     try:
         broadcast_shapes(where, a.shape, b.shape)
     except ValueError:
@@ -193,7 +183,7 @@ def clip_by_value(t, clip_value_min, clip_value_max, name=None):
     The bounds are Tensors or python scalars and may broadcast to `t` but must not grow it;
     python-scalar bounds with lo > hi are rejected (TF would silently return lo everywhere).
     """
-    g = _graph_of(t, clip_value_min, clip_value_max)
+    g = graph_of([t, clip_value_min, clip_value_max])
     outer = g.name_scope_prefix
     # The name scope and the Maximum op share one name, as in TF (`name_scope(name)` then
     # `maximum(..., name=scope)`): pick the unique scope name first, record both ops under it.
@@ -204,7 +194,6 @@ def clip_by_value(t, clip_value_min, clip_value_max, name=None):
         if not isinstance(v, (Tensor, numbers.Number)) or isinstance(v, bool):
             fail(where, arg, f"expected a Tensor or a python scalar, got {type(v).__name__}", TypeError)
         if isinstance(v, Tensor):
-            from ..ir.shapes import broadcast_shapes
             try:
                 shape = broadcast_shapes(where, x.shape, v.shape)
             except ValueError:
@@ -249,7 +238,7 @@ def add_n(inputs, name=None):
 
 # -- shape ops -----------------------------------------------------------------------------
 def concat(values, axis, name="concat"):
-    where = where_name("tf.concat", name, _graph_of(values))
+    where = where_name("tf.concat", name, graph_of([values]))
     if isinstance(values, Tensor) or not isinstance(values, (list, tuple)) or not values:
         fail(where, "values", "expected a non-empty list of Tensors")
     xs = [_tensor(v, where, f"values[{i}]") for i, v in enumerate(values)]
@@ -266,7 +255,7 @@ def concat(values, axis, name="concat"):
 
 def pad(tensor, paddings, mode="CONSTANT", name=None, constant_values=0):
     name = name or "Pad"
-    where = where_name("tf.pad", name, _graph_of(tensor))
+    where = where_name("tf.pad", name, graph_of([tensor]))
     x = _tensor(tensor, where, "tensor")
     if not isinstance(mode, str) or mode.upper() != "CONSTANT":
         fail(where, "mode", f"only mode='CONSTANT' is supported, got {mode!r}")
@@ -285,7 +274,7 @@ def pad(tensor, paddings, mode="CONSTANT", name=None, constant_values=0):
 
 def reduce_mean(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
     name = name or "Mean"
-    where = where_name("tf.reduce_mean", name, _graph_of(input_tensor))
+    where = where_name("tf.reduce_mean", name, graph_of([input_tensor]))
     x = _tensor(input_tensor, where, "input_tensor")
     if axis is None:
         axis = reduction_indices
@@ -302,7 +291,7 @@ def reduce_mean(input_tensor, axis=None, keepdims=None, name=None, reduction_ind
 
 def reshape(tensor, shape, name=None):
     name = name or "Reshape"
-    where = where_name("tf.reshape", name, _graph_of(tensor))
+    where = where_name("tf.reshape", name, graph_of([tensor]))
     x = _tensor(tensor, where, "tensor")
     try:
         dims = [operator.index(d) for d in shape]
@@ -322,7 +311,7 @@ def reshape(tensor, shape, name=None):
 
 def squeeze(input, axis=None, name=None, squeeze_dims=None):
     name = name or "Squeeze"
-    where = where_name("tf.squeeze", name, _graph_of(input))
+    where = where_name("tf.squeeze", name, graph_of([input]))
     x = _tensor(input, where, "input")
     if axis is None:
         axis = squeeze_dims
@@ -342,7 +331,7 @@ def squeeze(input, axis=None, name=None, squeeze_dims=None):
 
 def expand_dims(input, axis, name=None):
     name = name or "ExpandDims"
-    where = where_name("tf.expand_dims", name, _graph_of(input))
+    where = where_name("tf.expand_dims", name, graph_of([input]))
     x = _tensor(input, where, "input")
     a = _axis(where, "axis", axis, len(x.shape) + 1)
     shape = list(x.shape)
@@ -352,7 +341,7 @@ def expand_dims(input, axis, name=None):
 
 def tile(input, multiples, name=None):
     name = name or "Tile"
-    where = where_name("tf.tile", name, _graph_of(input))
+    where = where_name("tf.tile", name, graph_of([input]))
     x = _tensor(input, where, "input")
     try:
         mult = tuple(operator.index(m) for m in multiples)
@@ -365,7 +354,7 @@ def tile(input, multiples, name=None):
 
 def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=None, name=None):
     name = name or "one_hot"
-    where = where_name("tf.one_hot", name, _graph_of(indices))
+    where = where_name("tf.one_hot", name, graph_of([indices]))
     x = _tensor(indices, where, "indices")
     if axis not in (None, -1, len(x.shape)):
         fail(where, "axis", f"only the last axis is supported, got {axis}")
@@ -383,7 +372,7 @@ def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=None
 # -- pools (tf.nn.*) -----------------------------------------------------------------------
 def _pool(op, fn, base, value, ksize, strides, padding, data_format, name):
     name = name or base
-    where = where_name(fn, name, _graph_of(value))
+    where = where_name(fn, name, graph_of([value]))
     x = _tensor(value, where, "value")
     if data_format not in (None, "NHWC"):
         fail(where, "data_format", f"only NHWC is supported, got {data_format!r}")

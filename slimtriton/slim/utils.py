@@ -10,7 +10,7 @@ import operator
 from collections import OrderedDict
 
 from ..ir.node import Tensor, TensorShape
-from .scopes import _state
+from .scopes import _dedupe, _state
 
 __all__ = ["collect_named_outputs", "append_tensor_alias", "get_tensor_aliases", "gather_tensors_aliases",
            "convert_collection_to_dict", "get_variable_collections", "last_dimension", "channel_dimension",
@@ -48,18 +48,10 @@ def collect_named_outputs(collections, alias, outputs):
     """Tag `outputs` with `alias` and add it to `collections` (a name or a list; None skips)."""
     if collections:
         append_tensor_alias(outputs, alias)
-        names = [collections] if isinstance(collections, str) else _unique(collections)
+        names = [collections] if isinstance(collections, str) else _dedupe(collections)
         for c in names:
             outputs.graph.add_to_collection(c, outputs)
     return outputs
-
-
-def _unique(items):
-    out = []
-    for i in items:
-        if i not in out:
-            out.append(i)
-    return out
 
 
 def convert_collection_to_dict(collection, clear_collection=False, graph=None) -> "OrderedDict[str, Tensor]":
