@@ -75,3 +75,22 @@ def bn_recipe(bn):
                                          values[names[2]] if names[2] else None,
                                          values[names[3]] if names[3] else None, eps)
     return [n for n in names if n], affine
+
+
+def compose_into_epilogue(ctx, fused, root, sources, affine, why: str):
+    """`fused` (an affine-only epilogue with parameter scale, shift) followed by the per-channel
+    affine map `affine(values) -> (s2, t2)` of parameters `sources`, as one fused node named
+    `root` with composed scale and shift; None when scale or shift is not a parameter."""
+    scale, shift = fused.inputs[-2], fused.inputs[-1]
+    if not (is_var(scale) and is_var(shift)):
+        return None
+    sn, tn = var(scale), var(shift)
+    srcs = [sn, tn] + list(sources)
+
+    def composed(v):
+        s2, t2 = affine(v)
+        return folding.compose_affine(v[sn], v[tn], s2, t2)
+    n = fused.shape[-1]
+    new_scale = ctx.param(f"{root.name}/epilogue_scale", (n,), srcs, lambda v: composed(v)[0], why, root.dtype)
+    new_shift = ctx.param(f"{root.name}/epilogue_shift", (n,), srcs, lambda v: composed(v)[1], why, root.dtype)
+    return ctx.node(fused.op, fused.inputs[:-2] + (new_scale, new_shift), dict(fused.attrs), root.name)

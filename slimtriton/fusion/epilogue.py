@@ -12,29 +12,29 @@ which later activations fuse into in turn (second stage, LEFTOVER_RULES).
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..ir.ops import Op
-from . import folding
-from .common import (ACT_NAME, BASE_OPS, FUSED_OF, FUSED_OPS, bn_foldable, bn_recipe, fused_attrs, is_var,
-                     plain_epilogue, var)
+from .common import (ACT_NAME, BASE_OPS, EPILOGUE_DEFAULTS, FUSED_OF, FUSED_OPS, bn_foldable, bn_recipe,
+                     compose_into_epilogue, fused_attrs, n_base_inputs, plain_epilogue)
 from .pattern import Pat, Rule
 
 ACTS = frozenset(ACT_NAME)
 
 
+def _constant_affine(ctx, root, scale: float = 1.0):
+    """(scale, shift) parameter vectors of `root`'s channels: every scale `scale`, every shift 0."""
+    n = root.shape[-1]
+    return (ctx.filled(f"{root.name}/epilogue_scale", n, scale, root.dtype),
+            ctx.filled(f"{root.name}/epilogue_shift", n, 0.0, root.dtype))
+
+
 def _lift(match, ctx):
     conv = match["root"]
     fused_op, _ = FUSED_OF[conv.op]
-    n = conv.shape[-1]
-    scale = ctx.filled(f"{conv.name}/epilogue_scale", n, 1.0, conv.dtype)
-    shift = ctx.filled(f"{conv.name}/epilogue_shift", n, 0.0, conv.dtype)
-    return ctx.node(fused_op, conv.inputs + (scale, shift), fused_attrs(conv.op, conv.attrs), conv.name)
+    return ctx.node(fused_op, conv.inputs + _constant_affine(ctx, conv), fused_attrs(conv.op, conv.attrs), conv.name)
 
 
 def _elementwise(ctx, root, x, scale, shift, residual=None, **attrs):
-    a = dict(act="none", residual=residual is not None, residual_scale=1.0, act2="none")
-    a.update(attrs)
+    a = dict(EPILOGUE_DEFAULTS, residual=residual is not None, **attrs)
     ins = (x, scale, shift) + ((residual,) if residual is not None else ())
     return ctx.node(Op.FUSED_ELEMENTWISE, ins, a, root.name)
 
@@ -71,7 +71,7 @@ def _with_residual(ctx, fused, residual, root, scale: float):
     if residual.shape != root.shape or residual is fused:
         return None
     attrs = dict(fused.attrs, residual=True, residual_scale=float(scale))
-    n_base = 1 if fused.op is Op.FUSED_ELEMENTWISE else 2
+    n_base = n_base_inputs(fused.op)
     ins = fused.inputs[:n_base + 2] + (residual,) + fused.inputs[n_base + 2:]
     return ctx.node(fused.op, ins, attrs, root.name)
 
@@ -99,40 +99,25 @@ def _add_scaled_residual(match, ctx):
 
 
 def _scale_epilogue(match, ctx):
-    fused, root, c = match["fused"], match["root"], _scalar(match["c"])
-    scale, shift = fused.inputs[-2], fused.inputs[-1]
-    if not (is_var(scale) and is_var(shift)):
-        return None
-    sn, tn = var(scale), var(shift)
-    n = fused.shape[-1]
-    new_scale = ctx.param(f"{root.name}/epilogue_scale", (n,), [sn], lambda v: v[sn] * c, f"scale * {c}", root.dtype)
-    new_shift = ctx.param(f"{root.name}/epilogue_shift", (n,), [tn], lambda v: v[tn] * c, f"shift * {c}", root.dtype)
-    return ctx.node(fused.op, fused.inputs[:-2] + (new_scale, new_shift), dict(fused.attrs), root.name)
+    c = _scalar(match["c"])
+    return compose_into_epilogue(ctx, match["fused"], match["root"], [], lambda v: (c, 0.0),
+                                 f"scalar {c} composed into the epilogue")
 
 
 def _leftover_add(match, ctx):
     root = match["root"]
     a, b = root.inputs
-    n = root.shape[-1]
-    one = ctx.filled(f"{root.name}/epilogue_scale", n, 1.0, root.dtype)
-    zero = ctx.filled(f"{root.name}/epilogue_shift", n, 0.0, root.dtype)
-    return _elementwise(ctx, root, a, one, zero, residual=b)
+    return _elementwise(ctx, root, a, *_constant_affine(ctx, root), residual=b)
 
 
 def _leftover_act(match, ctx):
     root = match["root"]
-    n = root.shape[-1]
-    one = ctx.filled(f"{root.name}/epilogue_scale", n, 1.0, root.dtype)
-    zero = ctx.filled(f"{root.name}/epilogue_shift", n, 0.0, root.dtype)
-    return _elementwise(ctx, root, root.inputs[0], one, zero, act=ACT_NAME[root.op])
+    return _elementwise(ctx, root, root.inputs[0], *_constant_affine(ctx, root), act=ACT_NAME[root.op])
 
 
 def _leftover_scalar_mul(match, ctx):
-    root, c = match["root"], _scalar(match["c"])
-    n = root.shape[-1]
-    scale = ctx.filled(f"{root.name}/epilogue_scale", n, c, root.dtype)
-    zero = ctx.filled(f"{root.name}/epilogue_shift", n, 0.0, root.dtype)
-    return _elementwise(ctx, root, match["x"], scale, zero)
+    root = match["root"]
+    return _elementwise(ctx, root, match["x"], *_constant_affine(ctx, root, _scalar(match["c"])))
 
 
 def _same_shape_add(n) -> bool:

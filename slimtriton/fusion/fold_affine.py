@@ -16,7 +16,8 @@ import numpy as np
 
 from ..ir.ops import Op
 from . import folding
-from .common import (BASE_OPS, FUSED_OF, bn_foldable, bn_recipe, fused_attrs, is_var, plain_epilogue, var)
+from .common import (BASE_OPS, FUSED_OF, bn_foldable, bn_recipe, compose_into_epilogue, fused_attrs, is_var,
+                     plain_epilogue, var)
 from .pattern import Pat, Rule
 
 
@@ -48,32 +49,16 @@ def _conv_bias(match, ctx):
     return ctx.node(fused_op, conv.inputs + (scale, match["b"]), fused_attrs(conv.op, conv.attrs), root.name)
 
 
-def _compose(ctx, fused, root, sources, affine, why):
-    """fused's epilogue (scale, shift) followed by affine(values) -> (s2, t2)."""
-    scale, shift = fused.inputs[-2], fused.inputs[-1]
-    if not (is_var(scale) and is_var(shift)):
-        return None
-    sn, tn = var(scale), var(shift)
-    srcs = [sn, tn] + list(sources)
-
-    def composed(v):
-        s2, t2 = affine(v)
-        return folding.compose_affine(v[sn], v[tn], s2, t2)
-    n = fused.shape[-1]
-    new_scale = ctx.param(f"{root.name}/epilogue_scale", (n,), srcs, lambda v: composed(v)[0], why, root.dtype)
-    new_shift = ctx.param(f"{root.name}/epilogue_shift", (n,), srcs, lambda v: composed(v)[1], why, root.dtype)
-    return ctx.node(fused.op, fused.inputs[:-2] + (new_scale, new_shift), dict(fused.attrs), root.name)
-
-
 def _fused_bn(match, ctx):
     sources, affine = bn_recipe(match["root"])
-    return _compose(ctx, match["fused"], match["root"], sources, affine, "batch norm composed into the epilogue")
+    return compose_into_epilogue(ctx, match["fused"], match["root"], sources, affine,
+                                 "batch norm composed into the epilogue")
 
 
 def _fused_bias(match, ctx):
     b = var(match["b"])
-    return _compose(ctx, match["fused"], match["root"], [b],
-                    lambda v: (np.ones_like(v[b]), v[b]), "bias composed into the epilogue")
+    return compose_into_epilogue(ctx, match["fused"], match["root"], [b],
+                                 lambda v: (np.ones_like(v[b]), v[b]), "bias composed into the epilogue")
 
 
 _BN = dict(where=bn_foldable, rest=True, name="root")

@@ -13,7 +13,7 @@ only when weights are given, so a program can be planned and reported without we
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -144,7 +144,6 @@ class RewriteContext:
         if self._consumers is None:
             self._consumers = self.program.consumers()
         return self._consumers
-        self._names = {n.name for n in program.nodes} | set(program.derived)
 
     def unique(self, base: str) -> str:
         name, i = base, 1
@@ -231,8 +230,3 @@ def _absorbed_origin(program: Program, cur: Node, out: Node, matched) -> tuple[s
         merged.extend(program.origin.get(n.name, (n.name,)))
         stack.extend(n.inputs)
     return tuple(dict.fromkeys(merged))
-
-
-def single(values) -> Optional[Node]:
-    values = list(values)
-    return values[0] if len(values) == 1 else None
