@@ -373,6 +373,7 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
     code over a precomputed plan, so `torch.compile(f)` can trace it (fullgraph). The
     channels_last copies of conv weights are made here, once.
     """
+    from ..executor import needed_nodes
     from ..weights import check_weights
     nodes = list(getattr(graph_or_nodes, "nodes", graph_or_nodes))
     single = not isinstance(outputs, (list, tuple))
@@ -382,20 +383,14 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
         if id(o) not in position:
             raise ValueError(f"output {o.name} is not in the node list")
 
-    needed: set[int] = set()
-    stack = list(out_nodes)
-    while stack:
-        n = stack.pop()
-        if id(n) not in needed:
-            needed.add(id(n))
-            stack.extend(n.inputs)
+    needed = needed_nodes(out_nodes)
     order = [n for n in nodes if id(n) in needed]
     if len(order) != len(needed):
         raise ValueError("an input of a needed node is not in the node list")
     placeholders = [n for n in order if n.op is Op.PLACEHOLDER]
 
     var_nodes = {n.attrs["var"]: n for n in order if n.op is Op.VARIABLE}
-    check_weights({v: n for v, n in var_nodes.items()}, {k: weights[k] for k in var_nodes if k in weights})
+    check_weights(var_nodes, {k: weights[k] for k in var_nodes if k in weights})
     device, float_dtype = resolve_device(device), torch_dtype(dtype)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # compares equal to its tensors' .device
