@@ -28,6 +28,18 @@ def fused_attrs(base_op: Op, base_attrs) -> dict:
     return attrs
 
 
+def unpadded(node) -> bool:
+    """A conv / pool node with no padding on any side."""
+    return tuple(map(tuple, node.attrs["padding"])) == ((0, 0), (0, 0))
+
+
+def is_subsample(node) -> bool:
+    """A 1x1 pool without padding (TF-Slim `resnet_utils.subsample`): the strided selection
+    x[n, oh*s_h, ow*s_w, c]."""
+    return (node.op in (Op.MAX_POOL, Op.AVG_POOL) and tuple(node.attrs["ksize"]) == (1, 1) and unpadded(node)
+            and len(node.shape) == 4)
+
+
 def n_base_inputs(op: Op) -> int:
     return 1 if op is Op.FUSED_ELEMENTWISE else 2
 
@@ -94,3 +106,10 @@ def compose_into_epilogue(ctx, fused, root, sources, affine, why: str):
     new_scale = ctx.param(f"{root.name}/epilogue_scale", (n,), srcs, lambda v: composed(v)[0], why, root.dtype)
     new_shift = ctx.param(f"{root.name}/epilogue_shift", (n,), srcs, lambda v: composed(v)[1], why, root.dtype)
     return ctx.node(fused.op, fused.inputs[:-2] + (new_scale, new_shift), dict(fused.attrs), root.name)
+
+
+def absorb(lowered, merged: dict):
+    """A plan pass's result: the (node, Lowered) list with `merged[node name]` replacing the
+    lowering of the nodes it names, and the nodes those kernels absorbed dropped."""
+    gone = {id(n) for low in merged.values() for n in low.absorbed}
+    return [(node, merged.get(node.name, low)) for node, low in lowered if id(node) not in gone]

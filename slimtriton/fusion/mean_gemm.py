@@ -16,6 +16,7 @@ input rows are the N images ([N, C] or [N, 1, 1, C]) and a conv is 1x1 without p
 from __future__ import annotations
 
 from ..ir.ops import Op
+from .common import absorb, unpadded
 
 
 def is_global_mean(node) -> bool:
@@ -26,8 +27,7 @@ def is_global_mean(node) -> bool:
     if node.op is Op.REDUCE_MEAN:
         return tuple(node.attrs["axes"]) == (1, 2)
     if node.op is Op.AVG_POOL:
-        return (tuple(node.attrs["ksize"]) == (h, w) and tuple(node.shape[1:3]) == (1, 1)
-                and tuple(map(tuple, node.attrs["padding"])) == ((0, 0), (0, 0)))
+        return tuple(node.attrs["ksize"]) == (h, w) and tuple(node.shape[1:3]) == (1, 1) and unpadded(node)
     return False
 
 
@@ -38,8 +38,7 @@ def _gemm_candidate(node) -> bool:
         return False
     if node.op is Op.FUSED_CONV2D:
         x = node.inputs[0]
-        return (tuple(node.inputs[1].shape[:2]) == (1, 1) and tuple(x.shape[1:3]) == (1, 1)
-                and tuple(map(tuple, node.attrs["padding"])) == ((0, 0), (0, 0)))
+        return tuple(node.inputs[1].shape[:2]) == (1, 1) and tuple(x.shape[1:3]) == (1, 1) and unpadded(node)
     return True
 
 
@@ -82,6 +81,5 @@ def run(lowered, program):
     for node, _ in lowered:
         m = match(node, uses)
         if m is not None:
-            merged[node.name] = lower_mean_gemm(node, m[0], m[1], m[2])
-    gone = {id(n) for low in merged.values() for n in low.absorbed}
-    return [(node, merged.get(node.name, low)) for node, low in lowered if id(node) not in gone]
+            merged[node.name] = lower_mean_gemm(node, *m)
+    return absorb(lowered, merged)

@@ -6,6 +6,7 @@ the same shape, and reshape of a reshape (only the last shape matters: reshapes 
 from __future__ import annotations
 
 from ..ir.ops import Op
+from .common import is_subsample
 from .pattern import Pat, Rule
 
 
@@ -14,8 +15,7 @@ def _forward_input(match, ctx):
 
 
 def _is_trivial_pool(n) -> bool:
-    return (tuple(n.attrs["ksize"]) == (1, 1) and tuple(n.attrs["strides"]) == (1, 1)
-            and tuple(map(tuple, n.attrs["padding"])) == ((0, 0), (0, 0)))
+    return is_subsample(n) and tuple(n.attrs["strides"]) == (1, 1)
 
 
 def _reshape_of_reshape(match, ctx):

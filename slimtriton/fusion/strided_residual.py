@@ -13,12 +13,7 @@ consumer and not be a requested output.
 from __future__ import annotations
 
 from ..ir.ops import Op
-
-
-def is_subsample(node) -> bool:
-    return (node.op in (Op.MAX_POOL, Op.AVG_POOL) and tuple(node.attrs["ksize"]) == (1, 1)
-            and tuple(map(tuple, node.attrs["padding"])) == ((0, 0), (0, 0))
-            and len(node.shape) == 4)
+from .common import absorb, is_subsample
 
 
 def residual_of(node):
@@ -37,5 +32,4 @@ def run(lowered, program):
         if (r is not None and low.kernel == "conv2d" and not low.absorbed and is_subsample(r)
                 and uses.get(r.name) == 1 and r is not node.inputs[0]):
             merged[node.name] = lower_strided_residual(node, r)
-    gone = {id(n) for low in merged.values() for n in low.absorbed}
-    return [(node, merged.get(node.name, low)) for node, low in lowered if id(node) not in gone]
+    return absorb(lowered, merged)
