@@ -304,10 +304,10 @@ def conv_launches(shapes, dtype: str = "float16") -> list:
     import torch
 
     from . import conv2d
+    from .common import DTYPES
     from .launch import record_launches
 
-    tdt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-    meta = {"dtype": tdt, "device": "meta"}
+    meta = {"dtype": DTYPES[dtype], "device": "meta"}
     with record_launches(execute=False) as launches:
         for sh in shapes:
             x = torch.empty((sh.n, sh.h, sh.w, sh.cin), **meta)

@@ -5,6 +5,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import alloc
+
 # Activation codes passed to kernels as constexprs (compared at compile time).
 ACT_CODES = {"none": 0, "relu": 1, "relu6": 2}
 UNARY_CODES = {"none": 0, "relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4, "neg": 5}
@@ -78,6 +80,13 @@ def check_tensor(t, what: str, *, ndim: int | None = None, shape=None, dtype=Non
     return t
 
 
+def check_activation(x, what: str, ndim: int | None = None) -> str:
+    """The activation `x` of layer `what`: a contiguous tensor of a supported dtype (see
+    `check_tensor`); returns its dtype name."""
+    check_tensor(x, f"{what}: x", ndim=ndim)
+    return dtype_name(x, f"{what}: x")
+
+
 def check_channel_vector(v, what: str, length: int, device) -> torch.Tensor | None:
     """Per-channel scale/shift vectors: any float dtype (loaded as fp32), shape [length]."""
     if v is None:
@@ -104,11 +113,20 @@ def check_output(out, what: str, lead_shape, channels: int, offset: int, dtype, 
     return total
 
 
-def check_same_device(device, **tensors) -> None:
-    for name, t in tensors.items():
-        if t is not None and t.device != device:
-            raise KernelArgumentError(f"{name}: on device {t.device}, expected {device} "
-                                      f"(all tensors of a launch must share one device)")
+def output_buffer(out, what: str, x: torch.Tensor, lead_shape, channels: int, offset: int):
+    """(out, its total channel count): a new [*lead_shape, channels] tensor of x's dtype and
+    device (NaN-filled in poison mode) when `out` is None, else the checked `out` buffer
+    receiving `channels` channels at `offset` (see `check_output`)."""
+    if out is None:
+        if offset != 0:
+            raise KernelArgumentError(f"{what}: out_channel_offset={offset} needs an `out` buffer")
+        return alloc((*lead_shape, channels), x.dtype, x.device), channels
+    return out, check_output(out, f"{what}: out", lead_shape, channels, offset, x.dtype, x.device)
+
+
+def check_precision(precision, what: str) -> None:
+    if precision not in PRECISIONS:
+        raise KernelArgumentError(f"{what}: precision {precision!r} not in {PRECISIONS}")
 
 
 def pair(v, what: str) -> tuple[int, int]:

@@ -35,9 +35,9 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (DTYPES, PRECISIONS, KernelArgumentError, act_code, apply_act, check_channel_vector,
-                     check_output, check_tensor, dtype_name, padding_pairs, pair)
-from .launch import KernelLaunch, alloc
+from .common import (DTYPES, KernelArgumentError, act_code, apply_act, check_activation, check_channel_vector,
+                     check_precision, check_tensor, dtype_name, output_buffer, padding_pairs, pair)
+from .launch import KernelLaunch
 
 
 @triton.jit
@@ -277,13 +277,7 @@ def _epilogue_args(what, x, cout, lead_shape, scale, shift, act, residual, resid
         raise KernelArgumentError(f"{what}: act2={act2!r} needs a residual")
     elif (rsh, rsw) != (1, 1):
         raise KernelArgumentError(f"{what}: residual_strides={residual_strides} needs a residual")
-    if out is None:
-        if out_channel_offset != 0:
-            raise KernelArgumentError(f"{what}: out_channel_offset={out_channel_offset} needs an `out` buffer")
-        out = alloc((*lead_shape, cout), x.dtype, dev)
-        total = cout
-    else:
-        total = check_output(out, f"{what}: out", lead_shape, cout, out_channel_offset, x.dtype, dev)
+    out, total = output_buffer(out, what, x, lead_shape, cout, out_channel_offset)
     if residual is not None and residual.device.type != "meta" and residual.data_ptr() == out.data_ptr() \
             and (total != cout or out_channel_offset != 0 or (rsh, rsw) != (1, 1)):
         raise KernelArgumentError(f"{what}: residual aliases out (a channel slice, or read strided)")
@@ -383,8 +377,7 @@ def _check_prologue(what, x, in_scale, in_shift, prologue_act):
 
 def _check_input(what, x, pw: PackedWeight):
     """x is a supported 4-d activation matching the packed weight's dtype, device and Cin."""
-    check_tensor(x, f"{what}: x", ndim=4)
-    dtype_name(x, f"{what}: x")
+    check_activation(x, what, ndim=4)
     if pw.data.dtype != x.dtype:
         raise KernelArgumentError(f"{what}: weight dtype {pw.data.dtype} differs from x dtype {x.dtype}")
     if pw.data.device != x.device:
@@ -405,8 +398,7 @@ def conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(
     what = name
     pw = _check_packed(w_packed, "conv2d", what, prepack_conv2d)
     _check_input(what, x, pw)
-    if precision not in PRECISIONS:
-        raise KernelArgumentError(f"{what}: precision {precision!r} not in {PRECISIONS}")
+    check_precision(precision, what)
     (sh, sw), (dh, dw), (pt, pl), (oh, ow) = conv_output_geometry(what, x, pw.kh, pw.kw, strides, padding,
                                                                   dilations)
     _check_prologue(what, x, in_scale, in_shift, prologue_act)
@@ -427,8 +419,7 @@ def conv2d_transpose(x, w_packed, *, strides, pad_before, output_hw, scale=None,
     what = name
     pw = _check_packed(w_packed, "conv2d_transpose", what, prepack_conv2d_transpose)
     _check_input(what, x, pw)
-    if precision not in PRECISIONS:
-        raise KernelArgumentError(f"{what}: precision {precision!r} not in {PRECISIONS}")
+    check_precision(precision, what)
     sh, sw = pair(strides, f"{what}: strides")
     pt, pl = pair(pad_before, f"{what}: pad_before")
     oh, ow = pair(output_hw, f"{what}: output_hw")
@@ -453,8 +444,7 @@ def matmul(x, w_packed, *, scale=None, shift=None, act="none", residual=None, re
     if x.dim() < 1 or x.shape[-1] != pw.cin:
         raise KernelArgumentError(f"{what}: x shape {tuple(x.shape)} does not end in K={pw.cin} "
                                   f"(weight [{pw.cin}, {pw.cout}])")
-    if precision not in PRECISIONS:
-        raise KernelArgumentError(f"{what}: precision {precision!r} not in {PRECISIONS}")
+    check_precision(precision, what)
     lead = tuple(x.shape[:-1])
     rows = int(np.prod(lead)) if lead else 1
     x4 = x.reshape(rows, 1, 1, pw.cin)

@@ -17,8 +17,8 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (UNARY_CODES, KernelArgumentError, act_code, apply_act, check_channel_vector, check_output,
-                     check_tensor, dtype_name)
+from .common import (UNARY_CODES, KernelArgumentError, act_code, apply_act, check_activation, check_channel_vector,
+                     check_output, check_tensor, dtype_name, output_buffer)
 from .launch import KernelLaunch, alloc
 
 BINARY_CODES = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "minimum": 5}
@@ -146,8 +146,7 @@ def affine_act(x, scale, shift, act="none", residual=None, residual_scale=1.0, a
                out=None, out_channel_offset=0, name="affine_act") -> torch.Tensor:
     """FUSED_ELEMENTWISE: act2(residual + rs*act(x*scale[c] + shift[c])) over the last axis c."""
     what = name
-    check_tensor(x, f"{what}: x")
-    dtype_name(x, f"{what}: x")
+    check_activation(x, what)
     if x.dim() < 1:
         raise KernelArgumentError(f"{what}: x must have a channel axis, got shape {tuple(x.shape)}")
     c = x.shape[-1]
@@ -158,12 +157,7 @@ def affine_act(x, scale, shift, act="none", residual=None, residual_scale=1.0, a
         check_tensor(residual, f"{what}: residual", shape=x.shape, dtype=x.dtype, device=x.device)
     elif act2 != "none":
         raise KernelArgumentError(f"{what}: act2={act2!r} needs a residual")
-    if out is None:
-        if out_channel_offset != 0:
-            raise KernelArgumentError(f"{what}: out_channel_offset={out_channel_offset} needs an `out` buffer")
-        out, total = alloc(x.shape, x.dtype, x.device), c
-    else:
-        total = check_output(out, f"{what}: out", lead, c, out_channel_offset, x.dtype, x.device)
+    out, total = output_buffer(out, what, x, lead, c, out_channel_offset)
     rows = x.numel() // c if c else 0
     tile = cfg.tile_2d(rows, c)
     dummy = x
@@ -218,8 +212,7 @@ def unary(op, x, name="unary") -> torch.Tensor:
     """Elementwise relu / relu6 / sigmoid / tanh / neg (fp32 math, result in x's dtype)."""
     what = f"{name} ({op})"
     code = act_code(op, what, UNARY_CODES)
-    check_tensor(x, f"{what}: x")
-    dtype_name(x, f"{what}: x")
+    check_activation(x, what)
     out = alloc(x.shape, x.dtype, x.device)
     numel = x.numel()
     block, warps = cfg.tile_1d(numel)
@@ -231,8 +224,7 @@ def unary(op, x, name="unary") -> torch.Tensor:
 def copy_channels(x, out, out_channel_offset, name="copy_channels") -> torch.Tensor:
     """Copy x[..., C] into out[..., offset:offset+C] (a wider buffer with equal leading dims)."""
     what = name
-    check_tensor(x, f"{what}: x")
-    dtype_name(x, f"{what}: x")
+    check_activation(x, what)
     if x.dim() < 1:
         raise KernelArgumentError(f"{what}: x must have a channel axis, got shape {tuple(x.shape)}")
     c = x.shape[-1]
@@ -248,8 +240,7 @@ def copy_channels(x, out, out_channel_offset, name="copy_channels") -> torch.Ten
 def pad(x, paddings, value=0.0, name="pad") -> torch.Tensor:
     """Constant padding: `paddings` gives (before, after) >= 0 per axis of x (rank <= 6)."""
     what = name
-    check_tensor(x, f"{what}: x")
-    dtype_name(x, f"{what}: x")
+    check_activation(x, what)
     try:
         pads = [(int(b), int(a)) for b, a in paddings]
     except (TypeError, ValueError):

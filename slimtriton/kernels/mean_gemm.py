@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import PRECISIONS, KernelArgumentError, act_code, apply_act, check_tensor, dtype_name
+from .common import KernelArgumentError, act_code, apply_act, check_activation, check_precision
 from .conv import PackedWeight, _check_packed, _check_prologue, _epilogue_args, prepack_matmul, scale_shift_act
 from .launch import KernelLaunch
 
@@ -93,8 +93,7 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
         pw = w_packed
     else:
         pw = _check_packed(w_packed, "matmul", what, prepack_matmul)
-    check_tensor(x, f"{what}: x", ndim=4)
-    dtype = dtype_name(x, f"{what}: x")
+    dtype = check_activation(x, what, ndim=4)
     if pw.data.dtype != x.dtype or pw.data.device != x.device:
         raise KernelArgumentError(f"{what}: weight {pw.data.dtype} on {pw.data.device} does not match "
                                   f"x {x.dtype} on {x.device}")
@@ -104,8 +103,7 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
                                   f"[{pw.cin}, {pw.cout}]")
     if h * w < 1:
         raise KernelArgumentError(f"{what}: x of shape {tuple(x.shape)} has no pixel to average")
-    if precision not in PRECISIONS:
-        raise KernelArgumentError(f"{what}: precision {precision!r} not in {PRECISIONS}")
+    check_precision(precision, what)
     _check_prologue(what, x, in_scale, in_shift, prologue_act)
     lead = (n, 1, 1) if keepdims else (n,)
     out, total, flags = _epilogue_args(what, x, pw.cout, lead, scale, shift, act, None, 1.0, "none", out,

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import KernelArgumentError, check_tensor, dtype_name
+from .common import KernelArgumentError, check_activation
 from .launch import KernelLaunch, alloc
 
 
@@ -64,8 +64,7 @@ def line_reduce_kernel(
 
 
 def _line_reduce(what, x, axis, epsilon, is_softmax) -> torch.Tensor:
-    check_tensor(x, f"{what}: x")
-    dtype_name(x, f"{what}: x")
+    check_activation(x, what)
     if x.dim() < 1:
         raise KernelArgumentError(f"{what}: x must have at least one axis, got shape {tuple(x.shape)}")
     if not -x.dim() <= axis < x.dim():
@@ -77,10 +76,8 @@ def _line_reduce(what, x, axis, epsilon, is_softmax) -> torch.Tensor:
         inner *= d
     lines = x.numel() // length if length else 0
     out = alloc(x.shape, x.dtype, x.device)
-    if not cfg.gpu_tiles_active(x.device):
-        tile = cfg.tile_2d(lines, length)
-    else:
-        tile = cfg.tile_2d(lines, length, gpu_elems=2048, max_cols=1024 if inner == 1 else 16)
+    # on a GPU, a strided axis (inner > 1) keeps few columns: its loads are not contiguous
+    tile = cfg.tile_2d(lines, length, gpu_elems=2048, max_cols=1024 if inner == 1 else 16)
     grid = (triton.cdiv(lines, tile.BLOCK_R),)
     args = (x, out, lines, length, inner, float(epsilon))
     KernelLaunch(what, line_reduce_kernel, args, {"IS_SOFTMAX": is_softmax, **tile.constexprs()}, grid,

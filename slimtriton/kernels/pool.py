@@ -17,8 +17,8 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import KernelArgumentError, check_output, check_tensor, dtype_name, padding_pairs, pair
-from .launch import KernelLaunch, alloc
+from .common import KernelArgumentError, check_activation, output_buffer, padding_pairs, pair
+from .launch import KernelLaunch
 
 
 @triton.jit
@@ -78,17 +78,8 @@ def global_mean_kernel(
     tl.store(out_ptr + n * out_c_total + out_c_offset + offs_c, mean.to(out_ptr.dtype.element_ty), mask=c_mask)
 
 
-def _out_buffer(what, x, lead, c, out, offset):
-    if out is None:
-        if offset != 0:
-            raise KernelArgumentError(f"{what}: out_channel_offset={offset} needs an `out` buffer")
-        return alloc((*lead, c), x.dtype, x.device), c
-    return out, check_output(out, f"{what}: out", lead, c, offset, x.dtype, x.device)
-
-
 def _pool(what, x, ksize, strides, padding, out, out_channel_offset, is_max) -> torch.Tensor:
-    check_tensor(x, f"{what}: x", ndim=4)
-    dtype_name(x, f"{what}: x")
+    check_activation(x, what, ndim=4)
     kh, kw = pair(ksize, f"{what}: ksize")
     sh, sw = pair(strides, f"{what}: strides")
     (pt, pb), (pl, pr) = padding_pairs(padding, what)
@@ -103,7 +94,7 @@ def _pool(what, x, ksize, strides, padding, out, out_channel_offset, is_max) -> 
     if oh < 1 or ow < 1:
         raise KernelArgumentError(f"{what}: input {tuple(x.shape)} with window {kh}x{kw} and padding "
                                   f"{padding} gives an empty output {oh}x{ow}")
-    out, total = _out_buffer(what, x, (n, oh, ow), c, out, out_channel_offset)
+    out, total = output_buffer(out, what, x, (n, oh, ow), c, out_channel_offset)
     m = n * oh * ow
     tile = cfg.tile_2d(m, c, gpu_elems=2048, max_cols=64)
     grid = (triton.cdiv(m, tile.BLOCK_R), triton.cdiv(c, tile.BLOCK_C))
@@ -126,13 +117,12 @@ def avg_pool2d(x, ksize, strides, padding, out=None, out_channel_offset=0, name=
 def global_mean(x, keepdims=True, out=None, out_channel_offset=0, name="global_mean") -> torch.Tensor:
     """Mean over H and W of x[N,H,W,C] -> [N,1,1,C] (keepdims) or [N,C]; `out` may be wider in C."""
     what = name
-    check_tensor(x, f"{what}: x", ndim=4)
-    dtype_name(x, f"{what}: x")
+    check_activation(x, what, ndim=4)
     n, h, w, c = x.shape
     if h * w == 0:
         raise KernelArgumentError(f"{what}: mean over an empty H*W (x shape {tuple(x.shape)})")
     lead = (n, 1, 1) if keepdims else (n,)
-    out, total = _out_buffer(what, x, lead, c, out, out_channel_offset)
+    out, total = output_buffer(out, what, x, lead, c, out_channel_offset)
     tile = cfg.tile_2d(h * w, c, gpu_elems=2048, max_cols=64)
     grid = (n, triton.cdiv(c, tile.BLOCK_C))
     args = (x, out, h * w, c, 1.0 / (h * w), total, out_channel_offset)

@@ -108,3 +108,24 @@ def test_audit_rule_flags_spills_and_missing_tensor_cores():
     assert row.problems == ["spills", "no tensor-core instructions"] and not row.ok
     with pytest.raises(ValueError, match="N,H,W,Cin,Cout,KH,KW,stride"):
         A.parse_shape_spec("1,2,3")
+
+
+def test_output_and_precision_errors_name_the_layer_and_argument():
+    x = torch.zeros((1, 4, 4, 3), device=DEVICE)
+    w = K.prepack_conv2d(torch.zeros((1, 1, 3, 5), device=DEVICE))
+    for call in (lambda: K.conv2d(x, w, out_channel_offset=2, name="l1"),
+                 lambda: K.affine_act(x, None, None, out_channel_offset=2, name="l1"),
+                 lambda: K.avg_pool2d(x, 2, 2, ((0, 0), (0, 0)), out_channel_offset=2, name="l1"),
+                 lambda: K.global_mean(x, out_channel_offset=2, name="l1")):
+        with pytest.raises(K.KernelArgumentError, match=r"^l1: out_channel_offset=2 needs an `out` buffer"):
+            call()
+    with pytest.raises(K.KernelArgumentError, match=r"^l1: out: expected dtype torch.float32, got torch.float16"):
+        K.max_pool2d(x, 2, 2, ((0, 0), (0, 0)), out=torch.zeros((1, 2, 2, 3), dtype=torch.float16, device=DEVICE),
+                     name="l1")
+    for call in (lambda: K.conv2d(x, w, precision="tf16", name="l2"),
+                 lambda: K.matmul(x.reshape(16, 3), K.prepack_matmul(torch.zeros((3, 5))), precision="tf16", name="l2"),
+                 lambda: K.mean_matmul(x, w, precision="tf16", name="l2")):
+        with pytest.raises(K.KernelArgumentError, match=r"^l2: precision 'tf16' not in \('ieee', 'tf32'\)"):
+            call()
+    with pytest.raises(K.KernelArgumentError, match=r"^l3: x: dtype torch.float64 is not supported"):
+        K.softmax(x.double(), name="l3")
