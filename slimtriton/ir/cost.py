@@ -22,15 +22,10 @@ output element; data movement (reshape, concat, pad, tile, identity, variables) 
 """
 from __future__ import annotations
 
+from math import prod
+
 from .node import Node
 from .ops import Op, lookup
-
-
-def _prod(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def _zero(node: Node) -> int:
@@ -39,53 +34,53 @@ def _zero(node: Node) -> int:
 
 def _per_output(k: int):
     def rule(node: Node) -> int:
-        return k * _prod(node.shape)
+        return k * prod(node.shape)
     return rule
 
 
 def _conv2d(node: Node) -> int:
     w = node.inputs[1].shape  # [kh, kw, cin, cout]
-    return 2 * _prod(node.shape) * w[0] * w[1] * w[2]
+    return 2 * prod(node.shape) * w[0] * w[1] * w[2]
 
 
 def _depthwise(node: Node) -> int:
     w = node.inputs[1].shape  # [kh, kw, cin, dm]
-    return 2 * _prod(node.shape) * w[0] * w[1]
+    return 2 * prod(node.shape) * w[0] * w[1]
 
 
 def _conv2d_transpose(node: Node) -> int:
     x, w = node.inputs[0].shape, node.inputs[1].shape  # w [kh, kw, cout, cin]
-    return 2 * _prod(x) * w[0] * w[1] * w[2]
+    return 2 * prod(x) * w[0] * w[1] * w[2]
 
 
 def _matmul(node: Node) -> int:
-    return 2 * _prod(node.shape) * node.inputs[1].shape[0]
+    return 2 * prod(node.shape) * node.inputs[1].shape[0]
 
 
 def _batch_norm(node: Node) -> int:
-    return (5 if node.attrs.get("is_training") else 2) * _prod(node.shape)
+    return (5 if node.attrs.get("is_training") else 2) * prod(node.shape)
 
 
 def _dropout(node: Node) -> int:
-    return _prod(node.shape) if node.attrs.get("is_training") else 0
+    return prod(node.shape) if node.attrs.get("is_training") else 0
 
 
 def _pool(node: Node) -> int:
     kh, kw = node.attrs["ksize"]
-    return _prod(node.shape) * kh * kw
+    return prod(node.shape) * kh * kw
 
 
 def _reduce_mean(node: Node) -> int:
-    return _prod(node.inputs[0].shape)
+    return prod(node.inputs[0].shape)
 
 
 def _epilogue(node: Node) -> int:
     per = 2 + (node.attrs.get("act", "none") != "none")
     if node.attrs.get("residual"):
         per += 2 + (node.attrs.get("act2", "none") != "none")
-    total = per * _prod(node.shape)
+    total = per * prod(node.shape)
     if node.attrs.get("prologue"):
-        total += (2 + (node.attrs.get("prologue_act", "none") != "none")) * _prod(node.inputs[0].shape)
+        total += (2 + (node.attrs.get("prologue_act", "none") != "none")) * prod(node.inputs[0].shape)
     return total
 
 

@@ -11,6 +11,7 @@ output shape and dtype come from the op's shape rule (ir/shapes.py).
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Optional
@@ -48,10 +49,7 @@ class VariableSpec:
 
     @property
     def size(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 class Graph:

@@ -9,6 +9,7 @@ thin user-facing handle (TF1 habits: ``.shape``, ``.get_shape().as_list()``,
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from typing import Any, Mapping
 
@@ -50,10 +51,7 @@ class Node:
 
     @property
     def size(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     def format_attrs(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.attrs.items())
@@ -76,10 +74,7 @@ class TensorShape(tuple):
         return list(self)
 
     def num_elements(self) -> int:
-        n = 1
-        for d in self:
-            n *= d
-        return n
+        return math.prod(self)
 
     def is_fully_defined(self) -> bool:
         return True

@@ -5,6 +5,8 @@ Errors are ValueError/TypeError naming the node (its scope), the argument and th
 """
 from __future__ import annotations
 
+import math
+
 from .node import DTYPES, FLOAT_DTYPES
 from .ops import ACTIVATIONS, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Op, lookup
 
@@ -193,10 +195,7 @@ def _reshape(name, inputs, attrs):
     _arity(name, inputs, 1)
     x = inputs[0]
     shape = tuple(attrs["shape"])
-    n = 1
-    for d in shape:
-        n *= d
-    if n != x.size:
+    if math.prod(shape) != x.size:
         _fail(name, f"cannot reshape {list(x.shape)} ({x.size} elements) to {list(shape)}")
     return shape, x.dtype
 

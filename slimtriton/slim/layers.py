@@ -18,6 +18,7 @@ the argument and the shapes: `slim.conv2d(scope='net/conv1'): argument `inputs`:
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 
 from ..ir.graph import record
@@ -498,10 +499,7 @@ def flatten(inputs, outputs_collections=None, scope=None):
         x = layer.tensor(inputs)
         if len(x.shape) < 2:
             layer.fail("inputs", f"Inputs must have a least 2 dimensions, got shape {list(x.shape)}")
-        n = 1
-        for d in x.shape[1:]:
-            n *= d
-        out = record(Op.RESHAPE, [x], {"shape": (x.shape[0], n)}, "flatten/Reshape")
+        out = record(Op.RESHAPE, [x], {"shape": (x.shape[0], math.prod(x.shape[1:]))}, "flatten/Reshape")
         return collect_named_outputs(outputs_collections, sc, out)
 
 

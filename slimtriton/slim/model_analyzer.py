@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import collections
 
-import numpy as np
-
 from ..ir.cost import flops
 from ..ir.ops import Op
 
@@ -37,7 +35,7 @@ def analyze_vars(variables, print_info=True) -> VarsTotals:
     lines = ["---------", "Variables: name (type shape) [size]", "---------"]
     total_size = total_bytes = 0
     for var in variables:
-        size = int(np.prod(var.shape, dtype=np.int64)) if var.shape else 1
+        size = var.size
         nbytes = size * _BYTES.get(var.dtype, 4)
         total_size += size
         total_bytes += nbytes
