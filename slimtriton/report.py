@@ -117,7 +117,7 @@ def slimtriton_plan(plan) -> list[dict]:
 
 def plan_summary(plan) -> dict:
     """The JSON summary: kernel counts and modeled DRAM bytes per plan, FLOPs, peak activations."""
-    baseline = plan.baseline if getattr(plan, "baseline", None) is not None else plan.program
+    baseline = plan.baseline if plan.baseline is not None else plan.program
     plans = {
         "unfused": unfused_plan(baseline, plan.dtype),
         "extern_conv_plus_pointwise": extern_conv_plus_pointwise_plan(baseline, plan.dtype),
@@ -139,7 +139,6 @@ def _fmt_bytes(n: float) -> str:
         if abs(n) < 1024 or unit == "GB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
-    return str(n)
 
 
 def fusion_report(plan, json_path=None, max_ops_shown: int = 6) -> str:
@@ -182,8 +181,9 @@ def second_output_bytes(program, dtype: str) -> dict:
     """Byte-model comparison for each pointwise `e = act(x*s + t)` (no residual) whose input x
     is produced by a fused conv / GEMM kernel, in `program` as it stands after pass 4b
     (`pointwise`): the cost of what passes 5 and 7 do (consumer prologues when pass 5 applies
-    them; the mean-GEMM's per-pixel prologue when e only feeds a global mean; else e's own kernel) against a second output of x's producer (e written by the producer's
-    epilogue too; consumers read e). Costs count only what differs: e's kernel, the extra
+    them; the mean-GEMM's per-pixel prologue when e only feeds a global mean; else e's own
+    kernel) against a second output of x's producer (e written by the producer's epilogue
+    too; consumers read e). Costs count only what differs: e's kernel, the extra
     write, the consumers' reads of x or e and of the vectors. Returns per-node rows and totals."""
     from .fusion import prologue as prologue_pass
     from .fusion.common import FUSED_OPS, PROLOGUE_OPS
@@ -193,19 +193,17 @@ def second_output_bytes(program, dtype: str) -> dict:
     for e in program.nodes:
         if e.op is not Op.FUSED_ELEMENTWISE or e.attrs["residual"]:
             continue
-        x, s, t = e.inputs[:3]
+        x = e.inputs[0]
         if x.op not in FUSED_OPS:
             continue
         users = consumers.get(e.name, [])
         n = len(users)
-        vec = tensor_bytes(s.shape, dtype) + tensor_bytes(t.shape, dtype)
-        xb, eb = tensor_bytes(x.shape, dtype), tensor_bytes(e.shape, dtype)
         as_prologue = (n > 0 and all(u.op in PROLOGUE_OPS and u.inputs[0] is e for u in users)
                        and sum(prologue_pass._taps(u) for u in users) <= prologue_pass.MAX_PROLOGUE_TAPS)
         into_mean = n == 1 and is_global_mean(users[0])
-        kept = xb + vec + eb + n * eb
-        current = n * (xb + vec) if (as_prologue or into_mean) else kept
-        second = vec + eb + n * eb
+        kept, fused = prologue_pass.pointwise_and_prologue_bytes(e, n, dtype)
+        current = fused if (as_prologue or into_mean) else kept
+        second = kept - tensor_bytes(x.shape, dtype)  # as e's own kernel, less its read of x
         how = "prologue" if as_prologue else "mean-GEMM prologue" if into_mean else "pointwise kernel"
         rows.append({"node": e.name, "consumers": n, "current": how,
                      "current_bytes": current, "second_output_bytes": second})

@@ -34,15 +34,19 @@ def _taps(conv) -> float:
     return w.shape[0] * w.shape[1] / (sh * sw)
 
 
-def prologue_saves_bytes(e, consumers, dtype: str = None) -> bool:
-    """The byte-model comparison of the module docstring."""
+def pointwise_and_prologue_bytes(e, n: int, dtype: str) -> tuple[int, int]:
+    """The byte model of the module docstring for `e` read by `n` consumers: (keeping e as its
+    own kernel, applying it as the consumers' prologue)."""
     from ..report import tensor_bytes
-    dt = dtype or e.dtype
     x, s, t = e.inputs[:3]
-    n = len(consumers)
-    vec = tensor_bytes(s.shape, dt) + tensor_bytes(t.shape, dt)
-    keep = tensor_bytes(x.shape, dt) + vec + tensor_bytes(e.shape, dt) + n * tensor_bytes(e.shape, dt)
-    fuse = n * (tensor_bytes(x.shape, dt) + vec)
+    vec = tensor_bytes(s.shape, dtype) + tensor_bytes(t.shape, dtype)
+    keep = tensor_bytes(x.shape, dtype) + vec + tensor_bytes(e.shape, dtype) + n * tensor_bytes(e.shape, dtype)
+    fuse = n * (tensor_bytes(x.shape, dtype) + vec)
+    return keep, fuse
+
+
+def prologue_saves_bytes(e, consumers) -> bool:
+    keep, fuse = pointwise_and_prologue_bytes(e, len(consumers), e.dtype)
     return fuse < keep
 
 
