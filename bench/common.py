@@ -5,7 +5,8 @@
 * `summarize()`: robust statistics of timing samples (median, p10/p90, mean, min, max).
 * `Target` / `check_ratio()` / `print_targets()`: the PASS/FAIL checks both scripts print.
 * `markdown_table()`, `write_json()`, `write_text()`, `record_markdown()`: result files.
-* `pyplot()`: matplotlib with the non-interactive Agg backend (None when not installed).
+* `pyplot()`: matplotlib with the non-interactive Agg backend (None when not installed);
+  `save_figure()` writes a chart.
 * `fmt_bytes()`, `fmt_count()`: human-readable numbers for tables.
 
 Nothing here imports torch or triton at module level: the scripts decide when (and with
@@ -284,6 +285,16 @@ def pyplot():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     return plt
+
+
+def save_figure(plt, fig, path) -> Path:
+    """Lay out `fig`, write it to `path` (110 dpi; folders made) and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 # -- formatting ----------------------------------------------------------------------------

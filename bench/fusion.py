@@ -358,12 +358,7 @@ def save_chart(rows, path) -> Path | None:
         return None if r is None else str(r["kernels"]["slimtriton"])
     bars(axes[-1, 0], count, "kernel launches", f"kernel launches per inference (batch {first})", count_note)
     axes[0, 0].legend(loc="upper left", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return common.save_figure(plt, fig, path)
 
 
 # -- main -------------------------------------------------------------------------------------

@@ -99,6 +99,11 @@ class Task:
         return (f"{self.net} {self.dtype} b{self.batch} {self.system} "
                 f"cuda_graph={'on' if self.cuda_graph else 'off'}")
 
+    def row(self, **fields) -> dict:
+        """A result row: the task's identifying fields, then `fields`."""
+        return {"net": self.net, "batch": self.batch, "dtype": self.dtype, "precision": PRECISION[self.dtype],
+                "system": self.system, "cuda_graph": self.cuda_graph, **fields}
+
 
 class Budget:
     """A global wall-clock budget."""
@@ -313,12 +318,7 @@ def save_chart(rows, path) -> Optional[Path]:
         ax.set_title(f"{net}, {DTYPE_LABELS.get(dtype, dtype)}, batch {batch}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return common.save_figure(plt, fig, path)
 
 
 # -- GPU measurement ----------------------------------------------------------------------------
@@ -362,7 +362,7 @@ def time_cuda(fn: Callable[[], object], timing: Timing) -> list[float]:
 def measure_peak(dtype: str, size: int, timing: Timing) -> float:
     """TFLOP/s of a size^3 torch.matmul in `dtype` (float32: with TF32)."""
     import torch
-    tdt = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+    tdt = _torch_dtype(dtype)
     gen = torch.Generator(device=DEVICE).manual_seed(0)
     a = torch.randn((size, size), device=DEVICE, generator=gen).to(tdt)
     b = torch.randn((size, size), device=DEVICE, generator=gen).to(tdt)
@@ -422,8 +422,8 @@ def free_gpu() -> None:
 
 
 def _torch_dtype(dtype: str):
-    import torch
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+    from slimtriton.kernels.common import DTYPES
+    return DTYPES[dtype]
 
 
 def build_runner(task: Task, state: NetState):
@@ -481,8 +481,7 @@ def build_runner(task: Task, state: NetState):
 
 def run_task(task: Task, state: NetState, timing: Timing, peaks: dict) -> dict:
     import torch
-    row = {"net": task.net, "batch": task.batch, "dtype": task.dtype, "precision": PRECISION[task.dtype],
-           "system": task.system, "cuda_graph": task.cuda_graph}
+    row = task.row()
     with tf32(task.dtype == "float32"), torch.no_grad():
         started = time.perf_counter()
         call, first = build_runner(task, state)
@@ -540,6 +539,7 @@ def parse_args(argv):
 def write_results(out: Path, args, record, budget: Budget, peaks: dict, rows: list, complete: bool):
     """gpu.json and gpu.md from the rows so far (`complete=False`: written after each
     measurement, marked partial, so an outer time limit cannot lose what was measured)."""
+    from slimtriton.kernels.config import autotune_enabled
     targets = gpu_targets(rows)
     result = {
         "record": record,
@@ -549,7 +549,7 @@ def write_results(out: Path, args, record, budget: Budget, peaks: dict, rows: li
                      "peak_size": args.peak_size, "cudnn_benchmark": True, "output": "logits",
                      "weights": "init_weights(graph, seed=0)", "images": "uniform [-1, 1], seed 0",
                      "complete": complete,
-                     "autotune": os.environ.get("SLIMTRITON_AUTOTUNE", "1") not in ("0", "false", "False")},
+                     "autotune": autotune_enabled()},
         "peak_tflops": peaks,
         "rows": rows,
         "targets": [t.to_json() for t in targets],
@@ -588,21 +588,18 @@ def main(argv=None) -> int:
     states = {net: NetState(net) for net in args.nets}
     rows = []
     for task in schedule(args.nets, args.batches, args.dtypes):
-        base = {"net": task.net, "batch": task.batch, "dtype": task.dtype, "precision": PRECISION[task.dtype],
-                "system": task.system, "cuda_graph": task.cuda_graph}
         needed = args.compile_reserve if task.system == "torch_compile" else 15.0
         if not budget.allows(needed):
-            rows.append({**base, "status": "skipped",
-                         "reason": f"time budget ({budget.remaining():.0f} s left, {needed:.0f} s needed)"})
+            rows.append(task.row(status="skipped",
+                                 reason=f"time budget ({budget.remaining():.0f} s left, {needed:.0f} s needed)"))
             continue
         print(f"[{budget.elapsed():5.0f} s] {task.label} ...", end=" ", flush=True)
-        in_flight = {**base, "status": "error",
-                     "reason": "did not finish: the run was stopped during this measurement"}
+        in_flight = task.row(status="error", reason="did not finish: the run was stopped during this measurement")
         write_results(Path(args.out_dir), args, record, budget, peaks, rows + [in_flight], complete=False)
         try:
             row = run_task(task, states[task.net], args.timing, peaks)
         except Exception as exc:  # noqa: BLE001 -- recorded; the other measurements go on
-            row = {**base, "status": "error", "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            row = task.row(status="error", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
             print(f"ERROR {row['reason']}", flush=True)
             traceback.print_exc(limit=4)
         else:

@@ -7,7 +7,8 @@ For each shape and batch size it reports TFLOP/s (2*M*N*K / time) of
     the epilogue, eager torch runs cuDNN conv then batch_norm, relu (add, relu) kernels.
 Targets: >= 0.9x cuDNN plain, >= 1.2x with the epilogue counted. Every result is also
 checked against cuDNN (relative L2 error). Prints a table and writes JSON under
-bench/results/ with the machine, versions, date and command.
+bench/results/ with the machine, versions (slimtriton's git commit included), date and
+command (`common.run_record`, as the other benchmarks).
 
 Timing: `triton.testing.do_bench` (CUDA events, L2 flushed before each run, median of the
 runs), after one explicit warm-up call of each function (Triton JIT and autotuning happen
@@ -25,9 +26,11 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (bench/common.py)
 
 
 def main(argv=None) -> int:
@@ -55,12 +58,12 @@ def main(argv=None) -> int:
         os.environ["TRITON_INTERPRET"] = "0"
     import torch.nn.functional as F
     from slimtriton import kernels as K  # before triton: sets TRITON_INTERPRET without a GPU
-    import triton
     from triton.testing import do_bench
 
     from slimtriton.kernels.audit import resnet_v1_50_conv_shapes
+    from slimtriton.kernels.common import DTYPES
 
-    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[args.dtype]
+    dtype = DTYPES[args.dtype]
     dev = "cuda"
     torch.backends.cudnn.benchmark = True
     gen = torch.Generator(device=dev).manual_seed(0)
@@ -162,17 +165,14 @@ def main(argv=None) -> int:
         print(f"{len(failed)} shapes failed (recorded in the JSON)")
     now = datetime.datetime.now(datetime.timezone.utc)
     record = {
-        "benchmark": "bench/kernels.py", "date": now.isoformat(), "command": " ".join([sys.executable, *sys.argv]),
-        "machine": {"gpu": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()),
-                    "host": platform.node(), "platform": platform.platform()},
-        "versions": {"torch": torch.__version__, "triton": triton.__version__, "cuda": torch.version.cuda,
-                     "cudnn": torch.backends.cudnn.version(), "python": platform.python_version()},
+        "benchmark": "bench/kernels.py",
+        "record": common.run_record(None if argv is None else ["bench/kernels.py", *argv], with_gpu=True),
         "dtype": args.dtype, "autotune": not args.no_autotune, "batches": args.batches, "quick": args.quick,
         "summary": summary, "rows": rows,
     }
-    out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / f"kernels-{now:%Y%m%d-%H%M%S}.json"
+    out = Path(args.out) if args.out else common.RESULTS_DIR / f"kernels-{now:%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
+    out.write_text(json.dumps(record, indent=1))  # not common.write_json: a NaN error must be recorded, not refused
     print(f"wrote {out}")
     return 0
 
