@@ -112,6 +112,11 @@ def test_non_tensor_input_and_activation(g):
         slim.conv2d(x, 4, 3, activation_fn="relu", scope="a")
     with _raises(TypeError, "`is_training`", "symbolic"):
         slim.batch_norm(x, is_training=st.placeholder([1], dtype="bool"), scope="bn")
+    for layer in (slim.conv2d, slim.batch_norm, slim.bias_add):  # every layer with an activation_fn
+        name = layer.__name__.replace("convolution2d", "conv2d")
+        args = (4, 3) if layer is slim.conv2d else ()
+        with _raises(TypeError, f"slim.{name}(scope='act_{name}')", "`activation_fn`", "returned ndarray"):
+            layer(x, *args, activation_fn=lambda t: np.zeros(3), scope=f"act_{name}")
 
 
 def test_other_layer_argument_errors(g):

@@ -108,6 +108,16 @@ class _Layer:
         if fn is not None and not callable(fn):
             self.fail(argument, f"expected a callable or None, got {type(fn).__name__}", TypeError)
 
+    def activate(self, outputs, activation_fn):
+        """`activation_fn(outputs)` (None: outputs as they are); it must return a Tensor."""
+        self.callable_or_none(activation_fn, "activation_fn")
+        if activation_fn is None:
+            return outputs
+        outputs = activation_fn(outputs)
+        if not isinstance(outputs, Tensor):
+            self.fail("activation_fn", f"must return a Tensor, returned {type(outputs).__name__}", TypeError)
+        return outputs
+
     def bool_value(self, value, argument):
         if isinstance(value, Tensor):
             self.fail(argument, f"must be a python bool: a symbolic tensor {value.name} is not supported "
@@ -115,11 +125,7 @@ class _Layer:
         return bool(value)
 
 
-def _weights_dtype(x: Tensor) -> str:
-    return x.dtype
-
-
-def _bias_norm_act(layer, sc, outputs, num_outputs, normalizer_fn, normalizer_params, biases_initializer,
+def _bias_norm_act(layer, outputs, num_outputs, normalizer_fn, normalizer_params, biases_initializer,
                    biases_regularizer, variables_collections, trainable, activation_fn):
     """TF-Slim's tail: normalizer_fn, or biases when there is no normalizer, then activation_fn."""
     layer.callable_or_none(normalizer_fn, "normalizer_fn")
@@ -134,15 +140,11 @@ def _bias_norm_act(layer, sc, outputs, num_outputs, normalizer_fn, normalizer_pa
                                 collections=get_variable_collections(variables_collections, "biases"),
                                 trainable=trainable)
         outputs = record(Op.BIAS_ADD, [outputs, biases], {}, "BiasAdd")
-    if activation_fn is not None:
-        outputs = activation_fn(outputs)
-        if not isinstance(outputs, Tensor):
-            layer.fail("activation_fn", f"must return a Tensor, returned {type(outputs).__name__}", TypeError)
-    return outputs
+    return layer.activate(outputs, activation_fn)
 
 
 def _weights(name, shape, x, initializer, regularizer, variables_collections, trainable, key="weights"):
-    return model_variable(name, shape=list(shape), dtype=_weights_dtype(x), initializer=initializer,
+    return model_variable(name, shape=list(shape), dtype=x.dtype, initializer=initializer,
                           regularizer=regularizer, collections=get_variable_collections(variables_collections, key),
                           trainable=trainable)
 
@@ -167,7 +169,7 @@ def _convolution(fn, inputs, num_outputs, kernel_size, stride, padding, data_for
         w = _weights("weights", (k[0], k[1], x.shape[3], num_outputs), x, weights_initializer, weights_regularizer,
                      variables_collections, trainable)
         out = record(Op.CONV2D, [x, w], {"strides": s, "padding": pads, "dilations": r}, "Conv2D")
-        out = _bias_norm_act(layer, sc, out, num_outputs, normalizer_fn, normalizer_params, biases_initializer,
+        out = _bias_norm_act(layer, out, num_outputs, normalizer_fn, normalizer_params, biases_initializer,
                              biases_regularizer, variables_collections, trainable, activation_fn)
         return collect_named_outputs(outputs_collections, sc.name, out)
 
@@ -230,7 +232,7 @@ def convolution2d_transpose(inputs, num_outputs, kernel_size, stride=1, padding=
                      variables_collections, trainable)
         out = record(Op.CONV2D_TRANSPOSE, [x, w], {"strides": s, "pad_before": pad_before, "output_hw": out_hw},
                      "conv2d_transpose")
-        out = _bias_norm_act(layer, sc, out, num_outputs, normalizer_fn, normalizer_params, biases_initializer,
+        out = _bias_norm_act(layer, out, num_outputs, normalizer_fn, normalizer_params, biases_initializer,
                              biases_regularizer, variables_collections, trainable, activation_fn)
         return collect_named_outputs(outputs_collections, sc.name, out)
 
@@ -254,7 +256,7 @@ def convolution2d_in_plane(inputs, kernel_size, stride=1, padding="SAME", activa
                      variables_collections, trainable)
         dw = record(Op.TILE, [w], {"multiples": (1, 1, c, 1)}, "Tile")
         out = record(Op.DEPTHWISE_CONV2D, [x, dw], {"strides": s, "padding": pads, "dilations": (1, 1)}, "depthwise")
-        out = _bias_norm_act(layer, sc, out, c, normalizer_fn, normalizer_params, biases_initializer,
+        out = _bias_norm_act(layer, out, c, normalizer_fn, normalizer_params, biases_initializer,
                              biases_regularizer, variables_collections, trainable, activation_fn)
         return collect_named_outputs(outputs_collections, sc.name, out)
 
@@ -296,7 +298,7 @@ def separable_convolution2d(inputs, num_outputs, kernel_size, depth_multiplier=1
         else:
             num_outputs = cin * dm
             out = record(Op.DEPTHWISE_CONV2D, [x, dw], attrs, "depthwise")
-        out = _bias_norm_act(layer, sc, out, num_outputs, normalizer_fn, normalizer_params, biases_initializer,
+        out = _bias_norm_act(layer, out, num_outputs, normalizer_fn, normalizer_params, biases_initializer,
                              biases_regularizer, variables_collections, trainable, activation_fn)
         return collect_named_outputs(outputs_collections, sc.name, out)
 
@@ -310,15 +312,13 @@ def fully_connected(inputs, num_outputs, activation_fn=nn.relu, normalizer_fn=No
     """Dense layer: weights `[in, out]`; on rank > 2 it contracts the last axis (it does not flatten)."""
     with variable_scope(scope, "fully_connected", [inputs], reuse=reuse) as sc:
         layer = _Layer("fully_connected", sc.name)
-        if isinstance(num_outputs, bool) or not isinstance(num_outputs, numbers.Integral):
-            layer.fail("num_outputs", f"type should be int, got {type(num_outputs).__name__} {num_outputs!r}")
+        num_outputs = layer.positive_int(num_outputs, "num_outputs", ValueError)  # TF: ValueError, not TypeError
         x = layer.float_tensor(inputs)
         layer.min_rank(x, 2)
-        num_outputs = layer.positive_int(num_outputs, "num_outputs", ValueError)
         w = _weights("weights", (x.shape[-1], num_outputs), x, weights_initializer, weights_regularizer,
                      variables_collections, trainable)
         out = record(Op.MATMUL, [x, w], {}, "MatMul" if len(x.shape) == 2 else "Tensordot")
-        out = _bias_norm_act(layer, sc, out, num_outputs, normalizer_fn, normalizer_params, biases_initializer,
+        out = _bias_norm_act(layer, out, num_outputs, normalizer_fn, normalizer_params, biases_initializer,
                              biases_regularizer, variables_collections, trainable, activation_fn)
         return collect_named_outputs(outputs_collections, sc.name, out)
 
@@ -364,9 +364,11 @@ def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001, act
         regs = param_regularizers or {}
         rank = len(x.shape)
         channels = x.shape[-1]
+        # Both of tf_slim's paths run the fused kernel for rank 2 or 4 unless fused=False.
+        fused_kernel = fused is not False and rank in (2, 4)
         # tf_slim takes its fused path (beta created before gamma) for rank 2, custom update
         # collections or zero-debias; otherwise the Keras layer, which builds gamma first.
-        fused_path = fused is not False and rank in (2, 4) and (
+        fused_path = fused_kernel and (
             zero_debias_moving_mean or rank == 2 or updates_collections != GraphKeys.UPDATE_OPS)
         gamma_first = not fused_path and updates_collections == GraphKeys.UPDATE_OPS and not zero_debias_moving_mean
         params = {}
@@ -382,10 +384,8 @@ def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001, act
             params[p] = model_variable(p, shape=[channels], dtype=x.dtype, initializer=inits.get(p, init),
                                        trainable=False,
                                        collections=get_variable_collections(variables_collections, p))
-        # The fused kernel (rank 2 or 4 unless fused=False) clamps epsilon; match it.
-        eps = float(epsilon)
-        if fused is not False and rank in (2, 4):
-            eps = max(eps, _FUSED_BN_MIN_EPSILON)
+        # The fused kernel clamps epsilon; match it.
+        eps = max(float(epsilon), _FUSED_BN_MIN_EPSILON) if fused_kernel else float(epsilon)
         ins = [x, params["moving_mean"], params["moving_variance"]]
         if scale:
             ins.append(params["gamma"])
@@ -393,10 +393,8 @@ def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001, act
             ins.append(params["beta"])
         out = record(Op.BATCH_NORM, ins, {"epsilon": eps, "center": bool(center), "scale": bool(scale),
                                           "is_training": is_training},
-                     "FusedBatchNormV3" if fused is not False and rank in (2, 4) else "batchnorm")
-        layer.callable_or_none(activation_fn, "activation_fn")
-        if activation_fn is not None:
-            out = activation_fn(out)
+                     "FusedBatchNormV3" if fused_kernel else "batchnorm")
+        out = layer.activate(out, activation_fn)
         return collect_named_outputs(outputs_collections, sc.name, out)
 
 
@@ -414,9 +412,7 @@ def bias_add(inputs, activation_fn=None, initializer=zeros_initializer(), regula
                            regularizer=regularizer, collections=get_variable_collections(variables_collections, "biases"),
                            trainable=trainable)
         out = record(Op.BIAS_ADD, [x, b], {}, "BiasAdd")
-        layer.callable_or_none(activation_fn, "activation_fn")
-        if activation_fn is not None:
-            out = activation_fn(out)
+        out = layer.activate(out, activation_fn)
         return collect_named_outputs(outputs_collections, sc.name, out)
 
 
