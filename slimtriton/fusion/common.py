@@ -44,6 +44,20 @@ def n_base_inputs(op: Op) -> int:
     return 1 if op is Op.FUSED_ELEMENTWISE else 2
 
 
+def epilogue_operands(node) -> dict:
+    """A fused node's epilogue / prologue inputs by role, in fused_ops.md's order: scale, shift,
+    [residual], [in_scale, in_shift] (the names of the kernels' keyword arguments)."""
+    ins, k = node.inputs, n_base_inputs(node.op)
+    roles = {"scale": ins[k], "shift": ins[k + 1]}
+    k += 2
+    if node.attrs["residual"]:
+        roles["residual"] = ins[k]
+        k += 1
+    if node.attrs.get("prologue"):
+        roles["in_scale"], roles["in_shift"] = ins[k], ins[k + 1]
+    return roles
+
+
 def plain_epilogue(node) -> bool:
     """A fused node whose epilogue is only the affine map (more can be composed onto it)."""
     return node.op in FUSED_OPS and node.attrs["act"] == "none" and not node.attrs["residual"]

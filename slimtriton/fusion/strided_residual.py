@@ -13,14 +13,14 @@ consumer and not be a requested output.
 from __future__ import annotations
 
 from ..ir.ops import Op
-from .common import absorb, is_subsample
+from .common import absorb, epilogue_operands, is_subsample
 
 
 def residual_of(node):
     """The residual input of a FUSED_CONV2D with a residual epilogue (inputs x, w, scale, shift, r, ...)."""
     if node.op is not Op.FUSED_CONV2D or not node.attrs["residual"]:
         return None
-    return node.inputs[4]
+    return epilogue_operands(node)["residual"]
 
 
 def run(lowered, program):

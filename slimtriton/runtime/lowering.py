@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
+from ..fusion.common import epilogue_operands
 from ..ir.node import Node
 from ..ir.ops import Op
 
@@ -61,33 +62,17 @@ def unsupported(node: Node, why: str):
 
 def _epilogue(node: Node, get):
     a = node.attrs
-    n_base = 1 if node.op is Op.FUSED_ELEMENTWISE else 2
-    ins = node.inputs
-    kw = dict(scale=get(ins[n_base]), shift=get(ins[n_base + 1]), act=a["act"], act2=a["act2"],
-              residual_scale=float(a["residual_scale"]))
-    k = n_base + 2
-    if a["residual"]:
-        kw["residual"] = get(ins[k])
-        k += 1
+    kw = {role: get(n) for role, n in epilogue_operands(node).items()}
+    kw.update(act=a["act"], act2=a["act2"], residual_scale=float(a["residual_scale"]))
     if a.get("prologue"):
-        kw.update(in_scale=get(ins[k]), in_shift=get(ins[k + 1]), prologue_act=a["prologue_act"])
+        kw["prologue_act"] = a["prologue_act"]
     return kw
 
 
-def _vector_preps(node: Node, n_base: int) -> dict[str, str]:
+def _vector_preps(node: Node) -> dict[str, str]:
     """Epilogue/prologue vectors of a fused node (the residual is an activation)."""
-    prep = {}
-    ins = node.inputs
-    idx = [n_base, n_base + 1]
-    k = n_base + 2
-    if node.attrs["residual"]:
-        k += 1
-    if node.attrs.get("prologue"):
-        idx += [k, k + 1]
-    for i in idx:
-        if ins[i].op is Op.VARIABLE:
-            prep[ins[i].name] = PREP_VECTOR
-    return prep
+    return {n.name: PREP_VECTOR for role, n in epilogue_operands(node).items()
+            if role != "residual" and n.op is Op.VARIABLE}
 
 
 def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision_arg: bool = True):
@@ -97,11 +82,11 @@ def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision
         if w.op is not Op.VARIABLE:
             unsupported(node, f"its weights {w.name} are computed at run time ({w.op.short}); "
                               f"the kernels take packed parameter weights")
-        prep = {w.name: prep_kind, **_vector_preps(node, 2)}
+        prep = {w.name: prep_kind, **_vector_preps(node)}
 
-        def call(get, out, offset, precision):
+        def call(get, out, offset, precision, **extra):  # extra: kernel arguments a plan pass adds
             kw = dict(geometry(node.attrs), **_epilogue(node, get), out=out, out_channel_offset=offset,
-                      name=node.name)
+                      name=node.name, **extra)
             if precision_arg:
                 kw["precision"] = precision
             return fn(get(node.inputs[0]), get(w), **kw)
@@ -116,16 +101,12 @@ def _conv_geometry(a):
 def lower_strided_residual(node: Node, pool: Node) -> Lowered:
     """FUSED_CONV2D whose residual is `pool` = subsample(src, s) (a 1x1 stride-s pool): the conv
     reads the residual at [n, oh*s_h, ow*s_w] of src, so the pool kernel disappears (plan pass 7b)."""
-    fn = kernel_fn("conv2d", node)
     base = LOWERINGS[node.op](node)
     src, strides = pool.inputs[0], tuple(pool.attrs["strides"])
 
     def call(get, out, offset, precision):
-        def get_residual(n):
-            return get(src) if n is pool else get(n)
-        kw = dict(_conv_geometry(node.attrs), **_epilogue(node, get_residual), residual_strides=strides, out=out,
-                  out_channel_offset=offset, precision=precision, name=node.name)
-        return fn(get(node.inputs[0]), get(node.inputs[1]), **kw)
+        return base.call(lambda n: get(src) if n is pool else get(n), out, offset, precision,
+                         residual_strides=strides)
     reads = tuple(src if n is pool else n for n in node.inputs)
     shapes = tuple(pool.shape if n is pool else None for n in node.inputs)
     return Lowered("conv2d", reads, base.prep, call, absorbed=(pool,), read_shapes=shapes)
@@ -165,7 +146,7 @@ def _lower_elementwise(node: Node) -> Lowered:
 
     def call(get, out, offset, precision):
         return fn(get(node.inputs[0]), **_epilogue(node, get), out=out, out_channel_offset=offset, name=node.name)
-    return Lowered("affine_act", node.inputs, _vector_preps(node, 1), call)
+    return Lowered("affine_act", node.inputs, _vector_preps(node), call)
 
 
 def _lower_pool(kernel: str):
