@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from .node import DTYPES, FLOAT_DTYPES
-from .ops import ACTIVATIONS, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Op, lookup
+from .ops import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Op, lookup
 
 EPILOGUE_ACTS = ("none", "relu", "relu6")
 
@@ -62,6 +62,11 @@ def _source(name, inputs, attrs):
     return tuple(attrs.get("shape", ())), attrs["dtype"]
 
 
+def _constant(name, inputs, attrs):
+    _arity(name, inputs, 0)
+    return (), attrs["dtype"]
+
+
 def _binary(name, inputs, attrs):
     _arity(name, inputs, 2)
     dtype = _same_dtype(name, inputs)
@@ -113,27 +118,30 @@ def _window_attrs(name, attrs, x_shape, kernel_hw):
 
 
 def _conv2d(name, inputs, attrs):
-    x, w = inputs[0], inputs[1]
+    _arity(name, inputs, 2)
+    x, w = inputs
     _rank(name, x, 4)
     _rank(name, w, 4, "weights")
     if w.shape[2] != x.shape[3]:
         _fail(name, f"weights {list(w.shape)} expect {w.shape[2]} input channels, input has shape {list(x.shape)}")
     oh, ow = _window_attrs(name, attrs, x.shape, w.shape[:2])
-    return (x.shape[0], oh, ow, w.shape[3]), _same_dtype(name, inputs[:2])
+    return (x.shape[0], oh, ow, w.shape[3]), _same_dtype(name, inputs)
 
 
 def _depthwise(name, inputs, attrs):
-    x, w = inputs[0], inputs[1]
+    _arity(name, inputs, 2)
+    x, w = inputs
     _rank(name, x, 4)
     _rank(name, w, 4, "depthwise weights")
     if w.shape[2] != x.shape[3]:
         _fail(name, f"depthwise weights {list(w.shape)} expect {w.shape[2]} channels, input has shape {list(x.shape)}")
     oh, ow = _window_attrs(name, attrs, x.shape, w.shape[:2])
-    return (x.shape[0], oh, ow, w.shape[2] * w.shape[3]), _same_dtype(name, inputs[:2])
+    return (x.shape[0], oh, ow, w.shape[2] * w.shape[3]), _same_dtype(name, inputs)
 
 
 def _conv2d_transpose(name, inputs, attrs):
-    x, w = inputs[0], inputs[1]
+    _arity(name, inputs, 2)
+    x, w = inputs
     _rank(name, x, 4)
     _rank(name, w, 4, "weights")
     if w.shape[3] != x.shape[3]:
@@ -141,15 +149,16 @@ def _conv2d_transpose(name, inputs, attrs):
     oh, ow = attrs["output_hw"]
     if oh < 1 or ow < 1:
         _fail(name, f"output size {attrs['output_hw']} must be positive")
-    return (x.shape[0], oh, ow, w.shape[2]), _same_dtype(name, inputs[:2])
+    return (x.shape[0], oh, ow, w.shape[2]), _same_dtype(name, inputs)
 
 
 def _matmul(name, inputs, attrs):
-    x, w = inputs[0], inputs[1]
+    _arity(name, inputs, 2)
+    x, w = inputs
     _rank(name, w, 2, "weights")
     if len(x.shape) < 2 or x.shape[-1] != w.shape[0]:
         _fail(name, f"input shape {list(x.shape)} does not contract with weights {list(w.shape)} on the last axis")
-    return tuple(x.shape[:-1]) + (w.shape[1],), _same_dtype(name, inputs[:2])
+    return tuple(x.shape[:-1]) + (w.shape[1],), _same_dtype(name, inputs)
 
 
 def _pool(name, inputs, attrs):
@@ -279,18 +288,18 @@ def _identity_base(name, inputs, attrs):
 SHAPE_RULES = {
     Op.PLACEHOLDER: _source,
     Op.VARIABLE: _source,
-    Op.CONSTANT: lambda name, inputs, attrs: (_arity(name, inputs, 0), ((), attrs["dtype"]))[1],
+    Op.CONSTANT: _constant,
     **{op: _binary for op in ELEMENTWISE_BINARY},
-    **{op: _unary for op in ELEMENTWISE_UNARY | ACTIVATIONS},
+    **{op: _unary for op in ELEMENTWISE_UNARY},
     Op.DROPOUT: _unary,
     Op.BIAS_ADD: _bias_add,
     Op.BATCH_NORM: _batch_norm,
     Op.UNIT_NORM: _along_axis,
     Op.SOFTMAX: _along_axis,
-    Op.CONV2D: lambda n, i, a: (_arity(n, i, 2), _conv2d(n, i, a))[1],
-    Op.DEPTHWISE_CONV2D: lambda n, i, a: (_arity(n, i, 2), _depthwise(n, i, a))[1],
-    Op.CONV2D_TRANSPOSE: lambda n, i, a: (_arity(n, i, 2), _conv2d_transpose(n, i, a))[1],
-    Op.MATMUL: lambda n, i, a: (_arity(n, i, 2), _matmul(n, i, a))[1],
+    Op.CONV2D: _conv2d,
+    Op.DEPTHWISE_CONV2D: _depthwise,
+    Op.CONV2D_TRANSPOSE: _conv2d_transpose,
+    Op.MATMUL: _matmul,
     Op.MAX_POOL: _pool,
     Op.AVG_POOL: _pool,
     Op.REDUCE_MEAN: _reduce_mean,
