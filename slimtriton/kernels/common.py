@@ -40,6 +40,14 @@ def apply_act(x, ACT: tl.constexpr):
     return x
 
 
+@triton.jit
+def pixel_of_row(offs_m, OH, OW):
+    """(n, oh, ow) of the NHWC output rows `offs_m` (m = (n*OH + oh)*OW + ow)."""
+    ow = offs_m % OW
+    t = offs_m // OW
+    return t // OH, t % OH, ow
+
+
 class KernelArgumentError(ValueError):
     """A kernel wrapper was called with arguments it cannot run (shape, dtype, device)."""
 

@@ -36,7 +36,8 @@ import triton.language as tl
 
 from . import config as cfg
 from .common import (DTYPES, KernelArgumentError, act_code, apply_act, check_activation, check_channel_vector,
-                     check_precision, check_tensor, dtype_name, output_buffer, padding_pairs, pair)
+                     check_precision, check_tensor, dtype_name, output_buffer, padding_pairs, pair,
+                     pixel_of_row)
 from .launch import KernelLaunch
 
 
@@ -90,10 +91,7 @@ def conv_gemm_kernel(
     offs_k = tl.arange(0, BLOCK_K)
     m_mask = offs_m < M
     n_mask = offs_n < C_out
-    ow = offs_m % OW
-    t = offs_m // OW
-    oh = t % OH
-    n = t // OH
+    n, oh, ow = pixel_of_row(offs_m, OH, OW)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     if IS_1X1:

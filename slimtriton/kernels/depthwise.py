@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import KernelArgumentError, act_code, apply_act
+from .common import KernelArgumentError, act_code, apply_act, pixel_of_row
 from .conv import (PackedWeight, _as_tensor, _check_input, _check_packed, _check_prologue, _epilogue_args,
                    conv_output_geometry, scale_shift_act)
 from .launch import KernelLaunch
@@ -40,10 +40,7 @@ def depthwise_conv_kernel(
     m_mask = offs_m < M
     c_mask = offs_c < C_out
     ci = offs_c // DM
-    ow = offs_m % OW
-    t = offs_m // OW
-    oh = t % OH
-    n = t // OH
+    n, oh, ow = pixel_of_row(offs_m, OH, OW)
     if HAS_PROLOGUE:
         in_s = tl.load(in_scale_ptr + ci, mask=c_mask, other=0.0).to(tl.float32)[None, :]
         in_b = tl.load(in_shift_ptr + ci, mask=c_mask, other=0.0).to(tl.float32)[None, :]

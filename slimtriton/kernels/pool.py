@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import KernelArgumentError, check_activation, output_buffer, padding_pairs, pair
+from .common import KernelArgumentError, check_activation, output_buffer, padding_pairs, pair, pixel_of_row
 from .launch import KernelLaunch
 
 
@@ -32,10 +32,7 @@ def pool2d_kernel(
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     m_mask = offs_m < M
     c_mask = offs_c < C
-    ow = offs_m % OW
-    t = offs_m // OW
-    oh = t % OH
-    n = t // OH
+    n, oh, ow = pixel_of_row(offs_m, OH, OW)
     if IS_MAX:
         acc = tl.full((BLOCK_R, BLOCK_C), float("-inf"), dtype=tl.float32)
     else:
