@@ -111,8 +111,7 @@ def gemm_candidates(dtype: str, n_cols: int, k_inner: int) -> Sequence[TileConfi
             and c.BLOCK_K <= max(16, next_pow2(k_inner))]
     if not keep:
         keep = [space[0]]
-    # The default (first) must fit the problem too: the smallest BLOCK_N wins ties.
-    return tuple(keep)
+    return tuple(keep)  # the first that fits is the untimed default
 
 
 def interpreter_gemm_config(m: int, n: int, k: int) -> TileConfig:
