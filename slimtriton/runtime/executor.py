@@ -15,14 +15,17 @@ from . import lowering as L
 from .memory import ARENA, EXTERNAL, KERNEL, OUTPUT
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+PACKERS = {L.PREP_CONV: "prepack_conv2d", L.PREP_DEPTHWISE: "prepack_depthwise",
+           L.PREP_TRANSPOSE: "prepack_conv2d_transpose", L.PREP_MATMUL: "prepack_matmul"}
 
 
 def prepare_parameters(plan, values: dict, device, progress=None) -> dict:
-    """{param node name (or name#kind): prepared tensor} from float64 parameter values."""
+    """{param node name (or name#kind): the tensor its kernels read}: a CONSTANT as a 0-d tensor
+    of the compute dtype, packed weights, per-channel vectors in float32, anything else in the
+    compute dtype. `values`: {variable name: float64 array} (meta tensors when only the
+    launches are recorded)."""
     from .. import kernels
     dtype = TORCH_DTYPES[plan.dtype]
-    packers = {L.PREP_CONV: "prepack_conv2d", L.PREP_DEPTHWISE: "prepack_depthwise",
-               L.PREP_TRANSPOSE: "prepack_conv2d_transpose", L.PREP_MATMUL: "prepack_matmul"}
     prepared = {}
     items = list(plan.prep.items())
     for key, kind in (progress(items) if progress else items):
@@ -31,16 +34,14 @@ def prepare_parameters(plan, values: dict, device, progress=None) -> dict:
         if node.op is Op.CONSTANT:
             prepared[key] = torch.tensor(float(node.attrs["value"]), dtype=dtype, device=device)
             continue
-        value = values[node.attrs["var"]]
-        if kind in packers:
-            fn = getattr(kernels, packers[kind], None)
+        value = torch.as_tensor(values[node.attrs["var"]], dtype=torch.float32)
+        if kind in PACKERS:
+            fn = getattr(kernels, PACKERS[kind], None)
             if fn is None:
-                raise NotImplementedError(f"{name}: kernels.{packers[kind]} is missing (needed to pack these weights)")
-            prepared[key] = fn(np.asarray(value, dtype=np.float32), dtype=dtype, device=device)
-        elif kind == L.PREP_VECTOR:
-            prepared[key] = torch.as_tensor(np.asarray(value, dtype=np.float32), device=device)
+                raise NotImplementedError(f"{name}: kernels.{PACKERS[kind]} is missing (needed to pack these weights)")
+            prepared[key] = fn(value, dtype=dtype, device=device)
         else:
-            prepared[key] = torch.as_tensor(np.asarray(value, dtype=np.float32), device=device).to(dtype)
+            prepared[key] = value.to(device=device, dtype=torch.float32 if kind == L.PREP_VECTOR else dtype)
     return prepared
 
 

@@ -7,41 +7,20 @@ kernel of a net (e.g. for sm_90) from these specs.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..ir.ops import Op
-from .executor import TORCH_DTYPES, PlanExecutor
-
-
-def _meta_parameters(plan) -> dict:
-    from .. import kernels
-    from . import lowering as L
-    dtype = TORCH_DTYPES[plan.dtype]
-    packers = {L.PREP_CONV: "prepack_conv2d", L.PREP_DEPTHWISE: "prepack_depthwise",
-               L.PREP_TRANSPOSE: "prepack_conv2d_transpose", L.PREP_MATMUL: "prepack_matmul"}
-    params = {}
-    for key, kind in plan.prep.items():
-        node = plan.params[key.split("#")[0]]
-        if node.op is Op.CONSTANT:
-            params[key] = torch.empty((), dtype=dtype, device="meta")
-        elif kind in packers:
-            params[key] = getattr(kernels, packers[kind])(torch.empty(node.shape, dtype=dtype, device="meta"),
-                                                          dtype=dtype, device="meta")
-        elif kind == L.PREP_VECTOR:
-            params[key] = torch.empty(node.shape, dtype=torch.float32, device="meta")
-        else:
-            params[key] = torch.empty(node.shape, dtype=dtype, device="meta")
-    return params
+from .executor import TORCH_DTYPES, PlanExecutor, prepare_parameters
 
 
 def record_plan_launches(plan, precision: str = "ieee") -> list[list]:
     """For each plan step (by index), the list of `KernelLaunch`es it makes."""
     from .. import kernels
-    executor = PlanExecutor(plan, _meta_parameters(plan), "meta", precision, poison=False)
+    values = {n.attrs["var"]: torch.empty(n.shape, device="meta") for n in plan.params.values() if n.op is Op.VARIABLE}
+    params = prepare_parameters(plan, values, "meta")
+    executor = PlanExecutor(plan, params, "meta", precision, poison=False)
     per_step: list[list] = [[] for _ in plan.steps]
     inputs = {n.name: torch.empty(n.shape, dtype=TORCH_DTYPES[plan.dtype], device="meta") for n in plan.inputs}
-    original = plan.steps
 
     # Run step by step so each launch is attributed to its step.
     with kernels.record_launches(execute=False) as launches:
@@ -52,5 +31,4 @@ def record_plan_launches(plan, precision: str = "ieee") -> list[list]:
             per_step[step.index].extend(launches[seen:])
             seen = len(launches)
         executor.run(inputs, after_step=on_step)
-    assert plan.steps is original
     return per_step

@@ -55,38 +55,32 @@ def plan_memory(plan) -> MemoryPlan:
             alias[n.name] = n.name
             storages[n.name] = Storage(n.name, n.shape, 0, EXTERNAL, -1, -1)
 
-    def root(name):
-        return alias[name]
-
     for s in plan.steps:
         name = s.node.name
         if s.kernel == "view":
-            alias[name] = root(s.reads[0].name) if s.reads else root(s.params[0].name)
+            alias[name] = alias[(s.reads or s.params)[0].name]
             continue
         if s.kernel == "copy_channels":
             continue  # writes into the concat's storage, already defined
         if s.target is not None:
-            key = root(s.target[0].name)
+            key = alias[s.target[0].name]
         else:
             kind = KERNEL if (s.lowered is not None and not s.lowered.supports_out and s.kernel != "concat") else ARENA
             key = name
             storages[key] = Storage(key, s.node.shape, tensor_bytes(s.node.shape, plan.dtype), kind, s.index, s.index)
         alias[name] = key
-        if s.kernel == "concat" and s.target is None:
-            pass
     # liveness
     for s in plan.steps:
-        written = [root(s.node.name)] if s.node.name in alias else []
-        for key in written:
-            st = storages[key]
+        if s.node.name in alias:
+            st = storages[alias[s.node.name]]
             st.first = min(st.first, s.index) if st.first >= 0 else s.index
             st.last = max(st.last, s.index)
         for r in s.reads:
-            st = storages[root(r.name)]
+            st = storages[alias[r.name]]
             st.last = max(st.last, s.index)
     end = len(plan.steps)
     for o in plan.outputs:
-        st = storages[root(o.name)]
+        st = storages[alias[o.name]]
         if st.kind != EXTERNAL:
             st.kind = OUTPUT
             st.last = end
@@ -102,15 +96,16 @@ def plan_memory(plan) -> MemoryPlan:
     for i in range(end):
         for st in by_first.get(i, []):
             fitting = [k for k in free_slots if slot_bytes[k] >= st.nbytes]
-            if fitting:
+            if fitting:  # the smallest free slot that holds it
                 k = min(fitting, key=lambda k: slot_bytes[k])
-            elif free_slots:
+            elif free_slots:  # else the largest free one, grown
                 k = max(free_slots, key=lambda k: slot_bytes[k])
                 slot_bytes[k] = st.nbytes
             else:
                 k = len(slot_bytes)
                 slot_bytes.append(st.nbytes)
-            free_slots.remove(k) if k in free_slots else None
+            if k in free_slots:
+                free_slots.remove(k)
             st.slot = k
         for key in frees_after.get(i, []):
             free_slots.append(storages[key].slot)

@@ -69,7 +69,7 @@ class Plan:
         return [s for s in self.steps if s.launches_kernel]
 
 
-def lower_program(program, dtype: str) -> list[tuple[Node, Lowered]]:
+def lower_program(program) -> list[tuple[Node, Lowered]]:
     """Lower every non-source node (NotImplementedError for what the backend cannot run)."""
     lowered = []
     for node in program.nodes:
@@ -83,7 +83,7 @@ def build_plan(program, dtype: str = "float32") -> Plan:
     from .. import report
     from .memory import plan_memory
     from ..fusion.pipeline import PLAN_PASSES
-    lowered = lower_program(program, dtype)
+    lowered = lower_program(program)
     for _, plan_pass in PLAN_PASSES:
         if plan_pass is not None:
             lowered = plan_pass(lowered, program)
