@@ -225,3 +225,21 @@ def test_tiny_resnets_match_real_tf_slim(name):
     assert_close(model(data["input"]), data["expected"], "float32", what=name)
     if name == "resnet_v2_tiny":  # pre-activation BN+ReLU went into 1x1 consumers' prologues
         assert any(n.attrs.get("prologue") for n in model.plan.program.nodes if n.op is Op.FUSED_CONV2D)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_parameter_read_two_ways_is_prepared_for_each(dtype):
+    """A bias that is an epilogue shift (float32 vector) and the operand of a broadcast add
+    (a compute-dtype tensor) is prepared once per way, and each kernel reads its own."""
+    from slimtriton.ir import Op
+    from tests.fusion.graphs import Builder, reference as reference_of_nodes
+    b = Builder()
+    x = b.placeholder((1, 4, 4, 3), name="images")
+    y = b.bias(b.conv(x, 3, k=1, padding=((0, 0), (0, 0))), "conv")
+    biases = next(n for n in b.g.nodes if n.name == "conv/biases")
+    z = b.op(Op.ADD, y, biases, name="add_biases")
+    model = st.compile(b.g, z, b.weights, dtype=dtype, poison=True)
+    assert {k for k in model.plan.prep if k.startswith("conv/biases")} == {"conv/biases", "conv/biases#tensor"}
+    feeds = b.feeds()
+    (want,) = reference_of_nodes(b.g.nodes, [z], feeds, b.weights)
+    assert_close(model(feeds[x]), want, dtype)

@@ -53,14 +53,18 @@ class PlanExecutor:
         self.precision = precision
         self.poison = poison
         self.dtype = TORCH_DTYPES[plan.dtype]
-        self._slots = None
+        self._arena_views = None
         self._concats = {s.node.name: s for s in plan.steps if s.kernel == "concat"}
 
-    def _arena(self):
-        if self._slots is None:
+    def _arena(self) -> dict:
+        """{arena storage key: its view of its slot}; the slots are allocated at the first run."""
+        if self._arena_views is None:
+            mem = self.plan.memory
             itemsize = torch.empty((), dtype=self.dtype).element_size()
-            self._slots = [self._new(((nbytes + itemsize - 1) // itemsize,)) for nbytes in self.plan.memory.slot_bytes]
-        return self._slots
+            slots = [self._new(((nbytes + itemsize - 1) // itemsize,)) for nbytes in mem.slot_bytes]
+            self._arena_views = {key: slots[st.slot][:int(np.prod(st.shape, dtype=np.int64))].view(st.shape)
+                                 for key, st in mem.storages.items() if st.kind == ARENA}
+        return self._arena_views
 
     def _new(self, shape):
         if self.poison:
@@ -70,20 +74,15 @@ class PlanExecutor:
     def run(self, inputs: dict, after_step=None) -> list:
         """inputs: {placeholder name: tensor of the compute dtype on the device}. Returns outputs."""
         mem = self.plan.memory
-        slots = self._arena()
         env: dict[str, torch.Tensor] = dict(inputs)
-        buffers: dict[str, torch.Tensor] = {}
+        buffers: dict[str, torch.Tensor] = dict(self._arena())
 
         def buffer(key):
             if key not in buffers:
                 st = mem.storages[key]
-                if st.kind == ARENA:
-                    n = int(np.prod(st.shape)) if st.shape else 1
-                    buffers[key] = slots[st.slot][:n].view(st.shape)
-                elif st.kind == OUTPUT:
-                    buffers[key] = self._new(st.shape)
-                else:
+                if st.kind != OUTPUT:
                     return None
+                buffers[key] = self._new(st.shape)  # fresh per call: the caller keeps it
             return buffers[key]
 
         def get(node):
@@ -91,25 +90,24 @@ class PlanExecutor:
                 return self.params[node.name]
             return env[node.name]
 
-        def get_packed(step):
-            def g(node):
-                if node.op in (Op.VARIABLE, Op.CONSTANT) and step.lowered is not None:
-                    kind = step.lowered.prep.get(node.name)
-                    if kind and self.plan.prep.get(node.name) != kind:
-                        return self.params[node.name + "#" + kind]
-                return get(node)
-            return g
-
         for step in self.plan.steps:
-            self._run_step(step, env, buffers, buffer, get, get_packed)
+            self._run_step(step, env, buffers, buffer, get)
             self._free(step.index, buffers)
             if after_step is not None:
                 after_step(step)
         return self._outputs(env)
 
-    def _run_step(self, step, env, buffers, buffer, get, get_packed):
+    def _step_getter(self, step, get):
+        """`get` for one step: the parameters it reads prepared their own way (Step.param_keys)."""
+        keys = step.param_keys
+        if not keys:
+            return get
+        return lambda node: self.params[keys[node.name]] if node.name in keys else get(node)
+
+    def _run_step(self, step, env, buffers, buffer, get):
         mem = self.plan.memory
         name = step.node.name
+        get = self._step_getter(step, get)
         if step.kernel == "view":
             env[name] = step.lowered.call(get, None, 0, self.precision)
             return
@@ -130,7 +128,7 @@ class PlanExecutor:
             out, offset = buffer(key), self._offset(step)
         elif st.kind in (ARENA, OUTPUT) and step.lowered.supports_out:
             out = buffer(key)
-        result = step.lowered.call(get_packed(step), out, offset, self.precision)
+        result = step.lowered.call(get, out, offset, self.precision)
         if step.target is None:
             if out is not None and result.data_ptr() != out.data_ptr():
                 raise RuntimeError(f"{name}: kernel {step.kernel} ignored its out= buffer")

@@ -35,6 +35,8 @@ class Step:
     params: tuple[Node, ...]         # parameters read (VARIABLE / CONSTANT nodes)
     target: Optional[tuple[Node, int]] = None  # (concat node, channel offset) written in place
     copy_from: Optional[Node] = None  # copy steps: the source tensor
+    # parameters this step reads prepared otherwise than their first reader: name -> Plan.prep key (name#kind)
+    param_keys: dict[str, str] = dataclasses.field(default_factory=dict)
     flops: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
@@ -60,7 +62,7 @@ class Plan:
     inputs: list[Node]               # placeholders, in program order
     outputs: list[Node]
     params: dict[str, Node]          # parameter node name -> node
-    prep: dict[str, str]             # parameter node name -> PREP_* kind
+    prep: dict[str, str]             # parameter node name (or name#kind, see Step.param_keys) -> PREP_* kind
     memory: object = None            # slimtriton.runtime.memory.MemoryPlan
     baseline: object = None          # the program after identity removal (for the report's other plans)
 
@@ -148,10 +150,10 @@ def build_plan(program, dtype: str = "float32") -> Plan:
             params[p.name] = p
             kind = s.lowered.prep.get(p.name) if s.lowered is not None else None
             kind = kind or (PREP_SCALAR if p.op is Op.CONSTANT else PREP_TENSOR)
-            if prep.get(p.name, kind) != kind:
-                # one parameter read two ways (e.g. as packed weights and as a tensor): keep both
-                prep[p.name + "#" + kind] = kind
-            prep.setdefault(p.name, kind)
+            if prep.setdefault(p.name, kind) != kind:
+                # one parameter read two ways (e.g. as an epilogue vector and as a tensor): keep both
+                s.param_keys[p.name] = f"{p.name}#{kind}"
+                prep[s.param_keys[p.name]] = kind
     inputs = [n for n in program.nodes if n.op is Op.PLACEHOLDER]
     plan = Plan(program, dtype, steps, inputs, list(program.outputs), params, prep)
     plan.memory = plan_memory(plan)
