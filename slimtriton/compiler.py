@@ -19,7 +19,7 @@ import numpy as np
 
 from .fusion.pipeline import run_passes
 from .fusion.program import Program, resolve_parameters
-from .ir.node import Node, Tensor
+from .ir.node import FLOAT_DTYPES, Node, Tensor
 from .ir.ops import Op
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -69,11 +69,9 @@ def _graph_nodes(graph) -> list[Node]:
     return list(nodes)
 
 
-def plan(graph, outputs, dtype: str = "float32", batch: int | None = None, log=None):
-    """Fuse and plan without weights or running: returns a `slimtriton.runtime.plan.Plan`.
-
-    `batch` is informational (shapes are static in the graph: build the graph at the batch
-    you want to analyse)."""
+def plan(graph, outputs, dtype: str = "float32", log=None):
+    """Fuse and plan without weights or running: returns a `slimtriton.runtime.plan.Plan`
+    (shapes are static in the graph: build the graph at the batch you want to analyse)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     from .runtime.plan import build_plan
@@ -133,6 +131,7 @@ class CompiledModel:
         self.device = None
         self._executor = None
         self._cuda_graph = None
+        self._stream_order = None
         self.analysis_only = weights is None
         self.kernels = [KernelInfo(self, s) for s in plan.steps if s.launches_kernel]
         if weights is None:
@@ -144,7 +143,6 @@ class CompiledModel:
         values = resolve_parameters(plan.program, weights)
         params = prepare_parameters(plan, values, self.device, progress=_progress("preparing parameters"))
         self._executor = PlanExecutor(plan, params, self.device, precision, poison)
-        self._stream_order = None
         if self.device.type == "cuda":
             from .runtime.cuda_graph import CudaGraphRunner, StreamOrder
             self._stream_order = StreamOrder()  # calls share the arena: order them across streams
@@ -332,7 +330,7 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
         raise ValueError(f"precision 'tf32' applies to float32 only, got dtype {dtype!r}")
     nodes, spec = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
     for n in nodes:
-        if n.dtype not in ("float32", "float16", "bfloat16", "float64"):
+        if n.dtype not in FLOAT_DTYPES:
             raise NotImplementedError(f"output {n.name} has dtype {n.dtype}; the triton backend computes floats only")
     the_plan = plan(graph, nodes, dtype, log=log)  # NotImplementedError (op and scope) for what cannot run
     dev = resolve_device(device) if weights is not None else None
