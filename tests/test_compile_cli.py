@@ -21,3 +21,16 @@ def test_report_json_holds_the_three_plans(tmp_path, capsys):
     for key in ("kernels", "bytes"):
         assert set(summary[key]) == {"unfused", "extern_conv_plus_pointwise", "slimtriton"}
     assert summary["kernels"]["slimtriton"] <= 60 and summary["flops"] > 0 and summary["peak_activation_bytes"] > 0
+
+
+def test_run_input_errors_are_user_errors(tmp_path, capsys):
+    """Contradictory or mis-shaped inputs print one 'slimtriton run: error:' line and exit 2,
+    as every other user error of the CLI does."""
+    import numpy as np
+    bad = tmp_path / "x.npy"
+    np.save(bad, np.zeros((1, 32, 32, 4), np.float32))
+    assert main(["run", "mobilenet_v1_025", "--input", str(bad), "--image", str(bad)]) == 2
+    assert "slimtriton run: error: give --image or --input, not both" in capsys.readouterr().err
+    assert main(["run", "mobilenet_v1_025", "--input", str(bad)]) == 2
+    assert ("slimtriton run: error: --input shape [1, 32, 32, 4] does not match the net's input [1, 32, 32, 3]"
+            in capsys.readouterr().err)

@@ -41,7 +41,7 @@ def main(args) -> int:
     from ._netbuild import build_net, main_output
 
     if args.image and args.input:
-        raise SystemExit("give --image or --input, not both")
+        raise ValueError("give --image or --input, not both")
     x = None
     image_size = args.image_size
     if args.input:
@@ -60,7 +60,7 @@ def main(args) -> int:
     if x is None:
         x = np.random.default_rng(args.seed).uniform(-1, 1, images.shape).astype(np.float32)
     if tuple(x.shape) != tuple(images.shape):
-        raise SystemExit(f"input shape {list(x.shape)} does not match the net's input {list(images.shape)}")
+        raise ValueError(f"--input shape {list(x.shape)} does not match the net's input {list(images.shape)}")
     weights = st.load_weights(args.weights) if args.weights else st.init_weights(g, seed=args.seed)
     if args.weights and not set(weights) & set(g.variables):
         raise ValueError(f"{args.weights}: none of its {len(weights)} variables is a variable of {args.net} "
