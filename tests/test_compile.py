@@ -205,11 +205,6 @@ def test_resnet_v2_50_pool_shortcuts_and_postnorm_fused():
     assert len(kinds) <= 56, kinds
 
 
-def plan_summary_of(g, outputs):
-    from slimtriton.report import plan_summary
-    return plan_summary(plan(g, outputs, "float16"))
-
-
 @pytest.mark.parametrize("name", ["resnet_v1_tiny", "resnet_v2_tiny"])
 def test_tiny_resnets_match_real_tf_slim(name):
     """The compiled tiny ResNets (fixtures recorded by real TF-Slim) give TF-Slim's logits."""

@@ -16,7 +16,6 @@ real when a CUDA device is present (the `cuda` tests at the end run unchanged on
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import subprocess
 import sys

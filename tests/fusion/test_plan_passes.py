@@ -13,6 +13,7 @@ from slimtriton import slim, tf
 from slimtriton.fusion.pipeline import PLAN_PASSES
 from slimtriton.nets import resnet_utils
 from tests.helpers import assert_close
+from tests.test_compile import randomize_bn
 
 warnings.filterwarnings("ignore", message="slimtriton: no CUDA device")
 
@@ -24,14 +25,8 @@ def kernels_of(g, outputs, dtype="float32"):
 
 
 def check_numerics(g, outputs, dtype="float32", seed=0):
-    weights = st.init_weights(g, seed=seed)
+    weights = randomize_bn(st.init_weights(g, seed=seed), seed)  # BN is not an identity
     rng = np.random.default_rng(seed)
-    # moving statistics away from the initializer's 0 / 1, so BN is not an identity
-    for k in weights:
-        if k.endswith("moving_mean") or k.endswith("beta"):
-            weights[k] = rng.uniform(-0.5, 0.5, weights[k].shape).astype(np.float32)
-        elif k.endswith("moving_variance") or k.endswith("gamma"):
-            weights[k] = rng.uniform(0.5, 1.5, weights[k].shape).astype(np.float32)
     feeds = {n.name: rng.standard_normal(n.shape).astype(np.float32)
              for n in g.nodes if n.op is st.ir.Op.PLACEHOLDER}
     expected = st.Session(g, weights, backend="reference").run(outputs, feeds)
