@@ -238,3 +238,21 @@ def test_parameter_read_two_ways_is_prepared_for_each(dtype):
     feeds = b.feeds()
     (want,) = reference_of_nodes(b.g.nodes, [z], feeds, b.weights)
     assert_close(model(feeds[x]), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_requested_parameters_are_returned_as_tensors(dtype):
+    """A parameter output is returned as its values (in the compute dtype), also when its only
+    kernel reads it packed, or when no kernel reads it."""
+    from slimtriton.ir import Op
+    from tests.fusion.graphs import Builder
+    b = Builder()
+    x = b.placeholder((1, 4, 4, 3), name="images")
+    y = b.conv(x, 3, k=1, padding=((0, 0), (0, 0)))
+    unread = b.var("unread", (5,))
+    weights = next(n for n in b.g.nodes if n.name == "conv/weights")
+    model = st.compile(b.g, [y, weights, unread], b.weights, dtype=dtype)
+    _, got_weights, got_unread = model(b.feeds()[x])
+    assert_close(got_weights, b.weights["conv/weights"], dtype)
+    assert_close(got_unread, b.weights["unread"], dtype)
+    assert unread.op is Op.VARIABLE

@@ -141,7 +141,7 @@ class PlanExecutor:
         results = []
         for o in self.plan.outputs:
             if o.op in (Op.VARIABLE, Op.CONSTANT):
-                results.append(self.params[o.name].clone())
+                results.append(self.params[self.plan.output_keys[o.name]].clone())
             elif mem.storages[mem.alias[o.name]].kind == EXTERNAL:
                 results.append(env[o.name].clone())  # an input (or a view of one) returned as is
             else:

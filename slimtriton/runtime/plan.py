@@ -65,6 +65,7 @@ class Plan:
     prep: dict[str, str]             # parameter node name (or name#kind, see Step.param_keys) -> PREP_* kind
     memory: object = None            # slimtriton.runtime.memory.MemoryPlan
     baseline: object = None          # the program after identity removal (for the report's other plans)
+    output_keys: dict[str, str] = dataclasses.field(default_factory=dict)  # parameter outputs -> Plan.prep key
 
     @property
     def kernels(self) -> list[Step]:
@@ -154,8 +155,15 @@ def build_plan(program, dtype: str = "float32") -> Plan:
                 # one parameter read two ways (e.g. as an epilogue vector and as a tensor): keep both
                 s.param_keys[p.name] = f"{p.name}#{kind}"
                 prep[s.param_keys[p.name]] = kind
+    output_keys: dict[str, str] = {}
+    for o in program.outputs:  # a requested parameter is returned as a tensor, whatever its kernels read
+        if o.op in SOURCE_OPS and o.op is not Op.PLACEHOLDER:
+            params[o.name] = o
+            kind = PREP_SCALAR if o.op is Op.CONSTANT else PREP_TENSOR
+            output_keys[o.name] = o.name if prep.setdefault(o.name, kind) == kind else f"{o.name}#{kind}"
+            prep[output_keys[o.name]] = kind
     inputs = [n for n in program.nodes if n.op is Op.PLACEHOLDER]
-    plan = Plan(program, dtype, steps, inputs, list(program.outputs), params, prep)
+    plan = Plan(program, dtype, steps, inputs, list(program.outputs), params, prep, output_keys=output_keys)
     plan.memory = plan_memory(plan)
     return plan
 
