@@ -102,12 +102,13 @@ def _short_successor(key):
     return key
 
 
-def write_table(path, items, entries_per_block=10_000, compression=0):
-    """items: sorted (key, value) pairs. One data block per `entries_per_block` entries."""
+def write_table(path, items, entries_per_block=10_000, compression=0, encode=None):
+    """items: sorted (key, value) pairs. One data block per `entries_per_block` entries;
+    `encode` (e.g. a snappy compressor, with compression=1) transforms each stored data block."""
     out, index = bytearray(), []
     chunks = [items[i:i + entries_per_block] for i in range(0, len(items), entries_per_block)]
     for n, chunk in enumerate(chunks):
-        contents = _block(chunk)
+        contents = _block(chunk) if encode is None else encode(_block(chunk))
         handle = _varint(len(out)) + _varint(len(contents))
         out += _with_trailer(contents, compression)
         separator = _short_successor(chunk[-1][0]) if n == len(chunks) - 1 else chunk[-1][0]

@@ -19,7 +19,7 @@ from slimtriton.weights.tf_checkpoint import (
 )
 from slimtriton.weights.tf_checkpoint_v1 import decode_slice_key
 from tests.test_tf_checkpoint import (
-    CKPT_DIR, RESNET, _block, _field, _short_successor, _varint, _with_trailer, resnet_npz_vars,
+    CKPT_DIR, RESNET, _field, _varint, resnet_npz_vars,
     write_table,
 )
 
@@ -166,20 +166,7 @@ def snappy_compress(data: bytes) -> bytes:
 
 def write_snappy_table(path, items, entries_per_block):
     """write_table with snappy-compressed data blocks (handles give the stored size)."""
-    out, index = bytearray(), []
-    chunks = [items[i:i + entries_per_block] for i in range(0, len(items), entries_per_block)]
-    for n, chunk in enumerate(chunks):
-        stored = snappy_compress(_block(chunk))
-        index.append((_short_successor(chunk[-1][0]) if n == len(chunks) - 1 else chunk[-1][0],
-                      _varint(len(out)) + _varint(len(stored))))
-        out += _with_trailer(stored, compression=1)
-    meta_handle = _varint(len(out)) + _varint(8)
-    out += _with_trailer(_block([]))
-    index_contents = _block(index, restart_interval=1)
-    index_handle = _varint(len(out)) + _varint(len(index_contents))
-    out += _with_trailer(index_contents)
-    footer = (meta_handle + index_handle).ljust(40, b"\0") + struct.pack("<Q", 0xDB4775248B80FB57)
-    Path(path).write_bytes(bytes(out + footer))
+    write_table(path, items, entries_per_block, compression=1, encode=snappy_compress)
 
 
 # --------------------------------------------------------------------------------------------
