@@ -20,19 +20,17 @@ those of the recorded ops it computes.
 from __future__ import annotations
 
 import json
+import math
 from collections import OrderedDict
 
+from .ir.node import DTYPE_ITEMSIZE
 from .ir.ops import Op
 
-ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "bool": 1}
 PLANS = ("unfused", "extern_conv_plus_pointwise", "slimtriton")
 
 
 def tensor_bytes(shape, dtype: str) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n * ITEMSIZE[dtype]
+    return math.prod(int(d) for d in shape) * DTYPE_ITEMSIZE[dtype]
 
 
 def kernel_bytes(reads, writes, dtype: str) -> int:

@@ -17,6 +17,8 @@ from .ops import Op
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int32", "int64", "bool")
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+# Bytes per element of each dtype (memory reports, the byte model).
+DTYPE_ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "bool": 1}
 
 
 def _freeze(value: Any) -> Any:

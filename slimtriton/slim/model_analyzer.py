@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 
 from ..ir.cost import flops
+from ..ir.node import DTYPE_ITEMSIZE
 from ..ir.ops import Op
 
 __all__ = ["tensor_description", "analyze_vars", "analyze_ops", "OpsTotals", "VarsTotals"]
@@ -15,7 +16,6 @@ __all__ = ["tensor_description", "analyze_vars", "analyze_ops", "OpsTotals", "Va
 VarsTotals = collections.namedtuple("VarsTotals", ["total_size", "total_bytes"])
 OpsTotals = collections.namedtuple("OpsTotals", ["total_size", "total_flops"])
 
-_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int32": 4, "int64": 8, "bool": 1}
 
 
 def tensor_description(shape, dtype: str) -> str:
@@ -36,7 +36,7 @@ def analyze_vars(variables, print_info=True) -> VarsTotals:
     total_size = total_bytes = 0
     for var in variables:
         size = var.size
-        nbytes = size * _BYTES.get(var.dtype, 4)
+        nbytes = size * DTYPE_ITEMSIZE[var.dtype]
         total_size += size
         total_bytes += nbytes
         lines.append(f"{var.name}:0 ({tensor_description(var.shape, var.dtype)}) [{size}, bytes: {nbytes}]")
