@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from ..ir.ops import Op
+from ..kernels.common import DTYPES as TORCH_DTYPES  # compute dtype name -> torch dtype
 from . import lowering as L
 from .memory import ARENA, EXTERNAL, KERNEL, OUTPUT
 
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 PACKERS = {L.PREP_CONV: "prepack_conv2d", L.PREP_DEPTHWISE: "prepack_depthwise",
            L.PREP_TRANSPOSE: "prepack_conv2d_transpose", L.PREP_MATMUL: "prepack_matmul"}
 

@@ -11,7 +11,7 @@ from slimtriton.reference import numpy_ops as R
 
 ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from slimtriton.kernels.common import DTYPES as TORCH_DTYPES
 # Stock Triton's interpreter multiplies bf16 tl.dot operands as raw integers and truncates
 # fp32->bf16 casts; slimtriton.kernels.config patches both (decode to fp32, round to nearest
 # even, as a GPU does), so bf16 runs here too. That checks our kernels' bf16 logic (casts,
