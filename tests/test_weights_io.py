@@ -121,7 +121,6 @@ def test_check_weights_reads_torch_dtypes_without_converting_to_numpy():
         check_weights({"a": (2, 3)}, {"a": torch.zeros((2, 3), dtype=torch.int64)})
 
 
-@pytest.mark.skipif(not (CKPT_DIR / "resnet_v2_tiny.ckpt.index").exists(), reason="TF checkpoint fixture absent")
 def test_tf_checkpoint_through_load_weights():
     by_prefix = load_weights(CKPT_DIR / "resnet_v2_tiny.ckpt")
     assert "resnet_v2_tiny/conv1/weights" in by_prefix
