@@ -59,7 +59,7 @@ def test_recording_matches_tf_slim(name):
         assert v.node.op is st.Op.VARIABLE and v.node.name == v.name and v.node.attrs["var"] == v.name
 
 
-@pytest.mark.parametrize("backend", ["reference", "torch"])
+@pytest.mark.parametrize("backend", ["reference", "torch", "triton"])
 @pytest.mark.parametrize("name", LAYER_CASES)
 def test_numerics_match_tf_slim(name, backend):
     case = CASES[name]
