@@ -37,9 +37,11 @@ MOBILENETV1_CONV_DEFS = [
 
 def _fixed_padding(inputs, kernel_size, rate=1):
     """Pad `k_eff - 1` zeros ((k_eff - 1) // 2 before, the rest after) so that the following
-    'VALID' convolution has the same alignment whatever the input parity (use_explicit_padding)."""
+    'VALID' convolution has the same alignment whatever the input parity (use_explicit_padding).
+    TF-Slim derives both k_eff entries from kernel_size[0] (the kernel height), so a non-square
+    kernel pads its width as if it were square; kept so custom conv_defs pad exactly as TF-Slim."""
     k_eff = [kernel_size[0] + (kernel_size[0] - 1) * (rate - 1),
-             kernel_size[1] + (kernel_size[1] - 1) * (rate - 1)]
+             kernel_size[0] + (kernel_size[0] - 1) * (rate - 1)]
     pad_total = [k_eff[0] - 1, k_eff[1] - 1]
     pad_beg = [pad_total[0] // 2, pad_total[1] // 2]
     pad_end = [pad_total[0] - pad_beg[0], pad_total[1] - pad_beg[1]]

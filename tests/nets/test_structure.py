@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from slimtriton import slim
 from slimtriton.nets import inception_resnet_v2, inception_v4, mobilenet_v1, resnet_v1, resnet_v2, vgg
 
 from .common import end_point_shapes, record, variable_shapes
@@ -116,6 +117,91 @@ def test_mobilenet_v1_parameter_count():
     g, _, _ = record(lambda x: mobilenet_v1.mobilenet_v1(x, num_classes=1000, is_training=False),
                      [1, 224, 224, 3], mobilenet_v1.mobilenet_v1_arg_scope(is_training=False))
     assert _params(g) == 4_231_976
+
+
+# Checked against tensorflow/models research/slim/nets/mobilenet_v1.py (and mobilenet_v1_test.py).
+MOBILENET_V1_BASE_END_POINTS = ["Conv2d_0"] + [f"Conv2d_{i}_{kind}" for i in range(1, 14)
+                                              for kind in ("depthwise", "pointwise")]
+
+
+def test_mobilenet_v1_names_match_tf_slim():
+    g, _, (logits, end_points) = record(lambda x: mobilenet_v1.mobilenet_v1(x, num_classes=1001, is_training=False),
+                                        [1, 224, 224, 3], mobilenet_v1.mobilenet_v1_arg_scope(is_training=False))
+    assert list(end_points) == MOBILENET_V1_BASE_END_POINTS + ["AvgPool_1a", "Logits", "Predictions"]
+    variables = variable_shapes(g)
+    bn = lambda scope, c: {f"{scope}/BatchNorm/{v}": [c]  # noqa: E731
+                           for v in ("gamma", "beta", "moving_mean", "moving_variance")}
+    first_layers = {"MobilenetV1/Conv2d_0/weights": [3, 3, 3, 32], **bn("MobilenetV1/Conv2d_0", 32),
+                    "MobilenetV1/Conv2d_1_depthwise/depthwise_weights": [3, 3, 32, 1],
+                    **bn("MobilenetV1/Conv2d_1_depthwise", 32),
+                    "MobilenetV1/Conv2d_1_pointwise/weights": [1, 1, 32, 64],
+                    **bn("MobilenetV1/Conv2d_1_pointwise", 64)}
+    assert dict(list(variables.items())[:15]) == first_layers
+    # Layer scopes in creation order: Conv2d_0, then depthwise / pointwise pairs, then the logits.
+    scopes = list(dict.fromkeys(name.rsplit("/", 2)[0] if "/BatchNorm/" in name else name.rsplit("/", 1)[0]
+                                for name in variables))
+    assert scopes == ["MobilenetV1/" + e for e in MOBILENET_V1_BASE_END_POINTS] + ["MobilenetV1/Logits/Conv2d_1c_1x1"]
+    assert {n: s for n, s in variables.items() if "/Logits/" in n} == {
+        "MobilenetV1/Logits/Conv2d_1c_1x1/weights": [1, 1, 1024, 1001],
+        "MobilenetV1/Logits/Conv2d_1c_1x1/biases": [1001]}
+    assert not [n for n in variables if n.endswith("_depthwise/biases") or n.endswith("_pointwise/biases")]
+
+
+def test_mobilenet_v1_defaults_match_tf_slim():
+    import inspect
+    base = inspect.signature(mobilenet_v1.mobilenet_v1_base).parameters
+    assert {k: base[k].default for k in ("final_endpoint", "min_depth", "depth_multiplier", "conv_defs",
+                                          "output_stride", "use_explicit_padding", "scope")} == {
+        "final_endpoint": "Conv2d_13_pointwise", "min_depth": 8, "depth_multiplier": 1.0, "conv_defs": None,
+        "output_stride": None, "use_explicit_padding": False, "scope": None}
+    net = inspect.signature(mobilenet_v1.mobilenet_v1).parameters
+    assert {k: net[k].default for k in ("num_classes", "dropout_keep_prob", "is_training", "min_depth",
+                                         "depth_multiplier", "conv_defs", "spatial_squeeze", "reuse", "scope",
+                                         "global_pool")} == {
+        "num_classes": 1000, "dropout_keep_prob": 0.999, "is_training": True, "min_depth": 8,
+        "depth_multiplier": 1.0, "conv_defs": None, "spatial_squeeze": True, "reuse": None,
+        "scope": "MobilenetV1", "global_pool": False}
+    assert mobilenet_v1.mobilenet_v1.default_image_size == 224
+    for fn, multiplier in ((mobilenet_v1.mobilenet_v1_075, 0.75), (mobilenet_v1.mobilenet_v1_050, 0.5),
+                           (mobilenet_v1.mobilenet_v1_025, 0.25)):
+        assert fn.keywords == {"depth_multiplier": multiplier} and fn.func is mobilenet_v1.mobilenet_v1
+    assert [(type(c).__name__, c.kernel, c.stride, c.depth) for c in mobilenet_v1.MOBILENETV1_CONV_DEFS] == (
+        [("Conv", [3, 3], 2, 32)] + [("DepthSepConv", [3, 3], s, d) for s, d in (
+            (1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512), (1, 512), (1, 512), (1, 512), (1, 512),
+            (1, 512), (2, 1024), (1, 1024))])
+    key = slim.arg_scope_func_key
+    scope = mobilenet_v1.mobilenet_v1_arg_scope()
+    conv, sep, bn = (scope[key(slim.conv2d)], scope[key(slim.separable_conv2d)], scope[key(slim.batch_norm)])
+    assert conv["weights_initializer"].stddev == sep["weights_initializer"].stddev == 0.09
+    assert conv["weights_regularizer"] is not None and sep["weights_regularizer"] is None  # regularize_depthwise=False
+    assert mobilenet_v1.mobilenet_v1_arg_scope(regularize_depthwise=True)[key(slim.separable_conv2d)][
+        "weights_regularizer"] is not None
+    assert {k: bn[k] for k in ("center", "scale", "decay", "epsilon", "is_training")} == {
+        "center": True, "scale": True, "decay": 0.9997, "epsilon": 0.001, "is_training": True}
+    assert "is_training" not in mobilenet_v1.mobilenet_v1_arg_scope(is_training=None)[key(slim.batch_norm)]
+
+
+@pytest.mark.parametrize("size, pooled", [(128, [1, 1, 1, 1024]), (320, [1, 2, 2, 1024])])
+def test_mobilenet_v1_avg_pool_kernel_reduced_for_small_input(size, pooled):
+    # AvgPool_1a: kernel min(7, feature size) VALID, so 128 -> 4x4 -> 1x1 but 320 -> 10x10 -> 2x2
+    # (slim.avg_pool2d keeps its default stride 2).
+    _, _, (net, end_points) = record(lambda x: mobilenet_v1.mobilenet_v1(x, num_classes=0, is_training=False),
+                                     [1, size, size, 3], mobilenet_v1.mobilenet_v1_arg_scope(is_training=False))
+    assert end_point_shapes(end_points)["AvgPool_1a"] == pooled
+    _, _, (net, end_points) = record(
+        lambda x: mobilenet_v1.mobilenet_v1(x, num_classes=0, is_training=False, global_pool=True),
+        [1, size, size, 3], mobilenet_v1.mobilenet_v1_arg_scope(is_training=False))
+    assert list(end_points)[-1] == "global_pool" and "AvgPool_1a" not in end_points
+    assert end_point_shapes(end_points)["global_pool"] == [1, 1, 1, 1024]
+
+
+def test_mobilenet_v1_explicit_padding_uses_kernel_height_for_both_dims():
+    # TF-Slim's _fixed_padding sizes both paddings from kernel_size[0]: a [3, 1] kernel pads the width too.
+    conv_defs = [mobilenet_v1.Conv(kernel=[3, 1], stride=1, depth=8)]
+    _, _, (net, _) = record(lambda x: mobilenet_v1.mobilenet_v1_base(
+        x, final_endpoint="Conv2d_0", conv_defs=conv_defs, use_explicit_padding=True), [1, 8, 8, 3],
+        mobilenet_v1.mobilenet_v1_arg_scope(is_training=False))
+    assert net.get_shape().as_list() == [1, 8, 10, 8]
 
 
 @pytest.mark.parametrize("fn, convs, params", [
