@@ -2,7 +2,6 @@
 plan structure, memory plan poisoning, bad input, and ResNet-50 planning targets."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ from slimtriton import slim, tf
 from slimtriton.compiler import plan
 from tests.helpers import assert_close
 
-warnings.filterwarnings("ignore", message="slimtriton: no CUDA device")
 
 
 def reference(g, outputs, feeds, weights):

@@ -4,7 +4,6 @@ convs, fully_connected) compiled under the interpreter equal the reference, and 
 has fewer kernels than IR ops whenever a fusible pattern is present."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 from hypothesis import given, settings
@@ -16,7 +15,6 @@ from slimtriton.ir import Op
 from tests.helpers import assert_close
 from tests.test_compile import randomize_bn
 
-warnings.filterwarnings("ignore", message="slimtriton: no CUDA device")
 
 ACTS = {"none": None, "relu": tf.nn.relu, "relu6": tf.nn.relu6}
 

@@ -37,7 +37,6 @@ from tests.helpers import assert_close
 REPO = Path(__file__).resolve().parents[1]
 ON_GPU = torch.cuda.is_available()
 cuda_only = pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device")
-pytestmark = pytest.mark.filterwarnings("ignore:slimtriton. no CUDA device")
 
 
 def small_graph(batch=2, size=6):

@@ -3,7 +3,6 @@ errors, and the same numbers from the reference, the torch table, the Triton ker
 compiled plan."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -23,7 +22,6 @@ from slimtriton.report import _POINTWISE
 from slimtriton.runtime.lowering import LOWERINGS
 from tests.helpers import assert_close
 
-warnings.filterwarnings("ignore", message="slimtriton: no CUDA device")
 
 TORCH64 = make_torch_table(device="cpu", dtype="float64")
 

@@ -3,7 +3,6 @@ residual read): pattern (which kernels disappear), declined cases, and the compi
 equal to the NumPy reference before / after (fp32 and fp16, poisoned buffers)."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from slimtriton.nets import resnet_utils
 from tests.helpers import assert_close
 from tests.test_compile import randomize_bn
 
-warnings.filterwarnings("ignore", message="slimtriton: no CUDA device")
 
 BN = {"normalizer_fn": slim.batch_norm, "normalizer_params": {"is_training": False, "scale": True}}
 
