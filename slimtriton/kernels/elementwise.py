@@ -2,9 +2,10 @@
 
 * `affine_act` (FUSED_ELEMENTWISE): out[r, off + c] = act2(res[r, c] + rs * act(x[r, c]*scale[c] + shift[c]))
   over rows r = all leading dims, channels c = the last axis (a 2-D [BLOCK_R, BLOCK_C] tile).
-* `binary`: add / sub / mul / div / maximum / minimum with NumPy broadcasting. Both operands are viewed
-  as rank-6 strided tensors (broadcast axes have stride 0); each flat output index is
-  decomposed into 6 coordinates and dotted with each operand's strides.
+* `binary`: add / sub / mul / div / maximum / minimum with NumPy broadcasting; maximum and
+  minimum propagate NaN, as np.maximum does. Both operands are viewed as rank-6 strided
+  tensors (broadcast axes have stride 0); each flat output index is decomposed into 6
+  coordinates and dotted with each operand's strides.
 * `unary`: relu / relu6 / sigmoid / tanh / neg on a flat contiguous tensor (fp32 math).
 * `copy_channels`: x[r, c] -> out[r, off + c] (a concat input that could not be written in place).
 * `pad`: constant padding of a rank <= 6 tensor: output coordinate minus `before` per axis is
@@ -86,9 +87,9 @@ def binary_kernel(
     elif OP == 3:
         y = a / b
     elif OP == 4:
-        y = tl.maximum(a, b)
+        y = tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)  # NaN wins, as np.maximum
     else:
-        y = tl.minimum(a, b)
+        y = tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
     tl.store(out_ptr + idx, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
