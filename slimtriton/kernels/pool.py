@@ -72,28 +72,55 @@ def pool2d_kernel(
 
 
 @triton.jit
+def _pixel_tile(x_ptr, n, HW, C, p, offs_c, c_mask):
+    """x[n, p, c] of a [pixels, channels] tile (0 outside the map) and its mask."""
+    mask = (p < HW)[:, None] & c_mask[None, :]
+    return tl.load(x_ptr + (n * HW + p)[:, None] * C + offs_c[None, :], mask=mask, other=0.0), mask
+
+
+@triton.jit
+def _prologue(v, mask, s, b, HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr):
+    v = v.to(tl.float32)
+    if HAS_PROLOGUE:
+        v = tl.where(mask, apply_act(v * s + b, PROLOGUE_ACT), 0.0)
+    return v
+
+
+@triton.jit
 def global_mean_kernel(
     x_ptr, out_ptr, in_scale_ptr, in_shift_ptr, HW, C, inv_hw, out_c_total, out_c_offset,
-    HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr,
+    HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr, UNROLL4: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """out[n, offset + c] = (sum_p prologue(x[n, p, c])) / HW, fp32 sums rounded to out's dtype.
     One program per (image, channel block); a [BLOCK_R pixels, BLOCK_C] tile is one load,
-    so a 7x7 or 8x8 map is a single round trip (BLOCK_R = 64)."""
+    so a 7x7 or 8x8 map is a single round trip (BLOCK_R = 64). Larger maps (UNROLL4) take
+    4 tiles per iteration, all four loads issued before any is used, so they are in flight
+    together instead of one memory round trip per tile."""
     n = tl.program_id(0)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = offs_c < C
+    s = 1.0
+    b = 0.0
     if HAS_PROLOGUE:
         s = tl.load(in_scale_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)[None, :]
         b = tl.load(in_shift_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)[None, :]
     acc = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
-    for p0 in range(0, HW, BLOCK_R):
-        p = p0 + tl.arange(0, BLOCK_R)
-        mask = (p < HW)[:, None] & c_mask[None, :]
-        v = tl.load(x_ptr + (n * HW + p)[:, None] * C + offs_c[None, :], mask=mask, other=0.0).to(tl.float32)
-        if HAS_PROLOGUE:
-            v = tl.where(mask, apply_act(v * s + b, PROLOGUE_ACT), 0.0)
-        acc += v
+    rows = tl.arange(0, BLOCK_R)
+    if UNROLL4:
+        for p0 in range(0, HW, 4 * BLOCK_R):
+            v0, m0 = _pixel_tile(x_ptr, n, HW, C, p0 + rows, offs_c, c_mask)
+            v1, m1 = _pixel_tile(x_ptr, n, HW, C, p0 + BLOCK_R + rows, offs_c, c_mask)
+            v2, m2 = _pixel_tile(x_ptr, n, HW, C, p0 + 2 * BLOCK_R + rows, offs_c, c_mask)
+            v3, m3 = _pixel_tile(x_ptr, n, HW, C, p0 + 3 * BLOCK_R + rows, offs_c, c_mask)
+            acc += (_prologue(v0, m0, s, b, HAS_PROLOGUE, PROLOGUE_ACT) +
+                    _prologue(v1, m1, s, b, HAS_PROLOGUE, PROLOGUE_ACT)) + \
+                   (_prologue(v2, m2, s, b, HAS_PROLOGUE, PROLOGUE_ACT) +
+                    _prologue(v3, m3, s, b, HAS_PROLOGUE, PROLOGUE_ACT))
+    else:
+        for p0 in range(0, HW, BLOCK_R):
+            v, m = _pixel_tile(x_ptr, n, HW, C, p0 + rows, offs_c, c_mask)
+            acc += _prologue(v, m, s, b, HAS_PROLOGUE, PROLOGUE_ACT)
     mean = tl.sum(acc, axis=0) * inv_hw
     tl.store(out_ptr + n * out_c_total + out_c_offset + offs_c, mean.to(out_ptr.dtype.element_ty), mask=c_mask)
 
@@ -121,6 +148,7 @@ def mean_launch(what, x, out, total, offset, in_scale=None, in_shift=None, prolo
     args = (x, out, in_scale if in_scale is not None else dummy, in_shift if in_shift is not None else dummy,
             h * w, c, 1.0 / (h * w), total, offset)
     constexprs = dict(HAS_PROLOGUE=in_scale is not None, PROLOGUE_ACT=prologue_act,
+                      UNROLL4=h * w > 2 * tile.BLOCK_R,  # 3+ tiles: 4 loads in flight per iteration
                       **tile.constexprs())
     return KernelLaunch(what, global_mean_kernel, args, constexprs, (n, triton.cdiv(c, tile.BLOCK_C)),
                         tile.num_warps, 1, kind="reduction",

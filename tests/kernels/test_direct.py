@@ -115,6 +115,17 @@ def test_global_mean_matches_reference(n, h, w, c, keepdims, dtype, out_slice, c
     assert_close_nonfinite(got, R.reduce_mean(x, (1, 2), keepdims), dtype, what="global_mean")
 
 
+@pytest.mark.parametrize("hw", [(12, 11), (20, 20)])
+def test_global_mean_large_map_gpu_tiles(hw):
+    """Maps of more than two 64-pixel tiles take the GPU path's 4-tiles-per-iteration loop
+    (UNROLL4), with a partial last iteration; NaN / inf cells included."""
+    x = plant(rounded(np.random.default_rng(11).standard_normal((2, *hw, 37)), "float16"),
+              (np.nan, np.inf, -np.inf), seed=3)
+    with gpu_tiles():
+        got = K.global_mean(dev(x, "float16"), keepdims=False)
+    assert_close_nonfinite(got, R.reduce_mean(x, (1, 2), False), "float16", what="global_mean")
+
+
 @SETTINGS
 @given(shape=st.sampled_from([(1, 1), (3, 10), (2, 1001), (2, 3, 17), (5,), (1, 1, 1, 2050)]),
        dtype=ALL_DTYPES, scale=st.sampled_from([1.0, 30.0]), cells=nonfinite_cells(max_cells=4), gpu=st.booleans())

@@ -107,6 +107,15 @@ def test_mean_matmul_split_k_gpu_tiles(dtype):
                    "out_slice": (3, 2), "cells": (), "gpu": True}, np.random.default_rng(4))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mean_matmul_large_map_prologue_gpu_tiles(dtype):
+    """A 15x15 map (225 pixels: the mean kernel's 4-tiles-per-iteration loop) with the BN+ReLU6
+    prologue, GPU tiles."""
+    run_mean_case({"n": 2, "hw": (15, 15), "c": 24, "cout": 8, "dtype": dtype, "act": "relu", "scale": False,
+                   "shift": True, "prologue": "relu6", "keepdims": True, "conv_weight": True,
+                   "out_slice": None, "cells": (np.nan,), "gpu": True}, np.random.default_rng(6))
+
+
 @pytest.mark.parametrize("cout", [1000, 1001])
 @pytest.mark.parametrize("batch", [1, 32, 256])
 def test_mean_matmul_gpu_plan_fills_the_sms(batch, cout):
