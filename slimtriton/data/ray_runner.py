@@ -5,11 +5,16 @@
         --map_batches(_ModelActor, actor pool: one model per actor, num_gpus=1 where there are GPUs)
         --iter_batches on the driver: tallied (top-1/top-5) and streamed to Parquet
 
-A dead actor's batches are retried: the model actors run with `max_restarts=-1` and
-`max_task_retries=-1` (Ray Data's defaults for actor pools, set explicitly here because exact
-counts depend on them), so a batch whose actor died is run again on a restarted actor, and the
-failed attempt produced no output: no image is lost or counted twice. The driver counts each
-image once, from the rows it receives.
+A dead actor's batches are retried: Ray Data runs actor-pool actors with `max_restarts=-1`
+and `max_task_retries=-1` unless told otherwise (ray/data/_internal/execution/operators/
+actor_pool_map_operator.py; passing them ourselves is deprecated as of Ray 2.60), so a batch
+whose actor died is run again on a restarted actor, and the failed attempt produced no output:
+no image is lost or counted twice (tests/data/test_ray.py kills an actor mid-run). The driver
+counts each image once, from the rows it receives.
+
+Bad data (a damaged record without skip_bad, an unknown image format) is caught in the task and
+carried to the driver as a row with an `error` message, which the driver raises as one
+ValueError: Ray would otherwise wrap it and keep only its text.
 
 Damaged records (with `skip_bad`) travel as rows with a non-empty `damaged` reason, so that
 the driver counts them; they are never run through the model nor written. With `max_images`,
@@ -28,18 +33,24 @@ from .tfrecord import ShardStats
 
 __all__ = ["run_ray"]
 
+USER_ERRORS = (ValueError, OSError)   # what bad data causes: reported on the driver, not retried
 NO_VALUE = -1   # record / label / offset of rows that have none (Ray columns hold no None ints)
 
 
+def _row(item: Item, damaged: str = "", error: str = "") -> dict:
+    return {"path": item.path, "record": NO_VALUE if item.record is None else item.record,
+            "offset": NO_VALUE if item.offset is None else item.offset,
+            "label": NO_VALUE if item.label is None else item.label,
+            "encoded": item.encoded, "format": item.format or "", "damaged": damaged, "error": error}
+
+
 def _read(row: dict, units: list[Unit], skip_bad: bool) -> list[dict]:
-    stats = ShardStats()
-    rows = [{"path": item.path, "record": NO_VALUE if item.record is None else item.record,
-             "offset": NO_VALUE if item.offset is None else item.offset,
-             "label": NO_VALUE if item.label is None else item.label,
-             "encoded": item.encoded, "format": item.format or "", "damaged": ""}
-            for item in read_unit(units[row["unit"]], skip_bad, stats)]
-    rows += [{"path": shard, "record": NO_VALUE, "offset": offset, "label": NO_VALUE,
-              "encoded": b"", "format": "", "damaged": reason}
+    unit, stats, rows = units[row["unit"]], ShardStats(), []
+    try:
+        rows += [_row(item) for item in read_unit(unit, skip_bad, stats)]
+    except USER_ERRORS as err:   # carried to the driver as a row: Ray would keep only its text
+        rows.append(_row(Item(unit.path, None, None, b"", None, None), error=str(err)))
+    rows += [_row(Item(shard, None, offset, b"", None, None), damaged=reason)
              for shard, offset, reason in stats.damaged_at]
     return rows
 
@@ -55,10 +66,15 @@ def _prepare(batch: dict, size: int, preprocessing: str) -> dict:
     from slimtriton.preprocessing import preprocess_image
     n = len(batch["path"])
     images = np.zeros((n, size, size, 3), np.float32)
+    errors = np.array(batch["error"], dtype=object)
     for i in range(n):
-        if not batch["damaged"][i]:
-            images[i] = preprocess_image(decode_image(_item(batch, i)), size, size, preprocessing)[0]
+        if not batch["damaged"][i] and not errors[i]:
+            try:
+                images[i] = preprocess_image(decode_image(_item(batch, i)), size, size, preprocessing)[0]
+            except USER_ERRORS as err:
+                errors[i] = str(err)
     out = {k: v for k, v in batch.items() if k not in ("encoded", "format")}
+    out["error"] = errors.astype(str)
     out["image"] = images
     return out
 
@@ -73,16 +89,21 @@ class _ModelActor:
     def __call__(self, batch: dict) -> dict:
         if self.hook is not None:
             self.hook(list(batch["path"]), [int(r) for r in batch["record"]])
-        good = np.asarray([not d for d in batch["damaged"]], bool)
+        good = np.asarray([not d and not e for d, e in zip(batch["damaged"], batch["error"])], bool)
         n = len(good)
         t = time.perf_counter()
         scores = self.model(batch["image"][good]) if good.any() else np.zeros((0, self.model.num_outputs), np.float32)
         seconds = time.perf_counter() - t
         labels = [None if int(v) == NO_VALUE else int(v) for v in batch["label"][good]]
         where = [f"{p} record {r}" for p, r in zip(batch["path"][good], batch["record"][good])]
-        columns = score_rows(scores, labels, kind=self.model.kind, needs_softmax=self.model.needs_softmax,
-                             labels_offset=self.labels_offset, top_k=self.top_k, where=where)
-        out = {k: batch[k] for k in ("path", "record", "offset", "label", "damaged")}
+        try:
+            columns = score_rows(scores, labels, kind=self.model.kind, needs_softmax=self.model.needs_softmax,
+                                 labels_offset=self.labels_offset, top_k=self.top_k, where=where)
+        except USER_ERRORS as err:   # e.g. a label out of range: one row carries it to the driver
+            out = {k: batch[k][:1] for k in ("path", "record", "offset", "label", "damaged")}
+            return {**out, "error": np.array([str(err)]), "model_seconds": np.zeros(1), "hit1": np.full(1, -1),
+                    "hit5": np.full(1, -1)}
+        out = {k: batch[k] for k in ("path", "record", "offset", "label", "damaged", "error")}
         out["model_seconds"] = np.full(n, seconds / max(int(good.sum()), 1), np.float64)
         for name, values in columns.items():
             values = np.asarray(values)
@@ -116,13 +137,16 @@ def run_ray(units: list[Unit], spec: ModelSpec, *, address, actors, actor_hook, 
     ds = ds.map_batches(_ModelActor, fn_constructor_kwargs={"spec": spec, "labels_offset": labels_offset,
                                                             "top_k": top_k, "hook": actor_hook},
                         batch_size=spec.batch, batch_format="numpy", concurrency=actors,
-                        num_gpus=1 if gpus else 0, num_cpus=1, max_restarts=-1, max_task_retries=-1)
+                        num_gpus=1 if gpus else 0, num_cpus=1)
     kind = output_kind(spec)
     sink = ParquetSink(output, kind) if output is not None else None
     tally, model_seconds, interrupted = Tally(), 0.0, False
     start = time.perf_counter()
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            errors = [str(e) for e in batch["error"] if e]
+            if errors:
+                raise ValueError(errors[0])
             damaged = np.asarray([bool(d) for d in batch["damaged"]], bool)
             for i in np.flatnonzero(damaged):
                 tally.damaged_records += 1
@@ -139,8 +163,6 @@ def run_ray(units: list[Unit], spec: ModelSpec, *, address, actors, actor_hook, 
                 sink.write([str(p) for p in batch["path"][good]], records, labels, columns)
     except KeyboardInterrupt:
         interrupted = True
-    except Exception as err:
-        raise _user_error(err) from None
     finally:
         if sink is not None:
             sink.close()
@@ -148,16 +170,3 @@ def run_ray(units: list[Unit], spec: ModelSpec, *, address, actors, actor_hook, 
     runner = f"ray ({address or 'ray.init default'}, {actors} model actor{'s' if actors > 1 else ''})"
     # model_seconds sums the actors' model calls: its images/s is one model instance's.
     return _summary(spec, tally, data, runner, seconds, model_seconds, setup, interrupted, output, kind)
-
-
-def _user_error(err: BaseException) -> BaseException:
-    """The user's error inside a Ray task (a damaged record, an unknown image format), not
-    Ray's wrapping of it, so the command line prints one clear message."""
-    seen = err
-    while seen is not None:
-        cause = getattr(seen, "cause", None) or seen.__cause__
-        if isinstance(seen, (ValueError, OSError, NotImplementedError)) and \
-                not type(seen).__module__.startswith("ray"):
-            return seen
-        seen = cause
-    return err
