@@ -27,7 +27,8 @@ import time
 
 import numpy as np
 
-from .pipeline import Model, ModelSpec, ParquetSink, Summary, Tally, _summary, output_kind, score_rows
+from .pipeline import (Model, ModelSpec, ParquetSink, Summary, Tally, _progress_bar, _summary, _update_bar,
+                       output_kind, score_rows)
 from .sources import Item, Unit, decode_image, read_unit
 from .tfrecord import ShardStats
 
@@ -124,7 +125,7 @@ def run_ray(units: list[Unit], spec: ModelSpec, *, address, actors, actor_hook, 
     if not ray.is_initialized():
         ray.init(address=address)
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = progress
+    context.enable_progress_bars = False   # ours, on the driver, shows live accuracy instead
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = actors or max(gpus, 1)
     setup = time.perf_counter() - t0
@@ -141,6 +142,7 @@ def run_ray(units: list[Unit], spec: ModelSpec, *, address, actors, actor_hook, 
     kind = output_kind(spec)
     sink = ParquetSink(output, kind) if output is not None else None
     tally, model_seconds, interrupted = Tally(), 0.0, False
+    bar = _progress_bar(max_images, progress, f"{spec.net} (ray)")
     start = time.perf_counter()
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -161,11 +163,14 @@ def run_ray(units: list[Unit], spec: ModelSpec, *, address, actors, actor_hook, 
                 labels = [None if int(v) == NO_VALUE else int(v) for v in batch["label"][good]]
                 columns = {name: batch[name][good] for name in sink.schema.names[3:]}
                 sink.write([str(p) for p in batch["path"][good]], records, labels, columns)
+            _update_bar(bar, tally, int(good.sum()), time.perf_counter() - start)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if sink is not None:
             sink.close()
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - start
     runner = f"ray ({address or 'ray.init default'}, {actors} model actor{'s' if actors > 1 else ''})"
     # model_seconds sums the actors' model calls: its images/s is one model instance's.

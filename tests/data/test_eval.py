@@ -94,7 +94,7 @@ def test_image_folder_with_labels_file(dataset, tmp_path):
 
 
 def test_predict_equals_per_image_run(dataset, tmp_path, capsys):
-    import pyarrow.parquet as pq
+    pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "pred.parquet"
     status, printed, err = _cli(capsys, "predict", NET, "--data", dataset.shards, "-o", out,
                                 "--backend", "reference", "--top-k", 3, *dataset.common_args())
@@ -117,7 +117,7 @@ def test_predict_equals_per_image_run(dataset, tmp_path, capsys):
 
 
 def test_predict_logits_and_image_folder_keys(dataset, tmp_path):
-    import pyarrow.parquet as pq
+    pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "logits.parquet"
     st.data.predict(NET, dataset.images, out, logits=True, backend="reference", max_images=10,
                     **_api_options(dataset))
@@ -130,7 +130,7 @@ def test_predict_logits_and_image_folder_keys(dataset, tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_with_results_so_far(dataset, tmp_path):
-    import pyarrow.parquet as pq
+    pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "partial.parquet"
     batches = []
 
@@ -188,3 +188,19 @@ def test_unknown_image_format_is_one_clear_error(dataset, tmp_path, capsys):
     status, _, err = _cli(capsys, "eval", NET, "--data", shard, "--backend", "reference",
                           *dataset.common_args())
     assert status == 2 and "unknown image format (the bytes start 47 49 46" in err
+
+
+def test_predict_facenet_embeddings_equal_run(dataset, tmp_path, capsys):
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "faces.parquet"
+    summary = st.data.predict("inception_resnet_v1", dataset.images, out, backend="reference", image_size=75,
+                              batch=2, max_images=2, preprocessing="inception", workers=0, progress=False)
+    assert summary.kind == "embedding" and summary.count == 2
+    rows = pq.read_table(out).to_pylist()
+    assert [len(r["embedding"]) for r in rows] == [128] * 2 and "classes" not in rows[0]
+    npz = tmp_path / "run.npz"
+    status, _, err = _cli(capsys, "run", "inception_resnet_v1", "--backend", "reference", "--image",
+                          dataset.images / dataset.names[1], "--image-size", 75, "--preprocessing",
+                          "inception", "--out", npz)
+    assert status == 0, err
+    assert_close(np.asarray(rows[1]["embedding"]), np.load(npz)["output"].reshape(-1).astype(np.float32), "float32")

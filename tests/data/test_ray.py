@@ -39,7 +39,7 @@ def test_eval_on_ray_reports_top1_100_percent(dataset, tmp_path, capsys):
 
 
 def test_killed_actor_loses_and_duplicates_nothing(dataset, tmp_path):
-    import pyarrow.parquet as pq
+    pq = pytest.importorskip("pyarrow.parquet")
     marker = tmp_path / "kill-an-actor"
     marker.write_text("")
     out = tmp_path / "pred.parquet"

@@ -32,7 +32,7 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigint_stops_cleanly_with_results_so_far(dataset, tmp_path):
-    import pyarrow.parquet as pq
+    pq = pytest.importorskip("pyarrow.parquet")
     out, log = tmp_path / "pred.parquet", tmp_path / "stderr.txt"
     argv = [sys.executable, "-c", SLOW_CLI, "predict", NET, "--data", str(dataset.shards), "-o", str(out),
             "--weights", str(dataset.weights), "--image-size", "32", "--num-classes", "10", "--batch", "1",
