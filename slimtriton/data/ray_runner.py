@@ -85,6 +85,8 @@ class _ModelActor:
 
     def __init__(self, spec: ModelSpec, labels_offset: int, top_k, hook):
         self.model = Model(spec)
+        if spec.backend == "triton":
+            self.model.warm_up()   # compile (and autotune on a GPU) before the first timed batch
         self.labels_offset, self.top_k, self.hook = labels_offset, top_k, hook
 
     def __call__(self, batch: dict) -> dict:
