@@ -10,6 +10,7 @@ import pytest
 import slimtriton as st
 from slimtriton.cli import main
 
+from ..helpers import assert_close
 from .conftest import BATCH, CLASSES, NET, NUM_IMAGES, SIZE
 from .faults import ExitOnceOnMarker
 
@@ -53,9 +54,14 @@ def test_killed_actor_loses_and_duplicates_nothing(dataset, tmp_path):
                       for i in range(len(dataset.offsets[str(shard)])))
     assert keys == expected          # every image exactly once
     assert (summary.count, summary.top1_hits) == (NUM_IMAGES, NUM_IMAGES)
+    local = tmp_path / "local.parquet"      # the same job on one machine: the same rows
+    st.data.predict(NET, dataset.shards, local, weights=str(dataset.weights), backend="reference",
+                    image_size=SIZE, num_classes=CLASSES, batch=BATCH, progress=False, workers=0)
     by_key = {(r["path"], r["record"]): r for r in rows}
-    first = by_key[(str(dataset.shard_files[0]), 0)]
-    assert first["classes"][0] == dataset.labels[0] and first["label"] == dataset.labels[0]
+    for row in pq.read_table(local).to_pylist():
+        other = by_key[(row["path"], row["record"])]
+        assert (other["label"], other["classes"]) == (row["label"], row["classes"])
+        assert_close(np.asarray(other["probabilities"]), np.asarray(row["probabilities"]), "float32")
 
 
 def test_ray_damaged_record_is_counted_or_reported(dataset, tmp_path):
