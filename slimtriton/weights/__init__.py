@@ -10,6 +10,8 @@ TF checkpoints are read by `slimtriton.weights.tf_checkpoint.read_checkpoint`.
 from __future__ import annotations
 
 import os
+import tokenize
+import zipfile
 from collections import OrderedDict
 from typing import Mapping
 
@@ -17,8 +19,9 @@ import numpy as np
 
 from ..executor import dtype_name
 from ..ir.node import FLOAT_DTYPES
+from .errors import WeightsFileError
 
-__all__ = ["WeightsMismatchError", "init_weights", "load_weights", "save_weights", "check_weights"]
+__all__ = ["WeightsMismatchError", "WeightsFileError", "init_weights", "load_weights", "save_weights", "check_weights"]
 
 class WeightsMismatchError(ValueError):
     """Weights do not match the graph's variables; `.missing`, `.unexpected`, `.mis_shaped`, `.mis_typed`."""
@@ -117,23 +120,79 @@ def _is_tf_checkpoint(path: str) -> bool:
 
 
 def load_weights(path) -> "OrderedDict[str, np.ndarray]":
-    """Read weights from `.npz`, `.safetensors` or a TF V2/V1 checkpoint; names are kept as stored."""
+    """Read weights from `.npz`, `.safetensors` or a TF V2/V1 checkpoint; names are kept as stored.
+
+    bfloat16 tensors (what torch exports) load as float32 arrays of the same values (NumPy has
+    no bfloat16). A file that is empty, truncated, corrupt or not of its format raises
+    `WeightsFileError` (a ValueError) naming the file and what is wrong."""
     path = os.fspath(path)
     lower = path.lower()
     if lower.endswith(".npz"):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"weights file {path} does not exist")
-        with np.load(path, allow_pickle=False) as data:
-            return OrderedDict((name, data[name]) for name in data.files)
+        return _read_npz(path)
     if lower.endswith(".safetensors"):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"weights file {path} does not exist")
-        from safetensors.numpy import load_file
-        return OrderedDict(load_file(path))
+        return _read_safetensors(path)
     from .tf_checkpoint import is_tf_checkpoint, read_checkpoint
     if _is_tf_checkpoint(path) or is_tf_checkpoint(path):  # the latter: a V1 table of any name
         return OrderedDict(read_checkpoint(path))
     raise ValueError(f"cannot load weights from {path}: unknown format; supported: {_SUPPORTED}")
+
+
+def _opened(path: str, kind: str) -> int:
+    """The file's size; FileNotFoundError when absent, WeightsFileError when not a readable file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if os.path.isdir(path):
+        raise WeightsFileError(path, f"is a directory, not a {kind} file")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise WeightsFileError(path, f"is empty (0 bytes), not a {kind} file")
+    return size
+
+
+# What np.load / zipfile raise on damaged files (found by flipping each byte of an .npz:
+# BadZipFile, EOFError, OSError [Errno 22] from a seek, TokenError and ValueError from a
+# garbled .npy header, NotImplementedError from garbled zip flags). Listed, not `Exception`,
+# so that a bug of ours (a TypeError, an AttributeError) is not disguised as a damaged file.
+_READ_ERRORS = (ValueError, OSError, EOFError, KeyError, NotImplementedError, SyntaxError,
+                zipfile.BadZipFile, tokenize.TokenError)
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a first member, or an empty archive (no weights)
+
+
+def _read_npz(path: str) -> "OrderedDict[str, np.ndarray]":
+    _opened(path, ".npz")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in _ZIP_MAGICS:
+        raise WeightsFileError(path, f"not an .npz file: it does not start with a zip header "
+                                     f"(first bytes {magic!r}, expected b'PK\\x03\\x04')")
+    name = "(the archive)"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = OrderedDict()
+            for name in data.files:  # members are read (and CRC-checked) here, inside the try
+                out[name] = data[name]
+            return out
+    except _READ_ERRORS as err:
+        what = "object (pickled) arrays are not weights" if "allow_pickle" in str(err) else (
+            f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
+        raise WeightsFileError(path, f"corrupt or truncated .npz file, reading {name}: {what}") from err
+
+
+def _read_safetensors(path: str) -> "OrderedDict[str, np.ndarray]":
+    size = _opened(path, ".safetensors")
+    if size < 8:
+        raise WeightsFileError(path, f"truncated .safetensors file: {size} bytes, shorter than its 8-byte "
+                                     f"header length")
+    from safetensors import SafetensorError, safe_open
+    name = "(the header)"
+    try:
+        out = OrderedDict()
+        with safe_open(path, framework="pt") as f:  # the torch view reads bfloat16, NumPy's does not
+            for name in f.keys():
+                out[name] = _host(f.get_tensor(name))
+        return out
+    except (SafetensorError, *_READ_ERRORS) as err:
+        raise WeightsFileError(path, f"corrupt or truncated .safetensors file, reading {name}: {err}") from err
 
 
 def save_weights(weights: Mapping, path) -> None:
@@ -156,8 +215,9 @@ def save_weights(weights: Mapping, path) -> None:
 
 def _host(value) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor
+        import torch
         value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
+        if value.dtype.is_floating_point and value.dtype not in (torch.float16, torch.float32, torch.float64):
+            value = value.float()  # bfloat16, float8: NumPy has no such dtype; the values are exact in float32
         return value.numpy()
     return np.asarray(value)
