@@ -17,14 +17,19 @@ from typing import Mapping
 
 import numpy as np
 
-from ..executor import dtype_name
+from ..executor import dtype_name, needed_nodes
 from ..ir.node import FLOAT_DTYPES
+from ..ir.ops import Op
 from .errors import WeightsFileError
 
 __all__ = ["WeightsMismatchError", "WeightsFileError", "init_weights", "load_weights", "save_weights", "check_weights"]
 
+SHOWN_PER_KIND = 10  # names listed per kind of problem in the message; the rest are counted
+
+
 class WeightsMismatchError(ValueError):
-    """Weights do not match the graph's variables; `.missing`, `.unexpected`, `.mis_shaped`, `.mis_typed`."""
+    """Weights do not match the graph's variables; `.missing`, `.unexpected`, `.mis_shaped`, `.mis_typed`
+    hold every problem, the message lists the first SHOWN_PER_KIND of each kind and counts the rest."""
 
     def __init__(self, missing, unexpected, mis_shaped, mis_typed=()):
         self.missing = list(missing)          # [(name, expected shape)]
@@ -34,16 +39,30 @@ class WeightsMismatchError(ValueError):
         lines = [f"weights do not match the graph's variables ({len(self.missing)} missing, "
                  f"{len(self.unexpected)} unexpected, {len(self.mis_shaped)} mis-shaped, "
                  f"{len(self.mis_typed)} mis-typed)"]
-        lines += [f"  missing:    {n} {list(s)}" for n, s in self.missing]
-        lines += [f"  unexpected: {n} {list(s)}" for n, s in self.unexpected]
-        lines += [f"  mis-shaped: {n}: expected {list(e)}, got {list(g)}" for n, e, g in self.mis_shaped]
-        lines += [f"  mis-typed:  {n}: expected {e}, got {g}" for n, e, g in self.mis_typed]
+        lines += _shortened("missing", [f"  missing:    {n} {list(s)}" for n, s in self.missing])
+        lines += _shortened("unexpected", [f"  unexpected: {n} {list(s)}" for n, s in self.unexpected])
+        lines += _shortened("mis-shaped", [f"  mis-shaped: {n}: expected {list(e)}, got {list(g)}"
+                                           for n, e, g in self.mis_shaped])
+        lines += _shortened("mis-typed", [f"  mis-typed:  {n}: expected {e}, got {g}" for n, e, g in self.mis_typed])
         super().__init__("\n".join(lines))
+
+
+def _shortened(kind: str, lines: list) -> list:
+    if len(lines) <= SHOWN_PER_KIND:
+        return lines
+    return lines[:SHOWN_PER_KIND] + [f"  ... and {len(lines) - SHOWN_PER_KIND} more {kind}"]
 
 
 def _variable_specs(graph_or_variables) -> "OrderedDict[str, tuple[tuple[int, ...], str]]":
     """{name: (shape, dtype)} from a Graph, a {name: VariableSpec} mapping or a {name: shape} mapping."""
-    variables = getattr(graph_or_variables, "variables", graph_or_variables)
+    variables = getattr(graph_or_variables, "variables", None)
+    nodes = getattr(graph_or_variables, "nodes", None)
+    if isinstance(graph_or_variables, (list, tuple)):
+        nodes = graph_or_variables
+    if nodes is not None:  # a graph or node list: its declared variables and those its VARIABLE nodes read
+        variables = {**{n.attrs["var"]: n for n in nodes if n.op is Op.VARIABLE}, **(variables or {})}
+    elif variables is None:
+        variables = graph_or_variables
     if not isinstance(variables, Mapping):
         raise TypeError(f"expected a Graph or a mapping of variables, got {type(graph_or_variables).__name__}")
     specs = OrderedDict()
@@ -61,26 +80,49 @@ def _same_kind(expected: str, got: str) -> bool:
     return expected == got
 
 
-def check_weights(graph_or_variables, weights: Mapping) -> None:
+def check_weights(graph_or_variables, weights: Mapping, outputs=None) -> None:
     """Raise one WeightsMismatchError listing every missing, unexpected, mis-shaped or mis-typed name.
 
+    graph_or_variables: a Graph, a node list, a {name: VariableSpec | Node} or a {name: shape}
+    mapping. For a Graph (or node list) the variables some node reads must be given (with
+    `outputs`: those the outputs need); declared variables nothing needs may be absent, and are
+    checked when given; any other name is unexpected. For a mapping every name must be given.
     A float variable accepts any float dtype (the executors convert); other dtypes must match.
+    This is the one check of every executor (Session, st.compile).
     """
     specs = _variable_specs(graph_or_variables)
-    missing = [(n, s) for n, (s, _) in specs.items() if n not in weights]
-    unexpected = [(n, tuple(np.shape(v))) for n, v in weights.items() if n not in specs]
+    required = _required_variables(graph_or_variables, outputs)
+    missing = [(n, s) for n, (s, _) in specs.items() if n not in weights and (required is None or n in required)]
+    unexpected = [(n, _shape(v)) for n, v in weights.items() if n not in specs]
     mis_shaped, mis_typed = [], []
     for name, (shape, dtype) in specs.items():
         if name not in weights:
             continue
         value = weights[name]
-        got = tuple(int(d) for d in getattr(value, "shape", np.shape(value)))
+        got = _shape(value)
         if got != shape:
             mis_shaped.append((name, shape, got))
         elif not _same_kind(dtype, dtype_name(value)):
             mis_typed.append((name, dtype, dtype_name(value)))
     if missing or unexpected or mis_shaped or mis_typed:
         raise WeightsMismatchError(missing, unexpected, mis_shaped, mis_typed)
+
+
+def _shape(value) -> tuple:
+    return tuple(int(d) for d in getattr(value, "shape", np.shape(value)))
+
+
+def _required_variables(graph_or_variables, outputs):
+    """Names of the variables the graph's nodes (or those `outputs` need) read; None for a mapping."""
+    nodes = getattr(graph_or_variables, "nodes", None)
+    if nodes is None and isinstance(graph_or_variables, (list, tuple)):
+        nodes = graph_or_variables
+    if nodes is None:
+        return None
+    if outputs is not None:
+        needed = needed_nodes([getattr(o, "node", o) for o in outputs])
+        nodes = [n for n in nodes if id(n) in needed]
+    return {n.attrs["var"] for n in nodes if n.op is Op.VARIABLE}
 
 
 def init_weights(graph, seed: int = 0) -> "OrderedDict[str, np.ndarray]":
