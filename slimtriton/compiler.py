@@ -12,6 +12,8 @@ kernels run in the Triton interpreter on the CPU (correctness, not speed).
 """
 from __future__ import annotations
 
+import json
+import os
 import threading
 import warnings
 from typing import Any, Mapping
@@ -70,16 +72,24 @@ def _graph_nodes(graph) -> list[Node]:
     return list(nodes)
 
 
-def plan(graph, outputs, dtype: str = "float32", log=None):
-    """Fuse and plan without weights or running: returns a `slimtriton.runtime.plan.Plan`
-    (shapes are static in the graph: build the graph at the batch you want to analyse)."""
+def plan(graph, outputs, dtype: str = "float32", log=None, weights=None):
+    """Fuse and plan without running: returns a `slimtriton.runtime.plan.Plan` (shapes are
+    static in the graph: build the graph at the batch you want to analyse).
+
+    Without `weights` every batch norm scale is assumed to fold into its conv's weights (the
+    epilogue then loads no scale). With `weights` (checked), a layer whose folded weights would
+    lose precision in `dtype` keeps its scale in the fp32 epilogue instead
+    (slimtriton.fusion.fold_affine.keep_scale); `plan.program.kept_scale` names those layers."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    from .fusion.fold_affine import keep_scale
     from .runtime.plan import build_plan
     nodes, _ = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
     program = Program.from_graph(_graph_nodes(graph), nodes)
     snapshots: dict = {}
     program = run_passes(program, log=log, snapshots=snapshots)
+    if weights is not None:
+        program = keep_scale(program, weights, dtype, log=log)
     result = build_plan(program, dtype)
     result.baseline = snapshots.get("remove_identities")
     return result
@@ -251,16 +261,37 @@ class CompiledModel:
         return self._launches
 
     def report(self, json_path=None) -> str:
+        """The fusion report, and which layers kept their batch norm scale in the epilogue
+        (JSON: `kept_bn_scale`, {layer: why})."""
         from .report import fusion_report
-        return fusion_report(self.plan, json_path=json_path)
+        text = fusion_report(self.plan, json_path=json_path)
+        kept = self.plan.program.kept_scale
+        if json_path is not None and os.path.isfile(json_path):
+            with open(json_path) as f:
+                data = json.load(f)
+            data["kept_bn_scale"] = dict(kept)
+            with open(json_path, "w") as f:
+                json.dump(data, f, indent=1)
+        return text + "\n" + _kept_scale_text(kept, self.analysis_only)
 
     def summary(self) -> dict:
         from .report import plan_summary
-        return plan_summary(self.plan)
+        return {**plan_summary(self.plan), "kept_bn_scale": dict(self.plan.program.kept_scale)}
 
     def __repr__(self) -> str:
         return (f"CompiledModel({len(self.kernels)} kernels, dtype={self.dtype}, device={self.device}, "
                 f"{'analysis only' if self.analysis_only else 'callable'})")
+
+
+def _kept_scale_text(kept: dict, analysis_only: bool) -> str:
+    if analysis_only:
+        return "batch norm: every scale assumed folded into the conv weights (no weights given)"
+    if not kept:
+        return "batch norm: every scale folded into the conv weights (no scale loaded by the epilogues)"
+    lines = [f"batch norm: {len(kept)} layer(s) keep their scale in the fp32 epilogue (folding would lose "
+             f"precision):"]
+    lines += [f"  {name}: {why}" for name, why in kept.items()]
+    return "\n".join(lines)
 
 
 def _torch_dtype(dtype: str):
@@ -356,6 +387,6 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
     if weights is not None:  # the check Session makes, before any pass reads a value
         from .weights import check_weights
         check_weights(graph, weights, outputs=nodes)
-    the_plan = plan(graph, nodes, dtype, log=log)  # NotImplementedError (op and scope) for what cannot run
+    the_plan = plan(graph, nodes, dtype, log=log, weights=weights)  # NotImplementedError (op, scope) for what cannot run
     dev = resolve_device(device) if weights is not None else None
     return CompiledModel(the_plan, spec, weights, dev, precision, cuda_graph, poison)
