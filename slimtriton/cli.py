@@ -26,6 +26,8 @@ COMMANDS = [
     "report",
     "audit",
     "convert",
+    "eval",
+    "predict",
 ]
 
 # The environment variables slimtriton reads (`slimtriton --help` and the README list them).
