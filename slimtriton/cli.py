@@ -11,7 +11,7 @@ import os
 import sys
 
 # Sub-command modules, in the order `slimtriton --help` lists them.
-COMMANDS = ["run", "nets", "report", "audit", "convert"]
+COMMANDS = ["run", "nets", "report", "audit", "convert", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
