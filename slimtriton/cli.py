@@ -28,6 +28,7 @@ COMMANDS = [
     "convert",
     "eval",
     "predict",
+    "export",
 ]
 
 # The environment variables slimtriton reads (`slimtriton --help` and the README list them).
