@@ -29,6 +29,7 @@ _LAZY = {
     "save_weights": ("slimtriton.weights", "save_weights"),
     "compile": ("slimtriton.compiler", "compile"),
     "data": ("slimtriton.data", None),
+    "export_onnx": ("slimtriton.export.onnx", "export_onnx"),
 }
 
 __all__ = ["Graph", "Op", "Tensor", "TensorShape", "get_default_graph", "placeholder", *_LAZY]
