@@ -207,3 +207,11 @@ def test_predict_facenet_embeddings_equal_run(dataset, tmp_path, capsys):
                           "inception", "--out", npz)
     assert status == 0, err
     assert_close(np.asarray(rows[1]["embedding"]), np.load(npz)["output"].reshape(-1).astype(np.float32), "float32")
+
+
+@pytest.mark.parametrize("flag, value", [("--batch", 0), ("--max-images", 0), ("--workers", -1), ("--top-k", 0)])
+def test_bad_flag_values_name_the_flag(dataset, tmp_path, capsys, flag, value):
+    status, _, err = _cli(capsys, "predict", NET, "--data", dataset.shards, "-o", tmp_path / "x.parquet",
+                          "--backend", "reference", flag, value)
+    assert status == 2 and "Traceback" not in err
+    assert err.startswith(f"slimtriton predict: error: {flag} must be >= ")
