@@ -13,6 +13,7 @@ from slimtriton.cli import main
 from ..helpers import assert_close
 from .conftest import BATCH, CLASSES, NET, NUM_IMAGES, SIZE
 from .faults import ExitOnceOnMarker
+from .records import imagenet_example, write_tfrecord
 
 ray = pytest.importorskip("ray")
 
@@ -78,6 +79,10 @@ def test_ray_damaged_record_is_counted_or_reported(dataset, tmp_path):
     assert (summary.count, summary.damaged_records) == (len(offsets) - 1, 1)
     assert summary.damaged[0][:2] == (str(shard), offsets[2])
     with pytest.raises(ValueError, match=f"damaged TFRecord record at byte offset {offsets[2]}"):
+        st.data.evaluate(NET, folder, **options)
+    encoded = (dataset.images / dataset.names[0]).read_bytes()     # a label the net does not have
+    write_tfrecord(shard, [imagenet_example(encoded, 0), imagenet_example(encoded, CLASSES)])
+    with pytest.raises(ValueError, match=f"{shard} record 1 .*: label 10 minus --labels-offset 0"):
         st.data.evaluate(NET, folder, **options)
 
 
