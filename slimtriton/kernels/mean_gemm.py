@@ -12,23 +12,21 @@ Algorithm (x NHWC [N, H, W, C] viewed as [N, HW, C]; weights packed [C, Cout]):
                 one program per (image, channel block), a whole [pixels, channels] tile per
                 load, so a 7x7 map is one memory round trip and the grid fills the SMs
                 (ResNet-50 at batch 1: 128 programs of 16 channels).
-    launch 2    GEMM view M = N images, N = Cout, K = C, split over K into SPLIT_K ranges:
-                program (j, i, s) computes acc = sum_{k in range s} pooled[i-tile, k] @ W[k, j-tile]
-                (tl.dot, fp32, a cp.async-pipelined K loop). SPLIT_K is chosen so the grid has
-                about two programs per SM: W, the big operand (4 MiB for ResNet's logits), is
-                read exactly once, by ~260 programs streaming their slices in parallel.
-                SPLIT_K == 1: the epilogue runs here and stores the output.
-                SPLIT_K > 1: the fp32 partial tile goes to part[s, m, n].
-    launch 3    (SPLIT_K > 1) out = epilogue(sum_{s=0..SPLIT_K-1} part[s]): each output sums its
-                partials in the same order every run (deterministic: no atomics), then
-                act(acc*scale + shift) once, rounded to the output dtype, and stores
+    launch 2    GEMM view M = N images, N = Cout, K = C: program (j, i) computes
+                acc = pooled[i-tile, :] @ W[:, j-tile] (tl.dot, fp32, a cp.async-pipelined K
+                loop), then the epilogue act(acc*scale[j] + shift[j]) and the store into
                 out[m, out_c_offset + j] of an [M, out_c_total] buffer.
 
-Why three launches: the mean must be complete before any GEMM program uses it, and a K split
-needs a reduction after every split finished; doing either inside one kernel needs grid-wide
-synchronisation (atomics, spin-waits). Fusing the mean into the GEMM's A loads instead (the
-previous kernel) makes every output-column tile re-read x and, worse, serialises: a pixel loop
-that issues a load and uses it at once, one memory latency per pixel and channel chunk.
+The GEMM is a weight stream at small batch: ResNet's logits read 4 MB of W for 4 MFLOP. So
+its tiles are narrow in N (16 columns at batch 1: 63 programs each streaming a [2048, 16]
+strip of W) and deep in K (BLOCK_K 256: 8 k-steps, 4 stages, three 40 KB stages of copies in
+flight per program), and K is not split: a K split needs a reduction after all splits
+finish, i.e. a third launch or grid-wide atomics (a launch costs about as much as this whole
+GEMM at batch 1). Deterministic: every output is one program's fixed-order dot.
+
+Fusing the mean into the GEMM's A loads instead (the previous kernel) made every
+output-column tile re-read x and, worse, serialised: a pixel loop that issued a load and
+used it at once, one memory latency per pixel and channel chunk (32 x 49 round trips).
 """
 from __future__ import annotations
 
@@ -44,16 +42,15 @@ from .pool import mean_launch
 
 
 @triton.jit
-def splitk_gemm_kernel(
-    a_ptr, w_ptr, out_ptr, part_ptr, scale_ptr, shift_ptr,
-    M, N, K, K_PER_SPLIT, out_c_total, out_c_offset,
-    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, SPLIT_K: tl.constexpr,
+def pooled_gemm_kernel(
+    a_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, M, N, K, out_c_total, out_c_offset,
+    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
     K_ALIGN: tl.constexpr, N_ALIGN: tl.constexpr,
     DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """acc = a[M, K-range s] @ w[K-range s, N] of row-major a [M, K] and w [K, N]; with
-    SPLIT_K == 1 the epilogue is applied and out written, else the fp32 partial goes to
-    part[s, M, N]. Program (pid 0, 1, 2) = (column tile, row tile, split).
+    """out[m, offset + n] = act((a @ w)[m, n] * scale[n] + shift[n]) of row-major a [M, K] and
+    w [K, N]. Program (pid 0, 1) = (column tile, row tile): consecutive programs stream
+    neighbouring column strips of w.
 
     K_ALIGN / N_ALIGN: powers of two (<= 8) the host guarantees divide K / N. Triton only
     learns divisibility by 16 from its arguments, so ResNet's N = 1000 would make every W
@@ -63,81 +60,50 @@ def splitk_gemm_kernel(
     N = (N // N_ALIGN) * N_ALIGN
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
-    split = tl.program_id(2)
     m_mask = offs_m < M
     n_mask = offs_n < N
-    k_first = split * K_PER_SPLIT
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K_PER_SPLIT, BLOCK_K):
-        offs_k = k_first + k0 + tl.arange(0, BLOCK_K)
+    for k0 in range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
         a = tl.load(a_ptr + offs_m[:, None] * K + offs_k[None, :], mask=m_mask[:, None] & k_mask[None, :],
                     other=0.0)
         w = tl.load(w_ptr + offs_k[:, None] * N + offs_n[None, :], mask=k_mask[:, None] & n_mask[None, :],
                     other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
-    mask = m_mask[:, None] & n_mask[None, :]
-    if SPLIT_K == 1:
-        acc = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
-        tl.store(out_ptr + offs_m[:, None] * out_c_total + out_c_offset + offs_n[None, :],
-                 acc.to(out_ptr.dtype.element_ty), mask=mask)
-    else:
-        tl.store(part_ptr + (split * M + offs_m)[:, None] * N + offs_n[None, :], acc, mask=mask)
-
-
-@triton.jit
-def splitk_reduce_kernel(
-    part_ptr, out_ptr, scale_ptr, shift_ptr, M, N, out_c_total, out_c_offset,
-    HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr, SPLIT_K: tl.constexpr,
-    BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
-):
-    """out[m, offset + n] = epilogue(sum_s part[s, m, n]), s = 0, 1, ... in order (the SPLIT_K
-    loads are unrolled, so they are in flight together)."""
-    offs_m = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    offs_n = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    n_mask = offs_n < N
-    mask = (offs_m < M)[:, None] & n_mask[None, :]
-    acc = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
-    for s in tl.static_range(SPLIT_K):
-        acc += tl.load(part_ptr + (s * M + offs_m)[:, None] * N + offs_n[None, :], mask=mask, other=0.0)
     acc = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
     tl.store(out_ptr + offs_m[:, None] * out_c_total + out_c_offset + offs_n[None, :],
-             acc.to(out_ptr.dtype.element_ty), mask=mask)
+             acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
 
-def gemm_plan(dtype: str, m: int, n: int, k: int, device=None) -> tuple[cfg.TileConfig, int, int]:
-    """(tile, SPLIT_K, K_PER_SPLIT) of `splitk_gemm_kernel` for an [m, k] @ [k, n] GEMM.
+STAGE_BYTES = 40 * 1024  # shared memory of one pipeline stage (A + W tiles): 4 stages = 160 KB
 
-    Interpreter: one large tile, no split. GPU: 64-row tiles (the smallest wgmma M, so sm_90
-    uses HGMMA; a batch below 64 only masks rows, which cost no memory traffic), 64 columns
-    (128 from 65 rows up), BLOCK_K one 128-byte row in 16-bit (32 in float32). K is split
-    into SPLIT_K ranges of whole k-steps until the grid has about two programs per SM, so
-    the weight, the big operand, streams through all SMs at once; the split is capped so the
-    fp32 partials (written and read once) are no more bytes than the weight itself. Stages:
-    every k-step of a split in flight (up to 4).
-    ResNet-50's logits at batch 1 (m=1, n=1000, k=2048, fp16): 16 column tiles x 16 splits of
-    2 k-steps = 256 programs, each reading a 128x64 slice (16 KiB) of W; 64 KB of partials.
-    With 1001 classes: 16 x 32 programs of one k-step (see below)."""
+
+def gemm_plan(dtype: str, m: int, n: int, k: int, device=None) -> cfg.TileConfig:
+    """Tile of `pooled_gemm_kernel` for an [m, k] @ [k, n] GEMM.
+
+    Interpreter: one large tile. GPU: 64-row tiles (the smallest wgmma M, so sm_90 uses
+    HGMMA; a batch below 64 only masks rows, which cost no memory traffic); the widest
+    column tile in 128..16 whose grid still has half an SM's worth of programs (16 at
+    batch 1: W is streamed by as many programs as the columns allow), BLOCK_K as deep as a
+    40 KB stage allows (up to 256), 4 stages.
+    ResNet-50's logits at batch 1 (m=1, n=1000, k=2048, fp16): 64x16x256 tiles, 63 programs,
+    8 k-steps each; at batch 256: 64x32x128, 128 programs."""
     if not cfg.gpu_tiles_active():
-        return cfg.interpreter_gemm_config(m, n, k), 1, k
+        return cfg.interpreter_gemm_config(m, n, k)
     elt = 4 if dtype == "float32" else 2
-    block_k = 32 if dtype == "float32" else 64
-    block_n = 128 if m > 64 else 64
-    tiles = triton.cdiv(m, 64) * triton.cdiv(n, block_n)
-    k_steps = triton.cdiv(k, block_k)
-    partial_cap = max(1, (k * elt) // (4 * m))
-    if _align(n) * elt >= 4:
-        split = min(k_steps, triton.cdiv(2 * sm_count(device), tiles), partial_cap)
-    else:
-        # W rows not 4-byte aligned (fp16 with an odd N, e.g. 1001 classes): its loads are
-        # 2-byte LDGs, which cp.async cannot take, so a k-step's loads are synchronous. One
-        # k-step per program (more programs) keeps the same bytes in flight.
-        split = min(k_steps, partial_cap)
-    steps_per_split = triton.cdiv(k_steps, max(split, 1))
-    split = triton.cdiv(k_steps, steps_per_split)  # no empty split
-    tile = cfg.TileConfig(64, block_n, block_k, GROUP_M=1, num_warps=4,
-                          num_stages=max(2, min(4, steps_per_split + 1)))
-    return tile, split, steps_per_split * block_k
+    m_tiles = triton.cdiv(m, 64)
+    block_n = 16
+    for bn in (128, 64, 32):
+        if m_tiles * triton.cdiv(n, bn) * 2 >= sm_count(device):
+            block_n = bn
+            break
+    block_k = 256
+    while block_k > 16 and (64 + block_n) * block_k * elt > STAGE_BYTES:
+        block_k //= 2
+    block_k = max(16, min(block_k, cfg.next_pow2(k)))
+    steps = triton.cdiv(k, block_k)
+    return cfg.TileConfig(64, block_n, block_k, GROUP_M=1, num_warps=4, num_stages=max(2, min(4, steps)))
 
 
 def _align(n: int) -> int:
@@ -178,25 +144,21 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
                                        out_channel_offset)
 
     pooled = alloc((n, c), x.dtype, x.device)
-    mean_launch(what, x, pooled, c, 0, in_scale, in_shift, act_code(prologue_act, f"{what}: prologue_act")).run()
+    mean = mean_launch(what, x, pooled, c, 0, in_scale, in_shift, act_code(prologue_act, f"{what}: prologue_act"))
+    mean.run()
 
-    tile, split, k_per_split = gemm_plan(dtype, n, pw.cout, c, x.device)
-    part = alloc((split, n, pw.cout), torch.float32, x.device) if split > 1 else out
+    tile = gemm_plan(dtype, n, pw.cout, c, x.device)
     dummy = x
-    scale_arg = scale if scale is not None else dummy
-    shift_arg = shift if shift is not None else dummy
-    epilogue = dict(HAS_SCALE=flags["HAS_SCALE"], HAS_SHIFT=flags["HAS_SHIFT"], ACT=flags["ACT"], SPLIT_K=split)
-    args = (pooled, pw.data, out, part, scale_arg, shift_arg, n, pw.cout, c, k_per_split, total, out_channel_offset)
-    constexprs = dict(**epilogue, K_ALIGN=_align(c), N_ALIGN=_align(pw.cout), DOT_PRECISION=precision if dtype == "float32" else "ieee",
+    args = (pooled, pw.data, out, scale if scale is not None else dummy, shift if shift is not None else dummy,
+            n, pw.cout, c, total, out_channel_offset)
+    constexprs = dict(HAS_SCALE=flags["HAS_SCALE"], HAS_SHIFT=flags["HAS_SHIFT"], ACT=flags["ACT"],
+                      K_ALIGN=_align(c), N_ALIGN=_align(pw.cout),
+                      DOT_PRECISION=precision if dtype == "float32" else "ieee",
                       BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K)
-    grid = (triton.cdiv(pw.cout, tile.BLOCK_N), triton.cdiv(n, tile.BLOCK_M), split)
-    KernelLaunch(what, splitk_gemm_kernel, args, constexprs, grid, tile.num_warps, tile.num_stages, kind="gemm",
-                 meta={"M": n, "N": pw.cout, "K": c, "split_k": split, "dtype": dtype}).run()
-    if split > 1:
-        red = cfg.tile_2d(n, pw.cout, gpu_elems=1024, max_cols=128)
-        grid = (triton.cdiv(n, red.BLOCK_R), triton.cdiv(pw.cout, red.BLOCK_C))
-        KernelLaunch(what, splitk_reduce_kernel,
-                     (part, out, scale_arg, shift_arg, n, pw.cout, total, out_channel_offset),
-                     dict(**epilogue, **red.constexprs()), grid, red.num_warps, 1, kind="reduction",
-                     meta={"M": n, "N": pw.cout, "split_k": split, "dtype": dtype}).run()
+    grid = (triton.cdiv(pw.cout, tile.BLOCK_N), triton.cdiv(n, tile.BLOCK_M))
+    # the step's bytes, less what the mean launch reads (x) plus the pooled tensor it reads
+    elt = x.element_size()
+    gemm_bytes = (n * c + c * pw.cout + n * pw.cout) * elt
+    KernelLaunch(what, pooled_gemm_kernel, args, constexprs, grid, tile.num_warps, tile.num_stages, kind="gemm",
+                 meta={"M": n, "N": pw.cout, "K": c, "dtype": dtype, "bytes": gemm_bytes}).run()
     return out

@@ -152,7 +152,9 @@ def mean_launch(what, x, out, total, offset, in_scale=None, in_shift=None, prolo
                       **tile.constexprs())
     return KernelLaunch(what, global_mean_kernel, args, constexprs, (n, triton.cdiv(c, tile.BLOCK_C)),
                         tile.num_warps, 1, kind="reduction",
-                        meta={"images": n, "HW": h * w, "C": c, "dtype": DTYPE_NAMES[x.dtype]})
+                        meta={"images": n, "HW": h * w, "C": c, "dtype": DTYPE_NAMES[x.dtype],
+                              # x read once, the means written once (the perf model's figures)
+                              "bytes": (n * h * w * c + n * c) * x.element_size(), "flops": n * h * w * c})
 
 
 def _pool(what, x, ksize, strides, padding, out, out_channel_offset, is_max) -> torch.Tensor:

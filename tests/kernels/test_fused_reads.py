@@ -2,7 +2,7 @@
 
 * `mean_matmul`: global mean over H, W, then the GEMM that consumes it (fusion pass 7), with
   and without the per-pixel prologue, keepdims, channel-slice output, NaN / inf input cells,
-  and with the GPU tile choice forced (`gpu_tiles()`: split-K and its reduction run here);
+  and with the GPU tile choice forced (`gpu_tiles()`: narrow, deep GEMM tiles run here);
 * `conv2d(residual_strides=...)`: the residual read strided from the unsubsampled tensor
   (ResNet's subsample shortcut without its max-pool kernel).
 """
@@ -96,13 +96,13 @@ def test_mean_matmul_resnet_like_head(dtype, hw):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_mean_matmul_split_k_gpu_tiles(dtype):
-    """A K deep enough for several 64-wide splits, with the GPU tile choice: split-K partials
-    and their ordered reduction (launch 3), N = 20 and K = 200 not multiples of 8."""
+def test_mean_matmul_deep_k_gpu_tiles(dtype):
+    """With the GPU tile choice, K = 600 spans several BLOCK_K steps and a partial last one,
+    N = 20 and K not multiples of 8 (no alignment hint), a channel-slice output."""
     with gpu_tiles():
-        _, split, _ = gemm_plan(dtype, 2, 20, 200)
-    assert split > 1
-    run_mean_case({"n": 2, "hw": (3, 3), "c": 200, "cout": 20, "dtype": dtype, "act": "relu6", "scale": True,
+        tile = gemm_plan(dtype, 2, 20, 600)
+    assert 600 > tile.BLOCK_K and tile.BLOCK_N == 16
+    run_mean_case({"n": 2, "hw": (3, 3), "c": 600, "cout": 20, "dtype": dtype, "act": "relu6", "scale": True,
                    "shift": True, "prologue": "relu6", "keepdims": False, "conv_weight": False,
                    "out_slice": (3, 2), "cells": (), "gpu": True}, np.random.default_rng(4))
 
@@ -118,31 +118,29 @@ def test_mean_matmul_large_map_prologue_gpu_tiles(dtype):
 
 @pytest.mark.parametrize("cout", [1000, 1001])
 @pytest.mark.parametrize("batch", [1, 32, 256])
-def test_mean_matmul_gpu_plan_fills_the_sms(batch, cout):
-    """ResNet-50's pool5 + logits (x [N, 7, 7, 2048] fp16, W [2048, 1000]) with GPU tiles: the
-    mean launch has a program for (almost) every SM of an H100 (128 of 132 at batch 1: 16-channel
-    blocks, one 32-byte sector per pixel row in fp16), so has the GEMM launch (at batch 256 the
-    partial-bytes cap stops the split at 4: 4 x 32 tiles), W is read once (the K splits partition it), and the fp32 partials are no more bytes than W."""
+def test_mean_matmul_gpu_plan(batch, cout):
+    """ResNet-50's pool5 + logits (x [N, 7, 7, 2048] fp16, W [2048, cout]) with GPU tiles: two
+    launches; the mean's grid covers (almost) every SM of an H100 (128 of 132 at batch 1:
+    16-channel blocks, one 32-byte sector per pixel row in fp16) and reads a 7x7 map in one
+    load; the GEMM uses wgmma-sized rows, the narrowest column tiles at batch 1 (W streamed by
+    63 programs) and deep K steps (8 for K = 2048), and sees 16-byte W rows when cout % 8 == 0."""
     meta = dict(device="meta")
     with record_launches(execute=False) as launches:
         K.mean_matmul(torch.empty((batch, 7, 7, 2048), dtype=torch.float16, **meta),
                       K.prepack_matmul(torch.empty((2048, cout), dtype=torch.float16, **meta)),
                       shift=torch.empty(cout, **meta), name="logits")
-    kernels = [getattr(la.fn, "__name__", None) or la.fn.fn.__name__ for la in launches]
-    assert kernels[:2] == ["global_mean_kernel", "splitk_gemm_kernel"]
-    mean, gemm = launches[0], launches[1]
-    programs = [int(np.prod(la.grid)) for la in launches]
-    assert programs[0] >= 128 and programs[1] >= 128, programs
-    split, k_per_split = gemm.constexprs["SPLIT_K"], gemm.args[9]
-    assert (split - 1) * k_per_split < 2048 <= split * k_per_split  # every K row in exactly one split
-    assert split * batch * cout * 4 <= 2048 * cout * 2
-    assert len(launches) == (3 if split > 1 else 2)
-    assert mean.constexprs["BLOCK_R"] >= 49  # a 7x7 map is one load per program
-    assert gemm.constexprs["BLOCK_M"] == 64  # the wgmma M
-    if cout == 1000:
-        assert gemm.constexprs["N_ALIGN"] == 8  # 16-byte W rows: cp.async
-    else:
-        assert gemm.constexprs["N_ALIGN"] == 1 and (batch > 1 or k_per_split == 64)  # one k-step per program
+    kernels = [la.fn.fn.__name__ if hasattr(la.fn, "fn") else la.fn.__name__ for la in launches]
+    assert kernels == ["global_mean_kernel", "pooled_gemm_kernel"]
+    mean, gemm = launches
+    assert int(np.prod(mean.grid)) >= 128 and mean.constexprs["BLOCK_R"] >= 49
+    c = gemm.constexprs
+    assert c["BLOCK_M"] == 64 and 2048 // c["BLOCK_K"] <= 16 and gemm.num_stages >= 3
+    if batch == 1:
+        assert c["BLOCK_N"] == 16 and int(np.prod(gemm.grid)) == -(-cout // 16)
+    assert c["N_ALIGN"] == (8 if cout == 1000 else 1)
+    # the perf model's bytes: x + pooled for the mean; pooled + W + out for the GEMM
+    assert mean.meta["bytes"] == (batch * 49 * 2048 + batch * 2048) * 2
+    assert gemm.meta["bytes"] == (batch * 2048 + 2048 * cout + batch * cout) * 2
 
 
 def test_mean_matmul_rejects_bad_arguments():
