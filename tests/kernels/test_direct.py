@@ -271,3 +271,23 @@ def test_direct_kernels_bfloat16():
 def test_pool_rejects_window_of_padding_only():
     with pytest.raises(K.KernelArgumentError, match=r"pool5: padding .* smaller than the window 2x2"):
         K.max_pool2d(torch.zeros((1, 4, 4, 2), device=DEVICE), (2, 2), (1, 1), ((2, 0), (0, 0)), name="pool5")
+
+
+@pytest.mark.parametrize("shape,kernel", [((1, 112, 112, 32), (3, 3)), ((1, 14, 14, 512), (3, 3)),
+                                          ((1, 7, 7, 1024), (3, 3)), ((1, 7, 7, 1024), (5, 5))])
+def test_direct_gpu_grids_fill_the_sms_at_batch_1(shape, kernel):
+    """Recorded (not run) GPU launches of MobileNet-like depthwise layers and ResNet's pool1 at
+    batch 1: the window is a constexpr (the tap loop unrolls) and the grid has at least one
+    program per SM of an H100 (132); strides / padding / dilation stay runtime arguments."""
+    from slimtriton.kernels.launch import record_launches
+    meta = dict(device="meta", dtype=torch.float16)
+    c = shape[-1]
+    pad = ((kernel[0] // 2,) * 2, (kernel[1] // 2,) * 2)
+    with record_launches(execute=False) as launches:
+        K.depthwise_conv2d(torch.empty(shape, **meta), K.prepack_depthwise(torch.empty((*kernel, c, 1), **meta)),
+                           padding=pad, dilations=(2, 2) if kernel == (5, 5) else (1, 1), act="relu6")
+        K.max_pool2d(torch.empty((1, 112, 112, 64), **meta), 3, 2, ((0, 1), (0, 1)))
+        K.avg_pool2d(torch.empty((1, 8, 8, 2048), **meta), 8, 1, ((0, 0), (0, 0)))
+    for launch, window in zip(launches, [kernel, (3, 3), (8, 8)]):
+        assert (launch.constexprs["KH"], launch.constexprs["KW"]) == window
+        assert int(np.prod(launch.grid)) >= 128, (launch.name, launch.grid)
