@@ -180,7 +180,14 @@ def test_fusion_script_end_to_end(tmp_path):
     assert cubin["new_specializations"] == cubin["specializations"] and cubin["seconds"] > 0
     assert result["cubin_total"]["specializations"] == cubin["specializations"]
     assert result["record"]["command"].startswith("python bench/fusion.py")
-    assert "| mobilenet_v1 | 1 |" in (tmp_path / "fusion.md").read_text()
+    md = (tmp_path / "fusion.md").read_text()
+    assert "| mobilenet_v1 | 1 |" in md
+    # the performance model's totals, labelled as a model
+    model = row["model"]
+    assert model["gpu"] == "h100" and model["launches"] == row["launches"] and model["batch"] == 1
+    assert model["gflops"] == pytest.approx(row["flops"] / 1e9, abs=1e-3)
+    assert 0 < model["modeled_images_per_s"] < model["roofline_images_per_s"]
+    assert "a MODEL, not a measurement" in md and "a MODEL, not a measurement" in proc.stdout
     if common.pyplot() is not None:
         assert (tmp_path / "fusion.png").read_bytes()[:8] == PNG_MAGIC
 
