@@ -109,6 +109,10 @@ def test_report_json_dash_writes_json_to_stdout(tmp_path, capsys, monkeypatch):
     assert status == 0 and not (tmp_path / "-").exists()
     summary = json.loads(out)  # stdout is the JSON document only
     assert summary["kernels"]["slimtriton"] == len(summary["steps"]) and "planned output" in err
+    first = summary["steps"][0]
+    assert first["op_kinds"] == "conv2d+batch_norm+relu6" and first["layer"].endswith("Conv2d_0")
+    assert first["triton_kernels"][0]["fn"] == "conv_gemm_kernel" and "BLOCK_M" in first["triton_kernels"][0]["tile"]
+    assert summary["outputs"] == ["MobilenetV1/Predictions/Softmax"]  # the planned output is named
 
 
 # -- item 10: broken pipes, exit statuses, messages ---------------------------------------------
@@ -263,6 +267,13 @@ def test_nets_lists_the_minimum_image_size(capsys):
     assert sorted(rows) == sorted(nets_factory.networks_map)
     for name, (_, minimum, _) in rows.items():
         assert int(minimum) == nets_command.MIN_IMAGE_SIZE[name]
+
+
+def test_nets_measure_recomputes_the_table(capsys):
+    status, out, _ = _run(capsys, "nets", "--measure")
+    assert status == 0
+    measured = {line.split()[0]: int(line.split()[2]) for line in out.splitlines()[1:]}
+    assert measured == nets_command.MIN_IMAGE_SIZE
 
 
 @pytest.mark.parametrize("name", sorted(nets_factory.networks_map))
