@@ -184,7 +184,7 @@ def test_iterations_print_a_latency_summary(capsys, monkeypatch):
     status, out, _ = _run(capsys, "run", NET, "--image-size", 32, "--iterations", 3, "--warmup", 2)
     assert status == 0 and len(calls) == 1 + 2 + 3
     line = next(line for line in out.splitlines() if line.startswith("latency"))
-    for word in ("2 warm-up", "3 iterations", "median", "p90", "min", "max"):
+    for word in ("2 warm-up", "3 iterations", "median", "p90", "min", "max", "images/s (batch 1)"):
         assert word in line, line
 
 

@@ -204,7 +204,7 @@ def main(args) -> int:
     probs = result["output"]
     print(f"{args.net} on {args.backend} ({dtype}): input {list(x.shape)} -> output {list(probs.shape)}; {first}")
     if args.iterations:
-        print(latency_summary(call, args.iterations, 1 if args.warmup is None else args.warmup))
+        print(latency_summary(call, args.iterations, 1 if args.warmup is None else args.warmup, batch))
     for i in range(probs.shape[0]):
         row = probs[i].reshape(-1).astype(np.float64)
         if kind == "embedding":
@@ -264,8 +264,9 @@ def _timed_call(model, x):
     return call
 
 
-def latency_summary(call, iterations: int, warmup: int) -> str:
-    """trtexec-style: W untimed warm-up calls, then N timed calls; median/p90/min/max/mean ms."""
+def latency_summary(call, iterations: int, warmup: int, batch: int = 1) -> str:
+    """trtexec-style: W untimed warm-up calls, then N timed calls; median/p90/min/max/mean ms
+    and the throughput at the median (images per second)."""
     import numpy as np
     for _ in range(warmup):
         call()
@@ -277,7 +278,7 @@ def latency_summary(call, iterations: int, warmup: int) -> str:
     ms = np.asarray(times)
     return (f"latency: {warmup} warm-up, {iterations} iterations: median {np.median(ms):.3f} ms, "
             f"p90 {np.percentile(ms, 90):.3f} ms, min {ms.min():.3f} ms, max {ms.max():.3f} ms, "
-            f"mean {ms.mean():.3f} ms")
+            f"mean {ms.mean():.3f} ms; throughput {batch * 1e3 / np.median(ms):.2f} images/s (batch {batch})")
 
 
 def _top_scopes(names, limit: int = 3) -> str:
