@@ -137,6 +137,15 @@ def test_same_user_error_same_exit_status(tmp_path, capsys):
         assert status == 2 and "nope.npz" in err, (argv, status, err)
 
 
+def test_one_map_from_errors_to_exit_statuses():
+    from slimtriton.cli import exit_status
+    from slimtriton.commands.errors import UsageError
+    assert [exit_status(e) for e in (UsageError("x"), ValueError("x"), FileNotFoundError("x"),
+                                     NotImplementedError("x"))] == [2, 2, 2, 2]
+    assert exit_status(BrokenPipeError()) == 141 and exit_status(KeyboardInterrupt()) == 130
+    assert exit_status(RuntimeError("a bug")) is None  # a bug keeps its traceback
+
+
 def test_nchw_input_says_nchw(tmp_path, capsys, no_run):
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 32, 32), np.float32))
     err = _user_error(capsys, "run", NET, "--input", tmp_path / "x.npy")
