@@ -26,6 +26,10 @@ COMMANDS = [
     "report",
     "audit",
     "convert",
+    "compile",
+    "eval",
+    "predict",
+    "export",
 ]
 
 # The environment variables slimtriton reads (`slimtriton --help` and the README list them).
