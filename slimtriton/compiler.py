@@ -134,6 +134,7 @@ class CompiledModel:
         self._stream_order = None
         self.analysis_only = weights is None
         self.kernels = [KernelInfo(self, s) for s in plan.steps if s.launches_kernel]
+        self._source_weights = weights  # a reference, for to_module (its buffers)
         if weights is None:
             return
         import torch
@@ -222,6 +223,11 @@ class CompiledModel:
         else:
             t = torch.from_numpy(np.ascontiguousarray(value))
         return t.to(device=self.device, dtype=TORCH_DTYPES[self.dtype]).contiguous()
+
+    def to_module(self):
+        """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
+        from .torch_module import to_module
+        return to_module(self)
 
     # -- analysis ---------------------------------------------------------------------------
     def launches(self) -> list[list]:
