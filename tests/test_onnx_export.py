@@ -431,5 +431,11 @@ def test_cli_exports_a_factory_net(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "outputs: predictions[batch, 1001]" in result.stdout
     onnx.checker.check_model(str(out), full_check=True)
+    assert "weights: RANDOM" in result.stdout
     bad = _run_cli("export", "no_such_net", "-o", str(out))
     assert bad.returncode == 2 and "unknown net 'no_such_net'" in bad.stderr
+    other = _run_cli("export", "mobilenet_v1_025", "--image-size", "32", "-o", str(out), "--weights",
+                     str(FIXTURES / "tf_checkpoint" / "resnet_v2_tiny.ckpt"))
+    assert other.returncode == 2 and "are these the weights of another net?" in other.stderr
+    no_dir = _run_cli("export", "mobilenet_v1_025", "-o", str(tmp_path / "missing" / "m.onnx"))
+    assert no_dir.returncode == 2 and "does not exist" in no_dir.stderr
