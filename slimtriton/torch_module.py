@@ -175,6 +175,11 @@ def _run(module: CompiledModule, args, kwargs):
 def to_module(model) -> CompiledModule:
     """`model.to_module()`: see the module docstring."""
     weights = getattr(model, "_source_weights", None)
-    if model.analysis_only or weights is None:
-        raise ValueError("to_module needs a model compiled with weights (st.compile(graph, outputs, weights))")
+    if model.analysis_only:
+        raise ValueError("to_module needs a model compiled with weights (st.compile(graph, outputs, weights)); "
+                         "this one is analysis only")
+    if weights is None:
+        raise ValueError("to_module: this model was loaded from a saved engine, which holds the kernels' packed "
+                         "parameters, not the TF-Slim weights a module's buffers and state_dict are; compile the "
+                         "graph with its weights (st.compile(graph, outputs, st.load_weights(...)).to_module())")
     return CompiledModule(model, weights)

@@ -196,7 +196,11 @@ def test_names_with_dots_are_escaped_reversibly():
     assert_close(module(torch.from_numpy(xv)), st.Session(g, weights).run(y, {x: xv}), "float32")
 
 
-def test_analysis_only_models_have_no_module():
+def test_analysis_only_and_loaded_engines_have_no_module(built, tmp_path):
     g, images, logits, _ = _graph()
-    with pytest.raises(ValueError, match="compiled with weights"):
+    with pytest.raises(ValueError, match="compiled with weights.*analysis only"):
         st.compile(g, logits, None).to_module()
+    *_, model, _, _ = built
+    model.save(tmp_path / "engine")
+    with pytest.raises(ValueError, match="saved engine.*packed parameters"):
+        st.load_compiled(tmp_path / "engine", device="cpu").to_module()
