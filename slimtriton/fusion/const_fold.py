@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.ops import Group, Op
+from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op
 from .pattern import Pat, Rule
 
-_SOURCES = (Op.VARIABLE, Op.CONSTANT)
-
-
 def _weight_only(node) -> bool:
-    return (node.op.group is not Group.SOURCE and bool(node.inputs)
-            and all(i.op in _SOURCES for i in node.inputs)
+    return (node.op not in SOURCE_OPS and bool(node.inputs)
+            and all(i.op in PARAMETER_OPS for i in node.inputs)
             and any(i.op is Op.VARIABLE for i in node.inputs))
 
 

@@ -2,7 +2,7 @@
 
 Every remaining conv / matmul becomes its FUSED_* form (identity epilogue), then, at each
 consumer, in this order of preference:
-  relu / relu6 of a fused node           -> its `act` (or `act2` after a residual add)
+  an activation of a fused node          -> its `act` (or `act2` after a residual add)
   add(fused, r)                           -> residual r  (the later-computed operand fuses)
   add(r, c * fused)                       -> residual r with residual_scale c (Inception-ResNet)
   c * fused (affine epilogue only)        -> scale, shift multiplied by c
@@ -12,12 +12,10 @@ which later activations fuse into in turn (second stage, LEFTOVER_RULES).
 """
 from __future__ import annotations
 
-from ..ir.ops import Op
-from .common import (ACT_NAME, BASE_OPS, EPILOGUE_DEFAULTS, FUSED_OF, FUSED_OPS, bn_foldable, bn_recipe,
-                     compose_into_epilogue, fused_attrs, n_base_inputs, plain_epilogue)
+from ..ir.ops import ACTIVATION_OPS, FUSED_OPS, Op, node_act
+from .common import (BASE_OPS, EPILOGUE_DEFAULTS, FUSED_OF, bn_foldable, bn_recipe, compose_into_epilogue,
+                     fused_attrs, n_base_inputs, plain_epilogue)
 from .pattern import Pat, Rule
-
-ACTS = frozenset(ACT_NAME)
 
 
 def _constant_affine(ctx, root, scale: float = 1.0):
@@ -59,7 +57,7 @@ def _act_into_fused(match, ctx):
     key = "act2" if fused.attrs["residual"] else "act"
     if fused.attrs[key] != "none":
         return None
-    return ctx.node(fused.op, fused.inputs, dict(fused.attrs, **{key: ACT_NAME[root.op]}), root.name)
+    return ctx.node(fused.op, fused.inputs, dict(fused.attrs, **{key: node_act(root)}), root.name)
 
 
 def _residual_candidate(node, root, ctx) -> bool:
@@ -112,7 +110,7 @@ def _leftover_add(match, ctx):
 
 def _leftover_act(match, ctx):
     root = match["root"]
-    return _elementwise(ctx, root, root.inputs[0], *_constant_affine(ctx, root), act=ACT_NAME[root.op])
+    return _elementwise(ctx, root, root.inputs[0], *_constant_affine(ctx, root), act=node_act(root))
 
 
 def _leftover_scalar_mul(match, ctx):
@@ -136,7 +134,7 @@ RULES = [
     Rule("batch_norm_to_pointwise", Pat(Op.BATCH_NORM, name="root", where=bn_foldable), _standalone_bn),
     Rule("bias_to_pointwise", Pat(Op.BIAS_ADD, Pat(name="x"), Pat(Op.VARIABLE, name="b"), name="root"),
          _standalone_bias),
-    Rule("activation", Pat(ACTS, _FUSED_ONE, name="root"), _act_into_fused),
+    Rule("activation", Pat(ACTIVATION_OPS, _FUSED_ONE, name="root"), _act_into_fused),
     Rule("scaled_residual_add",
          Pat(Op.ADD, Pat(name="r"), Pat(Op.MUL, Pat(FUSED_OPS, name="fused", one_use=True), _CONST, name="mul",
                                         one_use=True, commutative=True),
@@ -151,7 +149,7 @@ RULES = [
 LEFTOVER_RULES = RULES + [
     Rule("add_to_pointwise", Pat(Op.ADD, name="root", where=lambda n: _same_shape_add(n) and _has_channels(n)),
          _leftover_add),
-    Rule("activation_to_pointwise", Pat(ACTS, Pat(), name="root", where=_has_channels), _leftover_act),
+    Rule("activation_to_pointwise", Pat(ACTIVATION_OPS, Pat(), name="root", where=_has_channels), _leftover_act),
     Rule("scalar_mul_to_pointwise", Pat(Op.MUL, Pat(name="x"), _CONST, name="root", commutative=True,
                                         where=_has_channels), _leftover_scalar_mul),
 ]

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from ..ir.node import Node
-from ..ir.ops import Op
+from ..ir.ops import SOURCE_OPS, Op
 from ..ir.shapes import infer
 from ..ir.verify import verify
 
@@ -224,7 +224,7 @@ def _absorbed_origin(program: Program, cur: Node, out: Node, matched) -> tuple[s
     seen: set[int] = set()
     while stack:
         n = stack.pop()
-        if id(n) in seen or id(n) in keep or n is out or n.op in (Op.VARIABLE, Op.CONSTANT, Op.PLACEHOLDER):
+        if id(n) in seen or id(n) in keep or n is out or n.op in SOURCE_OPS:
             continue
         seen.add(id(n))
         merged.extend(program.origin.get(n.name, (n.name,)))

@@ -4,7 +4,7 @@ A FUSED_ELEMENTWISE e = act(x * s + t) without residual, whose every consumer is
 depthwise conv reading it as its input (not as a residual), can instead be applied by each
 consumer while it loads x (`prologue`; padded cells stay zero, fused_ops.md).
 
-The rule, from the byte model (slimtriton.report.kernel_bytes, the one used for the
+The rule, from the byte model (slimtriton.ir.cost.kernel_bytes, the one used for the
 report): with n consumers, keeping e costs one pointwise kernel (read x, s, t; write y) plus
 n reads of y; the prologue costs n reads of x (and of s, t). The prologue wins when
 n * bytes(x) + n * bytes(s, t) < bytes(x) + bytes(s, t) + bytes(y) + n * bytes(y) -- with
@@ -17,6 +17,7 @@ residual or non-conv consumer (pooling, GEMM, concat) keeps e as its own kernel.
 """
 from __future__ import annotations
 
+from ..ir.cost import tensor_bytes
 from ..ir.ops import Op
 from .common import PROLOGUE_OPS
 from .pattern import Pat, Rule
@@ -37,7 +38,6 @@ def _taps(conv) -> float:
 def pointwise_and_prologue_bytes(e, n: int, dtype: str) -> tuple[int, int]:
     """The byte model of the module docstring for `e` read by `n` consumers: (keeping e as its
     own kernel, applying it as the consumers' prologue)."""
-    from ..report import tensor_bytes
     x, s, t = e.inputs[:3]
     vec = tensor_bytes(s.shape, dtype) + tensor_bytes(t.shape, dtype)
     keep = tensor_bytes(x.shape, dtype) + vec + tensor_bytes(e.shape, dtype) + n * tensor_bytes(e.shape, dtype)

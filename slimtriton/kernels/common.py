@@ -5,11 +5,14 @@ import torch
 import triton
 import triton.language as tl
 
+from ..ir.ops import Act, parse_act
 from .launch import alloc
 
-# Activation codes passed to kernels as constexprs (compared at compile time).
-ACT_CODES = {"none": 0, "relu": 1, "relu6": 2}
-UNARY_CODES = {"none": 0, "relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4, "neg": 5}
+# The activation constexpr of the kernels (`ACT`, `ACT2`, `PROLOGUE_ACT`, compared at compile
+# time in `apply_act`): an int code per activation.
+ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4}
+# The unary kernel's ops beyond the activations (its OP constexpr shares apply_act's codes).
+UNARY_CODES = {"neg": 5}
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -19,7 +22,7 @@ INT32_LIMIT = 2**31 - 1
 
 @triton.jit
 def apply_act(x, ACT: tl.constexpr):
-    """none / relu / relu6 (codes of ACT_CODES) on an fp32 block; sigmoid, tanh, neg too."""
+    """The activation of code ACT (ACT_CODES) on an fp32 block; neg (code 5) for the unary kernel."""
     if ACT == 1:
         x = tl.maximum(x, 0.0)
     elif ACT == 2:
@@ -52,10 +55,16 @@ class KernelArgumentError(ValueError):
     """A kernel wrapper was called with arguments it cannot run (shape, dtype, device)."""
 
 
-def act_code(act: str, what: str, codes=ACT_CODES) -> int:
-    if act not in codes:
-        raise KernelArgumentError(f"{what}: unknown activation {act!r}; expected one of {sorted(codes)}")
-    return codes[act]
+def act_code(act, what: str, extra_codes=None) -> int | float:
+    """The ACT constexpr of an activation value ("relu", an `Act`; see
+    ACT_CODES); `extra_codes`: names beyond the activations a kernel also takes (UNARY_CODES)."""
+    if extra_codes and isinstance(act, str) and act in extra_codes:
+        return extra_codes[act]
+    try:
+        kind, _ = parse_act(act, what)
+    except ValueError as e:
+        raise KernelArgumentError(str(e)) from None
+    return ACT_CODES[kind]
 
 
 def dtype_name(t: torch.Tensor, what: str) -> str:

@@ -18,10 +18,9 @@ import dataclasses
 from typing import Optional
 
 from ..ir.node import Node
-from ..ir.ops import Op, lookup
+from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op, lookup
 from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered
 
-SOURCE_OPS = (Op.PLACEHOLDER, Op.VARIABLE, Op.CONSTANT)
 
 
 @dataclasses.dataclass
@@ -157,7 +156,7 @@ def build_plan(program, dtype: str = "float32") -> Plan:
                 prep[s.param_keys[p.name]] = kind
     output_keys: dict[str, str] = {}
     for o in program.outputs:  # a requested parameter is returned as a tensor, whatever its kernels read
-        if o.op in SOURCE_OPS and o.op is not Op.PLACEHOLDER:
+        if o.op in PARAMETER_OPS:
             params[o.name] = o
             kind = PREP_SCALAR if o.op is Op.CONSTANT else PREP_TENSOR
             output_keys[o.name] = o.name if prep.setdefault(o.name, kind) == kind else f"{o.name}#{kind}"
@@ -178,7 +177,7 @@ def _read_shapes(low: Optional[Lowered], nodes) -> list:
 
 
 def _is_activation(node: Node) -> bool:
-    return node.op not in (Op.VARIABLE, Op.CONSTANT)
+    return node.op not in PARAMETER_OPS
 
 
 def _hoist_concat_buffers(steps: list[Step]) -> list[Step]:
