@@ -112,6 +112,7 @@ TORCH_ACTIVATIONS = {
     Act.RELU6: lambda x, p: torch.clamp(x, 0.0, 6.0),
     Act.SIGMOID: lambda x, p: torch.sigmoid(x),
     Act.TANH: lambda x, p: torch.tanh(x),
+    Act.ELU: lambda x, p: F.elu(x),
 }
 
 

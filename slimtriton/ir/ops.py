@@ -11,7 +11,7 @@ Attributes per op (all values immutable: ints, floats, strs, bools, tuples):
   CONSTANT          value (python scalar), dtype                    -> shape ()
   ADD SUB MUL DIV MAXIMUM MINIMUM   numpy broadcasting, equal dtypes
   NEG IDENTITY
-  RELU RELU6 SIGMOID TANH   activations (Group.ACTIVATION; one per `Act`, same member name)
+  RELU RELU6 SIGMOID TANH ELU   activations (Group.ACTIVATION; one per `Act`, same member name)
   BIAS_ADD          (x, biases[C])
   DROPOUT           keep_prob, is_training
   BATCH_NORM        (x, mean, variance[, gamma][, beta]); epsilon, center, scale, is_training
@@ -72,6 +72,7 @@ class Op(enum.Enum):
     RELU6 = (Group.ACTIVATION, "relu6")
     SIGMOID = (Group.ACTIVATION, "sigmoid")
     TANH = (Group.ACTIVATION, "tanh")
+    ELU = (Group.ACTIVATION, "elu")
 
     BATCH_NORM = (Group.NORMALIZATION, "batch_norm")
     UNIT_NORM = (Group.NORMALIZATION, "unit_norm")
@@ -160,6 +161,7 @@ class Act(str, enum.Enum):
     RELU6 = ("relu6", 1, ("relu6",))
     SIGMOID = ("sigmoid", 4, ("sigmoid",))
     TANH = ("tanh", 4, ("tanh",))
+    ELU = ("elu", 4, ("elu",))
 
     @property
     def op(self) -> "Op":

@@ -10,7 +10,7 @@ from .launch import alloc
 
 # The activation constexpr of the kernels (`ACT`, `ACT2`, `PROLOGUE_ACT`, compared at compile
 # time in `apply_act`): an int code per activation.
-ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4}
+ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4, Act.ELU: 6}
 # The unary kernel's ops beyond the activations (its OP constexpr shares apply_act's codes).
 UNARY_CODES = {"neg": 5}
 
@@ -40,6 +40,12 @@ def apply_act(x, ACT: tl.constexpr):
         x = tl.where(ax < 0.125, small, tl.where(x < 0.0, -big, big))
     elif ACT == 5:
         x = -x
+    elif ACT == 6:
+        # elu: x > 0 ? x : exp(x) - 1; above -0.125 exp(x) - 1 cancels, so a Taylor polynomial
+        # (relative error < 1e-8) is used there; NaN fails x > 0 and stays NaN
+        em1 = tl.exp(tl.where(x > 0.0, 0.0, x)) - 1.0  # not tl.minimum: it drops NaN
+        small = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
+        x = tl.where(x > 0.0, x, tl.where(x > -0.125, small, em1))
     return x
 
 
