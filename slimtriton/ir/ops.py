@@ -12,6 +12,7 @@ Attributes per op (all values immutable: ints, floats, strs, bools, tuples):
   ADD SUB MUL DIV MAXIMUM MINIMUM   numpy broadcasting, equal dtypes
   NEG IDENTITY
   RELU RELU6 SIGMOID TANH ELU   activations (Group.ACTIVATION; one per `Act`, same member name)
+  LEAKY_RELU        alpha (x if x > 0 else alpha * x)
   BIAS_ADD          (x, biases[C])
   DROPOUT           keep_prob, is_training
   BATCH_NORM        (x, mean, variance[, gamma][, beta]); epsilon, center, scale, is_training
@@ -73,6 +74,7 @@ class Op(enum.Enum):
     SIGMOID = (Group.ACTIVATION, "sigmoid")
     TANH = (Group.ACTIVATION, "tanh")
     ELU = (Group.ACTIVATION, "elu")
+    LEAKY_RELU = (Group.ACTIVATION, "leaky_relu")
 
     BATCH_NORM = (Group.NORMALIZATION, "batch_norm")
     UNIT_NORM = (Group.NORMALIZATION, "unit_norm")
@@ -162,6 +164,7 @@ class Act(str, enum.Enum):
     SIGMOID = ("sigmoid", 4, ("sigmoid",))
     TANH = ("tanh", 4, ("tanh",))
     ELU = ("elu", 4, ("elu",))
+    LEAKY_RELU = ("leaky_relu", 2, ("leaky_relu",), ("alpha", 0.2))
 
     @property
     def op(self) -> "Op":

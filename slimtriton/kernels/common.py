@@ -9,8 +9,11 @@ from ..ir.ops import Act, parse_act
 from .launch import alloc
 
 # The activation constexpr of the kernels (`ACT`, `ACT2`, `PROLOGUE_ACT`, compared at compile
-# time in `apply_act`): an int code per activation.
-ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4, Act.ELU: 6}
+# time in `apply_act`): an int code per activation; leaky relu, which has a parameter, is the
+# float -1 - alpha (<= -1 for a slope alpha >= 0), so its slope is a compile-time constant
+# (one specialization per slope, as Inductor inlines it) and no kernel signature carries it.
+ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4, Act.ELU: 6,
+             Act.LEAKY_RELU: "-1 - alpha"}
 # The unary kernel's ops beyond the activations (its OP constexpr shares apply_act's codes).
 UNARY_CODES = {"neg": 5}
 
@@ -46,6 +49,9 @@ def apply_act(x, ACT: tl.constexpr):
         em1 = tl.exp(tl.where(x > 0.0, 0.0, x)) - 1.0  # not tl.minimum: it drops NaN
         small = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
         x = tl.where(x > 0.0, x, tl.where(x > -0.125, small, em1))
+    elif ACT <= -1.0:
+        # leaky relu with slope -1 - ACT: x > 0 ? x : slope * x (NaN stays NaN)
+        x = tl.where(x > 0.0, x, x * (-1.0 - ACT))
     return x
 
 
@@ -62,14 +68,18 @@ class KernelArgumentError(ValueError):
 
 
 def act_code(act, what: str, extra_codes=None) -> int | float:
-    """The ACT constexpr of an activation value ("relu", an `Act`; see
+    """The ACT constexpr of an activation value ("relu", ("leaky_relu", 0.2), an `Act`; see
     ACT_CODES); `extra_codes`: names beyond the activations a kernel also takes (UNARY_CODES)."""
     if extra_codes and isinstance(act, str) and act in extra_codes:
         return extra_codes[act]
     try:
-        kind, _ = parse_act(act, what)
+        kind, param = parse_act(act, what)
     except ValueError as e:
         raise KernelArgumentError(str(e)) from None
+    if kind is Act.LEAKY_RELU:
+        if not param >= 0.0:
+            raise KernelArgumentError(f"{what}: leaky_relu slope {param} must be >= 0 for the kernels")
+        return -1.0 - param
     return ACT_CODES[kind]
 
 

@@ -204,7 +204,7 @@ def sigmoid(x) -> np.ndarray:
 
 
 # The definition of every activation, NaN and infinity semantics included (TF's):
-# NaN in -> NaN out for each; relu/relu6 of -inf is 0; elu(-inf) = -1.
+# NaN in -> NaN out for each; relu/relu6 of -inf is 0; elu(-inf) = -1; leaky_relu(-inf) = -inf.
 ACTIVATIONS = {
     Act.NONE: lambda x, p: x,
     Act.RELU: lambda x, p: np.maximum(x, 0.0),                      # np.maximum propagates NaN
@@ -212,6 +212,7 @@ ACTIVATIONS = {
     Act.SIGMOID: lambda x, p: sigmoid(x),
     Act.TANH: lambda x, p: np.tanh(x),
     Act.ELU: lambda x, p: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),   # alpha 1 (tf.nn.elu)
+    Act.LEAKY_RELU: lambda x, p: np.where(x > 0, x, p * x),                   # TF: x > 0 ? x : alpha*x
 }
 
 
