@@ -114,6 +114,7 @@ TORCH_ACTIVATIONS = {
     Act.TANH: lambda x, p: torch.tanh(x),
     Act.ELU: lambda x, p: F.elu(x),
     Act.LEAKY_RELU: lambda x, p: torch.where(x > 0, x, x * p),  # F.leaky_relu: x >= 0, differs at -0.0
+    Act.SWISH: lambda x, p: x * torch.sigmoid(x),               # = F.silu (its -inf is NaN too)
 }
 
 

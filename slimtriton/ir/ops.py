@@ -11,7 +11,7 @@ Attributes per op (all values immutable: ints, floats, strs, bools, tuples):
   CONSTANT          value (python scalar), dtype                    -> shape ()
   ADD SUB MUL DIV MAXIMUM MINIMUM   numpy broadcasting, equal dtypes
   NEG IDENTITY
-  RELU RELU6 SIGMOID TANH ELU   activations (Group.ACTIVATION; one per `Act`, same member name)
+  RELU RELU6 SIGMOID TANH ELU SWISH   activations (Group.ACTIVATION; one per `Act`, same member name)
   LEAKY_RELU        alpha (x if x > 0 else alpha * x)
   BIAS_ADD          (x, biases[C])
   DROPOUT           keep_prob, is_training
@@ -75,6 +75,7 @@ class Op(enum.Enum):
     TANH = (Group.ACTIVATION, "tanh")
     ELU = (Group.ACTIVATION, "elu")
     LEAKY_RELU = (Group.ACTIVATION, "leaky_relu")
+    SWISH = (Group.ACTIVATION, "swish")
 
     BATCH_NORM = (Group.NORMALIZATION, "batch_norm")
     UNIT_NORM = (Group.NORMALIZATION, "unit_norm")
@@ -165,6 +166,7 @@ class Act(str, enum.Enum):
     TANH = ("tanh", 4, ("tanh",))
     ELU = ("elu", 4, ("elu",))
     LEAKY_RELU = ("leaky_relu", 2, ("leaky_relu",), ("alpha", 0.2))
+    SWISH = ("swish", 5, ("swish", "silu"))
 
     @property
     def op(self) -> "Op":

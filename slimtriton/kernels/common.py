@@ -12,7 +12,7 @@ from .launch import alloc
 # time in `apply_act`): an int code per activation; leaky relu, which has a parameter, is the
 # float -1 - alpha (<= -1 for a slope alpha >= 0), so its slope is a compile-time constant
 # (one specialization per slope, as Inductor inlines it) and no kernel signature carries it.
-ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4, Act.ELU: 6,
+ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4, Act.ELU: 6, Act.SWISH: 7,
              Act.LEAKY_RELU: "-1 - alpha"}
 # The unary kernel's ops beyond the activations (its OP constexpr shares apply_act's codes).
 UNARY_CODES = {"neg": 5}
@@ -49,6 +49,9 @@ def apply_act(x, ACT: tl.constexpr):
         em1 = tl.exp(tl.where(x > 0.0, 0.0, x)) - 1.0  # not tl.minimum: it drops NaN
         small = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
         x = tl.where(x > 0.0, x, tl.where(x > -0.125, small, em1))
+    elif ACT == 7:
+        # swish / silu: x * sigmoid(x); -inf gives -inf * 0 = NaN, as the reference
+        x = x * (1.0 / (1.0 + tl.exp(-x)))
     elif ACT <= -1.0:
         # leaky relu with slope -1 - ACT: x > 0 ? x : slope * x (NaN stays NaN)
         x = tl.where(x > 0.0, x, x * (-1.0 - ACT))

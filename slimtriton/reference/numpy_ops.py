@@ -204,7 +204,8 @@ def sigmoid(x) -> np.ndarray:
 
 
 # The definition of every activation, NaN and infinity semantics included (TF's):
-# NaN in -> NaN out for each; relu/relu6 of -inf is 0; elu(-inf) = -1; leaky_relu(-inf) = -inf.
+# NaN in -> NaN out for each; relu/relu6 of -inf is 0; elu(-inf) = -1; leaky_relu(-inf) = -inf;
+# swish(-inf) = -inf * 0 = NaN (as TF's x * sigmoid(x)).
 ACTIVATIONS = {
     Act.NONE: lambda x, p: x,
     Act.RELU: lambda x, p: np.maximum(x, 0.0),                      # np.maximum propagates NaN
@@ -213,6 +214,7 @@ ACTIVATIONS = {
     Act.TANH: lambda x, p: np.tanh(x),
     Act.ELU: lambda x, p: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),   # alpha 1 (tf.nn.elu)
     Act.LEAKY_RELU: lambda x, p: np.where(x > 0, x, p * x),                   # TF: x > 0 ? x : alpha*x
+    Act.SWISH: lambda x, p: x * sigmoid(x),                                    # swish = silu, beta 1
 }
 
 
