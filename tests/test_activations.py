@@ -98,6 +98,9 @@ def test_unknown_and_malformed_activations_are_refused_by_kernels(act):
     bad = act.value if act.param else (act.value, 1.0)  # parameter missing / not expected
     with pytest.raises(K.KernelArgumentError, match="layer"):
         K.affine_act(x, None, None, act=bad, name="layer")
+    if act is Act.LEAKY_RELU:  # the kernels encode slopes >= 0 only (kernels/common.py ACT_CODES)
+        with pytest.raises(K.KernelArgumentError, match="layer.*slope"):
+            K.unary((act.value, -0.5), x, name="layer")
 
 
 # -- every kernel that takes an activation ---------------------------------------------------
@@ -279,3 +282,54 @@ def test_compiled_graphs_fuse_every_activation(act):
         assert (op, key) in acts, f"{act} did not fuse into {op.short}'s {key}: {sorted(acts)}"
     assert any(k == "act2" for _, k in acts), f"{act} did not fuse as act2 after the residual add"
     assert not [n for n in program.nodes if n.op.group.value == "activation"], "an activation ran unfused"
+
+
+# -- the tf.maximum(z, a*z) idiom -----------------------------------------------------------------
+def _idiom_program(a, order):
+    from slimtriton.fusion import Program
+    with sl.Graph() as g:
+        x = sl.placeholder([1, 4, 4, 3], name="x")
+        z = slim.conv2d(x, 5, [3, 3], activation_fn=None, scope="conv")
+        az = {"za": z * a, "az": a * z}[order[0]]
+        y = tf.maximum(z, az) if order[1] == "z_first" else tf.maximum(az, z)
+    return g, x, y, Program.from_graph(g.nodes, [y.node])
+
+
+@pytest.mark.parametrize("order", [("za", "z_first"), ("az", "z_first"), ("za", "az_first"), ("az", "az_first")])
+def test_leaky_relu_idiom_pattern_replacement_same_output(order):
+    from slimtriton.fusion import activation_idioms
+    from slimtriton.fusion.program import rewrite
+    from tests.fusion.graphs import reference, reference_of_program
+    g, x, y, prog = _idiom_program(0.1, order)
+    after = rewrite(prog, activation_idioms.RULES, after="pass activation_idioms")
+    (leaky,) = [n for n in after.nodes if n.op is Op.LEAKY_RELU]
+    assert leaky.attrs["alpha"] == pytest.approx(0.1) and leaky.name == y.node.name
+    assert not [n for n in after.nodes if n.op in (Op.MAXIMUM, Op.MUL)]
+    weights = sl.init_weights(g, seed=1)
+    xv = np.random.default_rng(0).standard_normal((1, 4, 4, 3))
+    xv.reshape(-1)[:3] = [np.nan, np.inf, -np.inf]
+    feeds = {x.node: xv}
+    want = reference(g.nodes, [y.node], feeds, weights)
+    got = reference_of_program(after, feeds, weights)
+    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(want[0]))
+    ok = ~np.isnan(want[0])
+    np.testing.assert_allclose(got[0][ok], want[0][ok], rtol=1e-12)
+
+
+@pytest.mark.parametrize("a", [1.0, 1.5, 0.0, -0.2])
+def test_leaky_relu_idiom_needs_a_slope_strictly_between_0_and_1(a):
+    from slimtriton.fusion import activation_idioms
+    from slimtriton.fusion.program import rewrite
+    _, _, _, prog = _idiom_program(a, ("za", "z_first"))
+    after = rewrite(prog, activation_idioms.RULES, after="pass activation_idioms")
+    assert Op.MAXIMUM in [n.op for n in after.nodes] and Op.LEAKY_RELU not in [n.op for n in after.nodes]
+
+
+def test_leaky_relu_idiom_compiles_into_the_conv_epilogue():
+    def build(x):
+        z = slim.conv2d(x, 5, [3, 3], activation_fn=None, scope="conv")
+        return [tf.maximum(z, 0.2 * z)]
+    model = _compiled_matches_reference(build, (1, 4, 4, 3))
+    (conv,) = [n for n in model.plan.program.nodes if n.op is Op.FUSED_CONV2D]
+    assert parse_act(conv.attrs["act"]) == (Act.LEAKY_RELU, pytest.approx(0.2))
+    assert len(model.plan.steps) == 1

@@ -8,12 +8,14 @@ elimination and the memory plan.
 """
 from __future__ import annotations
 
-from . import const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities, strided_residual
+from . import (activation_idioms, const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities,
+               strided_residual)
 from .program import Program, rewrite
 
 IR_PASSES = [
     ("const_fold", const_fold.RULES),                # 0: weight-only subgraphs -> derived parameters
     ("remove_identities", remove_identities.RULES),  # 1: identity, inference dropout, subsample(1), no-op reshape
+    ("activation_idioms", activation_idioms.RULES),  # 1b: tf.maximum(z, a*z), 0 < a < 1 -> leaky_relu
     ("fold_pad", fold_pad.RULES),                    # 2: explicit zero PAD -> the conv's own padding
     ("fold_affine", fold_affine.RULES),              # 3: inference BN and bias -> conv weights + shift
     ("epilogue", epilogue.RULES),                    # 4: act / residual add / scaled residual -> FUSED_* epilogue
