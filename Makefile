@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test audit bench-fusion bench-gpu gpu-check clean
+.PHONY: setup demo test fuzz audit bench-fusion bench-gpu gpu-check clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -c "import triton" 2>/dev/null || $(PY) -m pip install -q "triton==3.9.0"
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ".[test,bench,data,ray,onnx]"
 	touch $(STAMP)
 
 demo: setup
@@ -23,6 +23,13 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Soak (not part of `make test`): random slim graphs and kernel shapes in float32/float16/bfloat16,
+# poisoned buffers, repeated calls, NaN/Inf inputs against the reference, never derandomized, for
+# MINUTES minutes; each failure is printed as a runnable reproducer (tests/fuzz/fuzzer.py).
+MINUTES ?= 10
+fuzz: setup
+	$(PY) -m tests.fuzz --minutes $(MINUTES)
 
 audit: setup
 	$(VENV)/bin/slimtriton audit resnet_v1_50 --dtype float16 --arch 90

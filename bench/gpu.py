@@ -1,15 +1,17 @@
-"""GPU benchmark: slimtriton vs torch eager (cuDNN) vs torch.compile max-autotune.
+"""GPU benchmark: slimtriton vs torch eager (cuDNN) vs torch.compile (default, then max-autotune).
 
 For each net (default resnet_v1_50; `--nets`), batch (1, 32, 256) and dtype (float16, and
 float32 with TF32 tensor cores), with the net's logits as the output, random weights
 (`init_weights(graph, seed=0)`) and random images (uniform in [-1, 1], seed 0):
 
 * systems: `slimtriton` (`st.compile`), `torch_eager` (the torch backend's callable,
-  `build_torch_callable`: channels_last views, cuDNN, `cudnn.benchmark` on) and
-  `torch_compile` (`torch.compile(mode='max-autotune')` of that same callable);
+  `build_torch_callable`: channels_last views, cuDNN, `cudnn.benchmark` on),
+  `torch_compile` (`torch.compile` of that same callable in its default mode) and
+  `torch_compile_max` (mode 'max-autotune': minutes of compiling, so it comes last);
 * each with the CUDA graph on and off (slimtriton: `cuda_graph=`; eager: one
   `torch.cuda.CUDAGraph` capture of the callable, input copied in each call; torch.compile:
-  'max-autotune' uses CUDA graphs, 'max-autotune-no-cudagraphs' does not);
+  'default' without, 'reduce-overhead' with CUDA graphs; 'max-autotune' with,
+  'max-autotune-no-cudagraphs' without);
 * latency: after warm-up, one call per sample between two CUDA events with a sync after
   each sample (the latency of one inference, CPU launch overhead included); median,
   p10/p90 over at least `min_iters` samples and `min_time` seconds; throughput =
@@ -21,16 +23,20 @@ float32 with TF32 tensor cores), with the net's logits as the output, random wei
 * compile time: from the start of compilation to the end of the first call (JIT,
   autotuning and graph capture included).
 
-Work runs in priority order (the target measurements first) under a global time budget
-(`--budget`, default 540 s so that the whole run fits one 10-minute job; `--quick`: fewer
-iterations, float16 only, batches 1 and 256, 300 s); what the budget leaves out is recorded
-as skipped. A torch.compile measurement starts only when `--compile-reserve` seconds are
-left (max-autotune compiles take minutes).
+Work runs in priority order under a global time budget (`--budget`, default 540 s so that
+the whole run fits one 10-minute job; `--quick`: fewer iterations, float16 only, batches 1
+and 256, 300 s); what the budget leaves out is recorded as skipped. `--plan essential` runs
+only the essential measurements (resnet_v1_50-first net, float16, batch 256 then 1:
+slimtriton with its CUDA graph, torch eager, torch.compile default), `--plan extras`
+everything else (CUDA graph off/on counterparts, reduce-overhead, max-autotune, other
+batches and dtypes), `--plan all` (default) both in that order. A torch.compile measurement
+starts only when `--compile-reserve` seconds are left (max-autotune: three times that).
 
-Writes bench/results/gpu.json, gpu.md, gpu.png (or --out-dir) and checks the targets for
-ResNet-50 v1 float16 (each system at its better CUDA-graph setting): batch 256 throughput
->= 1.3x torch.compile max-autotune and >= 2x eager; batch 1 latency <= 0.6x eager; prints
-PASS/FAIL (exit 1 on a FAIL). Without a CUDA device it says so and exits 0.
+Writes bench/results/gpu.json, gpu.md, gpu.png (or --out-dir; `--name` changes the stem) and
+checks the targets for ResNet-50 v1 float16 (each system at its better CUDA-graph setting,
+torch.compile at its better mode): batch 256 throughput >= 1.3x torch.compile and >= 2x
+eager; batch 1 latency <= 0.6x eager; prints PASS/FAIL (exit 1 on a FAIL). Without a CUDA
+device it says so and exits 0.
 
     python bench/gpu.py                   # resnet_v1_50, everything the budget allows
     python bench/gpu.py --quick
@@ -53,9 +59,15 @@ from typing import Callable, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (bench/common.py)
 
-SYSTEMS = ("slimtriton", "torch_eager", "torch_compile")
+SYSTEMS = ("slimtriton", "torch_eager", "torch_compile", "torch_compile_max")
 SYSTEM_LABELS = {"slimtriton": "slimtriton", "torch_eager": "torch eager (cuDNN)",
-                 "torch_compile": "torch.compile max-autotune"}
+                 "torch_compile": "torch.compile default", "torch_compile_max": "torch.compile max-autotune"}
+COMPILE_SYSTEMS = ("torch_compile", "torch_compile_max")
+# torch.compile mode per (system, CUDA graph)
+COMPILE_MODES = {("torch_compile", False): "default", ("torch_compile", True): "reduce-overhead",
+                 ("torch_compile_max", True): "max-autotune",
+                 ("torch_compile_max", False): "max-autotune-no-cudagraphs"}
+PLANS = ("all", "essential", "extras")
 DTYPES = ("float16", "float32")
 BATCHES = (1, 32, 256)
 PRECISION = {"float16": "ieee", "float32": "tf32", "bfloat16": "ieee"}
@@ -66,7 +78,7 @@ DEVICE = "cuda"  # the device every measurement runs on (a module constant so te
 TARGET_NET = "resnet_v1_50"
 TARGET_DTYPE = "float16"
 TARGET_THROUGHPUT_BATCH = 256
-TARGET_VS_COMPILE = 1.3        # slimtriton throughput / torch.compile max-autotune throughput
+TARGET_VS_COMPILE = 1.3        # slimtriton throughput / best torch.compile throughput
 TARGET_VS_EAGER = 2.0          # slimtriton throughput / eager throughput
 TARGET_LATENCY_BATCH = 1
 TARGET_LATENCY_VS_EAGER = 0.6  # slimtriton latency / eager latency
@@ -124,38 +136,51 @@ class Budget:
 
 
 # -- the schedule ---------------------------------------------------------------------------
-def schedule(nets, batches, dtypes) -> list[Task]:
-    """Every task, most important first: per net, the measurements the targets need
-    (float16: batch 256 slimtriton + eager, batch 1 slimtriton + eager, batch 256
-    torch.compile), then slimtriton and eager everywhere else, then the remaining
-    torch.compile measurements (CUDA graphs on before off)."""
-    tasks: list[Task] = []
+def essential_tasks(nets, batches, dtypes) -> list[Task]:
+    """What a short GPU window must measure: for the first net in float16, batch 256 then 1:
+    slimtriton with its CUDA graph, torch eager (no graph, as users run it), then
+    torch.compile in its default mode at both batches."""
+    if TARGET_DTYPE not in dtypes or not nets:
+        return []
+    net = nets[0]
+    wanted = [b for b in (TARGET_THROUGHPUT_BATCH, TARGET_LATENCY_BATCH) if b in batches]
+    tasks = []
+    for batch in wanted:
+        tasks += [Task(net, batch, TARGET_DTYPE, "slimtriton", True),
+                  Task(net, batch, TARGET_DTYPE, "torch_eager", False)]
+    tasks += [Task(net, batch, TARGET_DTYPE, "torch_compile", False) for batch in wanted]
+    return tasks
+
+
+def schedule(nets, batches, dtypes, plan: str = "all") -> list[Task]:
+    """Every task, most important first: the essential ones (`essential_tasks`), then
+    slimtriton and eager everywhere else (their other CUDA-graph setting first), then
+    torch.compile default / reduce-overhead, then max-autotune (CUDA graphs on before off)."""
+    if plan not in PLANS:
+        raise ValueError(f"plan {plan!r} not in {PLANS}")
+    essential = essential_tasks(nets, batches, dtypes)
+    tasks: list[Task] = list(essential)
 
     def add(task: Task) -> None:
         if task not in tasks:
             tasks.append(task)
 
-    def cheap(net, dtype, batch):
-        for cg in (True, False):
-            add(Task(net, batch, dtype, "slimtriton", cg))
-            add(Task(net, batch, dtype, "torch_eager", cg))
-
-    for net in nets:
-        if TARGET_DTYPE in dtypes:
-            for batch in (TARGET_THROUGHPUT_BATCH, TARGET_LATENCY_BATCH):
-                if batch in batches:
-                    cheap(net, TARGET_DTYPE, batch)
-            if TARGET_THROUGHPUT_BATCH in batches:
-                add(Task(net, TARGET_THROUGHPUT_BATCH, TARGET_DTYPE, "torch_compile", True))
     for net in nets:
         for dtype in dtypes:
             for batch in sorted(batches, reverse=True):
-                cheap(net, dtype, batch)
-    for cg in (True, False):
-        for net in nets:
-            for dtype in dtypes:
-                for batch in sorted(batches, reverse=True):
-                    add(Task(net, batch, dtype, "torch_compile", cg))
+                for cg in (False, True):
+                    add(Task(net, batch, dtype, "slimtriton", not cg))
+                    add(Task(net, batch, dtype, "torch_eager", cg))
+    for system in COMPILE_SYSTEMS:
+        for cg in ((False, True) if system == "torch_compile" else (True, False)):
+            for net in nets:
+                for dtype in dtypes:
+                    for batch in sorted(batches, reverse=True):
+                        add(Task(net, batch, dtype, system, cg))
+    if plan == "essential":
+        return essential
+    if plan == "extras":
+        return [t for t in tasks if t not in essential]
     return tasks
 
 
@@ -199,7 +224,8 @@ def best(rows, net, dtype, batch, system) -> Optional[dict]:
 
 def gpu_targets(rows, net: str = TARGET_NET) -> list[common.Target]:
     st256 = best(rows, net, TARGET_DTYPE, TARGET_THROUGHPUT_BATCH, "slimtriton")
-    tc256 = best(rows, net, TARGET_DTYPE, TARGET_THROUGHPUT_BATCH, "torch_compile")
+    compiled = [r for r in (best(rows, net, TARGET_DTYPE, TARGET_THROUGHPUT_BATCH, s) for s in COMPILE_SYSTEMS) if r]
+    tc256 = min(compiled, key=lambda r: r["latency_ms"]["median"]) if compiled else None
     eg256 = best(rows, net, TARGET_DTYPE, TARGET_THROUGHPUT_BATCH, "torch_eager")
     st1 = best(rows, net, TARGET_DTYPE, TARGET_LATENCY_BATCH, "slimtriton")
     eg1 = best(rows, net, TARGET_DTYPE, TARGET_LATENCY_BATCH, "torch_eager")
@@ -216,7 +242,7 @@ def gpu_targets(rows, net: str = TARGET_NET) -> list[common.Target]:
         return f"{what}: {a:.4g} vs {b:.4g}"
     where = f"{net} {TARGET_DTYPE}"
     return [
-        common.Target(f"{where} batch {TARGET_THROUGHPUT_BATCH}: throughput slimtriton / torch.compile max-autotune",
+        common.Target(f"{where} batch {TARGET_THROUGHPUT_BATCH}: throughput slimtriton / torch.compile (best mode)",
                       common.ratio(thr(st256), thr(tc256)), TARGET_VS_COMPILE, ">=", "x",
                       note(thr(st256), thr(tc256), "img/s")),
         common.Target(f"{where} batch {TARGET_THROUGHPUT_BATCH}: throughput slimtriton / torch eager",
@@ -273,7 +299,7 @@ def markdown_report(result: dict) -> str:
         "",
         common.markdown_table(*result_rows(result["rows"]), align="lllrlrrrrrrrl"),
         "",
-        "## Targets (each system at its better CUDA-graph setting)",
+        "## Targets (each system at its better CUDA-graph setting, torch.compile at its best mode)",
         "",
         common.targets_markdown(gpu_targets(result["rows"])),
     ])
@@ -294,7 +320,8 @@ def save_chart(rows, path) -> Optional[Path]:
     cols = min(3, len(panels))
     nrows = -(-len(panels) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.6 * nrows), squeeze=False)
-    colors = {"slimtriton": "#e07b39", "torch_eager": "#8c8c8c", "torch_compile": "#6a9fd4"}
+    colors = {"slimtriton": "#e07b39", "torch_eager": "#8c8c8c", "torch_compile": "#6a9fd4",
+              "torch_compile_max": "#3b6ea8"}
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (net, dtype, batch) in zip(axes.flat, panels):
@@ -302,6 +329,8 @@ def save_chart(rows, path) -> Optional[Path]:
         for system in SYSTEMS:
             for cg in (True, False):
                 match = [r for r in ok_rows(good, net, dtype, batch, system) if r["cuda_graph"] == cg]
+                if not match and system in COMPILE_SYSTEMS:
+                    continue
                 labels.append(f"{SYSTEM_LABELS[system].split(' (')[0]}\n{'graph' if cg else 'no graph'}")
                 values.append(match[0]["throughput_ips"] if match else 0.0)
                 bar_colors.append(colors[system])
@@ -464,9 +493,9 @@ def build_runner(task: Task, state: NetState):
             return static_out
         replay()
         return replay, static_out
-    if task.system == "torch_compile":
+    if task.system in COMPILE_SYSTEMS:
         torch._dynamo.reset()
-        mode = "max-autotune" if task.cuda_graph else "max-autotune-no-cudagraphs"
+        mode = COMPILE_MODES[(task.system, task.cuda_graph)]
         compiled = torch.compile(f, mode=mode, fullgraph=False, dynamic=False)
 
         def call():
@@ -511,8 +540,13 @@ def parse_args(argv):
                         help="default float16 float32 (--quick: float16); float32 runs with TF32")
     parser.add_argument("--quick", action="store_true", help="fewer iterations and configurations, 300 s budget")
     parser.add_argument("--budget", type=float, default=None, help="global time budget in seconds (default 540)")
-    parser.add_argument("--compile-reserve", type=float, default=180.0,
-                        help="start a torch.compile measurement only with this many seconds left (default 180)")
+    parser.add_argument("--compile-reserve", type=float, default=120.0,
+                        help="start a torch.compile (default mode) measurement only with this many seconds "
+                             "left; max-autotune needs three times that (default 120)")
+    parser.add_argument("--plan", default="all", choices=PLANS,
+                        help="essential: the few measurements a short GPU window must have; extras: the rest; "
+                             "all (default): both, essential first")
+    parser.add_argument("--name", default="gpu", help="stem of the output files (default gpu: gpu.json, gpu.md, gpu.png)")
     parser.add_argument("--peak-size", type=int, default=8192, help="size of the peak matmul (default 8192)")
     parser.add_argument("--out-dir", default=str(common.RESULTS_DIR), help="default bench/results")
     parser.add_argument("--no-autotune", action="store_true",
@@ -545,6 +579,7 @@ def write_results(out: Path, args, record, budget: Budget, peaks: dict, rows: li
     result = {
         "record": record,
         "settings": {"nets": args.nets, "batches": args.batches, "dtypes": args.dtypes, "quick": args.quick,
+                     "plan": args.plan,
                      "budget_s": args.budget, "elapsed_s": round(budget.elapsed(), 1),
                      "compile_reserve_s": args.compile_reserve, "timing": dataclasses.asdict(args.timing),
                      "peak_size": args.peak_size, "cudnn_benchmark": True, "output": "logits",
@@ -555,8 +590,8 @@ def write_results(out: Path, args, record, budget: Budget, peaks: dict, rows: li
         "rows": rows,
         "targets": [t.to_json() for t in targets],
     }
-    common.write_json(out / "gpu.json", result)
-    common.write_text(out / "gpu.md", markdown_report(result))
+    common.write_json(out / f"{args.name}.json", result)
+    common.write_text(out / f"{args.name}.md", markdown_report(result))
     return targets
 
 
@@ -588,8 +623,9 @@ def main(argv=None) -> int:
 
     states = {net: NetState(net) for net in args.nets}
     rows = []
-    for task in schedule(args.nets, args.batches, args.dtypes):
-        needed = args.compile_reserve if task.system == "torch_compile" else 15.0
+    for task in schedule(args.nets, args.batches, args.dtypes, args.plan):
+        needed = {"torch_compile": args.compile_reserve, "torch_compile_max": 3 * args.compile_reserve}.get(
+            task.system, 15.0)
         if not budget.allows(needed):
             rows.append(task.row(status="skipped",
                                  reason=f"time budget ({budget.remaining():.0f} s left, {needed:.0f} s needed)"))
@@ -607,7 +643,7 @@ def main(argv=None) -> int:
             print(f"{row['latency_ms']['median']:.3f} ms, {row['throughput_ips']:.1f} img/s, "
                   f"{row['tflops']:.1f} TFLOP/s, rel L2 {row['rel_l2']}, compile {row['compile_s']} s", flush=True)
         rows.append(row)
-        if task.system == "torch_compile":
+        if task.system in COMPILE_SYSTEMS:
             torch._dynamo.reset()
         free_gpu()
         # after every measurement: a run killed by an outer time limit keeps what it measured
@@ -615,11 +651,11 @@ def main(argv=None) -> int:
 
     out = Path(args.out_dir)
     targets = write_results(out, args, record, budget, peaks, rows, complete=True)
-    chart = save_chart(rows, out / "gpu.png")
+    chart = save_chart(rows, out / f"{args.name}.png")
     print()
     print(common.text_table(*result_rows(rows)))
     common.print_targets(targets, "GPU targets")
-    print(f"\nwrote {out / 'gpu.json'}, {out / 'gpu.md'}" + (f", {chart}" if chart else ""))
+    print(f"\nwrote {out / (args.name + '.json')}, {out / (args.name + '.md')}" + (f", {chart}" if chart else ""))
     return 1 if any(t.passed is False for t in targets) else 0
 
 

@@ -14,7 +14,9 @@ Timing: `triton.testing.do_bench` (CUDA events, L2 flushed before each run, medi
 runs), after one explicit warm-up call of each function (Triton JIT and autotuning happen
 there, never inside the timed runs). A global `--budget` (default 540 s; `--quick`: batch 32
 only, 120 s) is checked before each shape: shapes it leaves out are listed as skipped, a
-shape that fails is recorded with its error and the others go on.
+shape that fails is recorded with its error and the others go on. The JSON is rewritten after
+every shape (marked `"complete": false` until the end), so an outer time limit keeps what was
+measured.
 
 Usage: python bench/kernels.py [--batches 1 32 256] [--dtype float16] [--no-autotune] [--quick]
        [--budget S] [--out PATH]
@@ -134,6 +136,28 @@ def main(argv=None) -> int:
               f"{row['speedup_epilogue']:5.2f} | {err:8.1e}", flush=True)
         return row
 
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = Path(args.out) if args.out else common.RESULTS_DIR / f"kernels-{now:%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_record = common.run_record(None if argv is None else ["bench/kernels.py", *argv], with_gpu=True)
+
+    def geomean(vals):
+        import math
+        return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else None
+
+    def write(complete: bool) -> dict:
+        summary = {"geomean_speedup_plain": geomean([r["speedup_plain"] for r in rows]),
+                   "geomean_speedup_epilogue": geomean([r["speedup_epilogue"] for r in rows]),
+                   "max_rel_l2_error": max((r["rel_l2_error"] for r in rows), default=None),
+                   "measured": len(rows), "failed": failed, "skipped_by_budget": skipped,
+                   "budget_s": args.budget, "elapsed_s": round(time.monotonic() - started, 1)}
+        record = {"benchmark": "bench/kernels.py", "record": run_record, "dtype": args.dtype,
+                  "autotune": not args.no_autotune, "batches": args.batches, "quick": args.quick,
+                  "complete": complete, "summary": summary, "rows": rows}
+        # not common.write_json: a NaN error must be recorded, not refused
+        out.write_text(json.dumps(record, indent=1))
+        return summary
+
     for batch in args.batches:
         for sh in resnet_v1_50_conv_shapes(224, batch):
             if time.monotonic() - started > args.budget:
@@ -144,17 +168,11 @@ def main(argv=None) -> int:
             except Exception as exc:  # noqa: BLE001 -- recorded; the other shapes go on
                 failed.append({"layer": sh.name, "batch": batch, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
                 print(f"{sh.name[:40]:40} {batch:>4} ERROR {failed[-1]['error']}", flush=True)
-                continue
-            rows.append(row)
+            else:
+                rows.append(row)
+            write(complete=False)
 
-    def geomean(vals):
-        import math
-        return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else None
-    summary = {"geomean_speedup_plain": geomean([r["speedup_plain"] for r in rows]),
-               "geomean_speedup_epilogue": geomean([r["speedup_epilogue"] for r in rows]),
-               "max_rel_l2_error": max((r["rel_l2_error"] for r in rows), default=None),
-               "measured": len(rows), "failed": failed, "skipped_by_budget": skipped,
-               "budget_s": args.budget, "elapsed_s": round(time.monotonic() - started, 1)}
+    summary = write(complete=True)
     if rows:
         print(f"geomean speedup vs cuDNN: plain {summary['geomean_speedup_plain']:.2f}x (target >= 0.9), "
               f"with epilogue {summary['geomean_speedup_epilogue']:.2f}x (target >= 1.2); "
@@ -163,16 +181,6 @@ def main(argv=None) -> int:
         print(f"{len(skipped)} shapes skipped by the {args.budget:.0f} s budget: {', '.join(skipped)}")
     if failed:
         print(f"{len(failed)} shapes failed (recorded in the JSON)")
-    now = datetime.datetime.now(datetime.timezone.utc)
-    record = {
-        "benchmark": "bench/kernels.py",
-        "record": common.run_record(None if argv is None else ["bench/kernels.py", *argv], with_gpu=True),
-        "dtype": args.dtype, "autotune": not args.no_autotune, "batches": args.batches, "quick": args.quick,
-        "summary": summary, "rows": rows,
-    }
-    out = Path(args.out) if args.out else common.RESULTS_DIR / f"kernels-{now:%Y%m%d-%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))  # not common.write_json: a NaN error must be recorded, not refused
     print(f"wrote {out}")
     return 0
 

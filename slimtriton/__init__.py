@@ -28,6 +28,8 @@ _LAZY = {
     "load_weights": ("slimtriton.weights", "load_weights"),
     "save_weights": ("slimtriton.weights", "save_weights"),
     "compile": ("slimtriton.compiler", "compile"),
+    "data": ("slimtriton.data", None),
+    "export_onnx": ("slimtriton.export.onnx", "export_onnx"),
 }
 
 __all__ = ["Graph", "Op", "Tensor", "TensorShape", "get_default_graph", "placeholder", *_LAZY]

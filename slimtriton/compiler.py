@@ -1,7 +1,7 @@
 """`st.compile`: fusion passes -> kernel plan -> memory plan -> fused Triton execution.
 
     model = st.compile(g, logits, weights, dtype="float16")
-    probs = model(images)                   # NumPy in -> NumPy out; torch in -> torch out
+    probs = model(images)                   # NumPy in -> NumPy out; torch in -> torch out (graph's dtype)
     print(model.report())                   # per-kernel fused ops, FLOPs, DRAM bytes; 3 plans
     model.kernels[0].source                 # the Triton source of a fused kernel
 
@@ -12,6 +12,9 @@ kernels run in the Triton interpreter on the CPU (correctness, not speed).
 """
 from __future__ import annotations
 
+import json
+import os
+import threading
 import warnings
 from typing import Any, Mapping
 
@@ -69,16 +72,24 @@ def _graph_nodes(graph) -> list[Node]:
     return list(nodes)
 
 
-def plan(graph, outputs, dtype: str = "float32", log=None):
-    """Fuse and plan without weights or running: returns a `slimtriton.runtime.plan.Plan`
-    (shapes are static in the graph: build the graph at the batch you want to analyse)."""
+def plan(graph, outputs, dtype: str = "float32", log=None, weights=None):
+    """Fuse and plan without running: returns a `slimtriton.runtime.plan.Plan` (shapes are
+    static in the graph: build the graph at the batch you want to analyse).
+
+    Without `weights` every batch norm scale is assumed to fold into its conv's weights (the
+    epilogue then loads no scale). With `weights` (checked), a layer whose folded weights would
+    lose precision in `dtype` keeps its scale in the fp32 epilogue instead
+    (slimtriton.fusion.fold_affine.keep_scale); `plan.program.kept_scale` names those layers."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    from .fusion.fold_affine import keep_scale
     from .runtime.plan import build_plan
     nodes, _ = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
     program = Program.from_graph(_graph_nodes(graph), nodes)
     snapshots: dict = {}
     program = run_passes(program, log=log, snapshots=snapshots)
+    if weights is not None:
+        program = keep_scale(program, weights, dtype, log=log)
     result = build_plan(program, dtype)
     result.baseline = snapshots.get("remove_identities")
     return result
@@ -134,12 +145,17 @@ class CompiledModel:
         self._stream_order = None
         self.analysis_only = weights is None
         self.kernels = [KernelInfo(self, s) for s in plan.steps if s.launches_kernel]
+        # Placeholders of the graph the outputs do not need: a feed for one is checked and ignored
+        # (as Session does); a name that is no placeholder of the graph is an error.
+        needed = {n.name for n in plan.inputs}
+        self._unneeded_placeholders = {name: n for name, n in plan.program.recorded.items()
+                                       if n.op is Op.PLACEHOLDER and name not in needed}
+        self._lock = threading.Lock()  # calls share one arena of activation buffers: one call at a time
         if weights is None:
             return
         import torch
         from .runtime.executor import PlanExecutor, prepare_parameters
         self.device = torch.device(device)
-        _check_weights(plan, weights)
         values = resolve_parameters(plan.program, weights)
         params = prepare_parameters(plan, values, self.device, progress=_progress("preparing parameters"))
         self._executor = PlanExecutor(plan, params, self.device, precision, poison)
@@ -151,11 +167,8 @@ class CompiledModel:
 
     # -- calling ----------------------------------------------------------------------------
     def __call__(self, *args, **feeds):
-        """Run on one array (one placeholder) or feeds by name. Shapes are static: another
-        shape is an error naming the placeholder; any float dtype is cast to the compute
-        dtype; inputs on another device are moved to the model's. NumPy in -> NumPy out;
-        torch in -> torch out on the (first) input tensor's device. Results are fresh tensors
-        (with the CUDA graph, clones of its static outputs), never overwritten by a later call."""
+        """Run on one array (one placeholder) or feeds by name (see `compile` for the rules on
+        feeds, dtypes, devices and outputs)."""
         if self._executor is None:
             raise RuntimeError("this model was compiled without weights (analysis only): it has .report() "
                                "and .kernels but cannot run; pass weights to slimtriton.compile")
@@ -173,28 +186,32 @@ class CompiledModel:
                                     f"({[n.name for n in inputs]}); feed them by name")
                 feeds = {inputs[0].name: arg, **feeds}
         names = {n.name for n in inputs}
-        unknown = sorted(set(feeds) - names)
+        unknown = sorted(set(feeds) - names - set(self._unneeded_placeholders))
         if unknown:
             raise ValueError(f"feeds {unknown} are not placeholders of the compiled graph "
-                             f"(placeholders: {sorted(names)}); only placeholders can be fed")
+                             f"(placeholders: {sorted(names | set(self._unneeded_placeholders))}); only "
+                             f"placeholders can be fed")
+        for name in set(feeds) - names:  # not needed by the outputs: checked, then ignored
+            self._check_feed(self._unneeded_placeholders[name], feeds[name])
         missing = sorted(names - set(feeds))
         if missing:
             raise ValueError(f"placeholders {missing} must be fed")
         as_numpy = not any(isinstance(v, torch.Tensor) for v in feeds.values())
         out_device = next((v.device for v in feeds.values() if isinstance(v, torch.Tensor)), None)
-        tensors = {n.name: self._convert(n, feeds[n.name]) for n in inputs}
-        if self._stream_order is not None:
-            self._stream_order()
-        if self._cuda_graph is not None:
-            results = self._cuda_graph.run(tensors)
-        else:
-            results = self._executor.run(tensors)
-        final = []
-        for node, r in zip(self.plan.outputs, results):
-            if as_numpy:
-                final.append(_to_numpy(r, node.dtype))
+        tensors = {n.name: self._convert(n, feeds[n.name]) for n in inputs}  # feeds of unneeded ones: ignored
+        with self._lock:  # one arena per model: calls from several threads run one after the other
+            if self._stream_order is not None:
+                self._stream_order()
+            if self._cuda_graph is not None:
+                results = self._cuda_graph.run(tensors)
             else:
-                final.append(r.to(out_device))
+                results = self._executor.run(tensors)
+            final = []
+            for node, r in zip(self.plan.outputs, results):
+                if as_numpy:
+                    final.append(_to_numpy(r, node.dtype))
+                else:  # the graph's recorded dtype, on the (first) input tensor's device
+                    final.append(r.to(device=out_device, dtype=_torch_dtype(node.dtype)))
         return _rebuild(self._spec, final)
 
     def _feed_name(self, key) -> str:
@@ -206,22 +223,34 @@ class CompiledModel:
         raise TypeError(f"feed keys must be Tensors, Nodes or placeholder names, got {type(key).__name__}")
 
     def _convert(self, node: Node, value):
+        """A feed as a contiguous tensor of the compute dtype on the model's device. A torch
+        tensor never goes through NumPy: it is detached and moved/cast by torch's `.to()` (on
+        its own device for a CUDA tensor), so bfloat16, requires_grad and CUDA tensors work."""
         import torch
         from .runtime.executor import TORCH_DTYPES
-        shape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
-        dtype = str(getattr(value, "dtype", np.asarray(value).dtype)).replace("torch.", "")
-        allowed = {node.dtype, self.dtype}
-        if node.dtype in DTYPES:  # a float placeholder takes any float feed, cast as TF's feed_dict does
-            allowed |= {*DTYPES, "float64"}
-        if tuple(shape) != tuple(node.shape) or dtype not in allowed:
-            also = f" (or {self.dtype})" if self.dtype != node.dtype else ""
-            raise ValueError(f"input {node.name}: expected {node.dtype}{list(node.shape)}{also}, "
-                             f"got {dtype}{list(shape)}")
+        value = self._check_feed(node, value)
         if isinstance(value, torch.Tensor):
-            t = value
+            t = value.detach()
         else:
             t = torch.from_numpy(np.ascontiguousarray(value))
         return t.to(device=self.device, dtype=TORCH_DTYPES[self.dtype]).contiguous()
+
+    def _check_feed(self, node: Node, value):
+        """`value` (a torch tensor as is, anything else as a NumPy array) after checking its shape
+        and dtype against the placeholder's; ValueError naming the placeholder otherwise."""
+        import torch
+        if not isinstance(value, torch.Tensor):
+            value = np.asarray(value)
+        shape = tuple(int(d) for d in value.shape)
+        dtype = str(value.dtype).replace("torch.", "")
+        allowed = {node.dtype, self.dtype}
+        if node.dtype in DTYPES:  # a float placeholder takes any float feed, cast as TF's feed_dict does
+            allowed |= {*DTYPES, "float64"}
+        if shape != tuple(node.shape) or dtype not in allowed:
+            also = f" (or {self.dtype})" if self.dtype != node.dtype else ""
+            raise ValueError(f"input {node.name}: expected {node.dtype}{list(node.shape)}{also}, "
+                             f"got {dtype}{list(shape)}")
+        return value
 
     # -- analysis ---------------------------------------------------------------------------
     def launches(self) -> list[list]:
@@ -232,16 +261,42 @@ class CompiledModel:
         return self._launches
 
     def report(self, json_path=None) -> str:
+        """The fusion report, and which layers kept their batch norm scale in the epilogue
+        (JSON: `kept_bn_scale`, {layer: why})."""
         from .report import fusion_report
-        return fusion_report(self.plan, json_path=json_path)
+        text = fusion_report(self.plan, json_path=json_path)
+        kept = self.plan.program.kept_scale
+        if json_path is not None and os.path.isfile(json_path):
+            with open(json_path) as f:
+                data = json.load(f)
+            data["kept_bn_scale"] = dict(kept)
+            with open(json_path, "w") as f:
+                json.dump(data, f, indent=1)
+        return text + "\n" + _kept_scale_text(kept, self.analysis_only)
 
     def summary(self) -> dict:
         from .report import plan_summary
-        return plan_summary(self.plan)
+        return {**plan_summary(self.plan), "kept_bn_scale": dict(self.plan.program.kept_scale)}
 
     def __repr__(self) -> str:
         return (f"CompiledModel({len(self.kernels)} kernels, dtype={self.dtype}, device={self.device}, "
                 f"{'analysis only' if self.analysis_only else 'callable'})")
+
+
+def _kept_scale_text(kept: dict, analysis_only: bool) -> str:
+    if analysis_only:
+        return "batch norm: every scale assumed folded into the conv weights (no weights given)"
+    if not kept:
+        return "batch norm: every scale folded into the conv weights (no scale loaded by the epilogues)"
+    lines = [f"batch norm: {len(kept)} layer(s) keep their scale in the fp32 epilogue (folding would lose "
+             f"precision):"]
+    lines += [f"  {name}: {why}" for name, why in kept.items()]
+    return "\n".join(lines)
+
+
+def _torch_dtype(dtype: str):
+    import torch
+    return getattr(torch, dtype)  # a float dtype name (compile refuses other outputs)
 
 
 def _to_numpy(t, dtype: str) -> np.ndarray:
@@ -251,30 +306,6 @@ def _to_numpy(t, dtype: str) -> np.ndarray:
         t = t.float()
     arr = t.cpu().numpy()
     return arr.astype(np.float32 if dtype == "bfloat16" else np.dtype(dtype), copy=False)
-
-
-def _check_weights(plan, weights) -> None:
-    """One error listing every missing or mis-shaped weight the plan reads."""
-    needed = {}
-    for n in plan.program.nodes:
-        if n.op is Op.VARIABLE and n.attrs["var"] not in plan.program.derived:
-            needed[n.attrs["var"]] = n
-    for d in plan.program.derived.values():
-        for s in d.sources:
-            if s not in plan.program.derived and s not in needed:
-                needed[s] = None
-    missing = sorted(k for k in needed if k not in weights)
-    bad = []
-    for k, n in needed.items():
-        if k in weights and n is not None and tuple(np.shape(weights[k])) != tuple(n.shape):
-            bad.append(f"{k}: expected {list(n.shape)}, got {list(np.shape(weights[k]))}")
-    if missing or bad:
-        lines = []
-        if missing:
-            lines.append(f"missing {len(missing)}: " + ", ".join(missing))
-        if bad:
-            lines.append(f"mis-shaped {len(bad)}: " + "; ".join(bad))
-        raise ValueError("weights do not match the graph: " + " | ".join(lines))
 
 
 def _progress(desc: str):
@@ -320,6 +351,27 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
             cuda_graph: bool = True, poison: bool = False, log=None) -> CompiledModel:
     """Compile `outputs` of `graph` into fused Triton kernels (see the module docstring).
 
+    weights: {variable name: array}, checked first with the check Session makes
+    (`slimtriton.weights.check_weights`: one WeightsMismatchError listing every missing,
+    unexpected, mis-shaped and mis-typed name); None gives an analysis-only model.
+
+    Calling the model, `model(x)` or `model(images=x, ...)` / `model({tensor: x})`:
+    - feeds: every placeholder the outputs need; a feed of another placeholder of the graph
+      is checked and ignored (as Session does); other names are an error. Shapes are static.
+      A float placeholder takes any float feed (float16/32/64, bfloat16), cast to the compute
+      dtype.
+    - torch tensors are never converted through NumPy: they are detached and moved/cast with
+      torch's `.to()` to the model's device, so bfloat16, requires_grad, non-contiguous and
+      CUDA tensors are fed as they are.
+    - outputs: always in the graph's recorded dtype (float32 for a float32 graph, whatever
+      `dtype` the kernels compute in and whatever the feed's dtype). NumPy in -> NumPy arrays
+      out (a bfloat16 graph gives float32 arrays: NumPy has no bfloat16); any torch tensor in
+      -> torch tensors out, on the first input tensor's device. Results are fresh tensors,
+      never overwritten by a later call.
+    - threads: a model owns one arena of activation buffers, so calls are serialized by a lock
+      (one call runs at a time; threads wait). For parallel inference compile one model per
+      thread.
+
     poison: test mode, freed activation buffers are NaN-filled (slimtriton.runtime.executor).
     """
     if dtype not in DTYPES:
@@ -332,6 +384,9 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
     for n in nodes:
         if n.dtype not in FLOAT_DTYPES:
             raise NotImplementedError(f"output {n.name} has dtype {n.dtype}; the triton backend computes floats only")
-    the_plan = plan(graph, nodes, dtype, log=log)  # NotImplementedError (op and scope) for what cannot run
+    if weights is not None:  # the check Session makes, before any pass reads a value
+        from .weights import check_weights
+        check_weights(graph, weights, outputs=nodes)
+    the_plan = plan(graph, nodes, dtype, log=log, weights=weights)  # NotImplementedError (op, scope) for what cannot run
     dev = resolve_device(device) if weights is not None else None
     return CompiledModel(the_plan, spec, weights, dev, precision, cuda_graph, poison)

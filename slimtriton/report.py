@@ -122,32 +122,118 @@ def plan_summary(plan) -> dict:
 
 
 def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+    """Binary units, named as such (KiB, MiB, GiB: powers of 1024)."""
+    if abs(n) < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
         n /= 1024
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
 
 
-def fusion_report(plan, json_path=None, max_ops_shown: int = 6) -> str:
+def _scope(name: str) -> str:
+    return name.rsplit("/", 1)[0] if "/" in name else ""
+
+
+def common_scope(names) -> str:
+    """The longest scope ('a/b/c', cut at a '/') that every name lies in ('' for none)."""
+    parts = [n.split("/") for n in names]
+    if not parts:
+        return ""
+    common = []
+    for level in zip(*parts):
+        if any(p != level[0] for p in level):
+            break
+        common.append(level[0])
+    if len(common) == min(len(p) for p in parts):  # a name is its own scope: keep its last part out
+        common = common[:-1]
+    return "/".join(common)
+
+
+def scope_prefix(plan) -> str:
+    """The scope every fused op of the plan's kernels lies in (e.g. 'resnet_v1_50'): the report
+    names layers relative to it."""
+    return common_scope([name for step in plan.kernels for name in step.fused])
+
+
+def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:
+    """(the layer a kernel computes, relative to `prefix`: the scope its fused ops share, helper
+    ops without a scope of their own (a net-level pad) left out, or their top-level scopes joined
+    by '+' when they share none; their op kinds in order, joined by '+'), e.g.
+    ('block1/unit_1/bottleneck_v1', 'conv2d+batch_norm+add+relu')."""
+    names = list(step.fused)
+    kinds = []
+    for name in names:
+        rec = program.recorded.get(name) if program is not None else None
+        kinds.append(rec.op.short if rec is not None else name.rsplit("/", 1)[-1])
+    relative = [n[len(prefix) + 1:] if prefix and n.startswith(prefix + "/") else n for n in names]
+    scoped = [n for n in relative if "/" in n] or relative
+    layer = common_scope(scoped) if len(scoped) > 1 else _scope(scoped[0]) if scoped else ""
+    if not layer:
+        layer = "+".join(dict.fromkeys(n.split("/")[0] for n in scoped))
+    return layer, "+".join(kinds)
+
+
+def launch_tile(launch) -> str:
+    """'fn BLOCKS/wWsS' of a KernelLaunch: the jit function, its BLOCK_* tile (in the order the
+    kernel declares them), warps and pipeline stages."""
+    fn = getattr(launch.fn, "fn", launch.fn)
+    tile = "x".join(str(v) for k, v in launch.constexprs.items() if k.startswith("BLOCK_"))
+    return f"{getattr(fn, '__name__', fn)} {tile or '-'} w{launch.num_warps}s{launch.num_stages}"
+
+
+LEGEND = [
+    "legend: layer = the scope the kernel's fused ops share (under the prefix above); ops = their kinds, in order;",
+    "  triton kernel = the jit function, its BLOCK_* tile, warps (w) and pipeline stages (s) of a GPU run",
+    "  (the cached autotune winner or the default; the interpreter uses one large tile);",
+    "  sizes in KiB/MiB/GiB (powers of 1024); MFLOP = 10^6 FLOPs (multiply-add = 2)",
+]
+CONCAT_LEGEND = ("  '-> C[+k]': the kernel writes its output straight into channels k.. of the buffer of concat C "
+                 "(named relative to the layer's scope; concat elimination: no copy kernel)")
+
+
+def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -> str:
+    """The text report; `json_path` also writes the JSON summary ('-' writes it to stdout).
+    `launches`: per plan step, its `KernelLaunch`es (default: recorded on meta tensors here)."""
     summary = plan_summary(plan)
-    lines = [f"slimtriton fusion report ({plan.dtype}): {summary['kernels']['slimtriton']} kernels"]
-    lines.append(f"{'#':>3}  {'kernel':<16} {'output':<20} {'MFLOP':>10} {'read':>10} {'written':>10}  fused ops")
-    k = 0
+    if launches is None:
+        from .runtime.launches import record_plan_launches
+        launches = record_plan_launches(plan)
+    program = plan.baseline if plan.baseline is not None else plan.program
+    recorded = getattr(program, "recorded", None) and program
+    prefix = scope_prefix(plan)
+    rows = []
+    for s in plan.kernels:
+        layer, kinds = step_layer_and_ops(recorded, s, prefix)
+        rows.append((s, layer, kinds, "; ".join(launch_tile(l) for l in launches[s.index]) or "-"))
+    outputs = ", ".join(f"{o.name} ({o.op.short})" for o in plan.outputs)
+    lines = [f"slimtriton fusion report ({plan.dtype}): {summary['kernels']['slimtriton']} kernels "
+             f"computing {outputs}",
+             f"layers below are under {prefix}/" if prefix else "layers: full scope names"]
+    ktile = max([len(t) for *_, t in rows] + [len("triton kernel")])
+    layer_w = min(max([len(layer) for _, layer, _, _ in rows] + [5]), 48)
+    lines.append(f"{'#':>3}  {'kernel':<14} {'triton kernel':<{ktile}} {'output':<18} {'MFLOP':>9} "
+                 f"{'read':>10} {'written':>10}  {'layer':<{layer_w}}  ops")
     steps_json = []
-    for s in plan.steps:
-        if not s.launches_kernel:
-            continue
+    for k, (s, layer, kinds, tile) in enumerate(rows):
         ops = list(s.fused)
-        shown = ", ".join(ops[:max_ops_shown]) + (f", ... (+{len(ops) - max_ops_shown})" if len(ops) > max_ops_shown else "")
         shape = s.copy_from.shape if s.copy_from is not None else s.node.shape
-        where = f" -> {s.target[0].name}[+{s.target[1]}]" if s.target is not None else ""
-        lines.append(f"{k:>3}  {s.kernel:<16} {str(list(shape)):<20} {s.flops / 1e6:>10.2f} "
-                     f"{_fmt_bytes(s.bytes_read):>10} {_fmt_bytes(s.bytes_written):>10}  {shown}{where}")
-        steps_json.append({"index": k, "name": s.node.name, "kernel": s.kernel, "fused_ops": ops,
+        where = ""
+        if s.target is not None:  # the concat, named relative to the scope it shares with the layer
+            full = f"{prefix}/{layer}/x" if prefix else f"{layer}/x"
+            shared = common_scope([full, s.target[0].name])
+            where = f" -> {s.target[0].name[len(shared) + 1 if shared else 0:]}[+{s.target[1]}]"
+        lines.append(f"{k:>3}  {s.kernel:<14} {tile:<{ktile}} {str(list(shape)):<18} {s.flops / 1e6:>9.2f} "
+                     f"{_fmt_bytes(s.bytes_read):>10} {_fmt_bytes(s.bytes_written):>10}  "
+                     f"{layer:<{layer_w}}  {kinds}{where}")
+        steps_json.append({"index": k, "name": s.node.name, "kernel": s.kernel,
+                           "layer": f"{prefix}/{layer}" if prefix else layer, "op_kinds": kinds,
+                           "fused_ops": ops, "triton_kernels": [_launch_json(l) for l in launches[s.index]],
                            "inputs": [list(n.shape) for n in s.reads], "output": list(shape), "flops": s.flops,
                            "bytes_read": s.bytes_read, "bytes_written": s.bytes_written,
-                           "writes_into": s.target[0].name if s.target is not None else None})
-        k += 1
+                           "writes_into": s.target[0].name if s.target is not None else None,
+                           "channel_offset": s.target[1] if s.target is not None else None})
+    lines += LEGEND + ([CONCAT_LEGEND] if any(s.target is not None for s, *_ in rows) else [])
     lines.append("")
     lines.append(f"{'plan':<28} {'kernels':>8} {'DRAM bytes':>14} {'vs unfused':>11} {'vs extern':>10}")
     unf = summary["bytes"]["unfused"] or 1
@@ -158,9 +244,22 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6) -> str:
     lines.append(f"total FLOPs {summary['flops'] / 1e9:.3f} GFLOP; peak activation memory "
                  f"{_fmt_bytes(summary['peak_activation_bytes'])} (arena {_fmt_bytes(summary['arena_bytes'])})")
     if json_path is not None:
-        with open(json_path, "w") as f:
-            json.dump({**summary, "steps": steps_json}, f, indent=1)
+        document = {**summary, "outputs": [o.name for o in plan.outputs], "steps": steps_json}
+        if str(json_path) == "-":
+            import sys
+            json.dump(document, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            with open(json_path, "w") as f:
+                json.dump(document, f, indent=1)
     return "\n".join(lines)
+
+
+def _launch_json(launch) -> dict:
+    fn = getattr(launch.fn, "fn", launch.fn)
+    return {"fn": getattr(fn, "__name__", str(fn)), "grid": list(launch.grid),
+            "tile": {k: v for k, v in launch.constexprs.items() if k.startswith("BLOCK_")},
+            "num_warps": launch.num_warps, "num_stages": launch.num_stages}
 
 
 # -- design measurement: a second epilogue output (ResNet v2 pre-activation) ------------------

@@ -53,10 +53,9 @@ class Session:
         self.backend = backend
         self.device = device
         self.compile_options = dict(compile_options)
-        # Declared-but-unused variables may be absent; any name the graph does not declare is an error.
-        used = used_variables(graph)
-        unused = set(graph.variables) - set(used)
-        check_weights(used, {k: v for k, v in weights.items() if k not in unused})
+        # Every variable a node reads must be given; declared-but-unused ones may be absent (checked
+        # when given); any name the graph does not declare is an error. The same check as st.compile.
+        check_weights(graph, weights)
         self.weights = dict(weights)
         self._compiled: dict[tuple, Any] = {}
         self._torch = None  # (table, weights on device) built on first use
@@ -166,7 +165,9 @@ class Session:
             model = compiler.compile(self.graph, [Tensor(n, self.graph) for n in nodes], self.weights,
                                      device=self.device, **self.compile_options)
             self._compiled[key] = model
-        kwargs = {node.name: _host_feed(value, node.dtype) for node, value in feeds.items() if id(node) in needed}
+        # Every placeholder feed goes to the model, which ignores those its outputs do not need
+        # (the rule of the compiled model and of every Session backend).
+        kwargs = {node.name: _host_feed(value, node.dtype) for node, value in feeds.items()}
         result = model(**kwargs)
         if len(result) != len(nodes):
             raise RuntimeError(f"compiled model returned {len(result)} values for {len(nodes)} fetches")

@@ -246,20 +246,37 @@ def test_gpu_targets_pass_fail_skip():
     assert [t.verdict for t in gpu.gpu_targets(other_dtype)] == ["SKIP", "SKIP", "SKIP"]
 
 
-def test_schedule_puts_the_target_measurements_first():
+def test_schedule_puts_the_essential_measurements_first():
     tasks = gpu.schedule(["resnet_v1_50", "vgg_16"], [1, 32, 256], ["float16", "float32"])
-    assert len(tasks) == len(set(tasks)) == 2 * 3 * 2 * 3 * 2
-    first = tasks[:9]
-    assert {(t.system, t.batch) for t in first[:4]} == {("slimtriton", 256), ("torch_eager", 256)}
-    assert {(t.system, t.batch) for t in first[4:8]} == {("slimtriton", 1), ("torch_eager", 1)}
-    assert first[8] == gpu.Task("resnet_v1_50", 256, "float16", "torch_compile", True)
-    assert all(t.net == "resnet_v1_50" and t.dtype == "float16" for t in first)
-    assert tasks[17] == gpu.Task("vgg_16", 256, "float16", "torch_compile", True)
-    # the other torch.compile measurements come after every slimtriton / eager one
-    last_cheap = max(k for k, t in enumerate(tasks) if t.system != "torch_compile")
-    compiles = [k for k, t in enumerate(tasks) if t.system == "torch_compile"]
-    assert compiles[:2] == [8, 17] and all(k > last_cheap for k in compiles[2:])
+    assert len(tasks) == len(set(tasks)) == 2 * 3 * 2 * 4 * 2
+    essential = [gpu.Task("resnet_v1_50", 256, "float16", "slimtriton", True),
+                 gpu.Task("resnet_v1_50", 256, "float16", "torch_eager", False),
+                 gpu.Task("resnet_v1_50", 1, "float16", "slimtriton", True),
+                 gpu.Task("resnet_v1_50", 1, "float16", "torch_eager", False),
+                 gpu.Task("resnet_v1_50", 256, "float16", "torch_compile", False),
+                 gpu.Task("resnet_v1_50", 1, "float16", "torch_compile", False)]
+    assert tasks[:6] == essential == gpu.schedule(["resnet_v1_50", "vgg_16"], [1, 32, 256],
+                                                  ["float16", "float32"], "essential")
+    assert gpu.schedule(["resnet_v1_50"], [1, 256], ["float16"], "extras")[0] == \
+        gpu.Task("resnet_v1_50", 256, "float16", "slimtriton", False)
+    assert not set(gpu.schedule(["resnet_v1_50"], [1, 256], ["float16"], "extras")) & set(essential)
+    # then slimtriton / eager everywhere, then torch.compile default, then max-autotune last
+    kinds = [t.system for t in tasks[6:]]
+    last_cheap = max(k for k, s in enumerate(kinds) if s not in gpu.COMPILE_SYSTEMS)
+    first_compile = min(k for k, s in enumerate(kinds) if s in gpu.COMPILE_SYSTEMS)
+    first_max = kinds.index("torch_compile_max")
+    assert last_cheap < first_compile < first_max
+    assert all(s == "torch_compile_max" for s in kinds[first_max:])
+    assert tasks[6 + first_max].cuda_graph is True
     assert gpu.schedule(["vgg_16"], [32], ["float32"])[0] == gpu.Task("vgg_16", 32, "float32", "slimtriton", True)
+    with pytest.raises(ValueError, match="plan"):
+        gpu.schedule(["vgg_16"], [32], ["float32"], "some")
+
+
+def test_compile_modes():
+    assert gpu.COMPILE_MODES[("torch_compile", False)] == "default"
+    assert gpu.COMPILE_MODES[("torch_compile_max", True)] == "max-autotune"
+    assert set(gpu.COMPILE_MODES) == {(s, cg) for s in gpu.COMPILE_SYSTEMS for cg in (True, False)}
 
 
 def test_budget_with_a_fake_clock():
@@ -274,7 +291,7 @@ def test_budget_with_a_fake_clock():
 def test_gpu_report_json_and_chart(tmp_path):
     rows = [_gpu_row("slimtriton", 256, 100.0), _gpu_row("slimtriton", 256, 104.0, False),
             _gpu_row("torch_eager", 256, 210.0, False), _gpu_row("torch_compile", 256, 140.0),
-            _gpu_row("torch_compile", 256, 0, False, status="skipped"),
+            _gpu_row("torch_compile_max", 256, 0, False, status="skipped"),
             _gpu_row("slimtriton", 1, 1.0), _gpu_row("torch_eager", 1, 2.0, False)]
     headers, body = gpu.result_rows(rows)
     assert len(body) == len(rows) and all(len(r) == len(headers) for r in body)
@@ -335,3 +352,66 @@ def test_gpu_run_task_dry_run_on_cpu(monkeypatch):
     assert row["flops"] == state.graph(1)[2] > 10**7
     assert row["throughput_ips"] == pytest.approx(1e3 / row["latency_ms"]["median"])
     assert state.reference(1).shape == (1, 1001)
+
+
+# -- bench/gpu_session.sh ----------------------------------------------------------------------
+STUB = """#!/usr/bin/env bash
+# stands in for python3: logs its arguments, sleeps where told, prints an arch for `-c`
+echo "$*" >> "$STUB_LOG"
+case "$*" in
+  *"$STUB_SLOW"*) sleep 30 ;;
+esac
+case "$1" in
+  -c) echo 90 ;;
+  -) cat > /dev/null ;;
+esac
+exit 0
+"""
+
+
+def _session(tmp_path, **env_vars) -> tuple[subprocess.CompletedProcess, list[str], str]:
+    stub = tmp_path / "python_stub"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    calls = tmp_path / "calls.log"
+    out = tmp_path / "out"
+    env = {**{k: v for k, v in os.environ.items() if k not in ("OUT", "TRITON_INTERPRET")},
+           "PYTHON": str(stub), "STUB_LOG": str(calls), "OUT": str(out), "STUB_SLOW": "never-matches",
+           **env_vars}
+    proc = subprocess.run(["bash", str(BENCH / "gpu_session.sh")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    return proc, calls.read_text().splitlines(), (out / "gpu_session.md").read_text()
+
+
+def test_gpu_session_runs_the_steps_in_order_with_their_limits(tmp_path):
+    proc, calls, summary = _session(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the environment heredoc, the arch query, then the steps, most important first
+    assert calls[0] == "-" and calls[1].startswith("-c ")
+    steps = [c for c in calls[2:] if not c.startswith("-c ")]
+    assert steps[0].startswith("bench/gpu.py --quick --plan essential --no-autotune")
+    assert "--budget 205" in steps[0]                              # ST_GPU_S 220 less 15
+    assert steps[1].startswith("bench/kernels.py --quick --no-autotune --budget 55")
+    assert steps[2].startswith("-m pytest") and "tests/test_gpu_paths.py" in steps[2]
+    assert steps[3].startswith("-m slimtriton.cli audit resnet_v1_50 --dtype float16 --arch 90 --batch 1,32,256")
+    assert "--gpu h200" in steps[3]
+    assert steps[4].startswith("bench/gpu.py --quick --plan extras") and "--name gpu_extras" in steps[4]
+    limits = [line.split("|")[4].strip() for line in summary.splitlines() if line.startswith("| ")][1:]
+    assert limits[:5] == ["45", "220", "70", "90", "45"]
+    assert int(limits[5]) <= 470 and "every step passed" in summary
+    assert sum(int(x) for x in limits[:5]) <= 8 * 60
+
+
+def test_gpu_session_step_time_limits_and_session_budget(tmp_path):
+    # the kernels step hangs: `timeout` cuts it at its limit (8 s); the 12 s session budget then
+    # leaves under ST_MIN_STEP_S for the tests and the audit, and nothing for the extras
+    proc, calls, summary = _session(tmp_path, STUB_SLOW="bench/kernels.py", ST_KERNELS_S="8", ST_TOTAL_S="12")
+    assert proc.returncode == 1
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split("|")[1].strip().split()[0] for r in rows] == \
+        ["environment", "resnet_v1_50", "bench/kernels.py", "GPU", "audit", "extras"]
+    assert "| ok |" in rows[1] and rows[1].endswith("| 12 |")       # capped by the session's 12 s
+    assert "TIMED OUT" in rows[2] and rows[2].endswith("| 8 |")
+    assert all("skipped" in r for r in rows[3:])
+    assert not any(c.startswith("-m ") or "--plan extras" in c for c in calls)
+    assert "a step failed" in summary

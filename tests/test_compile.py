@@ -9,6 +9,7 @@ import pytest
 import slimtriton as st
 from slimtriton import slim, tf
 from slimtriton.compiler import plan
+from slimtriton.weights import WeightsMismatchError
 from tests.helpers import assert_close
 
 
@@ -147,8 +148,66 @@ def test_missing_weights_listed_in_one_error():
     g, x, y = conv_bn_relu_graph()
     w = st.init_weights(g, seed=0)
     del w["conv1/weights"], w["conv1/BatchNorm/gamma"]
-    with pytest.raises(ValueError, match=r"missing 2: conv1/BatchNorm/gamma, conv1/weights"):
+    with pytest.raises(WeightsMismatchError, match=r"2 missing") as err:
         st.compile(g, y, w)
+    assert sorted(n for n, _ in err.value.missing) == ["conv1/BatchNorm/gamma", "conv1/weights"]
+
+
+def test_compile_checks_weights_with_the_session_check():
+    """Each of these was accepted (broadcast or cast into another answer), or failed inside a
+    pass ("derived parameter ... epilogue_shift"); now one error lists them all, the same as Session's."""
+    from slimtriton.weights import WeightsMismatchError
+    g, x, y = conv_bn_relu_graph()
+    w = st.init_weights(g, seed=0)
+    w["conv1/BatchNorm/moving_mean"] = np.zeros([1], np.float32)     # a BN vector of shape [1]
+    w["conv1/BatchNorm/gamma"] = np.float32(2.0)                      # 0-d
+    w["conv1/BatchNorm/beta"] = np.zeros([1, 8], np.float32)          # [1, C]
+    w["conv1/weights"] = w["conv1/weights"].astype(np.int64)          # integer weights
+    w["conv1/BatchNorm/moving_variance"] = np.ones(8, bool)           # bool weights
+    w["conv2/weights"] = np.zeros([3, 3, 8, 8], np.float32)           # a name the graph does not have
+    with pytest.raises(WeightsMismatchError) as compiled:
+        st.compile(g, y, w)
+    e = compiled.value
+    assert sorted(n for n, *_ in e.mis_shaped) == ["conv1/BatchNorm/beta", "conv1/BatchNorm/gamma",
+                                                   "conv1/BatchNorm/moving_mean"]
+    assert sorted(n for n, *_ in e.mis_typed) == ["conv1/BatchNorm/moving_variance", "conv1/weights"]
+    assert [n for n, _ in e.unexpected] == ["conv2/weights"]
+    for backend in ("reference", "triton"):
+        with pytest.raises(WeightsMismatchError) as session:
+            st.Session(g, w, backend=backend)
+        assert str(session.value) == str(e)
+    # an analysis-only plan checks nothing; a single bad name is enough to fail
+    st.compile(g, y)
+    with pytest.raises(WeightsMismatchError, match=r"mis-shaped: conv1/BatchNorm/beta: expected \[8\], got \[1, 8\]"):
+        st.compile(g, y, {**st.init_weights(g, seed=0), "conv1/BatchNorm/beta": np.zeros([1, 8], np.float32)})
+
+
+def test_weights_of_other_outputs_may_be_absent_but_are_checked_when_given():
+    with st.Graph() as g:
+        x = st.placeholder([1, 4, 4, 3], name="images")
+        a = slim.conv2d(x, 4, [1, 1], scope="a")
+        b = slim.conv2d(x, 4, [1, 1], scope="b")
+    w = st.init_weights(g, seed=0)
+    only_a = {k: v for k, v in w.items() if k.startswith("a/")}
+    st.compile(g, a, only_a)  # b's weights are not needed by a
+    with pytest.raises(WeightsMismatchError, match=r"mis-shaped: b/biases: expected \[4\], got \[5\]"):
+        st.compile(g, a, {**only_a, "b/biases": np.zeros(5, np.float32)})
+    with pytest.raises(WeightsMismatchError, match=r"missing:    b/weights \[1, 1, 3, 4\]"):
+        st.compile(g, [a, b], only_a)
+
+
+def test_long_weight_mismatch_lists_are_shortened():
+    from slimtriton.weights import SHOWN_PER_KIND, WeightsMismatchError
+    with st.Graph() as g:
+        net = st.placeholder([1, 4, 4, 3], name="images")
+        for k in range(SHOWN_PER_KIND + 5):
+            net = slim.conv2d(net, 3, [1, 1], scope=f"conv{k}")
+    with pytest.raises(WeightsMismatchError) as err:
+        st.compile(g, net, {})
+    msg = str(err.value)
+    assert len(err.value.missing) == 2 * (SHOWN_PER_KIND + 5)
+    assert msg.count("missing:    ") == SHOWN_PER_KIND
+    assert f"... and {SHOWN_PER_KIND + 10} more missing" in msg
 
 
 def test_unsupported_op_fails_at_compile_time_naming_scope():
@@ -254,3 +313,107 @@ def test_requested_parameters_are_returned_as_tensors(dtype):
     assert_close(got_weights, b.weights["conv/weights"], dtype)
     assert_close(got_unread, b.weights["unread"], dtype)
     assert unread.op is Op.VARIABLE
+
+
+# -- torch inputs, the output dtype rule, threads, feeds --------------------------------------
+
+def _model_and_images(dtype="float32"):
+    g, x, y = conv_bn_relu_graph()
+    w = randomize_bn(st.init_weights(g, seed=0))
+    images = np.random.default_rng(4).standard_normal(x.shape).astype(np.float32)
+    return g, x, y, w, st.compile(g, y, w, dtype=dtype), images
+
+
+class _NoNumPy:
+    """Marks a torch tensor that must never be converted through NumPy (as a CUDA tensor cannot)."""
+
+    @staticmethod
+    def wrap(t):
+        import torch
+
+        class NoNumPyTensor(torch.Tensor):
+            def __array__(self, *args, **kwargs):
+                raise AssertionError("a torch input went through NumPy")
+
+            def numpy(self, *args, **kwargs):
+                raise AssertionError("a torch input went through NumPy")
+        return t.as_subclass(NoNumPyTensor)
+
+
+def test_torch_inputs_are_cast_and_moved_by_torch_never_through_numpy():
+    import torch
+    g, x, y, w, model, images = _model_and_images()
+    want = model(images)
+    t = torch.from_numpy(images)
+    cases = {
+        "bfloat16": t.to(torch.bfloat16),
+        "requires_grad": t.clone().requires_grad_(True),
+        "non-contiguous": t.permute(3, 1, 2, 0).contiguous().permute(3, 1, 2, 0),
+        "float64": t.double(),
+        "float16": t.half(),
+    }
+    assert not cases["non-contiguous"].is_contiguous()
+    for what, value in cases.items():
+        got = model(_NoNumPy.wrap(value))
+        assert isinstance(got, torch.Tensor) and got.dtype == torch.float32, what
+        assert got.device == value.device and not got.requires_grad, what
+        exact_input = value.to(torch.float32).detach().numpy()  # the rounded input, as the model saw it
+        tolerance = "float32" if what != "bfloat16" else "bfloat16"
+        assert_close(got, model(exact_input), "float32", what)
+        assert_close(got, want, tolerance if what != "float16" else "float16", what)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_outputs_come_back_in_the_graphs_dtype(dtype):
+    """The one rule: outputs have the graph's recorded dtype (float32 here) whatever the compute
+    dtype or the feed's dtype; NumPy in -> NumPy out, torch in -> torch out on the input's device."""
+    import torch
+    g, x, y, w, model, images = _model_and_images(dtype)
+    assert y.node.dtype == "float32"
+    from_numpy = model(images)
+    assert isinstance(from_numpy, np.ndarray) and from_numpy.dtype == np.float32
+    for feed_dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        got = model(torch.from_numpy(images).to(feed_dtype))
+        assert isinstance(got, torch.Tensor) and got.dtype == torch.float32 and got.device.type == "cpu"
+    got = model(torch.from_numpy(images))
+    assert_close(got, from_numpy, "float32")
+    # a float16 NumPy feed also gives float32 out
+    assert model(images.astype(np.float16)).dtype == np.float32
+
+
+def test_calls_from_threads_are_serialized():
+    """One model, one arena: calls from several threads must not see each other's buffers."""
+    from concurrent.futures import ThreadPoolExecutor
+    g, x, y = conv_bn_relu_graph()
+    w = randomize_bn(st.init_weights(g, seed=0))
+    model = st.compile(g, y, w, poison=True)
+    rng = np.random.default_rng(7)
+    batches = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(4)]
+    want = [model(b) for b in batches]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(model, batches * 3))
+    for k, result in enumerate(got):
+        np.testing.assert_array_equal(result, want[k % len(batches)])
+
+
+def test_feeds_of_placeholders_the_outputs_do_not_need_are_accepted_like_session():
+    with st.Graph() as g:
+        x = st.placeholder([1, 4, 4, 3], name="images")
+        other = st.placeholder([1, 2], name="labels")
+        y = slim.conv2d(x, 4, [1, 1], scope="conv")
+    w = st.init_weights(g, seed=0)
+    images = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+    model = st.compile(g, y, w)
+    sess = st.Session(g, w, backend="triton")
+    want = model(images)
+    labels = np.zeros((1, 2), np.float32)
+    np.testing.assert_array_equal(model(images=images, labels=labels), want)
+    np.testing.assert_array_equal(model({x: images, other: labels}), want)
+    np.testing.assert_array_equal(sess.run(y, {x: images, other: labels}), want)
+    # still checked: a feed of the wrong shape, or a name that is not a placeholder of the graph
+    with pytest.raises(ValueError, match=r"labels: expected float32\[1, 2\], got float32\[1, 3\]"):
+        model(images=images, labels=np.zeros((1, 3), np.float32))
+    with pytest.raises(ValueError, match=r"placeholder labels: expected float32\[1,2\]"):
+        sess.run(y, {x: images, other: np.zeros((1, 3), np.float32)})
+    with pytest.raises(ValueError, match=r"feeds \['conv/Relu'\] are not placeholders"):
+        model(images=images, **{"conv/Relu": np.zeros(y.shape, np.float32)})

@@ -32,5 +32,5 @@ def test_run_input_errors_are_user_errors(tmp_path, capsys):
     assert main(["run", "mobilenet_v1_025", "--input", str(bad), "--image", str(bad)]) == 2
     assert "slimtriton run: error: give --image or --input, not both" in capsys.readouterr().err
     assert main(["run", "mobilenet_v1_025", "--input", str(bad)]) == 2
-    assert ("slimtriton run: error: --input shape [1, 32, 32, 4] does not match the net's input [1, 32, 32, 3]"
-            in capsys.readouterr().err)
+    assert (f"slimtriton run: error: --input {bad} has shape [1, 32, 32, 4]; the net takes NHWC images "
+            f"[N, H, W, 3]" in capsys.readouterr().err)

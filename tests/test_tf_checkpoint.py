@@ -456,7 +456,7 @@ def test_convert_errors(tmp_path, cli_main, capsys):
                      str(tmp_path / "o.npz")]) == 2
     prefix = _copy(RESNET, tmp_path)
     Path(f"{prefix}{DATA_SUFFIX}").unlink()
-    assert cli_main(["convert", str(prefix), str(tmp_path / "o.npz")]) == 1
+    assert cli_main(["convert", str(prefix), str(tmp_path / "o.npz")]) == 2  # a user error, as in every command
     err = capsys.readouterr().err
     assert "cannot read" in err and "missing" in err
     assert not (tmp_path / "o.npz").exists()

@@ -131,3 +131,73 @@ def test_tf_checkpoint_through_load_weights():
         with np.load(fixture, allow_pickle=False) as z:
             np.testing.assert_array_equal(by_prefix["resnet_v2_tiny/conv1/weights"],
                                           z["var/resnet_v2_tiny/conv1/weights"])
+
+
+def test_bfloat16_safetensors_loads_as_float32_values(tmp_path):
+    # What torch exports: safetensors.torch.save_file of bfloat16 tensors (NumPy has no bfloat16).
+    import torch
+    from safetensors.torch import save_file
+    values = torch.tensor([[1.0, -2.5, 3.140625], [0.0078125, 65280.0, -0.0]], dtype=torch.bfloat16)
+    save_file({"net/conv1/weights": values, "step": torch.tensor(3)}, str(tmp_path / "bf.safetensors"))
+    loaded = load_weights(tmp_path / "bf.safetensors")
+    assert loaded["net/conv1/weights"].dtype == np.float32
+    np.testing.assert_array_equal(loaded["net/conv1/weights"], values.float().numpy())
+    assert loaded["step"].dtype == np.int64 and loaded["step"] == 3
+
+
+def _damaged(tmp_path, suffix: str, how: str) -> Path:
+    good = tmp_path / f"good{suffix}"
+    save_weights({"net/a": np.arange(600, dtype=np.float32).reshape(20, 30), "net/b": np.ones(5)}, good)
+    data = good.read_bytes()
+    damaged = {"empty": b"", "truncated": data[: len(data) // 2], "garbage": bytes(range(256)) * 4,
+               "short": data[:5]}[how]
+    path = tmp_path / f"{how}{suffix}"
+    path.write_bytes(damaged)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+@pytest.mark.parametrize("how,what", [("empty", "is empty"), ("truncated", "truncated"),
+                                      ("garbage", "not an .npz file|corrupt or truncated"),
+                                      ("short", "truncated|corrupt")])
+def test_damaged_files_raise_one_error_naming_the_file(tmp_path, suffix, how, what):
+    from slimtriton.weights import WeightsFileError
+    path = _damaged(tmp_path, suffix, how)
+    with pytest.raises(WeightsFileError, match=what) as err:
+        load_weights(path)
+    assert isinstance(err.value, ValueError)
+    assert str(err.value).startswith(str(path)) and err.value.path == str(path)
+
+
+def test_every_flipped_byte_of_an_npz_is_a_weights_file_error_or_the_same_values(tmp_path):
+    # One flipped byte used to give BadZipFile, EOFError, OSError [Errno 22], TokenError, ...
+    from slimtriton.weights import WeightsFileError
+    weights = {"w": np.arange(12, dtype=np.float32).reshape(3, 4)}
+    save_weights(weights, tmp_path / "good.npz")
+    data = (tmp_path / "good.npz").read_bytes()
+    path = tmp_path / "flipped.npz"
+    failures = 0
+    for i in range(len(data)):
+        flipped = bytearray(data)
+        flipped[i] ^= 0xFF
+        path.write_bytes(bytes(flipped))
+        try:
+            loaded = load_weights(path)
+        except WeightsFileError as err:
+            assert str(path) in str(err)
+            failures += 1
+            continue
+        # zip metadata nobody reads (timestamps, comments, ...): the values are still right
+        assert set(loaded) == {"w"}
+        np.testing.assert_array_equal(loaded["w"], weights["w"])
+    assert failures > len(data) // 2
+
+
+def test_tf_checkpoint_errors_are_weights_file_errors(tmp_path):
+    from slimtriton.weights import WeightsFileError
+    from slimtriton.weights.tf_checkpoint import CheckpointError
+    assert issubclass(CheckpointError, WeightsFileError)
+    bad = tmp_path / "model.ckpt.index"
+    bad.write_bytes(b"\0" * 10)
+    with pytest.raises(WeightsFileError, match="model.ckpt"):
+        load_weights(tmp_path / "model.ckpt")

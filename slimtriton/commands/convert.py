@@ -10,9 +10,9 @@ object graph) are left out unless `--include-non-model`; string tensors have no 
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
+
+from .errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -39,25 +39,19 @@ def run(args) -> int:
     if args.list:
         return _list(args)
     if args.output is None:
-        print("slimtriton convert: give an output file OUT.safetensors or OUT.npz (or --list)",
-              file=sys.stderr)
-        return 2
+        raise UsageError("give an output file OUT.safetensors or OUT.npz (or --list)")
     output = str(args.output)
     if not output.lower().endswith((".safetensors", ".npz")):
-        print(f"slimtriton convert: output {output} must end in .safetensors or .npz", file=sys.stderr)
-        return 2
+        raise UsageError(f"output {output} must end in .safetensors or .npz")
     if args.include_non_model and not is_tf_checkpoint(args.checkpoint):
-        print(f"slimtriton convert: --include-non-model applies to TF checkpoints only; "
-              f"{args.checkpoint} is not one", file=sys.stderr)
-        return 2
+        raise UsageError(f"--include-non-model applies to TF checkpoints only; {args.checkpoint} is not one")
     try:
         if args.include_non_model:
             weights = read_checkpoint(args.checkpoint, include_non_model=True)
         else:
             weights = load_weights(args.checkpoint)
     except (ValueError, NotImplementedError, OSError) as err:  # CheckpointError is a ValueError
-        print(f"slimtriton convert: cannot read {args.checkpoint}: {err}", file=sys.stderr)
-        return 1
+        raise UsageError(f"cannot read {args.checkpoint}: {err}") from err
 
     strings = [name for name, value in weights.items() if np.asarray(value).dtype == object]
     if strings:
@@ -85,8 +79,7 @@ def _list(args) -> int:
             rows = [(name, str(np.asarray(v).dtype), np.shape(v))
                     for name, v in load_weights(args.checkpoint).items()]
     except (ValueError, NotImplementedError, OSError) as err:
-        print(f"slimtriton convert: cannot read {args.checkpoint}: {err}", file=sys.stderr)
-        return 1
+        raise UsageError(f"cannot read {args.checkpoint}: {err}") from err
     width = max((len(name) for name, _, _ in rows), default=0)
     for name, dtype, shape in rows:
         print(f"{name:<{width}}  {dtype:<12} {list(shape)}")

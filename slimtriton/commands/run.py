@@ -1,37 +1,141 @@
-"""slimtriton run NET: build a net, load or initialize weights, run it, print top-5.
+"""slimtriton run NET: build a net, load or initialize weights, run it once, print top-5.
 
-Input: `--input X.npy` (an NHWC float array), `--image PHOTO.jpg` (eval preprocessing of
-the net), or a random image (`--seed`). `--out OUT.npz` writes `output` and every end
-point under its TF-Slim key. The triton backend compiles the net first (tqdm progress).
+Input: `--input X.npy` (a float NHWC array [N, H, W, 3] or [H, W, 3], already preprocessed:
+used as given), `--image PHOTO.jpg` (the net's eval preprocessing, or `--preprocessing`), or
+a random uniform(-1, 1) image (`--seed`). Without `--weights` the weights are random
+(`init_weights(seed)`) and the run says so. `--out OUT.npz` writes `output` and every end
+point under its TF-Slim key. `--dtype` is the compute dtype of the triton and torch backends;
+the reference backend always computes in float64 and takes no `--dtype`.
+
+The triton backend compiles the net, then runs it once (a per-kernel progress bar on stderr
+when a run takes more than a second, as in the Triton interpreter). `--iterations N` then
+times N more runs after `--warmup W` untimed ones and prints a latency summary (median, p90,
+min, max, mean in ms; on a GPU the input stays on the device and each run is synchronized).
+Flags and files (--out's directory, --labels' length, --input's dtype and layout) are
+checked before anything long runs.
 """
 from __future__ import annotations
 
+import functools
+import os
 import time
+
+from .errors import UsageError
 
 # Nets whose output is an embedding, not class scores (FaceNet's; num_classes is its size).
 EMBEDDING_NETS = ("inception_resnet_v1",)
+DTYPES = ("float32", "float16", "bfloat16")
+PROGRESS_AFTER_S = 1.0  # a run shorter than this shows no progress bar
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run a net (triton, reference or torch backend)",
-                                   description=__doc__.split("\n\n", 1)[1])
+                                   description=__doc__.split("\n\n", 1)[1],
+                                   formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     parser.add_argument("net", metavar="NET", help="a name from `slimtriton nets`")
     parser.add_argument("--weights", metavar="PATH", default=None,
-                        help=".npz, .safetensors or TF checkpoint (default: initialized with --seed)")
-    parser.add_argument("--input", metavar="X.npy", default=None)
-    parser.add_argument("--image", metavar="PHOTO", default=None)
+                        help=".npz, .safetensors or TF checkpoint (default: random, initialized with --seed)")
+    parser.add_argument("--input", metavar="X.npy", default=None,
+                        help="a float NHWC array [N, H, W, 3] or [H, W, 3], used as given (no preprocessing)")
+    parser.add_argument("--image", metavar="PHOTO", default=None, help="a photo, preprocessed for NET")
     parser.add_argument("--preprocessing", default=None, choices=("inception", "vgg", "cifarnet", "lenet"),
                         help="eval preprocessing of --image (default: TF-Slim's preprocessing_factory "
                              "choice for NET; the MobileNet v1 multiplier variants use mobilenet_v1's)")
-    parser.add_argument("--labels", metavar="FILE", default=None)
-    parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--num-classes", type=int, default=None)
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    parser.add_argument("--labels", metavar="FILE", default=None,
+                        help="one label per class (or TF-Slim's labels.txt `N:label` lines)")
+    parser.add_argument("--image-size", type=int, default=None, help="input height/width (default: the net's)")
+    parser.add_argument("--batch", type=int, default=None, help="batch of the random image (default 1)")
+    parser.add_argument("--num-classes", type=int, default=None, help="logits width (default: the net's checkpoint)")
+    parser.add_argument("--dtype", default=None, choices=DTYPES,
+                        help="compute dtype of the triton and torch backends (default float32)")
     parser.add_argument("--backend", default="triton", choices=("triton", "reference", "torch"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", metavar="OUT.npz", default=None)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and image (default 0)")
+    parser.add_argument("--out", metavar="OUT.npz", default=None, help="write the output and every end point")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="after the first run, time N more runs and print a latency summary")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed runs before the --iterations (default 1)")
     parser.set_defaults(func=main)
+
+
+def check_flags(args) -> None:
+    """Every flag error that needs no file and no net, before anything is built."""
+    from ._netbuild import check_at_least
+    check_at_least(args, 1, "--image-size", "--batch", "--num-classes", "--iterations")
+    check_at_least(args, 0, "--seed", "--warmup")
+    if args.image and args.input:
+        raise UsageError("give --image or --input, not both")
+    if args.preprocessing and not args.image:
+        raise UsageError("--preprocessing applies to --image only (--input is used as given, "
+                         "already preprocessed)" if args.input else "--preprocessing applies to --image only")
+    if args.backend == "reference" and args.dtype is not None:
+        raise UsageError(f"--dtype {args.dtype}: the reference backend always computes in float64; "
+                         f"--dtype applies to the triton and torch backends")
+    if args.warmup is not None and args.iterations is None:
+        raise UsageError("--warmup applies to --iterations N only")
+    if args.out is not None:
+        check_out_path(args.out)
+    if args.image and os.path.isdir(args.image):
+        raise UsageError(f"--image {args.image} is a directory; give one image file")
+    if args.input and os.path.isdir(args.input):
+        raise UsageError(f"--input {args.input} is a directory; give one .npy file")
+
+
+def check_out_path(path: str) -> None:
+    """--out must end in .npz (np.savez would add it) and its directory must be writable."""
+    if not path.endswith(".npz"):
+        raise UsageError(f"--out {path}: the file is written as .npz; give a name ending in .npz")
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"--out {path} is a directory")
+    if not os.path.isdir(directory):
+        raise UsageError(f"--out {path}: {directory} " + ("is not a directory" if os.path.exists(directory)
+                                                           else "does not exist"))
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UsageError(f"--out {path}: not writable (permission denied)")
+
+
+def load_input(path: str, image_size: int | None):
+    """--input as float32 [N, H, W, 3], with errors that name the flag, the file and the layout."""
+    import numpy as np
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"--input {path} does not exist") from None
+    except (ValueError, OSError) as err:
+        raise UsageError(f"--input {path}: not a .npy array ({err})") from None
+    if not isinstance(x, np.ndarray):
+        raise UsageError(f"--input {path}: expected one .npy array, got a {type(x).__name__} (.npz archive?)")
+    if x.dtype.kind != "f":
+        raise UsageError(f"--input {path} holds {x.dtype} values; the net takes float images, already "
+                         f"preprocessed (as st.compile and Session do: they reject {x.dtype} too); "
+                         f"convert it, or pass the photo with --image to preprocess it")
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        nchw = x.ndim == 4 and x.shape[1] == 3
+        hint = (f"; it looks like NCHW: transpose it with x.transpose(0, 2, 3, 1)" if nchw else "")
+        raise UsageError(f"--input {path} has shape {list(x.shape)}; the net takes NHWC images "
+                         f"[N, H, W, 3] (or one [H, W, 3]){hint}")
+    if x.shape[1] != x.shape[2]:
+        raise UsageError(f"--input {path} has shape {list(x.shape)}; the nets take square images (H == W)")
+    if image_size is not None and image_size != x.shape[1]:
+        raise UsageError(f"--image-size {image_size} does not match --input {path} of shape {list(x.shape)}")
+    return x.astype(np.float32)
+
+
+def _check_labels(path: str, num_outputs: int, kind: str) -> None:
+    """--labels is read and its length checked against the net's outputs before running."""
+    import numpy as np
+    from slimtriton.preprocessing import top_k
+    if kind == "embedding":
+        raise UsageError("--labels: this net outputs a face embedding, not class scores")
+    if not os.path.isfile(path):
+        raise UsageError(f"--labels {path} " + ("is a directory" if os.path.isdir(path) else "does not exist"))
+    try:
+        top_k(np.zeros(num_outputs), 1, labels=path)
+    except ValueError as err:
+        raise UsageError(f"--labels {path}: {str(err).removeprefix('top_k: ')}") from None
 
 
 def main(args) -> int:
@@ -40,52 +144,67 @@ def main(args) -> int:
     from slimtriton.preprocessing import format_top_k, preprocess_for, top_k
     from ._netbuild import build_net, main_output
 
-    if args.image and args.input:
-        raise ValueError("give --image or --input, not both")
+    check_flags(args)
     x = None
     image_size = args.image_size
     if args.input:
-        x = np.load(args.input).astype(np.float32)
-        if x.ndim == 3:
-            x = x[None]
-        image_size = image_size or x.shape[1]
+        x = load_input(args.input, image_size)
+        image_size = x.shape[1]
     elif args.image:
         x = preprocess_for(args.net, args.image, image_size, _preprocessing_name(args))
         image_size = x.shape[1]
-    if x is not None and args.batch != 1 and args.batch != x.shape[0]:
-        raise ValueError(f"--batch {args.batch} does not match the {'--input' if args.input else '--image'} "
-                         f"batch of {x.shape[0]}")
-    batch = x.shape[0] if x is not None else args.batch
+    if x is not None and args.batch is not None and args.batch != x.shape[0]:
+        raise UsageError(f"--batch {args.batch} does not match the {'--input' if args.input else '--image'} "
+                       f"batch of {x.shape[0]}")
+    batch = x.shape[0] if x is not None else (args.batch or 1)
     g, images, logits, end_points = build_net(args.net, image_size, batch, args.num_classes)
-    if x is None:
-        x = np.random.default_rng(args.seed).uniform(-1, 1, images.shape).astype(np.float32)
-    if tuple(x.shape) != tuple(images.shape):
-        raise ValueError(f"--input shape {list(x.shape)} does not match the net's input {list(images.shape)}")
-    weights = st.load_weights(args.weights) if args.weights else st.init_weights(g, seed=args.seed)
-    if args.weights and not set(weights) & set(g.variables):
-        raise ValueError(f"{args.weights}: none of its {len(weights)} variables is a variable of {args.net} "
-                         f"(its scopes: {_top_scopes(weights)}; the net's: {_top_scopes(g.variables)}); "
-                         f"are these the weights of another net?")
     output = main_output(logits, end_points)
-    fetches = {"output": output, **{k: v for k, v in end_points.items()}} if args.out else {"output": output}
-    t0 = time.perf_counter()
-    options = {} if args.backend == "reference" else {"dtype": args.dtype}
-    sess = st.Session(g, weights, backend=args.backend, **options)
-    result = sess.run(fetches, {images: x})
-    t1 = time.perf_counter()
-    if args.backend == "triton":  # the first run compiled; time a second one
-        result = sess.run(fetches, {images: x})
-    t2 = time.perf_counter()
-    probs = result["output"]
     # What the output is: the predictions end point, else (VGG, AlexNet: TF-Slim gives them no
     # softmax) the logits, ranked by their softmax; FaceNet's net outputs a face embedding.
     kind = "embedding" if args.net in EMBEDDING_NETS else "predictions" if output is not logits else "logits"
-    dtype = "float64" if args.backend == "reference" else args.dtype  # the reference computes in float64
-    print(f"{args.net} on {args.backend} ({dtype}): input {list(x.shape)} -> output {list(probs.shape)}")
-    if args.backend == "triton":
-        print(f"compile + first run {t1 - t0:.2f} s, run {t2 - t1:.3f} s")
+    if args.labels:
+        _check_labels(args.labels, int(np.prod(output.shape[1:])), kind)
+    if x is None:
+        x = np.random.default_rng(args.seed).uniform(-1, 1, images.shape).astype(np.float32)
+    if tuple(x.shape) != tuple(images.shape):
+        raise UsageError(f"--input shape {list(x.shape)} does not match the net's input {list(images.shape)}")
+    if args.weights:
+        weights = st.load_weights(args.weights)
+        if not set(weights) & set(g.variables):
+            raise ValueError(f"{args.weights}: none of its {len(weights)} variables is a variable of {args.net} "
+                             f"(its scopes: {_top_scopes(weights)}; the net's: {_top_scopes(g.variables)}); "
+                             f"are these the weights of another net?")
     else:
-        print(f"run {t1 - t0:.3f} s")
+        weights = st.init_weights(g, seed=args.seed)
+    fetches = {"output": output, **end_points} if args.out else {"output": output}
+    dtype = "float64" if args.backend == "reference" else (args.dtype or "float32")
+    options = {} if args.backend == "reference" else {"dtype": dtype}
+    sess = st.Session(g, weights, backend=args.backend, **options)  # checks the weights (one error)
+
+    if args.weights:
+        print(f"weights: {args.weights} ({len(weights)} tensors)")
+    else:
+        print(f"weights: RANDOM (init_weights seed {args.seed}; no --weights given): "
+              f"the scores below mean nothing")
+    if args.backend == "triton":
+        t0 = time.perf_counter()
+        model = st.compile(g, fetches, weights, dtype=dtype)
+        t1 = time.perf_counter()
+        print(f"compiled {len(model.kernels)} kernels in {t1 - t0:.2f} s "
+              f"({'GPU' if model.device.type == 'cuda' else 'Triton interpreter on the CPU'})", flush=True)
+        result = _run_with_progress(model, x)
+        t2 = time.perf_counter()
+        first = f"first run {t2 - t1:.3f} s"
+        call = _timed_call(model, x)
+    else:
+        t1 = time.perf_counter()
+        result = sess.run(fetches, {images: x})
+        first = f"run {time.perf_counter() - t1:.3f} s"
+        call = lambda: sess.run(fetches, {images: x})  # noqa: E731
+    probs = result["output"]
+    print(f"{args.net} on {args.backend} ({dtype}): input {list(x.shape)} -> output {list(probs.shape)}; {first}")
+    if args.iterations:
+        print(latency_summary(call, args.iterations, 1 if args.warmup is None else args.warmup))
     for i in range(probs.shape[0]):
         row = probs[i].reshape(-1).astype(np.float64)
         if kind == "embedding":
@@ -100,6 +219,65 @@ def main(args) -> int:
         np.savez(args.out, **result)
         print(f"wrote {args.out} ({len(result)} arrays)")
     return 0
+
+
+def _run_with_progress(model, x):
+    """One call of the compiled model; in the interpreter, a tqdm bar over the plan's kernel
+    steps (shown once the run has taken PROGRESS_AFTER_S), fed by the executor's after_step
+    hook. On a GPU the model is called as is (CUDA graph; a run takes milliseconds)."""
+    executor = getattr(model, "_executor", None)
+    if model.device.type == "cuda" or executor is None:
+        return model(x)
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return model(x)
+    kernels = len(model.kernels)
+    bar = tqdm(total=kernels, desc="running", unit="kernel", delay=PROGRESS_AFTER_S, leave=False)
+
+    def after_step(step):
+        if step.launches_kernel:
+            bar.set_postfix_str(f"{step.kernel} {step.node.name}"[-60:], refresh=False)
+            bar.update(1)
+
+    # the model calls executor.run(inputs); for this call it gets the hook (an instance
+    # attribute shadowing the method, removed afterwards)
+    executor.run = functools.partial(executor.run, after_step=after_step)
+    try:
+        return model(x)
+    finally:
+        del executor.run  # back to the class's method
+        bar.close()
+
+
+def _timed_call(model, x):
+    """A call of the compiled model on a device-resident input, synchronized: what the
+    latency summary times (the input copy is not timed; on the CPU the output stays a tensor)."""
+    import torch
+    inp = torch.from_numpy(x).to(model.device)
+
+    def call():
+        out = model(inp)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        return out
+    return call
+
+
+def latency_summary(call, iterations: int, warmup: int) -> str:
+    """trtexec-style: W untimed warm-up calls, then N timed calls; median/p90/min/max/mean ms."""
+    import numpy as np
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t0) * 1e3)
+    ms = np.asarray(times)
+    return (f"latency: {warmup} warm-up, {iterations} iterations: median {np.median(ms):.3f} ms, "
+            f"p90 {np.percentile(ms, 90):.3f} ms, min {ms.min():.3f} ms, max {ms.max():.3f} ms, "
+            f"mean {ms.mean():.3f} ms")
 
 
 def _top_scopes(names, limit: int = 3) -> str:

@@ -8,7 +8,14 @@
 New parameters get derived names (`<bn scope>/folded_weights`, `.../epilogue_shift`) and are
 computed in float64 from the originals (slimtriton.fusion.folding), which stay untouched.
 The conv must have no other consumer; when its weights are not a parameter the BN scale
-goes to the epilogue instead of the weights.
+goes to the epilogue instead of the weights. A scale of constant 1 (a `fill`) is not loaded
+by the kernels at all: the lowering passes scale=None (HAS_SCALE=False).
+
+`keep_scale` (run by st.compile when the weights are known, after the IR passes) undoes the
+folding of a layer whose folded weights would lose precision in the compute dtype
+(folding.folding_precision_loss: e.g. gamma=1e-4, variance=1e4 makes float16 weights
+subnormal): the conv keeps its own weights and the BN scale stays in the fp32 epilogue.
+A plan without weights (the audit's) assumes every layer folds.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from . import folding
 from .common import (BASE_OPS, FUSED_OF, bn_foldable, bn_recipe, compose_into_epilogue, fused_attrs, is_var,
                      plain_epilogue, var)
 from .pattern import Pat, Rule
+from .program import FoldedScale, Program, parameter_values, rewrite
 
 
 def _conv_bn(match, ctx):
@@ -32,6 +40,7 @@ def _conv_bn(match, ctx):
         new_w = ctx.param(f"{bn.name}/folded_weights", w.shape, [wname] + sources,
                           lambda v: folding.scale_output_channels(v[wname], affine(v)[0], layout),
                           "conv weights with the batch norm scale folded in", w.dtype)
+        ctx.program.folds[var(new_w)] = FoldedScale(bn.name, w, tuple(sources), lambda v: affine(v)[0], layout)
         scale = ctx.filled(f"{bn.name}/epilogue_scale", c_out, 1.0, bn.dtype)
     else:
         new_w = w
@@ -71,3 +80,50 @@ RULES = [
     Rule("fused_bias", Pat(Op.BIAS_ADD, Pat(where=plain_epilogue, name="fused", one_use=True),
                            Pat(Op.VARIABLE, name="b"), name="root"), _fused_bias),
 ]
+
+
+# -- undoing a fold that loses precision (needs the weights' values) ------------------------------
+_GEMM_OPS = frozenset(f for f, _ in FUSED_OF.values())
+
+
+def _folded(program: Program, node) -> FoldedScale | None:
+    """The fold record of a fused conv / GEMM whose weights are BN-folded, else None."""
+    if node.op not in _GEMM_OPS or not is_var(node.inputs[1]) or not is_var(node.inputs[2]):
+        return None
+    return program.folds.get(var(node.inputs[1]))
+
+
+def keep_scale(program: Program, weights, dtype: str, log=None) -> Program:
+    """`program` with the BN scale moved back from the weights into the fp32 epilogue of every
+    layer whose folded weights lose precision in `dtype`; `program.kept_scale` says which and why."""
+    value = parameter_values(program, weights)
+    losing: dict[str, str] = {}
+    for node in program.nodes:
+        fold = _folded(program, node)
+        if fold is None:
+            continue
+        why = folding.folding_precision_loss(value(var(fold.weights)), fold.scale(
+            {s: value(s) for s in fold.sources}), fold.layout, dtype)
+        if why is not None:
+            losing[node.name] = why
+
+    def unfold(match, ctx):
+        node = match["root"]
+        fold = _folded(ctx.program, node)
+        if fold is None or node.name not in losing:
+            return None
+        old_scale = var(node.inputs[2])  # a constant 1, or what later passes composed onto it
+        scale = ctx.param(f"{fold.layer}/epilogue_scale", (node.shape[-1],), (old_scale,) + fold.sources,
+                          lambda v: v[old_scale] * fold.scale(v), "batch norm scale (kept out of the weights: "
+                          "folding loses precision)", node.inputs[2].dtype)
+        ctx.emit(fold.weights)
+        return ctx.node(node.op, node.inputs[:1] + (fold.weights, scale) + node.inputs[3:], dict(node.attrs),
+                        node.name)
+
+    if losing:
+        program = rewrite(program, [Rule("keep_scale", Pat(_GEMM_OPS, name="root"), unfold)], after="keep_scale")
+    for name, why in losing.items():
+        if log is not None:
+            log(f"keep_scale: {name}: batch norm scale kept in the fp32 epilogue: {why}")
+    program.kept_scale = dict(losing)
+    return program

@@ -33,6 +33,17 @@ class DerivedParam:
     why: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class FoldedScale:
+    """How a batch norm scale was folded into conv weights (pass 3), so that it can be undone
+    where the folded weights lose precision in the compute dtype (fold_affine.keep_scale)."""
+    layer: str                       # the batch norm's name
+    weights: Node                    # the conv's weights before folding
+    sources: tuple[str, ...]         # parameters the scale is computed from
+    scale: Callable[[Mapping[str, np.ndarray]], np.ndarray]  # values -> per-output-channel scale
+    layout: str                      # the weights' layout (folding.LAYOUTS)
+
+
 @dataclasses.dataclass
 class Program:
     nodes: list[Node]
@@ -40,6 +51,9 @@ class Program:
     derived: dict[str, DerivedParam] = dataclasses.field(default_factory=dict)
     origin: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     recorded: dict[str, Node] = dataclasses.field(default_factory=dict)  # the recorded nodes, by name
+    folds: dict[str, FoldedScale] = dataclasses.field(default_factory=dict)  # folded weights name -> how
+    kept_scale: dict[str, str] = dataclasses.field(default_factory=dict)  # fused node -> why its BN scale
+    #                                                   stayed in the fp32 epilogue (fold_affine.keep_scale)
 
     @staticmethod
     def from_graph(nodes: Iterable[Node], outputs: Iterable[Node]) -> "Program":
@@ -86,7 +100,9 @@ class Program:
                 keep.add(name)
                 needed.extend(self.derived[name].sources)
         derived = {k: v for k, v in self.derived.items() if k in keep}
-        return Program(nodes, list(self.outputs), derived, dict(self.origin), self.recorded)
+        folds = {k: v for k, v in self.folds.items() if k in derived}
+        return dataclasses.replace(self, nodes=nodes, outputs=list(self.outputs), derived=derived,
+                                   origin=dict(self.origin), folds=folds)
 
     def verify(self, after: str) -> None:
         verify(self.nodes, self.outputs, after=after)
@@ -98,6 +114,12 @@ class Program:
 
 def resolve_parameters(program: Program, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Values (float64) of every VARIABLE the program reads: given weights plus derived recipes."""
+    value = parameter_values(program, weights)
+    return {n.attrs["var"]: value(n.attrs["var"]) for n in program.nodes if n.op is Op.VARIABLE}
+
+
+def parameter_values(program: Program, weights: Mapping[str, np.ndarray]) -> Callable[[str], np.ndarray]:
+    """`value(name)`: the float64 value of a given or derived parameter, computed once (cached)."""
     cache: dict[str, np.ndarray] = {}
 
     def value(name: str, chain=()) -> np.ndarray:
@@ -118,12 +140,7 @@ def resolve_parameters(program: Program, weights: Mapping[str, np.ndarray]) -> d
             raise KeyError(name)
         cache[name] = out
         return out
-
-    result = {}
-    for n in program.nodes:
-        if n.op is Op.VARIABLE:
-            result[n.attrs["var"]] = value(n.attrs["var"])
-    return result
+    return value
 
 
 class RewriteContext:
@@ -158,12 +175,18 @@ class RewriteContext:
         shape, dtype = infer(op, inputs, attrs, name)
         return Node.make(op, inputs, attrs, shape, dtype, name)
 
-    def param(self, base_name: str, shape, sources, compute, why: str, dtype: str = "float32") -> Node:
-        """A new VARIABLE node whose value is `compute({source: array})`, emitted before use."""
+    def param(self, base_name: str, shape, sources, compute, why: str, dtype: str = "float32",
+              fill: float | None = None) -> Node:
+        """A new VARIABLE node whose value is `compute({source: array})`, emitted before use.
+        `fill`: every element is this constant (attrs['fill']: a scale of 1 or a shift of 0 the
+        lowering drops from the epilogue instead of loading it)."""
         name = self.unique(base_name)
         shape = tuple(int(d) for d in shape)
         self.program.derived[name] = DerivedParam(name, shape, tuple(sources), compute, why)
-        node = Node.make(Op.VARIABLE, (), {"var": name, "shape": shape, "dtype": dtype}, shape, dtype, name)
+        attrs = {"var": name, "shape": shape, "dtype": dtype}
+        if fill is not None:
+            attrs["fill"] = float(fill)
+        node = Node.make(Op.VARIABLE, (), attrs, shape, dtype, name)
         self.emit(node)
         return node
 
@@ -174,7 +197,7 @@ class RewriteContext:
 
     def filled(self, base_name: str, length: int, value: float, dtype: str = "float32") -> Node:
         return self.param(base_name, (length,), (), lambda _s, n=length, v=value: np.full(n, v), f"constant {value}",
-                          dtype)
+                          dtype, fill=value)
 
 
 def rewrite(program: Program, rules, after: str, max_sweeps: int = 50) -> Program:
@@ -208,7 +231,7 @@ def rewrite(program: Program, rules, after: str, max_sweeps: int = 50) -> Progra
                 mapping[id(node)] = cur
             ctx.emit(cur)
         outputs = [mapping.get(id(o), o) for o in program.outputs]
-        program = Program(ctx.emitted, outputs, program.derived, program.origin, program.recorded).without_dead_code()
+        program = dataclasses.replace(program, nodes=ctx.emitted, outputs=outputs).without_dead_code()
         program.verify(after)
         if not changed:
             return program

@@ -9,10 +9,23 @@ derives them with the JIT's own rule) is compiled ahead of time with
 in a subprocess with the interpreter off (the kernels must be real `JITFunction`s there),
 and the cubin is inspected with the `cuobjdump --dump-resource-usage` and `nvdisasm` that ship
 in the triton wheel: registers, stack and local (spill) bytes, static + dynamic shared memory,
-and the count of tensor-core instructions (HMMA; on sm_90 also HGMMA, the wgmma form).
+the count of tensor-core instructions (HMMA; on sm_90 also HGMMA, the wgmma form), and
+whether the main loop is software-pipelined (`analyze_sass_loops`).
+
+Supported archs: `SUPPORTED_ARCHS` (sm_80, 86, 89: HMMA; sm_90: HGMMA/HMMA). Older archs lack
+the async copies and 16-bit tensor-core forms the kernels are built for, and sm_100+ uses
+tcgen05 instructions this audit does not count: `check_arch` refuses them in one line.
 
 Rule (`AuditRow.ok`): a GEMM-shaped kernel (conv / matmul / conv transpose) must not spill,
-and in float16 / bfloat16 it must contain tensor-core instructions.
+and in float16 / bfloat16 it must contain tensor-core instructions; on sm_90 its main loop
+must also be pipelined (below).
+
+Pipelining, read from the SASS (`analyze_sass_loops`): a loop is the address range from a
+backward branch's target to the branch. The main loop is the innermost loop holding the
+most tensor-core instructions (HGMMA, HMMA). It is *pipelined* when async global->shared
+copies (LDGSTS, or UTMALDG / UBLKCP for TMA) are issued inside it, and no loop enclosing it
+issues copies of its own outside it (otherwise the copy ring is filled and drained on every
+trip of the outer loop: e.g. a conv whose taps loop is outside its channel loop).
 """
 from __future__ import annotations
 
@@ -27,6 +40,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SIXTEEN_BIT = ("float16", "bfloat16")
+SUPPORTED_ARCHS = (80, 86, 89, 90)
+
+
+def check_arch(arch) -> str | None:
+    """None when `arch` is supported, else the one-line reason."""
+    if arch in SUPPORTED_ARCHS:
+        return None
+    why = ("sm_100 and newer use tcgen05 tensor-core instructions, which this audit does not count"
+           if isinstance(arch, int) and arch >= 100 else "not a GPU architecture the kernels target")
+    return (f"--arch {arch} is not supported ({why}); supported: "
+            f"{', '.join(str(a) for a in SUPPORTED_ARCHS)} (sm_80 A100, sm_86/89 consumer Ampere/Ada, sm_90 H100/H200)")
 
 
 @dataclass
@@ -43,8 +67,12 @@ class AuditRow:
     shared_bytes: int = -1
     hmma: int = 0
     hgmma: int = 0
+    pipelined: bool | None = None   # main loop fed by async copies (None: no tensor-core loop)
+    pipeline: str = ""              # what the SASS loop analysis found
+    sass: str = ""                  # file the disassembly was written to (--sass DIR)
     error: str = ""
     count: int = 1       # launches sharing this specialization
+    key: str = ""        # KernelLaunch.key() of the specialization
 
     @property
     def spills(self) -> bool:
@@ -64,6 +92,8 @@ class AuditRow:
                 out.append("spills")
             if self.dtype in SIXTEEN_BIT and not self.tensor_cores:
                 out.append("no tensor-core instructions")
+            elif self.dtype in SIXTEEN_BIT and self.arch == 90 and self.pipelined is False:
+                out.append("main loop not pipelined")
         return out
 
     @property
@@ -100,10 +130,14 @@ def _spec(launch, arch: int) -> dict:
             "num_stages": launch.num_stages, "arch": arch}
 
 
-def audit_launches(launches, arch: int = 90, dtype: str | None = None) -> list[AuditRow]:
+def audit_launches(launches, arch: int = 90, dtype: str | None = None, sass_dir=None) -> list[AuditRow]:
     """Compile each distinct specialization among `launches` for sm_`arch` and return one
     `AuditRow` per specialization (`dtype` overrides the dtype label, else taken from the
-    launch). Runs the compiler in a subprocess with TRITON_INTERPRET=0."""
+    launch); with `sass_dir`, each one's disassembly is written there. Runs the compiler in a
+    subprocess with TRITON_INTERPRET=0."""
+    reason = check_arch(arch)
+    if reason:
+        raise ValueError(reason)
     distinct: dict[str, tuple] = {}
     for launch in launches:
         key = launch.key()
@@ -112,16 +146,26 @@ def audit_launches(launches, arch: int = 90, dtype: str | None = None) -> list[A
             continue
         fn = getattr(launch.fn, "fn", launch.fn)
         row = AuditRow(launch.name, fn.__name__, launch.kind, dtype or _launch_dtype(launch),
-                       _config_label(launch), int(arch))
-        distinct[key] = (_spec(launch, int(arch)), row)
+                       _config_label(launch), int(arch), key=key)
+        spec = _spec(launch, int(arch))
+        if sass_dir is not None:
+            tile = row.config.replace(" ", "_")
+            layer = layer_label(launch.name).replace("/", ".")
+            spec["sass_path"] = str(Path(sass_dir) / f"{len(distinct):03d}_{fn.__name__}_{tile}_{layer}.sass")
+        distinct[key] = (spec, row)
     if not distinct:
         return []
+    if sass_dir is not None:
+        Path(sass_dir).mkdir(parents=True, exist_ok=True)
     specs = [spec for spec, _ in distinct.values()]
     results = _compile_in_subprocess(specs)
     rows = []
-    for (_, row), res in zip(distinct.values(), results):
-        for field in ("registers", "stack_bytes", "local_bytes", "shared_bytes", "hmma", "hgmma", "error"):
+    for (spec, row), res in zip(distinct.values(), results):
+        for field in ("registers", "stack_bytes", "local_bytes", "shared_bytes", "hmma", "hgmma",
+                      "pipelined", "pipeline", "error"):
             setattr(row, field, res.get(field, getattr(row, field)))
+        if "sass_path" in spec and not row.error:
+            row.sass = spec["sass_path"]
         rows.append(row)
     return rows
 
@@ -147,20 +191,100 @@ def _tool(name: str) -> str:
 _RESOURCE = re.compile(r"REG:(\d+)\s+STACK:(\d+)\s+SHARED:(\d+)\s+LOCAL:(\d+)")
 
 
-def inspect_cubin(cubin: bytes) -> dict:
-    """Registers, stack/local bytes, static shared memory and tensor-core instruction counts."""
+def inspect_cubin(cubin: bytes, sass_path: str | None = None) -> dict:
+    """Registers, stack/local bytes, static shared memory, tensor-core instruction counts and
+    the main-loop analysis (`analyze_sass_loops`); writes the disassembly to `sass_path`."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kernel.cubin"
         path.write_bytes(cubin)
         usage = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", str(path)],
                                capture_output=True, text=True, check=True).stdout
         sass = subprocess.run([_tool("nvdisasm"), str(path)], capture_output=True, text=True, check=True).stdout
+    if sass_path:
+        Path(sass_path).write_text(sass)
     m = _RESOURCE.search(usage)
     if not m:
         raise RuntimeError(f"cannot parse cuobjdump resource usage: {usage[-500:]}")
     reg, stack, shared, local = (int(v) for v in m.groups())
+    loops = analyze_sass_loops(sass)
     return {"registers": reg, "stack_bytes": stack, "local_bytes": local, "shared_static": shared,
-            "hmma": len(re.findall(r"\bHMMA\b", sass)), "hgmma": len(re.findall(r"\bHGMMA\b", sass))}
+            "hmma": len(re.findall(r"\bHMMA\b", sass)), "hgmma": len(re.findall(r"\bHGMMA\b", sass)),
+            "pipelined": loops["pipelined"], "pipeline": loops["why"]}
+
+
+# One SASS instruction as nvdisasm prints it: `/*0640*/  @!P1 BRA `(.L_x_0) ;`
+_SASS_INSTR = re.compile(r"/\*([0-9a-fA-F]+)\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)[^;]*;")
+_SASS_LABEL = re.compile(r"^\s*(\.L\w+):")
+_SASS_TARGET = re.compile(r"`\((\.L\w+)\)")
+MMA_OPS = ("HGMMA", "HMMA", "QGMMA")
+ASYNC_COPY_OPS = ("LDGSTS", "UTMALDG", "UBLKCP")
+
+
+def analyze_sass_loops(sass: str) -> dict:
+    """Find the main (tensor-core) loop of a kernel's SASS and whether it is pipelined.
+
+    Returns {"loops": [(start, end, mma, copies)...], "main_loop": (start, end) or None,
+    "pipelined": True / False / None (no tensor-core instruction), "why": one line}.
+    Only the `.text.` section is read; addresses are nvdisasm's byte offsets."""
+    instrs: list[tuple[int, str, str | None]] = []   # (address, opcode, branch target label)
+    labels: dict[str, int] = {}
+    pending: list[str] = []
+    in_text = False
+    for line in sass.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(".text.") and stripped.endswith(":"):
+            in_text = True
+            continue
+        if stripped.startswith(".section") and in_text and instrs:
+            break
+        if not in_text:
+            continue
+        label = _SASS_LABEL.match(line)
+        if label:
+            pending.append(label.group(1))
+            continue
+        m = _SASS_INSTR.search(line)
+        if not m:
+            continue
+        address = int(m.group(1), 16)
+        for name in pending:
+            labels[name] = address
+        pending = []
+        target = _SASS_TARGET.search(line)
+        instrs.append((address, m.group(2), target.group(1) if target else None))
+
+    def count(ops, start, end):
+        return sum(1 for a, op, _ in instrs if start <= a <= end and op in ops)
+
+    loops = []
+    for address, op, target in instrs:
+        if op == "BRA" and target in labels and labels[target] <= address:
+            start = labels[target]
+            loops.append((start, address, count(MMA_OPS, start, address), count(ASYNC_COPY_OPS, start, address)))
+    total_mma = count(MMA_OPS, 0, 1 << 62)
+    result = {"loops": loops, "main_loop": None, "pipelined": None, "why": "no tensor-core instruction"}
+    if not total_mma:
+        return result
+    with_mma = [lp for lp in loops if lp[2] > 0]
+    if not with_mma:
+        result.update(pipelined=False, why=f"no loop holds the {total_mma} tensor-core instructions")
+        return result
+    main = min(with_mma, key=lambda lp: (-lp[2], lp[1] - lp[0]))
+    start, end, mma, copies = main
+    result["main_loop"] = (start, end)
+    where = f"main loop {start:#x}-{end:#x}: {mma} MMA, {copies} async copies"
+    if not copies:
+        result.update(pipelined=False, why=f"{where}; its copies are not issued inside it")
+        return result
+    for outer in loops:
+        if outer is not main and outer[0] <= start and outer[1] >= end and (outer[0], outer[1]) != (start, end):
+            own = outer[3] - copies
+            if own > 0:
+                result.update(pipelined=False, why=f"{where}; enclosing loop {outer[0]:#x}-{outer[1]:#x} "
+                                                    f"issues {own} copies of its own (pipeline refilled per trip)")
+                return result
+    result.update(pipelined=True, why=where)
+    return result
 
 
 def compile_spec(spec: dict) -> dict:
@@ -174,7 +298,7 @@ def compile_spec(spec: dict) -> dict:
     target = GPUTarget("cuda", int(spec["arch"]), 32)
     compiled = triton.compile(src, target=target,
                               options={"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]})
-    info = inspect_cubin(compiled.asm["cubin"])
+    info = inspect_cubin(compiled.asm["cubin"], spec.get("sass_path"))
     info["shared_bytes"] = max(info.pop("shared_static"), int(getattr(compiled.metadata, "shared", 0)))
     return info
 
@@ -194,39 +318,58 @@ def _worker() -> int:
 # ---------------------------------------------------------------------------------------
 # Table.
 
-def _row_label(row, width: int) -> str:
-    """`kernel [layer] xN`, cutting the front of the layer's scope (its tail names the layer)."""
-    count = f" x{row.count}" if row.count > 1 else ""
-    name = row.name
-    room = width - len(row.kernel) - len(count) - 3
-    if len(name) > room:
-        name = "..." + name[-max(room - 3, 8):]
-    return f"{row.kernel} [{name}]{count}"
+_TF_OP = re.compile(r"^[A-Z][A-Za-z0-9]*$")   # Relu, BiasAdd, FusedBatchNormV3, MaxPool (no '_')
+
+
+def layer_label(name: str) -> str:
+    """The layer a launch belongs to, from its (last fused op's) scope name: the net's scope
+    and the trailing TF op names are dropped, the rest is kept whole, e.g.
+    `resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/Relu` -> `block1/unit_1/bottleneck_v1/conv2`,
+    `InceptionV3/Mixed_6b/Branch_1/Conv2d_0b_1x7/Relu` -> `Mixed_6b/Branch_1/Conv2d_0b_1x7`."""
+    parts = [p for p in name.split("/") if p]
+    while len(parts) > 1 and _TF_OP.match(parts[-1]):
+        parts.pop()
+    if len(parts) > 1:
+        parts = parts[1:]
+    return "/".join(parts) or name
 
 
 def print_audit_table(rows, file=None) -> bool:
-    """Print one line per specialization; returns True when every row passes the rule."""
+    """Print one line per specialization; returns True when every row passes the rule.
+    Layer names are never cut: the column is as wide as the longest one."""
     file = file or sys.stdout
-    header = (f"{'kernel / first layer':52} {'dtype':8} {'arch':>4} {'config':20} {'regs':>4} "
-              f"{'spill':>5} {'smem':>7} {'TC (HMMA/HGMMA)':>15}  status")
+    labels = [layer_label(r.name) + (f" (x{r.count})" if r.count > 1 else "") for r in rows]
+    width = max([len("first layer (launches)")] + [len(x) for x in labels])
+    kwidth = max([len("kernel")] + [len(r.kernel) for r in rows])
+    header = (f"{'first layer (launches)':{width}}  {'kernel':{kwidth}}  {'tile BMxBNxBK warps stages':26} "
+              f"{'regs':>4} {'spill B':>7} {'smem KiB':>8} {'HMMA/HGMMA':>10} {'pipelined':>9}  status")
+    print(f"dtype {rows[0].dtype if rows else '-'}, sm_{rows[0].arch if rows else '-'}", file=file)
     print(header, file=file)
     print("-" * len(header), file=file)
-    for r in rows:
-        label = _row_label(r, 52)
+    for r, label in zip(rows, labels):
+        lead = f"{label:{width}}  {r.kernel:{kwidth}}  {r.config:26}"
         if r.error:
-            print(f"{label[:52]:52} {r.dtype:8} {r.arch:>4} {r.config:20} ERROR {r.error}", file=file)
+            print(f"{lead} ERROR {r.error}", file=file)
             continue
         tc = f"{r.hmma}/{r.hgmma}"
+        pipe = {True: "yes", False: "NO", None: "-"}[r.pipelined]
         status = "ok" if r.ok else "FAIL: " + ", ".join(r.problems)
-        print(f"{label[:52]:52} {r.dtype:8} {r.arch:>4} {r.config:20} {r.registers:>4} "
-              f"{r.stack_bytes + r.local_bytes:>5} {r.shared_bytes:>7} {tc:>15}  {status}", file=file)
+        print(f"{lead} {r.registers:>4} {r.stack_bytes + r.local_bytes:>7} {r.shared_bytes / 1024:>8.1f} "
+              f"{tc:>10} {pipe:>9}  {status}", file=file)
     bad = [r for r in rows if not r.ok]
-    print(f"{len(rows)} specializations, {len(bad)} failing", file=file)
+    unpiped = [r for r in rows if r.pipelined is False]
+    print(f"{len(rows)} specializations, {len(bad)} failing, {len(unpiped)} with a tensor-core loop "
+          f"that is not pipelined", file=file)
     return not bad
 
 
 def rows_as_json(rows) -> list[dict]:
-    return [{**asdict(r), "ok": r.ok, "problems": r.problems} for r in rows]
+    out = []
+    for r in rows:
+        d = {**asdict(r), "layer": layer_label(r.name), "ok": r.ok, "problems": r.problems}
+        d.pop("key")
+        out.append(d)
+    return out
 
 
 # ---------------------------------------------------------------------------------------

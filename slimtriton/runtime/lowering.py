@@ -60,9 +60,31 @@ def unsupported(node: Node, why: str):
     raise NotImplementedError(f"the triton backend cannot run {node.op.short} at {node.name}: {why}")
 
 
+# A constant epilogue operand the kernels need not load: a scale of 1 (e.g. BN folded fully into
+# the weights) or a shift of 0 is passed as None (HAS_SCALE / HAS_SHIFT = False).
+_NEUTRAL_FILL = {"scale": 1.0, "shift": 0.0}
+
+
+def is_neutral(role: str, operand: Node) -> bool:
+    """`operand` (the epilogue's `role` input) is a constant fill that changes nothing."""
+    return (role in _NEUTRAL_FILL and operand.op is Op.VARIABLE
+            and operand.attrs.get("fill") == _NEUTRAL_FILL[role])
+
+
+def _operands(node: Node) -> dict:
+    """The epilogue / prologue operands the kernel reads, neutral fills left out."""
+    return {role: n for role, n in epilogue_operands(node).items() if not is_neutral(role, n)}
+
+
+def _kept_reads(node: Node) -> tuple:
+    """node.inputs without the neutral fills (not prepared, not loaded, not charged as bytes)."""
+    dropped = {id(n) for role, n in epilogue_operands(node).items() if is_neutral(role, n)}
+    return tuple(n for n in node.inputs if id(n) not in dropped)
+
+
 def _epilogue(node: Node, get):
     a = node.attrs
-    kw = {role: get(n) for role, n in epilogue_operands(node).items()}
+    kw = {role: None if is_neutral(role, n) else get(n) for role, n in epilogue_operands(node).items()}
     kw.update(act=a["act"], act2=a["act2"], residual_scale=float(a["residual_scale"]))
     if a.get("prologue"):
         kw["prologue_act"] = a["prologue_act"]
@@ -71,7 +93,7 @@ def _epilogue(node: Node, get):
 
 def _vector_preps(node: Node) -> dict[str, str]:
     """Epilogue/prologue vectors of a fused node (the residual is an activation)."""
-    return {n.name: PREP_VECTOR for role, n in epilogue_operands(node).items()
+    return {n.name: PREP_VECTOR for role, n in _operands(node).items()
             if role != "residual" and n.op is Op.VARIABLE}
 
 
@@ -90,7 +112,7 @@ def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision
             if precision_arg:
                 kw["precision"] = precision
             return fn(get(node.inputs[0]), get(w), **kw)
-        return Lowered(kernel, node.inputs, prep, call)
+        return Lowered(kernel, _kept_reads(node), prep, call)
     return lower
 
 
@@ -107,8 +129,8 @@ def lower_strided_residual(node: Node, pool: Node) -> Lowered:
     def call(get, out, offset, precision):
         return base.call(lambda n: get(src) if n is pool else get(n), out, offset, precision,
                          residual_strides=strides)
-    reads = tuple(src if n is pool else n for n in node.inputs)
-    shapes = tuple(pool.shape if n is pool else None for n in node.inputs)
+    reads = tuple(src if n is pool else n for n in base.reads)
+    shapes = tuple(pool.shape if n is pool else None for n in base.reads)
     return Lowered("conv2d", reads, base.prep, call, absorbed=(pool,), read_shapes=shapes)
 
 
@@ -120,8 +142,10 @@ def lower_mean_gemm(node: Node, x: Node, absorbed: tuple[Node, ...], prologue: O
     fn = kernel_fn("mean_matmul", node)
     base = LOWERINGS[node.op](node)
     w, scale, shift = node.inputs[1:4]
+    scale = None if is_neutral("scale", scale) else scale
+    shift = None if is_neutral("shift", shift) else shift
     prep = dict(base.prep)
-    reads = [x, w, scale, shift]
+    reads = [x, w] + [p for p in (scale, shift) if p is not None]
     extra = {}
     if prologue is not None:
         in_scale, in_shift = prologue.inputs[1:3]
@@ -135,8 +159,9 @@ def lower_mean_gemm(node: Node, x: Node, absorbed: tuple[Node, ...], prologue: O
     def call(get, out, offset, precision):
         kw = dict(extra)
         if prologue is not None:
-            kw.update(in_scale=get(reads[4]), in_shift=get(reads[5]))
-        return fn(get(x), get(w), scale=get(scale), shift=get(shift), act=a["act"], keepdims=keepdims, out=out,
+            kw.update(in_scale=get(in_scale), in_shift=get(in_shift))
+        return fn(get(x), get(w), scale=None if scale is None else get(scale),
+                  shift=None if shift is None else get(shift), act=a["act"], keepdims=keepdims, out=out,
                   out_channel_offset=offset, precision=precision, name=node.name, **kw)
     return Lowered("mean_matmul", tuple(reads), prep, call, absorbed=absorbed)
 
@@ -146,7 +171,7 @@ def _lower_elementwise(node: Node) -> Lowered:
 
     def call(get, out, offset, precision):
         return fn(get(node.inputs[0]), **_epilogue(node, get), out=out, out_channel_offset=offset, name=node.name)
-    return Lowered("affine_act", node.inputs, _vector_preps(node), call)
+    return Lowered("affine_act", _kept_reads(node), _vector_preps(node), call)
 
 
 def _lower_pool(kernel: str):

@@ -46,6 +46,8 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
+from .errors import WeightsFileError
+
 __all__ = [
     "CheckpointError", "CheckpointEntry", "read_checkpoint", "list_checkpoint",
     "resolve_checkpoint_prefix", "is_tf_checkpoint", "is_non_model_variable", "checkpoint_version",
@@ -81,8 +83,12 @@ _NON_MODEL_SLOTS = {
 }
 
 
-class CheckpointError(ValueError):
-    """A TF checkpoint that is missing, corrupt, truncated or malformed."""
+class CheckpointError(WeightsFileError):
+    """A TF checkpoint that is missing, corrupt, truncated or malformed (the message names the file)."""
+
+    def __init__(self, message: str):
+        ValueError.__init__(self, message)  # messages start with the file (or the file and tensor)
+        self.path = message.split(": ", 1)[0]
 
 
 @dataclass(frozen=True)

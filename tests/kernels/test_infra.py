@@ -99,13 +99,32 @@ def test_static_audit_fp16_convs_use_tensor_cores_without_spills(arch):
             assert row.hgmma + row.hmma > 0, row
         else:
             assert row.hmma > 0 and row.hgmma == 0, row
-        assert row.ok
+        # the SASS loop analysis on a real cubin: a tensor-core main loop was found
+        assert row.pipelined is not None and "main loop 0x" in row.pipeline, row
+    # the 1x1 conv is one flat K loop: LDGSTS copies feed its HGMMA/HMMA in the same loop
+    one_by_one = rows[0]
+    assert one_by_one.pipelined is True and one_by_one.ok, one_by_one
+
+
+def test_audit_writes_the_sass_of_each_specialization(tmp_path):
+    launches = A.conv_launches([A.parse_shape_spec("1,16,16,64,64,1,1,1")], "float16")
+    (row,) = A.audit_launches(launches, 90, sass_dir=tmp_path / "sass")
+    (path,) = (tmp_path / "sass").iterdir()
+    assert row.sass == str(path) and path.name.startswith("000_conv_gemm_kernel_")
+    text = path.read_text()
+    assert "HGMMA" in text and "LDGSTS" in text
+    assert A.analyze_sass_loops(text)["pipelined"] is row.pipelined is True
 
 
 def test_audit_rule_flags_spills_and_missing_tensor_cores():
     row = A.AuditRow("l", "conv_gemm_kernel", "gemm", "float16", "", 90, registers=255, stack_bytes=0,
                      local_bytes=8, shared_bytes=0, hmma=0, hgmma=0)
     assert row.problems == ["spills", "no tensor-core instructions"] and not row.ok
+    piped = A.AuditRow("l", "conv_gemm_kernel", "gemm", "float16", "", 90, registers=128, stack_bytes=0,
+                       local_bytes=0, shared_bytes=0, hmma=0, hgmma=4, pipelined=False)
+    assert piped.problems == ["main loop not pipelined"]
+    piped.arch = 80   # the pipelining rule is for sm_90's HGMMA loops
+    assert piped.ok
     with pytest.raises(ValueError, match="N,H,W,Cin,Cout,KH,KW,stride"):
         A.parse_shape_spec("1,2,3")
 
