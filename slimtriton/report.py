@@ -22,27 +22,10 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 
-from .ir.cost import flops, kernel_bytes, tensor_bytes  # noqa: F401 - the byte model lives in ir/cost.py
+from .ir.cost import flops, fused_flops, kernel_bytes, node_flops, tensor_bytes  # noqa: F401 - the byte model lives in ir/cost.py
 from .ir.ops import CONV_OPS, POINTWISE_OPS, SOURCE_OPS, VIEW_OPS, Op
 
 PLANS = ("unfused", "extern_conv_plus_pointwise", "slimtriton")
-
-
-# -- FLOPs ------------------------------------------------------------------------------------
-def node_flops(node) -> int:
-    """FLOPs of one recorded (unfused) IR node (slimtriton.ir.cost; multiply-add = 2)."""
-    return int(flops(node))
-
-
-def fused_flops(program, node) -> int:
-    """FLOPs of a (possibly fused) program node: those of the recorded ops it stands for."""
-    names = program.origin_of(node)
-    total = 0
-    for name in names:
-        rec = program.recorded.get(name)
-        if rec is not None:
-            total += node_flops(rec)
-    return total
 
 
 # -- the three plans --------------------------------------------------------------------------

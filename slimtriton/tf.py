@@ -10,6 +10,7 @@ Each op records one IR node (see slimtriton/slim/tensor_ops.py); dtypes are stri
 """
 from __future__ import annotations
 
+import re as _re
 import sys as _sys
 import types as _types
 
@@ -43,11 +44,10 @@ nn = _types.SimpleNamespace(
 
 def get_collection(key, scope=None):
     """Items of a graph collection; with `scope`, those whose name re.match-es it."""
-    import re
     items = get_default_graph().get_collection(key)
     if scope is None:
         return items
-    pattern = re.compile(scope)
+    pattern = _re.compile(scope)
     out = []
     for item in items:
         name = getattr(item, "name", None)

@@ -27,8 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..executor import needed_nodes
 from ..ir.node import FLOAT_DTYPES, Node
 from ..ir.ops import ACTIVATION_OPS, Act, Op, lookup, node_act, parse_act
+from ..weights import check_weights
 
 _TORCH_DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -367,8 +369,6 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
     code over a precomputed plan, so `torch.compile(f)` can trace it (fullgraph). The
     channels_last copies of conv weights are made here, once.
     """
-    from ..executor import needed_nodes
-    from ..weights import check_weights
     nodes = list(getattr(graph_or_nodes, "nodes", graph_or_nodes))
     single = not isinstance(outputs, (list, tuple))
     out_nodes = [getattr(o, "node", o) for o in ([outputs] if single else outputs)]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op
+from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op, lookup
+from ..reference import REFERENCE  # the living definition of every op computes the folded values
 from .pattern import Pat, Rule
 
 def _weight_only(node) -> bool:
@@ -23,8 +24,6 @@ def _fold(match, ctx):
     inputs = node.inputs
 
     def compute(values, node=node, inputs=inputs):
-        from ..reference import REFERENCE  # the living definition of every op
-        from ..ir.ops import lookup
         args = [values[i.attrs["var"]] if i.op is Op.VARIABLE else np.float64(i.attrs["value"]) for i in inputs]
         return lookup(REFERENCE, node.op, "REFERENCE")(node, args)
 

@@ -16,7 +16,7 @@ input rows are the N images ([N, C] or [N, 1, 1, C]) and a conv is 1x1 without p
 from __future__ import annotations
 
 from ..ir.ops import Op
-from .common import absorb, unpadded
+from .common import unpadded
 
 
 def is_global_mean(node) -> bool:
@@ -72,14 +72,14 @@ def match(node, uses):
     return x, tuple(chain) + (a,), prologue
 
 
-def run(lowered, program):
-    """Rewrite the (node, Lowered) list of a plan: matched GEMMs become mean_matmul calls and the
-    nodes they absorb are dropped."""
-    from ..runtime.lowering import lower_mean_gemm
+def find(lowered, program):
+    """The plan pass's decisions: (GEMM node, (mean input, absorbed nodes, prologue | None)) for
+    every match in the plan's (node, Lowered) list; runtime.lowering.PLAN_LOWERINGS['mean_gemm']
+    turns each into one mean_matmul call (this module stays below the runtime)."""
     uses = program.uses()
-    merged = {}
+    found = []
     for node, _ in lowered:
         m = match(node, uses)
         if m is not None:
-            merged[node.name] = lower_mean_gemm(node, *m)
-    return absorb(lowered, merged)
+            found.append((node, m))
+    return found

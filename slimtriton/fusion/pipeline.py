@@ -1,10 +1,11 @@
 """The one list of fusion passes, in order; the IR verifier runs after every pass.
 
 IR passes rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint); plan
-passes act on the kernel plan built from the result, in slimtriton.runtime.plan: the
-lowered-kernel passes (`fn(lowered, program) -> lowered`, merging a producer into its
-consumer's kernel) run in order on the lowered (node, Lowered) list, then concat
-elimination and the memory plan.
+passes act on the kernel plan built from the result, in slimtriton.runtime.plan: each
+lowered-kernel pass `find(lowered, program) -> [(node, args)]` decides which producer
+merges into which consumer's kernel on the lowered (node, Lowered) list, and
+runtime.lowering.PLAN_LOWERINGS[name](node, *args) builds the merged kernel call (so the
+fusion package never imports the runtime); then concat elimination and the memory plan.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ IR_PASSES = [
 # Plan passes, applied by slimtriton.runtime.plan.build_plan in this order (None: the pass
 # is built into build_plan / runtime.memory):
 PLAN_PASSES = [
-    ("mean_gemm", mean_gemm.run),                # 7: global mean (+ pointwise) + 1x1 conv / FC -> one kernel
-    ("strided_residual", strided_residual.run),  # 7b: subsample(x, s) shortcut -> strided residual read
+    ("mean_gemm", mean_gemm.find),                # 7: global mean (+ pointwise) + 1x1 conv / FC -> one kernel
+    ("strided_residual", strided_residual.find),  # 7b: subsample(x, s) shortcut -> strided residual read
     ("concat_elimination", None),                # 6: producers write straight into channel slices of concats
     ("memory_plan", None),                       # 8: buffers reused by liveness; peak activation bytes
 ]

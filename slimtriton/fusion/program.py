@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from ..ir.graph import format_nodes
 from ..ir.node import Node
 from ..ir.ops import SOURCE_OPS, Op
 from ..ir.shapes import infer
@@ -108,7 +109,6 @@ class Program:
         verify(self.nodes, self.outputs, after=after)
 
     def __str__(self) -> str:
-        from ..ir.graph import format_nodes
         return format_nodes(self.nodes)
 
 

@@ -13,7 +13,7 @@ consumer and not be a requested output.
 from __future__ import annotations
 
 from ..ir.ops import Op
-from .common import absorb, epilogue_operands, is_subsample
+from .common import epilogue_operands, is_subsample
 
 
 def residual_of(node):
@@ -23,13 +23,15 @@ def residual_of(node):
     return epilogue_operands(node)["residual"]
 
 
-def run(lowered, program):
-    from ..runtime.lowering import lower_strided_residual
+def find(lowered, program):
+    """The plan pass's decisions: (conv node, (pool,)) for every residual conv of the plan's
+    (node, Lowered) list whose residual is a subsample read only by it;
+    runtime.lowering.PLAN_LOWERINGS['strided_residual'] lowers each."""
     uses = program.uses()
-    merged = {}
+    found = []
     for node, low in lowered:
         r = residual_of(node)
         if (r is not None and low.kernel == "conv2d" and not low.absorbed and is_subsample(r)
                 and uses.get(r.name) == 1 and r is not node.inputs[0]):
-            merged[node.name] = lower_strided_residual(node, r)
-    return absorb(lowered, merged)
+            found.append((node, (r,)))
+    return found

@@ -146,6 +146,22 @@ def flops(node: Node) -> int:
     return int(lookup(FLOPS, node.op, "FLOPS")(node))
 
 
+def node_flops(node) -> int:
+    """FLOPs of one recorded (unfused) IR node (multiply-add = 2)."""
+    return int(flops(node))
+
+
+def fused_flops(program, node) -> int:
+    """FLOPs of a (possibly fused) program node: those of the recorded ops it stands for
+    (`program.origin_of(node)` names them, `program.recorded` holds them)."""
+    total = 0
+    for name in program.origin_of(node):
+        rec = program.recorded.get(name)
+        if rec is not None:
+            total += node_flops(rec)
+    return total
+
+
 def total_flops(nodes) -> int:
     return sum(flops(n) for n in nodes)
 

@@ -282,6 +282,9 @@ def _dropout(node: Node):
     return _lower_reshape(node)
 
 
+# The plan passes' merged kernels (fusion/pipeline.py PLAN_PASSES: name -> find(lowered, program)).
+PLAN_LOWERINGS = {"mean_gemm": lower_mean_gemm, "strided_residual": lower_strided_residual}
+
 # Ops LOWERINGS leaves out on purpose, and why (tests/test_architecture.py: every op is in one).
 NOT_LOWERED = {
     Op.PLACEHOLDER: "a feed: its buffer is the caller's input, no kernel",

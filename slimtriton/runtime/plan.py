@@ -17,9 +17,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from ..fusion.common import absorb
+from ..fusion.pipeline import PLAN_PASSES
+from ..ir.cost import fused_flops, tensor_bytes
 from ..ir.node import Node
 from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op, lookup
-from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered
+from .lowering import LOWERINGS, PLAN_LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered
+from .memory import plan_memory
 
 
 
@@ -82,13 +86,11 @@ def lower_program(program) -> list[tuple[Node, Lowered]]:
 
 
 def build_plan(program, dtype: str = "float32") -> Plan:
-    from .. import report
-    from .memory import plan_memory
-    from ..fusion.pipeline import PLAN_PASSES
     lowered = lower_program(program)
-    for _, plan_pass in PLAN_PASSES:
-        if plan_pass is not None:
-            lowered = plan_pass(lowered, program)
+    for name, find in PLAN_PASSES:
+        if find is not None:
+            merged = {node.name: PLAN_LOWERINGS[name](node, *args) for node, args in find(lowered, program)}
+            lowered = absorb(lowered, merged)
     uses = program.uses()
     requested = {o.name for o in program.outputs}
     by_node = {node.name: low for node, low in lowered}
@@ -121,11 +123,11 @@ def build_plan(program, dtype: str = "float32") -> Plan:
         if kernel == "view" or kernel == "concat":
             step.flops, step.bytes_read, step.bytes_written = 0, 0, 0
         else:
-            step.bytes_read = sum(report.tensor_bytes(shape, act_dtype) for shape in _read_shapes(low, reads + params))
+            step.bytes_read = sum(tensor_bytes(shape, act_dtype) for shape in _read_shapes(low, reads + params))
             out_shape = copy_from.shape if copy_from is not None else node.shape
-            step.bytes_written = report.tensor_bytes(out_shape, act_dtype)
+            step.bytes_written = tensor_bytes(out_shape, act_dtype)
             step.flops = 0 if copy_from is not None else (
-                report.fused_flops(program, node) + sum(report.fused_flops(program, a) for a in low.absorbed))
+                fused_flops(program, node) + sum(fused_flops(program, a) for a in low.absorbed))
         steps.append(step)
         return step
 
