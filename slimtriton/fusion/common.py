@@ -107,7 +107,8 @@ def compose_into_epilogue(ctx, fused, root, sources, affine, why: str):
     `root` with composed scale and shift; None when scale or shift is not a parameter."""
     scale, shift = fused.inputs[-2], fused.inputs[-1]
     if not (is_var(scale) and is_var(shift)):
-        return None
+        return ctx.decline(f"{fused.name}'s epilogue scale / shift are computed at run time ({scale.op.short}, "
+                           f"{shift.op.short}), not parameters")
     sn, tn = var(scale), var(shift)
     srcs = [sn, tn] + list(sources)
 

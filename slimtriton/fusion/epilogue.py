@@ -56,18 +56,33 @@ def _act_into_fused(match, ctx):
     fused, root = match["fused"], match["root"]
     key = "act2" if fused.attrs["residual"] else "act"
     if fused.attrs[key] != "none":
-        return None
+        return ctx.decline(f"{fused.name} already applies {key}={fused.attrs[key]!r}")
     return ctx.node(fused.op, fused.inputs, dict(fused.attrs, **{key: node_act(root)}), root.name)
 
 
+def _why_not_candidate(node, root, ctx) -> str | None:
+    """Why `node` cannot take `root`'s add as its residual epilogue (None: it can)."""
+    if node.op not in FUSED_OPS:
+        return f"{node.name} is a {node.op.short}, not a fused conv / GEMM / pointwise node"
+    if node.attrs["residual"]:
+        return f"{node.name} already has a residual"
+    if ctx.uses.get(node.name) != 1:
+        return f"{node.name} has {ctx.uses.get(node.name)} consumers (its own output is still needed)"
+    if node.shape != root.shape or node.dtype != root.dtype:
+        return f"{node.name} is {node.dtype}{list(node.shape)}, the sum {root.dtype}{list(root.shape)}"
+    return None
+
+
 def _residual_candidate(node, root, ctx) -> bool:
-    return (node.op in FUSED_OPS and not node.attrs["residual"] and ctx.uses.get(node.name) == 1
-            and node.shape == root.shape and node.dtype == root.dtype)
+    return _why_not_candidate(node, root, ctx) is None
 
 
 def _with_residual(ctx, fused, residual, root, scale: float):
-    if residual.shape != root.shape or residual is fused:
-        return None
+    if residual.shape != root.shape:
+        return ctx.decline(f"the other operand {residual.name}{list(residual.shape)} is broadcast to "
+                           f"{list(root.shape)}")
+    if residual is fused:
+        return ctx.decline(f"both operands are {fused.name}")
     attrs = dict(fused.attrs, residual=True, residual_scale=float(scale))
     n_base = n_base_inputs(fused.op)
     ins = fused.inputs[:n_base + 2] + (residual,) + fused.inputs[n_base + 2:]
@@ -79,7 +94,7 @@ def _add_residual(match, ctx):
     a, b = root.inputs
     cands = [n for n in (a, b) if _residual_candidate(n, root, ctx)]
     if not cands:
-        return None
+        return ctx.decline("; ".join(dict.fromkeys(_why_not_candidate(n, root, ctx) for n in (a, b))))
     # Fuse into the operand computed last, so the other one already exists when it runs.
     fused = max(cands, key=lambda n: ctx.order.get(n.name, -1))
     return _with_residual(ctx, fused, b if fused is a else a, root, 1.0)
@@ -91,8 +106,9 @@ def _scalar(node):
 
 def _add_scaled_residual(match, ctx):
     root, fused = match["root"], match["fused"]
-    if not _residual_candidate(fused, match["mul"], ctx):
-        return None
+    why = _why_not_candidate(fused, match["mul"], ctx)
+    if why is not None:
+        return ctx.decline(why)
     return _with_residual(ctx, fused, match["r"], root, _scalar(match["c"]))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import (activation_idioms, const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities,
                strided_residual)
+from .log import pass_lines
 from .program import Program, rewrite
 
 IR_PASSES = [
@@ -45,6 +46,8 @@ def run_passes(program: Program, upto: str | None = None, log=None, snapshots: d
             snapshots[name] = program
         if log is not None:
             log(f"{name}: {before} -> {len(program.nodes)} nodes")
+            for line in pass_lines(program.fusion_log, name):
+                log(line)
         if name == upto:
             break
     return program

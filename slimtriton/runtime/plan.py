@@ -74,6 +74,12 @@ class Plan:
     def kernels(self) -> list[Step]:
         return [s for s in self.steps if s.launches_kernel]
 
+    @property
+    def fusion_log(self) -> list:
+        """What fused and what was declined, and why (slimtriton.fusion.log.FusionRecord; format
+        with slimtriton.fusion.log.format_fusion_log)."""
+        return self.program.fusion_log
+
 
 def lower_program(program) -> list[tuple[Node, Lowered]]:
     """Lower every non-source node (NotImplementedError for what the backend cannot run)."""
