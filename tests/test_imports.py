@@ -17,8 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import slimtriton
 
 ROOT = Path(slimtriton.__file__).parent
@@ -121,7 +119,6 @@ def test_every_module_has_a_layer():
         layer_of(module)
 
 
-@pytest.mark.xfail(strict=True, reason="weights/tf_checkpoint <-> tf_checkpoint_v1: split last (issue 11 item 5)")
 def test_no_import_cycles():
     cycles = find_cycles(import_edges())
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
