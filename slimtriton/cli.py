@@ -26,6 +26,7 @@ COMMANDS = [
     "report",
     "audit",
     "convert",
+    "compile",
     "eval",
     "predict",
     "export",

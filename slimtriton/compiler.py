@@ -139,7 +139,10 @@ class KernelInfo:
 
 
 class CompiledModel:
-    def __init__(self, plan, output_spec, weights, device, precision: str, cuda_graph: bool, poison: bool = False):
+    def __init__(self, plan, output_spec, weights, device, precision: str, cuda_graph: bool, poison: bool = False,
+                 prepared: dict | None = None):
+        """`weights`: {variable name: array} (None: analysis only), or `prepared`: the parameters
+        already prepared for the kernels (a loaded engine, slimtriton.engine)."""
         self.plan = plan
         self.dtype = plan.dtype
         self.precision = precision
@@ -149,7 +152,7 @@ class CompiledModel:
         self._executor = None
         self._cuda_graph = None
         self._stream_order = None
-        self.analysis_only = weights is None
+        self.analysis_only = weights is None and prepared is None
         self.kernels = [KernelInfo(self, s) for s in plan.steps if s.launches_kernel]
         # Placeholders of the graph the outputs do not need: a feed for one is checked and ignored
         # (as Session does); a name that is no placeholder of the graph is an error.
@@ -157,13 +160,16 @@ class CompiledModel:
         self._unneeded_placeholders = {name: n for name, n in plan.program.recorded.items()
                                        if n.op is Op.PLACEHOLDER and name not in needed}
         self._lock = threading.Lock()  # calls share one arena of activation buffers: one call at a time
-        if weights is None:
+        if self.analysis_only:
             return
         import torch
         from .runtime.executor import PlanExecutor, prepare_parameters
         self.device = torch.device(device)
-        values = resolve_parameters(plan.program, weights)
-        params = prepare_parameters(plan, values, self.device, progress=_progress("preparing parameters"))
+        if prepared is not None:
+            params = prepared
+        else:
+            values = resolve_parameters(plan.program, weights)
+            params = prepare_parameters(plan, values, self.device, progress=_progress("preparing parameters"))
         self._executor = PlanExecutor(plan, params, self.device, precision, poison)
         if self.device.type == "cuda":
             from .runtime.cuda_graph import CudaGraphRunner, StreamOrder
@@ -279,6 +285,14 @@ class CompiledModel:
             with open(json_path, "w") as f:
                 json.dump(data, f, indent=1)
         return text + "\n" + _kept_scale_text(kept, self.analysis_only)
+
+    def save(self, path, archs=(), overwrite: bool = False):
+        """Write this model as an engine directory (`slimtriton.engine`): the fused plan, the
+        prepared parameters, tile winners, a manifest with versions and hashes, and, for each
+        compute capability in `archs` (e.g. (90,)), every kernel compiled ahead of time (no GPU
+        needed). `st.load_compiled(path)` runs it without the compiler."""
+        from .engine import save
+        return save(self, path, archs=archs, overwrite=overwrite)
 
     def summary(self) -> dict:
         from .report import plan_summary

@@ -52,6 +52,10 @@ def add_data_arguments(parser) -> None:
 
 
 def data_options(args) -> dict:
+    """The keyword arguments of `st.data.evaluate` / `predict` from the flags (checked)."""
+    from ._netbuild import check_at_least
+    check_at_least(args, 1, "--image-size", "--batch", "--num-classes", "--max-images", "--ray-actors")
+    check_at_least(args, 0, "--workers", "--seed")
     return dict(backend=args.backend, dtype=args.dtype, image_size=args.image_size, batch=args.batch,
                 num_classes=args.num_classes, preprocessing=args.preprocessing,
                 labels_offset=args.labels_offset, image_labels=args.image_labels,

@@ -23,6 +23,8 @@ def register(subparsers) -> None:
 
 def main(args) -> int:
     from slimtriton import data
+    from ._netbuild import check_at_least
+    check_at_least(args, 1, "--top-k")
     summary = data.predict(args.net, args.data, args.output, args.weights, top_k=args.top_k,
                            logits=args.logits, **data_options(args))
     return report(summary, args.json)

@@ -135,9 +135,10 @@ def prepare_batch(items: list[Item], size: int, preprocessing: str) -> np.ndarra
 
 def score_rows(scores: np.ndarray, labels: list, *, kind: str, needs_softmax: bool,
                labels_offset: int, top_k: int | None, where: list[str]) -> dict:
-    """Per-image columns from the model's output rows: `hit1`, `hit5` (-1 where unlabelled) and,
-    for predict (`top_k` set), `classes` + `probabilities` (top-k), or the `embedding` /
-    `logits` vectors."""
+    """Per-image columns from the model's output rows, each an array with one row per image
+    (fixed shapes, also for n = 0: Ray concatenates them): `hit1`, `hit5` (-1 where unlabelled)
+    and, for predict (`top_k` set), `classes` + `probabilities` [n, k], or the `embedding` /
+    `logits` vectors [n, outputs]."""
     n, classes = scores.shape
     order = np.argsort(-scores, axis=1, kind="stable")   # ties: the lower index first, like top_k
     hit1, hit5 = np.full(n, -1, np.int8), np.full(n, -1, np.int8)
@@ -155,15 +156,15 @@ def score_rows(scores: np.ndarray, labels: list, *, kind: str, needs_softmax: bo
     if top_k is None:
         return columns
     if kind in ("embedding", "logits"):
-        columns[kind] = [row for row in scores.astype(np.float32)]
+        columns[kind] = scores.astype(np.float32)
         return columns
     probs = scores.astype(np.float64)
     if needs_softmax:
         probs = np.exp(probs - probs.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
-    k = min(top_k, classes)
-    columns["classes"] = [row[:k].astype(np.int64) for row in order]
-    columns["probabilities"] = [probs[i, order[i, :k]].astype(np.float32) for i in range(n)]
+    best = order[:, :min(top_k, classes)]
+    columns["classes"] = best.astype(np.int64)
+    columns["probabilities"] = np.take_along_axis(probs, best, axis=1).astype(np.float32)
     return columns
 
 

@@ -98,15 +98,18 @@ class _ModelActor:
         scores = self.model(batch["image"][good]) if good.any() else np.zeros((0, self.model.num_outputs), np.float32)
         seconds = time.perf_counter() - t
         labels = [None if int(v) == NO_VALUE else int(v) for v in batch["label"][good]]
-        where = [f"{p} record {r}" for p, r in zip(batch["path"][good], batch["record"][good])]
+        where = [str(p) if int(r) == NO_VALUE else f"{p} record {r} (byte offset {o})"
+                 for p, r, o in zip(batch["path"][good], batch["record"][good], batch["offset"][good])]
+        options = dict(kind=self.model.kind, needs_softmax=self.model.needs_softmax,
+                       labels_offset=self.labels_offset, top_k=self.top_k)
+        errors = np.asarray(batch["error"]).astype(object)
         try:
-            columns = score_rows(scores, labels, kind=self.model.kind, needs_softmax=self.model.needs_softmax,
-                                 labels_offset=self.labels_offset, top_k=self.top_k, where=where)
-        except USER_ERRORS as err:   # e.g. a label out of range: one row carries it to the driver
-            out = {k: batch[k][:1] for k in ("path", "record", "offset", "label", "damaged")}
-            return {**out, "error": np.array([str(err)]), "model_seconds": np.zeros(1), "hit1": np.full(1, -1),
-                    "hit5": np.full(1, -1)}
-        out = {k: batch[k] for k in ("path", "record", "offset", "label", "damaged", "error")}
+            columns = score_rows(scores, labels, where=where, **options)
+        except USER_ERRORS as err:   # e.g. a label out of range: the rows carry it to the driver
+            columns = score_rows(scores, [None] * len(labels), where=where, **options)
+            errors[good] = str(err)
+        out = {k: batch[k] for k in ("path", "record", "offset", "label", "damaged")}
+        out["error"] = errors.astype(str)
         out["model_seconds"] = np.full(n, seconds / max(int(good.sum()), 1), np.float64)
         for name, values in columns.items():
             values = np.asarray(values)

@@ -137,12 +137,21 @@ def parameter_values(program: Program, weights: Mapping[str, np.ndarray]) -> Cal
                 raise RuntimeError(f"derived parameter {name} ({d.why}) has shape {list(out.shape)}, "
                                    f"expected {list(d.shape)}")
         elif name in weights:
-            out = np.asarray(weights[name], dtype=np.float64)
+            out = _float64(weights[name])
         else:
             raise KeyError(name)
         cache[name] = out
         return out
     return value
+
+
+def _float64(value) -> np.ndarray:
+    """A weight as a float64 host array; a torch tensor (any dtype or device, requires_grad)
+    is converted by torch first, since NumPy reads neither bfloat16 nor device memory."""
+    if hasattr(value, "detach"):
+        import torch
+        return value.detach().to(device="cpu", dtype=torch.float64).numpy()
+    return np.asarray(value, dtype=np.float64)
 
 
 class RewriteContext:

@@ -207,3 +207,50 @@ def test_predict_facenet_embeddings_equal_run(dataset, tmp_path, capsys):
                           "inception", "--out", npz)
     assert status == 0, err
     assert_close(np.asarray(rows[1]["embedding"]), np.load(npz)["output"].reshape(-1).astype(np.float32), "float32")
+
+
+@pytest.mark.parametrize("flag, value", [("--batch", 0), ("--max-images", 0), ("--workers", -1), ("--top-k", 0)])
+def test_bad_flag_values_name_the_flag(dataset, tmp_path, capsys, flag, value):
+    status, _, err = _cli(capsys, "predict", NET, "--data", dataset.shards, "-o", tmp_path / "x.parquet",
+                          "--backend", "reference", flag, value)
+    assert status == 2 and "Traceback" not in err
+    assert err.startswith(f"slimtriton predict: error: {flag} must be >= ")
+
+
+def test_decoding_overlaps_the_model(dataset, monkeypatch):
+    """Batch i+1 is decoded and preprocessed *while* the model runs batch i: preparing batch
+    i+1 waits until the model has started batch i, and the model's call on batch i waits until
+    batch i+1 is prepared. Without concurrency (preparation in the main thread, before or after
+    the model call) one of the two waits times out."""
+    import threading
+    from slimtriton.data import pipeline
+    batches = -(-NUM_IMAGES // BATCH)
+    model_started = [threading.Event() for _ in range(batches)]
+    prepared = [threading.Event() for _ in range(batches)]
+    prepare, model_call = pipeline.prepare_batch, pipeline.Model.__call__
+    calls = {"prepare": 0, "model": 0}
+    lock = threading.Lock()
+
+    def concurrent_prepare(items, size, name):
+        with lock:
+            index = calls["prepare"]
+            calls["prepare"] += 1
+        if index > 0:
+            assert model_started[index - 1].wait(timeout=30), f"batch {index} was prepared before the model ran {index - 1}"
+        out = prepare(items, size, name)
+        prepared[index].set()
+        return out
+
+    def waiting_call(self, x):
+        index = calls["model"]
+        calls["model"] += 1
+        model_started[index].set()
+        if index + 1 < batches:
+            assert prepared[index + 1].wait(timeout=30), f"batch {index + 1} was not prepared while the model ran {index}"
+        return model_call(self, x)
+
+    monkeypatch.setattr(pipeline, "prepare_batch", concurrent_prepare)
+    monkeypatch.setattr(pipeline.Model, "__call__", waiting_call)
+    summary = st.data.evaluate(NET, dataset.shards, backend="reference", workers=2, worker_kind="thread",
+                               **_api_options(dataset))
+    assert (summary.count, summary.top1_hits, calls["model"]) == (NUM_IMAGES, NUM_IMAGES, batches)

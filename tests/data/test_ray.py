@@ -13,6 +13,7 @@ from slimtriton.cli import main
 from ..helpers import assert_close
 from .conftest import BATCH, CLASSES, NET, NUM_IMAGES, SIZE
 from .faults import ExitOnceOnMarker
+from .records import imagenet_example, write_tfrecord
 
 ray = pytest.importorskip("ray")
 
@@ -79,3 +80,24 @@ def test_ray_damaged_record_is_counted_or_reported(dataset, tmp_path):
     assert summary.damaged[0][:2] == (str(shard), offsets[2])
     with pytest.raises(ValueError, match=f"damaged TFRecord record at byte offset {offsets[2]}"):
         st.data.evaluate(NET, folder, **options)
+    encoded = (dataset.images / dataset.names[0]).read_bytes()     # a label the net does not have
+    write_tfrecord(shard, [imagenet_example(encoded, 0), imagenet_example(encoded, CLASSES)])
+    with pytest.raises(ValueError, match=f"{shard} record 1 .*: label 10 minus --labels-offset 0"):
+        st.data.evaluate(NET, folder, **options)
+
+
+def test_ray_image_folder_with_max_images(dataset, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    labels = tmp_path / "truth.txt"
+    labels.write_text("".join(f"{n} {l}\n" for n, l in zip(dataset.names, dataset.labels)))
+    out = tmp_path / "folder.parquet"
+    summary = st.data.predict(NET, dataset.images, out, weights=str(dataset.weights), backend="reference",
+                              image_size=SIZE, num_classes=CLASSES, batch=BATCH, progress=False, ray=True,
+                              image_labels=labels, max_images=10, top_k=2)
+    rows = pq.read_table(out).to_pylist()
+    assert (summary.count, summary.top1_hits, len(rows)) == (10, 10, 10)
+    label_of = {str(dataset.images / n): int(l) for n, l in zip(dataset.names, dataset.labels)}
+    assert len({r["path"] for r in rows}) == 10
+    for r in rows:
+        assert r["record"] is None and r["label"] == label_of[r["path"]] == r["classes"][0]
+        assert len(r["probabilities"]) == 2

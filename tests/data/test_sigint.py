@@ -52,6 +52,7 @@ def test_sigint_stops_cleanly_with_results_so_far(dataset, tmp_path):
     stderr = log.read_text()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
+    assert re.search(r"top1=\d+\.\d\d%, top5=\d+\.\d\d%, img/s=\d", stderr), stderr   # the live bar
     count = int(re.search(r"interrupted: results cover the first (\d+) images", stdout).group(1))
     rows = pq.read_table(out).to_pylist()
     assert len(rows) == count and 3 <= count < NUM_IMAGES

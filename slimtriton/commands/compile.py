@@ -1,0 +1,67 @@
+"""slimtriton compile NET -o DIR: compile a net and save it as an engine (slimtriton.engine).
+
+The engine holds the fused plan, the prepared (folded, packed) parameters, the tile winners
+and a manifest (versions, dtype, batch, hashes); `--arch 90` (repeatable) also compiles every
+kernel specialization ahead of time for that GPU, here, without a GPU. Run it with
+`slimtriton run --engine DIR` or `st.load_compiled(DIR)`: no fusion pass runs then.
+
+Without --weights the weights are random (init_weights(--seed)), as in `slimtriton run`.
+The batch is static: the engine takes inputs of exactly [--batch, size, size, 3].
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("compile", help="compile a net and save it as an engine directory",
+                                   description=__doc__.split("\n\n", 1)[1],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("net", metavar="NET", help="a name from `slimtriton nets`")
+    parser.add_argument("-o", "--out", metavar="DIR", required=True, help="the engine directory to write")
+    parser.add_argument("--weights", default=None, help=".npz, .safetensors or TF checkpoint (default: random)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    parser.add_argument("--image-size", type=int, default=None, help="input height/width (default: the net's)")
+    parser.add_argument("--batch", type=int, default=1, help="the engine's (static) batch (default 1)")
+    parser.add_argument("--num-classes", type=int, default=None)
+    parser.add_argument("--dtype", default="float16", choices=("float32", "float16", "bfloat16"))
+    parser.add_argument("--precision", default="ieee", choices=("ieee", "tf32"))
+    parser.add_argument("--output", default="predictions", choices=("predictions", "logits"))
+    parser.add_argument("--arch", type=int, action="append", default=[], metavar="CC",
+                        help="compile the kernels ahead of time for this compute capability (80, 86, 89, 90); "
+                             "repeatable")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing engine directory")
+    parser.set_defaults(func=main)
+
+
+def main(args) -> int:
+    import slimtriton as st
+    from slimtriton.engine import SUPPORTED_AOT_ARCHS
+    from ._netbuild import build_net, check_at_least, main_output
+    from .errors import UsageError
+
+    check_at_least(args, 1, "--image-size", "--batch", "--num-classes")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    bad = [a for a in args.arch if a not in SUPPORTED_AOT_ARCHS]
+    if bad:
+        raise UsageError(f"--arch {bad[0]}: ahead-of-time kernels are built for {list(SUPPORTED_AOT_ARCHS)}")
+    if args.precision == "tf32" and args.dtype != "float32":
+        raise UsageError(f"--precision tf32 applies to --dtype float32 only, got {args.dtype}")
+    g, images, logits, end_points = build_net(args.net, args.image_size, args.batch, args.num_classes)
+    output = main_output(logits, end_points) if args.output == "predictions" else logits
+    if args.weights:
+        weights = st.load_weights(args.weights)
+    else:
+        weights = st.init_weights(g, seed=args.seed)
+        print(f"weights: RANDOM (init_weights seed {args.seed}; no --weights given)")
+    start = time.perf_counter()
+    model = st.compile(g, output, weights, dtype=args.dtype, precision=args.precision)
+    compiled = time.perf_counter() - start
+    path = model.save(args.out, archs=tuple(args.arch), overwrite=args.overwrite)
+    saved = time.perf_counter() - start - compiled
+    print(f"compiled {args.net} (input {list(images.shape)}, {args.dtype}) into {len(model.kernels)} kernels in "
+          f"{compiled:.1f} s; wrote engine {path} in {saved:.1f} s"
+          + (f" (ahead-of-time kernels for sm_{', sm_'.join(map(str, args.arch))})" if args.arch else ""))
+    return 0

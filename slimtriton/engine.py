@@ -1,0 +1,390 @@
+"""Saved engines: a compiled model written to a directory and loaded without the compiler.
+
+    model = st.compile(g, end_points["predictions"], weights, dtype="float16")
+    model.save("resnet50.engine", archs=(90,))          # archs: ahead-of-time kernels, no GPU needed
+    model = st.load_compiled("resnet50.engine")          # no fusion pass, no weight folding or packing
+
+An engine directory holds
+
+    manifest.json        format, versions (slimtriton, Triton, torch), dtype, precision, input and
+                         output specs, target archs, the ahead-of-time kernels, and the SHA-256 of
+                         every other file and of every prepared parameter
+    program.json         the fused program (after every IR pass): nodes in order with op, input
+                         names, attrs, shape, dtype; outputs; the graph's placeholders
+    params.safetensors   the prepared parameters exactly as the kernels read them (packed conv
+                         weights in the compute dtype, fp32 epilogue vectors), keyed by plan key
+    params.json          how to rebuild each prepared parameter (PackedWeight fields)
+    tiles.json           the autotune cache entries (tile winners) of this Triton version
+    aot/sm_XX/           with `archs`: every kernel specialization the plan launches, compiled
+                         ahead of time for sm_XX into a Triton cache directory (as `slimtriton
+                         audit` compiles them, on a machine without a GPU)
+
+Loading checks the format and the hashes first (a damaged or edited file is one
+`EngineError` naming the file), then the versions: another slimtriton or Triton version is an
+error (the plan's kernels and their cache keys belong to a version), another torch version one
+warning. The plan is rebuilt from program.json by the lowering table only (`build_plan`: no
+fusion pass runs), the parameters come from params.safetensors as they were (no folding, no
+packing), so the outputs are bit for bit those of the saved model on the same device and dtype.
+On a CUDA device whose compute capability has an `aot/sm_XX` entry, those kernels are copied
+into Triton's cache directory, where the Triton JIT looks for a kernel before compiling it
+(same Triton version, same specialization); any kernel whose entry does not match is compiled
+by the JIT as usual (slower first call, same result). Without a matching entry one warning says
+the kernels will be JIT-compiled.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .ir.node import Node
+from .ir.ops import Op
+
+FORMAT = "slimtriton-engine/1"
+MANIFEST = "manifest.json"
+PROGRAM = "program.json"
+PARAMS = "params.safetensors"
+PARAMS_META = "params.json"
+TILES = "tiles.json"
+SUPPORTED_AOT_ARCHS = (80, 86, 89, 90)
+
+
+class EngineError(ValueError):
+    """An engine directory that cannot be loaded: missing, damaged, edited, or made for another
+    version. The message names the directory and the file."""
+
+
+# -- the fused program as JSON ------------------------------------------------------------------
+
+def _encode(value):
+    """An attribute value as JSON (tuples as lists, enums by class and member name)."""
+    if isinstance(value, enum.Enum):
+        return {"$enum": type(value).__name__, "name": value.name}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return {"$float": repr(value)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"attribute value {value!r} ({type(value).__name__}) cannot be saved in an engine")
+
+
+def _decode(value):
+    if isinstance(value, list):
+        return tuple(_decode(v) for v in value)
+    if isinstance(value, dict):
+        if "$float" in value:
+            return float(value["$float"])
+        if "$enum" in value:
+            from .ir import ops
+            return getattr(getattr(ops, value["$enum"]), value["name"])
+        raise ValueError(f"unknown encoded value {value!r}")
+    return value
+
+
+def program_to_json(program) -> dict:
+    """The fused program's nodes (in order; inputs by name), outputs and the graph's placeholders."""
+    nodes = [{"name": n.name, "op": n.op.name, "inputs": [i.name for i in n.inputs],
+              "attrs": {k: _encode(v) for k, v in n.attrs.items()}, "shape": list(n.shape), "dtype": n.dtype}
+             for n in program.nodes]
+    placeholders = [{"name": n.name, "attrs": {k: _encode(v) for k, v in n.attrs.items()},
+                     "shape": list(n.shape), "dtype": n.dtype}
+                    for n in program.recorded.values() if n.op is Op.PLACEHOLDER]
+    return {"nodes": nodes, "outputs": [o.name for o in program.outputs], "placeholders": placeholders,
+            "origin": {k: list(v) for k, v in program.origin.items() if k in {n.name for n in program.nodes}},
+            "kept_scale": dict(program.kept_scale)}
+
+
+def program_from_json(data: dict):
+    """The Program of `program_to_json`, every node re-checked by its shape rule and the verifier."""
+    from .fusion.program import Program
+    from .ir.shapes import infer
+    by_name: dict[str, Node] = {}
+    nodes = []
+    for d in data["nodes"]:
+        op = Op[d["op"]]
+        inputs = tuple(by_name[i] for i in d["inputs"])
+        attrs = {k: _decode(v) for k, v in d["attrs"].items()}
+        shape, dtype = infer(op, inputs, attrs, d["name"])
+        if list(shape) != list(d["shape"]) or dtype != d["dtype"]:
+            raise ValueError(f"node {d['name']}: saved as {d['dtype']}{d['shape']}, its shape rule gives "
+                             f"{dtype}{list(shape)}")
+        node = Node.make(op, inputs, attrs, shape, dtype, d["name"])
+        by_name[node.name] = node
+        nodes.append(node)
+    recorded = dict(by_name)
+    for d in data["placeholders"]:
+        if d["name"] not in recorded:
+            attrs = {k: _decode(v) for k, v in d["attrs"].items()}
+            recorded[d["name"]] = Node.make(Op.PLACEHOLDER, (), attrs, d["shape"], d["dtype"], d["name"])
+    outputs = [by_name[o] for o in data["outputs"]]
+    origin = {k: tuple(v) for k, v in data["origin"].items()}
+    program = Program(nodes, outputs, {}, origin, recorded)
+    program.kept_scale = dict(data.get("kept_scale", {}))
+    program.verify("loading an engine")
+    return program
+
+
+def _spec_to_json(spec):
+    kind = spec[0]
+    if kind == "leaf":
+        return {"leaf": spec[1]}
+    if kind == "dict":
+        if spec[1] is not dict or not all(isinstance(k, str) for k, _ in spec[2]):
+            raise TypeError("an engine saves outputs given as a tensor, a list/tuple, or a dict with str keys")
+        return {"dict": [[k, _spec_to_json(v)] for k, v in spec[2]]}
+    if spec[1] not in (list, tuple):
+        raise TypeError(f"an engine saves outputs given as a list or tuple, not a {spec[1].__name__}")
+    return {"list" if spec[1] is list else "tuple": [_spec_to_json(v) for v in spec[2]]}
+
+
+def _spec_from_json(data):
+    if "leaf" in data:
+        return ("leaf", data["leaf"])
+    if "dict" in data:
+        return ("dict", dict, [(k, _spec_from_json(v)) for k, v in data["dict"]])
+    kind = "list" if "list" in data else "tuple"
+    return ("seq", list if kind == "list" else tuple, [_spec_from_json(v) for v in data[kind]])
+
+
+# -- hashing ------------------------------------------------------------------------------------
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_tensor(t) -> str:
+    import torch
+    data = t.detach().cpu().contiguous()
+    if data.dtype == torch.bfloat16:
+        data = data.view(torch.int16)
+    return hashlib.sha256(data.numpy().tobytes()).hexdigest()
+
+
+def _versions() -> dict:
+    import torch
+    import triton
+
+    from . import __version__
+    return {"slimtriton": __version__, "triton": triton.__version__, "torch": torch.__version__}
+
+
+# -- save ---------------------------------------------------------------------------------------
+
+def save(model, path, archs=(), overwrite: bool = False) -> Path:
+    """Write `model` (a callable CompiledModel) to the directory `path`; see the module docstring.
+
+    archs: compute capabilities (e.g. (80, 90)) to compile every kernel specialization for ahead
+    of time, on this machine (no GPU needed)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from .kernels.conv import PackedWeight
+
+    if model.analysis_only:
+        raise ValueError("this model was compiled without weights (analysis only): there is nothing to save; "
+                         "compile it with weights first")
+    archs = tuple(int(a) for a in archs)
+    bad = [a for a in archs if a not in SUPPORTED_AOT_ARCHS]
+    if bad:
+        raise ValueError(f"archs {bad}: ahead-of-time kernels are built for {list(SUPPORTED_AOT_ARCHS)}")
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True (or remove it) to replace the engine")
+        if not (path / MANIFEST).is_file():
+            raise FileExistsError(f"{path} exists and is not an engine (no {MANIFEST}); not overwriting it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+    plan = model.plan
+    (path / PROGRAM).write_text(json.dumps(program_to_json(plan.program), indent=1))
+
+    tensors, meta = {}, {}
+    for key, value in model._executor.params.items():
+        if isinstance(value, PackedWeight):
+            tensors[key] = value.data.detach().cpu().contiguous()
+            meta[key] = {"packed": value.kind, "kh": value.kh, "kw": value.kw, "cin": value.cin, "cout": value.cout}
+        elif value is None:
+            meta[key] = {"none": True}
+        else:
+            tensors[key] = value.detach().cpu().contiguous()
+            meta[key] = {"tensor": True}
+    save_file(tensors, str(path / PARAMS))
+    (path / PARAMS_META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    (path / TILES).write_text(json.dumps(_tile_entries(), indent=1, sort_keys=True))
+
+    aot = {arch: _compile_ahead_of_time(model, path / "aot" / f"sm_{arch}", arch) for arch in archs}
+    files = {name: _sha256_file(path / name) for name in (PROGRAM, PARAMS, PARAMS_META, TILES)}
+    for arch in archs:
+        root = path / "aot" / f"sm_{arch}"
+        for f in sorted(p for p in root.rglob("*") if p.is_file()):
+            files[str(f.relative_to(path))] = _sha256_file(f)
+    manifest = {
+        "format": FORMAT,
+        "versions": _versions(),
+        "dtype": plan.dtype,
+        "precision": model.precision,
+        "inputs": [{"name": n.name, "shape": list(n.shape), "dtype": n.dtype} for n in plan.inputs],
+        "outputs": [{"name": n.name, "shape": list(n.shape), "dtype": n.dtype} for n in plan.outputs],
+        "output_spec": _spec_to_json(model._spec),
+        "batch": [n.shape[0] for n in plan.inputs if n.shape],
+        "target_archs": list(archs),
+        "aot_kernels": aot,
+        "parameter_sha256": {k: _sha256_tensor(v) for k, v in tensors.items()},
+        "files": files,
+    }
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return path
+
+
+def _tile_entries() -> dict:
+    """The autotune cache's entries for this Triton version (GPU tile winners)."""
+    import triton
+
+    from .kernels import config
+    tag = f"|triton-{triton.__version__}|"
+    return {k: v for k, v in config._load_cache().items() if tag in k}
+
+
+def _compile_ahead_of_time(model, cache_dir: Path, arch: int) -> list[dict]:
+    """Compile every distinct kernel specialization of the plan for sm_`arch` into a Triton cache
+    directory (a subprocess with the interpreter off, as the audit does); one entry per kernel."""
+    from .kernels import audit
+
+    launches = [launch for step in model.launches() for launch in step]
+    specs, names, seen = [], [], set()
+    for launch in launches:
+        key = launch.key()
+        if key in seen:
+            continue
+        seen.add(key)
+        specs.append(audit._spec(launch, arch))
+        names.append(launch.name)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TRITON_INTERPRET="0", TRITON_CACHE_DIR=str(cache_dir.resolve()))
+    proc = subprocess.run([sys.executable, "-m", "slimtriton.kernels.audit", "--worker"], input=json.dumps(specs),
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ahead-of-time compilation for sm_{arch} failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-4000:]}")
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    failed = [(n, r["error"]) for n, r in zip(names, results) if r.get("error")]
+    if failed:
+        raise RuntimeError(f"ahead-of-time compilation for sm_{arch} failed for {len(failed)} kernel(s): "
+                           + "; ".join(f"{n}: {e}" for n, e in failed[:5]))
+    return [{"layer": n, "kernel": s["fn"], "num_warps": s["num_warps"], "num_stages": s["num_stages"],
+             "registers": r.get("registers"), "spill_bytes": r.get("stack_bytes", 0) + r.get("local_bytes", 0)}
+            for n, s, r in zip(names, specs, results)]
+
+
+# -- load ---------------------------------------------------------------------------------------
+
+def _fail(path: Path, message: str):
+    raise EngineError(f"engine {path}: {message}")
+
+
+def read_manifest(path) -> dict:
+    """The manifest of the engine at `path`, after checking the format and every file's hash."""
+    path = Path(path)
+    if not path.is_dir():
+        _fail(path, "is not a directory (an engine is the directory model.save() wrote)")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        _fail(path, f"{MANIFEST} is missing: not an engine directory")
+    except ValueError as exc:
+        _fail(path, f"{MANIFEST} is not valid JSON ({exc})")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        _fail(path, f"{MANIFEST} has format {manifest.get('format') if isinstance(manifest, dict) else None!r}, "
+                    f"expected {FORMAT!r}")
+    for name, digest in manifest["files"].items():
+        f = path / name
+        if not f.is_file():
+            _fail(path, f"{name} is missing")
+        if _sha256_file(f) != digest:
+            _fail(path, f"{name} is damaged or was edited (its SHA-256 differs from the manifest's)")
+    return manifest
+
+
+def load_compiled(path, device=None, cuda_graph: bool = True):
+    """The CompiledModel saved at `path` (see the module docstring), on `device` (None: CUDA when
+    present, else the CPU with the Triton interpreter)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .compiler import CompiledModel, resolve_device
+    from .kernels import config
+    from .kernels.conv import PackedWeight
+    from .runtime.plan import build_plan
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    saved, now = manifest["versions"], _versions()
+    for lib in ("slimtriton", "triton"):
+        if saved[lib] != now[lib]:
+            _fail(path, f"was saved with {lib} {saved[lib]}, this process has {lib} {now[lib]}; "
+                        f"compile and save it again with this version")
+    if saved["torch"] != now["torch"]:
+        warnings.warn(f"slimtriton: engine {path} was saved with torch {saved['torch']}, this process has torch "
+                      f"{now['torch']}", stacklevel=2)
+    try:
+        program = program_from_json(json.loads((path / PROGRAM).read_text()))
+    except (KeyError, ValueError, TypeError) as exc:
+        _fail(path, f"{PROGRAM} does not describe a valid program ({type(exc).__name__}: {exc})")
+    plan = build_plan(program, manifest["dtype"])
+    dev = resolve_device(device)
+    try:
+        tensors = load_file(str(path / PARAMS), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        _fail(path, f"{PARAMS} cannot be read ({exc})")
+    for key, digest in manifest["parameter_sha256"].items():
+        if key not in tensors or _sha256_tensor(tensors[key]) != digest:
+            _fail(path, f"parameter {key} in {PARAMS} does not match the manifest's hash")
+    meta = json.loads((path / PARAMS_META).read_text())
+    missing = sorted(set(plan.prep) - set(meta))
+    if missing:
+        _fail(path, f"{PARAMS_META} lacks parameters the plan reads: {missing[:10]}")
+    params = {}
+    for key, m in meta.items():
+        if m.get("none"):
+            params[key] = None
+        elif "packed" in m:
+            params[key] = PackedWeight(m["packed"], tensors[key].to(dev), m["kh"], m["kw"], m["cin"], m["cout"])
+        else:
+            params[key] = tensors[key].to(dev)
+    config._load_cache().update({k: v for k, v in json.loads((path / TILES).read_text()).items()
+                                 if k not in config._load_cache()})
+    if dev.type == "cuda":
+        _install_aot_kernels(path, manifest, dev)
+    return CompiledModel(plan, _spec_from_json(manifest["output_spec"]), None, dev, manifest["precision"],
+                         cuda_graph, prepared=params)
+
+
+def _install_aot_kernels(path: Path, manifest: dict, device) -> None:
+    """Copy the engine's sm_XX Triton cache entries for this GPU into Triton's cache directory."""
+    import torch
+    major, minor = torch.cuda.get_device_capability(device)
+    arch = major * 10 + minor
+    source = path / "aot" / f"sm_{arch}"
+    if arch not in manifest["target_archs"] or not source.is_dir():
+        warnings.warn(f"slimtriton: engine {path} has no ahead-of-time kernels for sm_{arch} (it has "
+                      f"{manifest['target_archs'] or 'none'}); the kernels are JIT-compiled at the first call",
+                      stacklevel=3)
+        return
+    target = Path(os.environ.get("TRITON_CACHE_DIR") or Path.home() / ".triton" / "cache")
+    for entry in source.iterdir():
+        if entry.is_dir() and not (target / entry.name).exists():
+            shutil.copytree(entry, target / entry.name)
