@@ -5,11 +5,17 @@ import torch
 import triton
 import triton.language as tl
 
+from ..ir.ops import Act, parse_act
 from .launch import alloc
 
-# Activation codes passed to kernels as constexprs (compared at compile time).
-ACT_CODES = {"none": 0, "relu": 1, "relu6": 2}
-UNARY_CODES = {"none": 0, "relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4, "neg": 5}
+# The activation constexpr of the kernels (`ACT`, `ACT2`, `PROLOGUE_ACT`, compared at compile
+# time in `apply_act`): an int code per activation; leaky relu, which has a parameter, is the
+# float -1 - alpha (<= -1 for a slope alpha >= 0), so its slope is a compile-time constant
+# (one specialization per slope, as Inductor inlines it) and no kernel signature carries it.
+ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4, Act.ELU: 6, Act.SWISH: 7,
+             Act.LEAKY_RELU: "-1 - alpha"}
+# The unary kernel's ops beyond the activations (its OP constexpr shares apply_act's codes).
+UNARY_CODES = {"neg": 5}
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -19,7 +25,7 @@ INT32_LIMIT = 2**31 - 1
 
 @triton.jit
 def apply_act(x, ACT: tl.constexpr):
-    """none / relu / relu6 (codes of ACT_CODES) on an fp32 block; sigmoid, tanh, neg too.
+    """The activation of code ACT (ACT_CODES) on an fp32 block; neg (code 5) for the unary kernel.
 
     NaN propagates as in the reference (np.maximum / np.minimum), torch and TF: relu(NaN) and
     relu6(NaN) are NaN. Triton's default `tl.maximum` is the NaN-ignoring maxnum, which would
@@ -43,6 +49,18 @@ def apply_act(x, ACT: tl.constexpr):
         x = tl.where(ax < 0.125, small, tl.where(x < 0.0, -big, big))
     elif ACT == 5:
         x = -x
+    elif ACT == 6:
+        # elu: x > 0 ? x : exp(x) - 1; above -0.125 exp(x) - 1 cancels, so a Taylor polynomial
+        # (relative error < 1e-8) is used there; NaN fails x > 0 and stays NaN
+        em1 = tl.exp(tl.where(x > 0.0, 0.0, x)) - 1.0  # not tl.minimum: it drops NaN
+        small = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
+        x = tl.where(x > 0.0, x, tl.where(x > -0.125, small, em1))
+    elif ACT == 7:
+        # swish / silu: x * sigmoid(x); -inf gives -inf * 0 = NaN, as the reference
+        x = x * (1.0 / (1.0 + tl.exp(-x)))
+    elif ACT <= -1.0:
+        # leaky relu with slope -1 - ACT: x > 0 ? x : slope * x (NaN stays NaN)
+        x = tl.where(x > 0.0, x, x * (-1.0 - ACT))
     return x
 
 
@@ -58,10 +76,20 @@ class KernelArgumentError(ValueError):
     """A kernel wrapper was called with arguments it cannot run (shape, dtype, device)."""
 
 
-def act_code(act: str, what: str, codes=ACT_CODES) -> int:
-    if act not in codes:
-        raise KernelArgumentError(f"{what}: unknown activation {act!r}; expected one of {sorted(codes)}")
-    return codes[act]
+def act_code(act, what: str, extra_codes=None) -> int | float:
+    """The ACT constexpr of an activation value ("relu", ("leaky_relu", 0.2), an `Act`; see
+    ACT_CODES); `extra_codes`: names beyond the activations a kernel also takes (UNARY_CODES)."""
+    if extra_codes and isinstance(act, str) and act in extra_codes:
+        return extra_codes[act]
+    try:
+        kind, param = parse_act(act, what)
+    except ValueError as e:
+        raise KernelArgumentError(str(e)) from None
+    if kind is Act.LEAKY_RELU:
+        if not param >= 0.0:
+            raise KernelArgumentError(f"{what}: leaky_relu slope {param} must be >= 0 for the kernels")
+        return -1.0 - param
+    return ACT_CODES[kind]
 
 
 def dtype_name(t: torch.Tensor, what: str) -> str:
