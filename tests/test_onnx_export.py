@@ -31,14 +31,16 @@ ONNX_TOL = 1e-4        # ONNX Runtime float32 vs the float64 reference (the issu
 SAME_ROWS_TOL = 1e-5   # a row computed at batch 1 vs the same row inside a larger batch
 
 
-def _session(model_or_path):
+def _session(model_or_path, all_optimizations: bool = False):
     source = model_or_path if isinstance(model_or_path, str) else model_or_path.SerializeToString()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # two shared cores: threads only add contention
     # Basic graph optimizations (constant folding, redundant nodes) but not the CPU layout
-    # transforms of ENABLE_ALL, which take 19 s to load VGG-16's 400 MB fc6 here (5.7 s basic);
-    # they change how ORT runs the graph, not what it computes. The CLI tests use the default.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    # transforms of ENABLE_ALL (ORT's default), which take 19 s to load VGG-16's 400 MB fc6 here
+    # (5.7 s basic); they change how ORT runs the graph, not what it computes. A few tests load
+    # with all of them, as a user's InferenceSession does.
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if all_optimizations
+                                        else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
@@ -379,7 +381,7 @@ def test_net_with_nchw_layout_and_kept_batch_norm(name, tmp_path):
     path = str(tmp_path / "nchw.onnx")
     model = export_onnx(g, logits, weights, path, layout="NCHW", batch_norm="keep")
     assert any(n.op_type == "BatchNormalization" for n in model.graph.node)
-    got = _session(path).run(None, {"images": x.transpose(0, 3, 1, 2)})[0]
+    got = _session(path, all_optimizations=True).run(None, {"images": x.transpose(0, 3, 1, 2)})[0]
     want = st.Session(g, weights, backend="reference").run(logits, {images: x})
     assert_close(got, want, "float32", what=f"{name} NCHW, BN kept", tol=ONNX_TOL)
 
@@ -418,7 +420,7 @@ def test_cli_exports_a_tf_checkpoint_that_reproduces_tf_slim(tmp_path):
                       str(FIXTURES / "tf_checkpoint" / "resnet_v2_tiny.ckpt"), "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "inputs: images[batch," in result.stdout
-    sess = _session(str(out))
+    sess = _session(str(out), all_optimizations=True)
     got = sess.run(None, {"images": data["input"].astype(np.float32)})[0]
     assert_close(got, data["expected"], "float32", what="resnet_v2_tiny ONNX vs TF-Slim", tol=ONNX_TOL)
     names = {i.name for i in onnx.load(str(out), load_external_data=False).graph.initializer}
