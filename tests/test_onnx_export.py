@@ -13,6 +13,8 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as hs
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -250,6 +252,36 @@ def test_op_matches_reference(op, build, layout, batch_norm, tmp_path):
     else:
         _check_against_reference(g, outputs, weights, feeds, tmp_path, layout=layout, batch_norm=batch_norm,
                                  dynamic_batch=batched)
+
+
+@settings(max_examples=40)
+@given(size=hs.tuples(hs.integers(3, 9), hs.integers(3, 9)), kernel=hs.tuples(hs.integers(1, 4), hs.integers(1, 4)),
+       stride=hs.integers(1, 3), rate=hs.integers(1, 2), padding=hs.sampled_from(["SAME", "VALID"]),
+       pool=hs.sampled_from(["max", "avg"]), depthwise=hs.booleans())
+def test_windows_sweep(size, kernel, stride, rate, padding, pool, depthwise):
+    """Conv / depthwise conv / pool windows (odd and even sizes, asymmetric SAME padding,
+    dilation) against the reference: explicit pads must reproduce TF's SAME cell for cell."""
+    assume(rate == 1 or stride == 1)  # TF refuses strides with dilation
+    h, w = size
+    eff = [(k - 1) * rate + 1 for k in kernel]
+    assume(padding == "SAME" or (eff[0] <= h and eff[1] <= w))
+    with st.Graph() as g:
+        x = st.placeholder([2, h, w, 3], name="images")
+        if depthwise:
+            net = slim.separable_conv2d(x, None, list(kernel), depth_multiplier=2, stride=stride, rate=rate,
+                                        padding=padding, activation_fn=None, scope="conv")
+        else:
+            net = slim.conv2d(x, 4, list(kernel), stride=stride, rate=rate, padding=padding,
+                              activation_fn=None, scope="conv")
+        if min(net.shape[1:3]) >= kernel[0] or padding == "SAME":
+            pool_fn = slim.max_pool2d if pool == "max" else slim.avg_pool2d
+            net = pool_fn(net, [min(kernel[0], net.shape[1]), min(kernel[1], net.shape[2])], stride=stride,
+                          padding=padding, scope="pool")
+    weights = _random_weights(g, seed=5)
+    feeds = {"images": np.random.default_rng(6).uniform(-1, 1, (2, h, w, 3)).astype(np.float32)}
+    want = st.Session(g, weights, backend="reference").run(net, feeds)
+    got = _session(export_onnx(g, net, weights, check=False)).run(None, feeds)[0]
+    assert_close(got, want, "float32", what="window", tol=ONNX_TOL)
 
 
 def test_floor_division_and_one_hot_edge_values(tmp_path):
