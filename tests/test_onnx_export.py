@@ -338,6 +338,18 @@ def test_batch_norm_fold_and_keep():
         assert_close(_session(model).run(None, feeds)[0], want, "float32", tol=ONNX_TOL)
 
 
+def test_a_mean_over_the_batch_has_no_batch_axis():
+    with st.Graph() as g:
+        x = st.placeholder([2, 3, 4, 5], name="images")
+        over_batch = tf.reduce_mean(slim.conv2d(x, 2, [1, 1], scope="conv"), [0])
+        everything = tf.reduce_mean(x, [0, 1, 2, 3])
+    model = export_onnx(g, {"over_batch": over_batch, "everything": everything}, _random_weights(g))
+    assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [3, 4, 2]
+    x3 = np.random.default_rng(0).uniform(-1, 1, (3, 3, 4, 5)).astype(np.float32)
+    _, mean_all = _session(model).run(None, {"images": x3})
+    assert_close(mean_all, x3.mean(), "float32")
+
+
 def test_static_batch_is_fixed():
     with st.Graph() as g:
         x = st.placeholder([2, 4, 4, 3], name="images")
