@@ -321,6 +321,20 @@ def _relu6(ex: _Exporter, node: Node) -> None:
     ex.set(node, clip, layout)
 
 
+def _leaky_relu(ex: _Exporter, node: Node) -> None:
+    (x,) = node.inputs
+    layout = ex.layout_of(x)
+    ex.set(node, ex.add("LeakyRelu", [ex.get(x, layout)], node.name, alpha=float(node.attrs["alpha"])), layout)
+
+
+def _swish(ex: _Exporter, node: Node) -> None:
+    """x * Sigmoid(x): opset 17 has no Swish (HardSwish is another function)."""
+    (x,) = node.inputs
+    layout = ex.layout_of(x)
+    xv = ex.get(x, layout)
+    ex.set(node, ex.add("Mul", [xv, ex.add("Sigmoid", [xv], f"{node.name}/Sigmoid")], node.name), layout)
+
+
 def _dropout(ex: _Exporter, node: Node) -> None:
     keep_prob = node.attrs["keep_prob"]
     if node.attrs["is_training"] and keep_prob < 1:
@@ -627,6 +641,9 @@ EXPORTERS: dict[Op, Callable[[_Exporter, Node], None]] = {
     Op.RELU6: _relu6,
     Op.SIGMOID: _unary("Sigmoid"),
     Op.TANH: _unary("Tanh"),
+    Op.ELU: _unary("Elu"),                 # alpha 1, as tf.nn.elu
+    Op.LEAKY_RELU: _leaky_relu,
+    Op.SWISH: _swish,
     Op.IDENTITY: _unary("Identity"),
     Op.BIAS_ADD: _bias_add,
     Op.DROPOUT: _dropout,
