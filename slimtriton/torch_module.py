@@ -152,8 +152,18 @@ class CompiledModule(torch.nn.Module):
                 f"{len(self._variables)} weight buffers")
 
 
-@torch.compiler.disable(reason="slimtriton launches its own Triton kernels; dynamo runs the module eagerly "
-                               "(a graph break)")
+GRAPH_BREAK_REASON = "slimtriton launches its own Triton kernels; dynamo runs the module eagerly (a graph break)"
+
+
+def _graph_break(fn):
+    """`fn`, never traced by dynamo (torch.compiler.disable), with the reason where torch takes one."""
+    try:
+        return torch.compiler.disable(fn, reason=GRAPH_BREAK_REASON)
+    except TypeError:  # torch before the `reason` argument (pyproject allows torch >= 2.4)
+        return torch.compiler.disable(fn)
+
+
+@_graph_break
 def _run(module: CompiledModule, args, kwargs):
     from .runtime.executor import TORCH_DTYPES
     feeds = module._feeds(args, kwargs)
