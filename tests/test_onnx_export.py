@@ -154,7 +154,8 @@ def _ph(shape, dtype="float32", name="extra"):
 OP_CASES = [
     (Op.ADD, lambda x: {"conv_plus_input": _conv(x, 5) + x, "input_plus_input": x + x}),
     (Op.SUB, lambda x: {"minus_vector": tf.subtract(_conv(x), tf.get_variable("v", [4]))}),
-    (Op.MUL, lambda x: {"times_scalar": _conv(x) * 2.5, "times_rank3": tf.multiply(_conv(x), tf.get_variable("w", [7, 4]))}),
+    (Op.MUL, lambda x: {"times_scalar": _conv(x) * 2.5,
+                        "times_rank2": tf.multiply(_conv(x), tf.get_variable("w", [7, 4]))}),
     (Op.DIV, lambda x: {"over_positive": _conv(x) / (tf.sigmoid(tf.get_variable("d", [1, 1, 1, 4])) + 0.5)}),
     (Op.DIV, lambda x: {"floor_div": tf.divide(_ph([2, 5], "int32", "a"), _ph([2, 5], "int32", "b"))}),
     (Op.MAXIMUM, lambda x: {"max_rank3_placeholder": tf.maximum(_conv(x), _ph([6, 7, 4]))}),
@@ -371,7 +372,8 @@ def test_a_reshape_across_the_batch_is_refused_with_a_dynamic_batch():
         y = tf.reshape(x, [3, 2], name="mixes_batch")
     with pytest.raises(ValueError, match="mixes_batch.*dynamic batch"):
         export_onnx(g, y, {})
-    out = _session(export_onnx(g, y, {}, dynamic_batch=False)).run(None, {"x": np.arange(6, dtype=np.float32).reshape(2, 3)})
+    feeds = {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    out = _session(export_onnx(g, y, {}, dynamic_batch=False)).run(None, feeds)
     np.testing.assert_array_equal(out[0], np.arange(6).reshape(3, 2))
 
 

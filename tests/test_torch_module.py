@@ -191,7 +191,8 @@ def test_names_with_dots_are_escaped_reversibly():
         y = slim.fully_connected(x, 2, activation_fn=None, scope="fc.v2")
     weights = _weights(g, seed=3)
     module = _compile(g, y, weights).to_module()
-    assert sorted(module.state_dict()) == sorted(buffer_name(k) for k in weights) == ["fc%2Ev2/biases", "fc%2Ev2/weights"]
+    expected = ["fc%2Ev2/biases", "fc%2Ev2/weights"]
+    assert sorted(module.state_dict()) == sorted(buffer_name(k) for k in weights) == expected
     assert sorted(module.weights()) == sorted(weights)
     xv = np.ones((1, 4), np.float32)
     assert_close(module(torch.from_numpy(xv)), st.Session(g, weights).run(y, {x: xv}), "float32")
