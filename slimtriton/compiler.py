@@ -343,6 +343,16 @@ def _progress(desc: str):
     return wrap
 
 
+def load_compiled(path, device=None, cuda_graph: bool = True) -> CompiledModel:
+    """The model saved by `CompiledModel.save` at `path` (slimtriton.engine: no fusion pass runs,
+    the parameters are used as saved), on `device` (None: CUDA when present, else the CPU with
+    the Triton interpreter)."""
+    from .engine import load
+    dev = resolve_device(device)
+    the_plan, spec, params, precision = load(path, dev)
+    return CompiledModel(the_plan, spec, None, dev, precision, cuda_graph, prepared=params)
+
+
 def resolve_device(device):
     """None -> CUDA when present, else the CPU with the Triton interpreter (and a warning).
 

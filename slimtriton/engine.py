@@ -3,6 +3,7 @@
     model = st.compile(g, end_points["predictions"], weights, dtype="float16")
     model.save("resnet50.engine", archs=(90,))          # archs: ahead-of-time kernels, no GPU needed
     model = st.load_compiled("resnet50.engine")          # no fusion pass, no weight folding or packing
+                                                         # (slimtriton.compiler.load_compiled)
 
 An engine directory holds
 
@@ -319,13 +320,12 @@ def read_manifest(path) -> dict:
     return manifest
 
 
-def load_compiled(path, device=None, cuda_graph: bool = True):
-    """The CompiledModel saved at `path` (see the module docstring), on `device` (None: CUDA when
-    present, else the CPU with the Triton interpreter)."""
+def load(path, device) -> tuple:
+    """(plan, output spec, prepared parameters, precision) of the engine at `path`, its parameters
+    on `device` (a torch.device); `slimtriton.compiler.load_compiled` makes the model of them."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .compiler import CompiledModel, resolve_device
     from .kernels import config
     from .kernels.conv import PackedWeight
     from .runtime.plan import build_plan
@@ -339,13 +339,12 @@ def load_compiled(path, device=None, cuda_graph: bool = True):
                         f"compile and save it again with this version")
     if saved["torch"] != now["torch"]:
         warnings.warn(f"slimtriton: engine {path} was saved with torch {saved['torch']}, this process has torch "
-                      f"{now['torch']}", stacklevel=2)
+                      f"{now['torch']}", stacklevel=3)
     try:
         program = program_from_json(json.loads((path / PROGRAM).read_text()))
     except (KeyError, ValueError, TypeError) as exc:
         _fail(path, f"{PROGRAM} does not describe a valid program ({type(exc).__name__}: {exc})")
     plan = build_plan(program, manifest["dtype"])
-    dev = resolve_device(device)
     try:
         tensors = load_file(str(path / PARAMS), device="cpu")
     except (SafetensorError, OSError) as exc:
@@ -362,15 +361,14 @@ def load_compiled(path, device=None, cuda_graph: bool = True):
         if m.get("none"):
             params[key] = None
         elif "packed" in m:
-            params[key] = PackedWeight(m["packed"], tensors[key].to(dev), m["kh"], m["kw"], m["cin"], m["cout"])
+            params[key] = PackedWeight(m["packed"], tensors[key].to(device), m["kh"], m["kw"], m["cin"], m["cout"])
         else:
-            params[key] = tensors[key].to(dev)
+            params[key] = tensors[key].to(device)
     config._load_cache().update({k: v for k, v in json.loads((path / TILES).read_text()).items()
                                  if k not in config._load_cache()})
-    if dev.type == "cuda":
-        _install_aot_kernels(path, manifest, dev)
-    return CompiledModel(plan, _spec_from_json(manifest["output_spec"]), None, dev, manifest["precision"],
-                         cuda_graph, prepared=params)
+    if device.type == "cuda":
+        _install_aot_kernels(path, manifest, device)
+    return plan, _spec_from_json(manifest["output_spec"]), params, manifest["precision"]
 
 
 def _install_aot_kernels(path: Path, manifest: dict, device) -> None:
