@@ -240,7 +240,8 @@ def _run_with_progress(model, x):
 
     def after_step(step):
         if step.launches_kernel:
-            bar.set_postfix_str(f"{step.kernel} {step.node.name}"[-60:], refresh=False)
+            tail = "/".join(step.node.name.split("/")[-3:])  # the layer's end: where the run is
+            bar.set_postfix_str(f"{step.kernel} {tail}", refresh=False)
             bar.update(1)
 
     # the model calls executor.run(inputs); for this call it gets the hook (an instance
