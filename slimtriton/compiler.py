@@ -291,13 +291,13 @@ class CompiledModel:
                 json.dump(data, f, indent=1)
         return text + "\n" + _kept_scale_text(kept, self.analysis_only)
 
-    def save(self, path, archs=(), overwrite: bool = False):
+    def save(self, path, archs=(), overwrite: bool = False, meta: dict | None = None):
         """Write this model as an engine directory (`slimtriton.engine`): the fused plan, the
         prepared parameters, tile winners, a manifest with versions and hashes, and, for each
         compute capability in `archs` (e.g. (90,)), every kernel compiled ahead of time (no GPU
         needed). `st.load_compiled(path)` runs it without the compiler."""
         from .engine import save
-        return save(self, path, archs=archs, overwrite=overwrite)
+        return save(self, path, archs=archs, overwrite=overwrite, meta=meta)
 
     def summary(self) -> dict:
         from .report import plan_summary

@@ -184,11 +184,12 @@ def _versions() -> dict:
 
 # -- save ---------------------------------------------------------------------------------------
 
-def save(model, path, archs=(), overwrite: bool = False) -> Path:
+def save(model, path, archs=(), overwrite: bool = False, meta: dict | None = None) -> Path:
     """Write `model` (a callable CompiledModel) to the directory `path`; see the module docstring.
 
     archs: compute capabilities (e.g. (80, 90)) to compile every kernel specialization for ahead
-    of time, on this machine (no GPU needed)."""
+    of time, on this machine (no GPU needed). meta: JSON-able facts kept in the manifest (the
+    `slimtriton compile` command records the net's name and which output it planned)."""
     import torch
     from safetensors.torch import save_file
 
@@ -213,18 +214,18 @@ def save(model, path, archs=(), overwrite: bool = False) -> Path:
     plan = model.plan
     (path / PROGRAM).write_text(json.dumps(program_to_json(plan.program), indent=1))
 
-    tensors, meta = {}, {}
+    tensors, how = {}, {}
     for key, value in model._executor.params.items():
         if isinstance(value, PackedWeight):
             tensors[key] = value.data.detach().cpu().contiguous()
-            meta[key] = {"packed": value.kind, "kh": value.kh, "kw": value.kw, "cin": value.cin, "cout": value.cout}
+            how[key] = {"packed": value.kind, "kh": value.kh, "kw": value.kw, "cin": value.cin, "cout": value.cout}
         elif value is None:
-            meta[key] = {"none": True}
+            how[key] = {"none": True}
         else:
             tensors[key] = value.detach().cpu().contiguous()
-            meta[key] = {"tensor": True}
+            how[key] = {"tensor": True}
     save_file(tensors, str(path / PARAMS))
-    (path / PARAMS_META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    (path / PARAMS_META).write_text(json.dumps(how, indent=1, sort_keys=True))
     (path / TILES).write_text(json.dumps(_tile_entries(), indent=1, sort_keys=True))
 
     aot = {arch: _compile_ahead_of_time(model, path / "aot" / f"sm_{arch}", arch) for arch in archs}
@@ -246,6 +247,7 @@ def save(model, path, archs=(), overwrite: bool = False) -> Path:
         "aot_kernels": aot,
         "parameter_sha256": {k: _sha256_tensor(v) for k, v in tensors.items()},
         "files": files,
+        "meta": dict(meta or {}),
     }
     (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return path
