@@ -9,6 +9,7 @@ elimination and the memory plan.
 from __future__ import annotations
 
 from . import const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities, strided_residual
+from . import window_prologue
 from .program import Program, rewrite
 
 IR_PASSES = [
@@ -19,7 +20,11 @@ IR_PASSES = [
     ("epilogue", epilogue.RULES),                    # 4: act / residual add / scaled residual -> FUSED_* epilogue
     ("pointwise", epilogue.LEFTOVER_RULES),          # 4b: unfused BN / bias / add / relu -> FUSED_ELEMENTWISE
     ("prologue", prologue.RULES),                    # 5: pre-activation BN+ReLU -> consumers' prologue (byte model)
+    ("window_prologue", window_prologue.RULES),      # 5b: avg pool / depthwise -> 1x1 conv's A load (byte model)
 ]
+
+# Passes that explain their per-layer decisions in the fusion log: fn(program before the pass) -> lines.
+DECISION_LOGS = {"window_prologue": window_prologue.decisions}
 
 # Plan passes, applied by slimtriton.runtime.plan.build_plan in this order (None: the pass
 # is built into build_plan / runtime.memory):
@@ -37,6 +42,9 @@ def run_passes(program: Program, upto: str | None = None, log=None, snapshots: d
     program.verify("recording")
     for name, rules in IR_PASSES:
         before = len(program.nodes)
+        if log is not None and name in DECISION_LOGS:
+            for line in DECISION_LOGS[name](program):
+                log(line)
         program = rewrite(program, rules, after=f"pass {name}")
         if snapshots is not None:
             snapshots[name] = program
