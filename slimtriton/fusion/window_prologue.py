@@ -8,7 +8,7 @@
 The window's output (the pooled / depthwise tensor) is then never written: the GEMM computes it
 per BLOCK_K chunk of channels while loading A (kernels.window_conv2d).
 
-The rule, per layer (`decide`; the fusion log prints it, `decisions`):
+The rule, per layer (`decide`; a declined layer's reason is in the fusion log, compile(log=print)):
 * bytes (slimtriton.report's byte model): keeping the producer costs its kernel (read x and its
   parameters, write y) plus the 1x1 conv's read of y; fusing costs one read of x and the
   parameters. Fusing must save bytes (it does whenever y is read only by the 1x1 conv).
@@ -89,8 +89,9 @@ def decide(producer, conv) -> tuple[bool, str]:
 
 def _fuse(match, ctx):
     conv, producer = match["root"], match["p"]
-    if not decide(producer, conv)[0]:
-        return None
+    fuse, why = decide(producer, conv)
+    if not fuse:
+        return ctx.decline(why.removeprefix("declined: "))
     x = producer.inputs[0]
     attrs = dict(act=conv.attrs["act"], residual=False, residual_scale=1.0, act2="none")
     if producer.op is Op.AVG_POOL:
@@ -110,16 +111,4 @@ _PRODUCER = Pat(frozenset({Op.AVG_POOL, Op.FUSED_DEPTHWISE_CONV2D}), name="p", o
                 where=lambda p: _pool_window(p) or _depthwise_window(p))
 PATTERN = Pat(Op.FUSED_CONV2D, _PRODUCER, name="root", rest=True, where=_pointwise)
 RULES = [Rule("window_into_1x1_prologue", PATTERN, _fuse)]
-
-
-def decisions(program) -> list[str]:
-    """One fusion-log line per candidate of `program` (before this pass): layer, fused / declined: why."""
-    uses = program.uses()
-    lines = []
-    for node in program.nodes:
-        match = PATTERN.match(node, uses)
-        if match is not None:
-            lines.append(f"window_prologue: {node.name} <- {match['p'].op.short} {match['p'].name}: "
-                         f"{decide(match['p'], node)[1]}")
-    return lines
 

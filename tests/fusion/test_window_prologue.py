@@ -106,13 +106,14 @@ def test_recompute_bound_declines_wide_pointwise_and_logs_why():
     lines = []
     g, out = separable_graph(cout=4 * WINDOW_GPU_BLOCK_N + 1, stride=1, hw=5, cin=8)
     st.compile(g, out, None, dtype="float16", log=lines.append)
-    (line,) = [ln for ln in lines if ln.startswith("window_prologue:") and " <- " in ln]
-    assert "pw1" in line and "declined: recompute 9 taps x 4 extra N tiles (36 FMA/element) > 28" in line
+    (line,) = [ln for ln in lines if "window_into_1x1_prologue" in ln]
+    assert "declined window_into_1x1_prologue at pw1/Relu6: recompute 9 taps x 4 extra N tiles (36 FMA/element) > 28" \
+        in line
     lines = []
     g, out = separable_graph(cout=4 * WINDOW_GPU_BLOCK_N, stride=1, hw=5, cin=8)
     model = st.compile(g, out, None, dtype="float16", log=lines.append)
-    (line,) = [ln for ln in lines if ln.startswith("window_prologue:") and " <- " in ln]
-    assert ": fused: " in line and "4 N tile(s)" in line
+    (line,) = [ln for ln in lines if "window_into_1x1_prologue" in ln]
+    assert "fused    window_into_1x1_prologue at pw1/Relu6: fused_conv2d -> fused_window_conv2d" in line
     assert [k.kernel for k in model.kernels] == ["conv2d", "window_conv2d"]
 
 
