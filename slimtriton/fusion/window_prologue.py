@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 
+from ..ir.cost import kernel_bytes, tensor_bytes
 from ..ir.ops import Op
 from .pattern import Pat, Rule
 
@@ -65,7 +66,6 @@ def _recompute_taps(producer, conv) -> tuple[int, int]:
 
 def window_bytes(producer, conv) -> tuple[int, int]:
     """The byte model of the module docstring: (keeping the producer's kernel, fusing)."""
-    from ..report import kernel_bytes, tensor_bytes
     dtype = producer.dtype
     keep = kernel_bytes(producer.inputs, [producer], dtype) + tensor_bytes(producer.shape, dtype)
     fuse = kernel_bytes(producer.inputs, [], dtype)
