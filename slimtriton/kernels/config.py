@@ -121,8 +121,9 @@ GEMM_CANDIDATES_FLAT_K_32 = (
 # conv_gemm_kernel specializations of resnet_v1_50 / inception_v3, float16, Triton 3.6 and
 # 3.9, the worst case over both). The 128x128 tile on 8 warps holds 64 accumulators per
 # thread; its epilogue's per-column scale and the residual add ~30-60 registers (144 / 178
-# in all), which costs it the second CTA; a lean epilogue (shift and activation only, as
-# when BN folds into the weights) stays at ~114. Used to size grids to whole waves.
+# in all), which costs it the second CTA, and so does a prologue (ResNet v2's pre-activation
+# on the A tile: 151-157); a lean epilogue (shift and activation only, as when BN folds into
+# the weights) and no prologue stays at ~114. Used to size grids to whole waves.
 CTAS_PER_SM_90 = {(128, 128): 1, (128, 64): 2, (64, 128): 2, (64, 64): 3, (64, 32): 6, (128, 256): 1}
 CTAS_PER_SM_90_LEAN = {**CTAS_PER_SM_90, (128, 128): 2}
 
@@ -209,7 +210,8 @@ def plan_gemm(tile: TileConfig, m: int, n: int, k_steps: int, sms: int | None = 
     inputs = 2 * k_steps * tile.BLOCK_K * (m + n)
     split = split_k_for(tiles, k_steps, resident,
                         max(1, min(MAX_SPLIT_K, int(SPLIT_TRAFFIC_RATIO * inputs // (8 * m * n)))))
-    return GemmPlan(tile, split, tiles, tile_fill(m, n, tile.BLOCK_M, tile.BLOCK_N) * wave_fill(tiles * split, resident))
+    fill = tile_fill(m, n, tile.BLOCK_M, tile.BLOCK_N) * wave_fill(tiles * split, resident)
+    return GemmPlan(tile, split, tiles, fill)
 
 
 def gemm_plans(dtype: str, m: int, n: int, k_steps_of, sms: int | None = None, lean_epilogue: bool = False,

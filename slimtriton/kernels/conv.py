@@ -47,9 +47,10 @@ import triton.language as tl
 
 from . import config as cfg
 from .common import (DTYPES, INT32_LIMIT, KernelArgumentError, act_code, apply_act, check_activation,
-                     check_channel_vector, check_precision, check_tensor, dtype_name, output_buffer, padding_pairs, pair,
-                     pixel_of_row)
-from .epilogue import epilogue_store, residual_offsets, scale_shift_act, splitk_reduce_kernel
+                     check_channel_vector, check_precision, check_tensor, dtype_name, output_buffer, padding_pairs,
+                     pair, pixel_of_row)
+from .epilogue import epilogue_store, residual_offsets, splitk_reduce_kernel
+from .epilogue import scale_shift_act  # noqa: F401  (re-exported: depthwise.py and mean_gemm.py import it from here)
 from .launch import KernelLaunch
 
 
@@ -438,7 +439,7 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
         return cfg.time_ms(run_all)
 
     spec_key = f"{dtype}/{precision}/{sorted(constexprs.items())}/k{pw.kh}x{pw.kw}/s{sh}x{sw}"
-    lean = not (flags["HAS_SCALE"] or flags["HAS_RESIDUAL"])
+    lean = not (flags["HAS_SCALE"] or flags["HAS_RESIDUAL"] or in_scale is not None)  # see config.CTAS_PER_SM_90
     plan = _gemm_plan(dtype, m, cout, k_steps_of, spec_key, x.device, bench if x.device.type == "cuda" else None,
                       lean, 2 if is_1x1 else 1, flat_k)
     return make(plan, out)
