@@ -121,9 +121,10 @@ GEMM_CANDIDATES_FLAT_K_32 = (
 # conv_gemm_kernel specializations of resnet_v1_50 / inception_v3, float16, Triton 3.6 and
 # 3.9, the worst case over both). The 128x128 tile on 8 warps holds 64 accumulators per
 # thread; its epilogue's per-column scale and the residual add ~30-60 registers (144 / 178
-# in all), which costs it the second CTA; a lean epilogue (shift and activation only, as
-# when BN folds into the weights) stays at ~114. Used to size grids to whole waves.
-CTAS_PER_SM_90 = {(128, 128): 1, (128, 64): 2, (64, 128): 2, (64, 64): 3, (64, 32): 4, (128, 256): 1}
+# in all), which costs it the second CTA, and so does a prologue (ResNet v2's pre-activation
+# on the A tile: 151-157); a lean epilogue (shift and activation only, as when BN folds into
+# the weights) and no prologue stays at ~114. Used to size grids to whole waves.
+CTAS_PER_SM_90 = {(128, 128): 1, (128, 64): 2, (64, 128): 2, (64, 64): 3, (64, 32): 6, (128, 256): 1}
 CTAS_PER_SM_90_LEAN = {**CTAS_PER_SM_90, (128, 128): 2}
 
 
@@ -139,8 +140,13 @@ TILE_EFFICIENCY = {(128, 128): 1.0, (128, 256): 1.0, (128, 64): 0.97, (64, 128):
                    (64, 32): 0.85}
 
 SM_COUNT_DEFAULT = 132  # H100 / H200 SXM (used without a GPU: the audit, gpu_tiles() tests)
-MIN_K_STEPS_PER_SPLIT = 2  # a split-K program keeps at least this many k-steps
+# Split-K limits. A split may be a single k-step: a small layer at batch 1 is latency-bound,
+# and more CTAs in flight (each one load round trip) beat fewer, pipelined ones. The fp32
+# partials (8 bytes per split and output element: written, then read back by the reduction,
+# mostly in L2) may cost at most SPLIT_TRAFFIC_RATIO x the 16-bit inputs the GEMM reads anyway.
+MIN_K_STEPS_PER_SPLIT = 1
 MAX_SPLIT_K = 64
+SPLIT_TRAFFIC_RATIO = 8.0
 
 
 def sm_count(device=None) -> int:
@@ -201,8 +207,11 @@ def plan_gemm(tile: TileConfig, m: int, n: int, k_steps: int, sms: int | None = 
     sms = sms or SM_COUNT_DEFAULT
     resident = sms * ctas_per_sm(tile, lean_epilogue)
     tiles = _cdiv(m, tile.BLOCK_M) * _cdiv(n, tile.BLOCK_N)
-    split = split_k_for(tiles, k_steps, resident)
-    return GemmPlan(tile, split, tiles, tile_fill(m, n, tile.BLOCK_M, tile.BLOCK_N) * wave_fill(tiles * split, resident))
+    inputs = 2 * k_steps * tile.BLOCK_K * (m + n)
+    split = split_k_for(tiles, k_steps, resident,
+                        max(1, min(MAX_SPLIT_K, int(SPLIT_TRAFFIC_RATIO * inputs // (8 * m * n)))))
+    fill = tile_fill(m, n, tile.BLOCK_M, tile.BLOCK_N) * wave_fill(tiles * split, resident)
+    return GemmPlan(tile, split, tiles, fill)
 
 
 def gemm_plans(dtype: str, m: int, n: int, k_steps_of, sms: int | None = None, lean_epilogue: bool = False,

@@ -47,9 +47,10 @@ import triton.language as tl
 
 from . import config as cfg
 from .common import (DTYPES, INT32_LIMIT, KernelArgumentError, act_code, apply_act, check_activation,
-                     check_channel_vector, check_precision, check_tensor, dtype_name, output_buffer, padding_pairs, pair,
-                     pixel_of_row)
-from .epilogue import epilogue_store, residual_offsets, scale_shift_act, splitk_reduce_kernel
+                     check_channel_vector, check_precision, check_tensor, dtype_name, output_buffer, padding_pairs,
+                     pair, pixel_of_row)
+from .epilogue import epilogue_store, residual_offsets, splitk_reduce_kernel
+from .epilogue import scale_shift_act  # noqa: F401  (re-exported: depthwise.py and mean_gemm.py import it from here)
 from .launch import KernelLaunch
 
 
@@ -74,7 +75,7 @@ def conv_gemm_kernel(
     M, H, W, C_in, OH, OW, C_out,
     KH, KW, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w,
     out_c_total, out_c_offset, residual_scale, RES_H, RES_W, res_stride_h, res_stride_w,
-    K_STEPS_PER_SPLIT,
+    K_PER_SPLIT,
     IS_1X1: tl.constexpr, FLAT_K: tl.constexpr, TRANSPOSED: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, RES_STRIDED: tl.constexpr,
@@ -105,9 +106,13 @@ def conv_gemm_kernel(
     else:
         c_chunks = tl.cdiv(C_in, BLOCK_K)
         k_steps = KH * KW * c_chunks
-    if SPLIT:  # grid axis 1: K_STEPS_PER_SPLIT k-steps each
-        k_lo = tl.program_id(1) * K_STEPS_PER_SPLIT
-        k_hi = tl.minimum(k_lo + K_STEPS_PER_SPLIT, k_steps)
+    if SPLIT:
+        # grid axis 1: K_PER_SPLIT // BLOCK_K k-steps each. The split is passed in k elements,
+        # not k-steps: a split of one k-step would be the int 1, which the JIT turns into a
+        # constexpr, compiling a loop-free kernel unlike the one every other split size runs.
+        steps_per_split = K_PER_SPLIT // BLOCK_K
+        k_lo = tl.program_id(1) * steps_per_split
+        k_hi = tl.minimum(k_lo + steps_per_split, k_steps)
     else:
         k_lo = 0
         k_hi = k_steps
@@ -401,7 +406,8 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
                 in_scale if in_scale is not None else dummy, in_shift if in_shift is not None else dummy,
                 partial if partial is not None else dummy,
                 m, h, w, cin, oh, ow, cout, pw.kh, pw.kw, sh, sw, pt, pl, dh, dw,
-                out_total, out_offset, float(residual_scale), res_h, res_w, *residual_strides, per_split)
+                out_total, out_offset, float(residual_scale), res_h, res_w, *residual_strides,
+                per_split * tile.BLOCK_K)
         meta = {"M": m, "N": cout, "K": k_total, "dtype": dtype, "split_k": split}
         # the residual is prefetched before the K loop unless that costs the tile its
         # second CTA per SM (the 128x128 tile on 8 warps has no registers to spare)
@@ -433,7 +439,7 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
         return cfg.time_ms(run_all)
 
     spec_key = f"{dtype}/{precision}/{sorted(constexprs.items())}/k{pw.kh}x{pw.kw}/s{sh}x{sw}"
-    lean = not (flags["HAS_SCALE"] or flags["HAS_RESIDUAL"])
+    lean = not (flags["HAS_SCALE"] or flags["HAS_RESIDUAL"] or in_scale is not None)  # see config.CTAS_PER_SM_90
     plan = _gemm_plan(dtype, m, cout, k_steps_of, spec_key, x.device, bench if x.device.type == "cuda" else None,
                       lean, 2 if is_1x1 else 1, flat_k)
     return make(plan, out)
