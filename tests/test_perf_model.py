@@ -225,3 +225,14 @@ def test_persistent_grid_works_in_rounds_over_its_tiles():
     half = P.model_launch(_gemm_launch(20 * 128, 10 * 128, 512, (66,)), 1, 0, res, H100)
     assert half["waves"] == 4 and half["sm_fill"] == round(200 / (4 * 132), 4)
     assert P.grid_rounds(200, 300, 1, 132) == (2, 200 / 264)
+
+
+def test_audit_jobs_setting(monkeypatch):
+    from slimtriton.kernels import audit as A
+    monkeypatch.setenv("SLIMTRITON_AUDIT_JOBS", "3")
+    assert A.audit_jobs() == 3
+    monkeypatch.setenv("SLIMTRITON_AUDIT_JOBS", "0")
+    with pytest.raises(ValueError, match="SLIMTRITON_AUDIT_JOBS='0'"):
+        A.audit_jobs()
+    monkeypatch.delenv("SLIMTRITON_AUDIT_JOBS")
+    assert 1 <= A.audit_jobs() <= 8

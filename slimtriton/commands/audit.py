@@ -19,7 +19,9 @@ the per-launch table is printed too. --json FILE writes everything; --sass DIR w
 specialization's disassembly.
 
 --shapes N,H,W,Cin,Cout,KH,KW,stride[,dilation] adds ad-hoc conv layers (SAME padding, folded
-BN + ReLU epilogue). GPU tiles are the cached autotune winners or the defaults.
+BN + ReLU epilogue). GPU tiles are the cached autotune winners or the defaults (an empty
+SLIMTRITON_CACHE_DIR gives the defaults). SLIMTRITON_AUDIT_JOBS sets how many compiler
+processes run at once (default: the CPU count, at most 8, at least 4 specializations each).
 """
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -170,14 +171,41 @@ def audit_launches(launches, arch: int = 90, dtype: str | None = None, sass_dir=
     return rows
 
 
-def _compile_in_subprocess(specs: list[dict]) -> list[dict]:
+def audit_jobs() -> int:
+    """Worker processes compiling in parallel: SLIMTRITON_AUDIT_JOBS, else the CPU count up to 8."""
+    value = os.environ.get("SLIMTRITON_AUDIT_JOBS", "")
+    if value.strip():
+        try:
+            jobs = int(value)
+        except ValueError:
+            raise ValueError(f"SLIMTRITON_AUDIT_JOBS={value!r}: expected a positive integer") from None
+        if jobs < 1:
+            raise ValueError(f"SLIMTRITON_AUDIT_JOBS={value!r}: expected a positive integer")
+        return jobs
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _compile_in_subprocess(specs: list[dict], jobs: int | None = None) -> list[dict]:
+    """Compile `specs` in worker processes (interpreter off), `jobs` of them at once (default
+    `audit_jobs()`), each taking every jobs-th spec; results in the order of `specs`."""
     env = dict(os.environ)
     env["TRITON_INTERPRET"] = "0"  # real JITFunctions; the package only sets it when unset
-    proc = subprocess.run([sys.executable, "-m", "slimtriton.kernels.audit", "--worker"],
-                          input=json.dumps(specs), capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"audit worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    # a worker starts by importing torch and triton (seconds): give each at least 4 specs
+    jobs = max(1, min(jobs or audit_jobs(), -(-len(specs) // 4)))
+    shares = [specs[i::jobs] for i in range(jobs)]
+    procs = [subprocess.Popen([sys.executable, "-m", "slimtriton.kernels.audit", "--worker"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in shares]
+    with ThreadPoolExecutor(len(procs)) as pool:  # feed and drain every worker at once
+        outputs = list(pool.map(lambda ps: ps[0].communicate(json.dumps(ps[1])), zip(procs, shares)))
+    for proc, (_, err) in zip(procs, outputs):
+        if proc.returncode != 0:
+            raise RuntimeError(f"audit worker failed (exit {proc.returncode}):\n{err[-4000:]}")
+    parts = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    results: list[dict] = [{}] * len(specs)
+    for i, part in enumerate(parts):
+        results[i::jobs] = part
+    return results
 
 
 # ---------------------------------------------------------------------------------------
