@@ -188,6 +188,13 @@ def test_loops_without_copies_or_without_mma():
     assert r["pipelined"] is True and len(r["loops"]) == 1
 
 
+def test_warp_specialized_producer_loop_feeds_the_mma_loop():
+    sass = _sass("@P0 BRA .L_x_5", "L .L_x_1", "UTMALDG.2D", "UTMALDG.2D", "SYNCS.ARRIVE", "@P1 BRA .L_x_1", "EXIT",
+                 "L .L_x_5", "L .L_x_2", "SYNCS.PHASECHK", "HGMMA.64x128x16.F32", "@P2 BRA .L_x_2", "EXIT")
+    r = analyze_sass_loops(sass)
+    assert r["pipelined"] is True and "warp-specialized" in r["why"], r
+
+
 def test_the_main_loop_is_the_innermost_loop_with_the_most_mma():
     sass = _sass("L .L_x_0", "LDGSTS.E.128", "HGMMA.64x64x16.F32", "@P0 BRA .L_x_0",       # peeled: 1 MMA
                  "L .L_x_1", "LDGSTS.E.128", "HGMMA.64x64x16.F32", "HGMMA.64x64x16.F32", "@P0 BRA .L_x_1",

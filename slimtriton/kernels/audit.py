@@ -25,7 +25,9 @@ backward branch's target to the branch. The main loop is the innermost loop hold
 most tensor-core instructions (HGMMA, HMMA). It is *pipelined* when async global->shared
 copies (LDGSTS, or UTMALDG / UBLKCP for TMA) are issued inside it, and no loop enclosing it
 issues copies of its own outside it (otherwise the copy ring is filled and drained on every
-trip of the outer loop: e.g. a conv whose taps loop is outside its channel loop).
+trip of the outer loop: e.g. a conv whose taps loop is outside its channel loop). A
+warp-specialized kernel, whose MMA loop has no copies but a separate producer loop (no MMA)
+issues them, counts as pipelined.
 """
 from __future__ import annotations
 
@@ -302,6 +304,14 @@ def analyze_sass_loops(sass: str) -> dict:
     result["main_loop"] = (start, end)
     where = f"main loop {start:#x}-{end:#x}: {mma} MMA, {copies} async copies"
     if not copies:
+        # warp specialization: a producer loop (disjoint from the MMA loop, no MMA of its own)
+        # issues the async copies while the consumer warps run the MMA loop
+        producers = [lp for lp in loops if lp[3] > 0 and lp[2] == 0 and (lp[1] < start or lp[0] > end)]
+        if producers:
+            p = max(producers, key=lambda lp: lp[3])
+            result.update(pipelined=True, why=f"{where}; warp-specialized: producer loop {p[0]:#x}-{p[1]:#x} "
+                                              f"issues {p[3]} async copies")
+            return result
         result.update(pipelined=False, why=f"{where}; its copies are not issued inside it")
         return result
     for outer in loops:
