@@ -109,7 +109,10 @@ def test_step_costs_go_to_the_main_launch_and_side_launches_pay_their_arguments(
     out = torch.empty((64, 64), dtype=torch.float16, device="meta")
     reduce = KernelLaunch("net/conv/reduce", lambda: None, (partial, out), {"BLOCK": 1024}, (4,), 4, 1,
                           kind="reduction")
-    assert P.attribute_step_costs([main, reduce], 10, 20) == [(10, 20), (0, 8 * 64 * 64 * 4 + 64 * 64 * 2)]
+    assert P.attribute_step_costs([main, reduce], 10, 20) == [(10, 20, 20), (0, 8 * 64 * 64 * 4 + 64 * 64 * 2, 0)]
+    # the side launch's bytes count in the modeled time, not in the roofline
+    row = P.model_launch(reduce, 0, 8 * 64 * 64 * 4 + 64 * 64 * 2, {"registers": 32}, H100, roofline_bytes=0)
+    assert row["roofline_us"] == 0 and row["memory_us"] > 0
     assert P.attribute_step_costs([], 1, 1) == []
 
 
@@ -211,6 +214,11 @@ def test_layer_label_drops_the_net_scope_and_trailing_op_names_only():
     assert layer_label("resnet_v1_50/predictions/Softmax") == "predictions"
     assert layer_label("conv_1,56,56,64,64,3,3,1") == "conv_1,56,56,64,64,3,3,1"
     assert layer_label("Softmax") == "Softmax"
+    assert layer_label("resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/Relu/splitk_reduce") == \
+        "block1/unit_1/bottleneck_v1/conv2/splitk_reduce"
+    assert layer_label("InceptionV3/Logits/Conv2d_1c_1x1/BiasAdd") == "Logits/Conv2d_1c_1x1"
+    assert layer_label("InceptionV3/Logits/SpatialSqueeze") == "Logits"
+    assert layer_label("InceptionV3/MaxPool_3a_3x3/MaxPool") == "MaxPool_3a_3x3"
 
 
 def test_gpu_presets_state_their_source():

@@ -97,10 +97,10 @@ def model_plan(step_launches, rows_by_key: dict, gpu, dtype: str, batch: int) ->
     out = []
     for step, launches in step_launches:
         if step is None:
-            costs = [(P.gemm_flops(x), P.tensor_arg_bytes(x)) for x in launches]
+            costs = [(P.gemm_flops(x), P.tensor_arg_bytes(x), P.tensor_arg_bytes(x)) for x in launches]
         else:
             costs = P.attribute_step_costs(launches, step.flops, step.bytes)
-        for launch, (flops, nbytes) in zip(launches, costs):
+        for launch, (flops, nbytes, roofline_bytes) in zip(launches, costs):
             row = rows_by_key[launch.key()]
             res = {"registers": row.registers, "shared_bytes": row.shared_bytes, "hmma": row.hmma,
                    "hgmma": row.hgmma, "pipelined": row.pipelined}
@@ -115,10 +115,11 @@ def model_plan(step_launches, rows_by_key: dict, gpu, dtype: str, batch: int) ->
                 "num_stages": launch.num_stages,
                 **{k: int(launch.meta[k]) for k in ("M", "N", "K") if k in launch.meta},
                 "elements": P.largest_tensor_elements(launch), "flops": flops, "bytes": nbytes,
+                "roofline_bytes": roofline_bytes,
                 "registers": row.registers, "spill_bytes": max(row.stack_bytes, 0) + max(row.local_bytes, 0),
                 "shared_bytes": row.shared_bytes, "hgmma": row.hgmma, "hmma": row.hmma,
                 "pipelined": row.pipelined,
-                **P.model_launch(launch, flops, nbytes, res, gpu, dtype),
+                **P.model_launch(launch, flops, nbytes, res, gpu, dtype, roofline_bytes),
             }
             out.append(entry)
     return out, P.totals(out, batch)

@@ -361,15 +361,20 @@ _TF_OP = re.compile(r"^[A-Z][A-Za-z0-9]*$")   # Relu, BiasAdd, FusedBatchNormV3,
 
 def layer_label(name: str) -> str:
     """The layer a launch belongs to, from its (last fused op's) scope name: the net's scope
-    and the trailing TF op names are dropped, the rest is kept whole, e.g.
+    and the TF op names after the layer's scopes are dropped, the rest is kept whole, e.g.
     `resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/Relu` -> `block1/unit_1/bottleneck_v1/conv2`,
-    `InceptionV3/Mixed_6b/Branch_1/Conv2d_0b_1x7/Relu` -> `Mixed_6b/Branch_1/Conv2d_0b_1x7`."""
+    `InceptionV3/Mixed_6b/Branch_1/Conv2d_0b_1x7/Relu` -> `Mixed_6b/Branch_1/Conv2d_0b_1x7`,
+    `.../conv2/Relu/splitk_reduce` (a wrapper's second launch) -> `.../conv2/splitk_reduce`."""
     parts = [p for p in name.split("/") if p]
-    while len(parts) > 1 and _TF_OP.match(parts[-1]):
-        parts.pop()
     if len(parts) > 1:
         parts = parts[1:]
-    return "/".join(parts) or name
+    lead = 0
+    while lead < len(parts) and _TF_OP.match(parts[lead]):   # leading scopes such as Logits
+        lead += 1
+    if lead == len(parts):                                     # only op names: the scope that holds them
+        return parts[0] if parts else name
+    kept = parts[:lead] + [p for p in parts[lead:] if not _TF_OP.match(p)]
+    return "/".join(kept)
 
 
 def print_audit_table(rows, file=None) -> bool:
