@@ -112,6 +112,18 @@ def test_audit_refuses_unsupported_archs_in_one_line(arch, capsys):
         assert "tcgen05" in err
 
 
+def test_audit_checks_its_outputs_before_compiling(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["audit", "vgg_a", "--json", str(tmp_path / "missing" / "a.json")]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert main(["audit", "vgg_a", "--json", str(tmp_path)]) == 2          # a folder
+    assert "--json" in capsys.readouterr().err
+    assert main(["audit", "vgg_a", "--sass", str(blocker / "sass")]) == 2   # under a file
+    err = capsys.readouterr().err
+    assert "--sass" in err and err.count("\n") == 1
+
+
 def test_audit_batch_list_errors(capsys):
     for bad in ("0", "1,x", "", "-3"):
         assert main(["audit", "vgg_a", "--batch", bad]) == 2

@@ -130,6 +130,24 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _check_outputs(json_path, sass_dir) -> str | None:
+    """A one-line reason when --json FILE or --sass DIR cannot be written, else None."""
+    import os
+    from pathlib import Path
+    if json_path:
+        parent = Path(json_path).resolve().parent
+        if Path(json_path).is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            return f"--json {json_path}: cannot write this file (is its folder there and writable?)"
+    if sass_dir:
+        try:
+            Path(sass_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"--sass {sass_dir}: cannot create the folder ({exc.strerror or exc})"
+        if not os.access(sass_dir, os.W_OK):
+            return f"--sass {sass_dir}: the folder is not writable"
+    return None
+
+
 def parse_batches(text: str) -> list[int]:
     try:
         batches = [int(p) for p in str(text).split(",") if p.strip()]
@@ -199,6 +217,9 @@ def run(args) -> int:
         shapes = [A.parse_shape_spec(s) for s in args.shapes]
     except ValueError as exc:
         return _fail(str(exc))
+    problem = _check_outputs(args.json, args.sass)   # before minutes of compiling
+    if problem:
+        return _fail(problem)
     plans: dict[int, list] = {}      # batch -> [(step or None, launches)]
     what = []
     for batch in batches:
