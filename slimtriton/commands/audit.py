@@ -93,7 +93,7 @@ def model_plan(step_launches, rows_by_key: dict, gpu, dtype: str, batch: int) ->
     """(one performance-model row per launch, totals) for [(step or None, launches)]; a None
     step (ad-hoc --shapes) charges 2*M*N*K FLOPs and the bytes of the tensor arguments."""
     from slimtriton.kernels import perf_model as P
-    from slimtriton.kernels.audit import _config_label, layer_label
+    from slimtriton.kernels.audit import config_label, layer_label
     out = []
     for step, launches in step_launches:
         if step is None:
@@ -111,7 +111,7 @@ def model_plan(step_launches, rows_by_key: dict, gpu, dtype: str, batch: int) ->
                 "kind": launch.kind, "grid": [int(g) for g in launch.grid],
                 "tile": {k: c[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K") if k in c}
                 or {k: v for k, v in c.items() if k.startswith("BLOCK")},
-                "config": _config_label(launch), "num_warps": launch.num_warps,
+                "config": config_label(launch), "num_warps": launch.num_warps,
                 "num_stages": launch.num_stages,
                 **{k: int(launch.meta[k]) for k in ("M", "N", "K") if k in launch.meta},
                 "elements": P.largest_tensor_elements(launch), "flops": flops, "bytes": nbytes,
@@ -254,9 +254,11 @@ def run(args) -> int:
         by_key = {r.key: r for r in rows}
         results = []
         for batch, plan in plans.items():
+            if not plan:      # --shapes alone: their launches are listed under the first batch
+                continue
             entries, total = model_plan(plan, by_key, gpu, args.dtype, batch)
             results.append({"batch": batch, "launches": entries, "totals": total})
-        if len(batches) == 1:
+        if len(results) == 1:
             print()
             print_launch_table(results[0]["launches"])
         print()
@@ -264,6 +266,8 @@ def run(args) -> int:
         report.update(gpu=gpu.as_dict(), batches=results)
     elif args.arch != 90:
         print(f"(the performance model is for sm_90 GPUs (h100, h200); none for sm_{args.arch})")
+    else:
+        print(f"(no performance model: {sum(bool(r.error) for r in rows)} specializations failed to compile)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

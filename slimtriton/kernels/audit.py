@@ -114,7 +114,8 @@ def _launch_dtype(launch) -> str:
     return "float32"
 
 
-def _config_label(launch) -> str:
+def config_label(launch) -> str:
+    """`BMxBNxBK wW sS` (or the block sizes a non-GEMM kernel has), for tables."""
     c = launch.constexprs
     if "BLOCK_M" in c:
         tiles = f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']}"
@@ -149,7 +150,7 @@ def audit_launches(launches, arch: int = 90, dtype: str | None = None, sass_dir=
             continue
         fn = getattr(launch.fn, "fn", launch.fn)
         row = AuditRow(launch.name, fn.__name__, launch.kind, dtype or _launch_dtype(launch),
-                       _config_label(launch), int(arch), key=key)
+                       config_label(launch), int(arch), key=key)
         spec = _spec(launch, int(arch))
         if sass_dir is not None:
             tile = row.config.replace(" ", "_")
