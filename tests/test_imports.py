@@ -7,7 +7,7 @@ is a module, else to pkg). Layers, bottom to top (a module may import its own la
 below):
 
     ir < reference, eager, slim, nets, tf, executor, weights < fusion < kernels < runtime
-       < compiler, session, report, export, preprocessing, reproducer, the package root
+       < compiler, session, report, export, engine, preprocessing, reproducer, the package root
        < commands, cli, data, demo
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ LAYERS = [
     {"fusion"},
     {"kernels"},
     {"runtime"},
-    {"compiler", "session", "report", "export", "preprocessing", "reproducer", ""},
+    {"compiler", "session", "report", "export", "engine", "preprocessing", "reproducer", ""},
     {"commands", "cli", "data", "demo", "__main__"},
 ]
 
@@ -119,9 +119,32 @@ def test_every_module_has_a_layer():
         layer_of(module)
 
 
+# Cycles made only of imports inside functions, each with its reason; listed here so that a new
+# one fails the test, and an entry that is no longer a cycle fails it too (remove it).
+KNOWN_LAZY_CYCLES = {
+    ("slimtriton.compiler", "slimtriton.engine"):
+        "CompiledModel.save writes an engine, engine.load_compiled builds a CompiledModel (engine.py, "
+        "merged from main; to break: move the model construction into engine or a shared module)",
+}
+
+
 def test_no_import_cycles():
-    cycles = find_cycles(import_edges())
-    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+    cycles = {tuple(c) for c in find_cycles(import_edges())}
+    new = cycles - set(KNOWN_LAZY_CYCLES)
+    assert not new, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in sorted(new))
+    stale = set(KNOWN_LAZY_CYCLES) - cycles
+    assert not stale, f"no longer cycles, remove from KNOWN_LAZY_CYCLES: {sorted(stale)}"
+
+
+def test_known_cycles_are_lazy_only():
+    module_level = {m: {t: line for t, line in targets.items() if line in _top_level_lines(m)}
+                    for m, targets in import_edges().items()}
+    assert not {tuple(c) for c in find_cycles(module_level)}, "a cycle of module-level imports"
+
+
+def _top_level_lines(module: str) -> set[int]:
+    tree = ast.parse(MODULES[module].read_text())
+    return {n.lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))}
 
 
 def test_no_module_imports_a_layer_above_its_own():

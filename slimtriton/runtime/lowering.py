@@ -42,6 +42,8 @@ class Lowered:
 
 
 def _k():
+    # Lazy on purpose: importing the kernels imports torch and triton (and sets the interpreter
+    # without a GPU); planning and `slimtriton report` lower a net without either.
     from .. import kernels
     return kernels
 
