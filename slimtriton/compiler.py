@@ -93,7 +93,7 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None):
         program = keep_scale(program, weights, dtype, log=log)
     result = build_plan(program, dtype)
     if log is not None:  # the plan passes' decisions (the IR passes' were logged by run_passes)
-        for name in ("mean_gemm", "strided_residual"):
+        for name in ("mean_gemm",):
             log(name)
             for line in pass_lines(result.fusion_log, name):
                 log(line)

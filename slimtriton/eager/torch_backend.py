@@ -224,7 +224,9 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         a = node.attrs
         y = _act(acc * rest[0] + rest[1], a.get("act", "none"))
         if a.get("residual"):
-            y = _act(rest[2] + a.get("residual_scale", 1.0) * y, a.get("act2", "none"))
+            sh, sw = a.get("residual_strides", (1, 1))
+            residual = rest[2][:, ::sh, ::sw] if (sh, sw) != (1, 1) else rest[2]
+            y = _act(residual + a.get("residual_scale", 1.0) * y, a.get("act2", "none"))
         return y
 
     # pooling -----------------------------------------------------------------------------------

@@ -23,13 +23,13 @@ IR_PASSES = [
     ("epilogue", epilogue.RULES),                    # 4: act / residual add / scaled residual -> FUSED_* epilogue
     ("pointwise", epilogue.LEFTOVER_RULES),          # 4b: unfused BN / bias / add / relu -> FUSED_ELEMENTWISE
     ("prologue", prologue.RULES),                    # 5: pre-activation BN+ReLU -> consumers' prologue (byte model)
+    ("strided_residual", strided_residual.RULES),    # 5b: subsample(x, s) shortcut -> residual read x[::s, ::s]
 ]
 
 # Plan passes, applied by slimtriton.runtime.plan.build_plan in this order (None: the pass
 # is built into build_plan / runtime.memory):
 PLAN_PASSES = [
     ("mean_gemm", mean_gemm.find),                # 7: global mean (+ pointwise) + 1x1 conv / FC -> one kernel
-    ("strided_residual", strided_residual.find),  # 7b: subsample(x, s) shortcut -> strided residual read
     ("concat_elimination", None),                # 6: producers write straight into channel slices of concats
     ("memory_plan", None),                       # 8: buffers reused by liveness; peak activation bytes
 ]

@@ -81,6 +81,9 @@ def _epilogue(node, acc, rest):
     a = node.attrs
     scale, shift = rest[0], rest[1]
     residual = rest[2] if a.get("residual") else None
+    sh, sw = a.get("residual_strides", (1, 1))
+    if residual is not None and (sh, sw) != (1, 1):  # the cells [n, oh*sh, ow*sw] (shape rule: exactly OH x OW)
+        residual = residual[:, ::sh, ::sw]
     return ref.epilogue(acc, scale, shift, a.get("act", "none"), residual,
                         a.get("residual_scale", 1.0), a.get("act2", "none"))
 

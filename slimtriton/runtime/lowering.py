@@ -108,32 +108,26 @@ def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision
                               f"the kernels take packed parameter weights")
         prep = {w.name: prep_kind, **_vector_preps(node)}
 
-        def call(get, out, offset, precision, **extra):  # extra: kernel arguments a plan pass adds
+        strides = tuple(node.attrs.get("residual_strides", (1, 1)))
+        extra = {"residual_strides": strides} if strides != (1, 1) else {}
+        reads = _kept_reads(node)
+        read_shapes = None
+        if extra:  # a strided residual reads the output's cells of its input only (byte model)
+            residual = epilogue_operands(node)["residual"]
+            read_shapes = tuple(node.shape if n is residual else None for n in reads)
+
+        def call(get, out, offset, precision):
             kw = dict(geometry(node.attrs), **_epilogue(node, get), out=out, out_channel_offset=offset,
                       name=node.name, **extra)
             if precision_arg:
                 kw["precision"] = precision
             return fn(get(node.inputs[0]), get(w), **kw)
-        return Lowered(kernel, _kept_reads(node), prep, call)
+        return Lowered(kernel, reads, prep, call, read_shapes=read_shapes)
     return lower
 
 
 def _conv_geometry(a):
     return dict(strides=a["strides"], padding=a["padding"], dilations=a["dilations"])
-
-
-def lower_strided_residual(node: Node, pool: Node) -> Lowered:
-    """FUSED_CONV2D whose residual is `pool` = subsample(src, s) (a 1x1 stride-s pool): the conv
-    reads the residual at [n, oh*s_h, ow*s_w] of src, so the pool kernel disappears (plan pass 7b)."""
-    base = LOWERINGS[node.op](node)
-    src, strides = pool.inputs[0], tuple(pool.attrs["strides"])
-
-    def call(get, out, offset, precision):
-        return base.call(lambda n: get(src) if n is pool else get(n), out, offset, precision,
-                         residual_strides=strides)
-    reads = tuple(src if n is pool else n for n in base.reads)
-    shapes = tuple(pool.shape if n is pool else None for n in base.reads)
-    return Lowered("conv2d", reads, base.prep, call, absorbed=(pool,), read_shapes=shapes)
 
 
 def lower_mean_gemm(node: Node, x: Node, absorbed: tuple[Node, ...], prologue: Optional[Node] = None) -> Lowered:
@@ -285,7 +279,7 @@ def _dropout(node: Node):
 
 
 # The plan passes' merged kernels (fusion/pipeline.py PLAN_PASSES: name -> find(lowered, program)).
-PLAN_LOWERINGS = {"mean_gemm": lower_mean_gemm, "strided_residual": lower_strided_residual}
+PLAN_LOWERINGS = {"mean_gemm": lower_mean_gemm}
 
 # Ops LOWERINGS leaves out on purpose, and why (tests/test_architecture.py: every op is in one).
 NOT_LOWERED = {
