@@ -316,6 +316,9 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         Op.FUSED_CONV2D_TRANSPOSE: lambda n, i: epilogue(n, conv2d_transpose_nhwc(n, i[0], i[1]), i[2:]),
         Op.FUSED_MATMUL: lambda n, i: epilogue(n, matmul(n, i[0], i[1]), i[2:]),
         Op.FUSED_ELEMENTWISE: lambda n, i: epilogue(n, i[0], i[1:]),
+        Op.FUSED_MEAN_MATMUL: lambda n, i: epilogue(
+            n, torch.matmul(torch.mean(prologue_input(n, i), dim=(1, 2)), i[1].reshape(i[1].shape[-2:])),
+            i[2:]).reshape(n.shape),
     })
     missing = set(Op) - set(table)
     assert not missing, f"TORCH misses {missing}"

@@ -88,7 +88,7 @@ RULES = [
 
 
 # -- undoing a fold that loses precision (needs the weights' values) ------------------------------
-_GEMM_OPS = frozenset(f for f, _ in FUSED_OF.values())
+_GEMM_OPS = frozenset(f for f, _ in FUSED_OF.values()) | {Op.FUSED_MEAN_MATMUL}  # inputs x, w, scale, shift
 
 
 def _folded(program: Program, node) -> FoldedScale | None:

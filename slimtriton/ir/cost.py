@@ -135,6 +135,7 @@ FLOPS = {
     Op.FUSED_CONV2D_TRANSPOSE: _fused(_conv2d_transpose),
     Op.FUSED_MATMUL: _fused(_matmul),
     Op.FUSED_ELEMENTWISE: _fused(None),
+    Op.FUSED_MEAN_MATMUL: _fused(lambda n: prod(n.inputs[0].shape) + 2 * prod(n.shape) * n.inputs[1].shape[-2]),
 }
 
 _missing = set(Op) - set(FLOPS)

@@ -103,6 +103,7 @@ class Op(enum.Enum):
     FUSED_CONV2D_TRANSPOSE = (Group.FUSED, "fused_conv2d_transpose")
     FUSED_MATMUL = (Group.FUSED, "fused_matmul")
     FUSED_ELEMENTWISE = (Group.FUSED, "fused_elementwise")
+    FUSED_MEAN_MATMUL = (Group.FUSED, "fused_mean_matmul")
 
     @property
     def group(self) -> Group:

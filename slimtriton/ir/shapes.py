@@ -309,6 +309,19 @@ def _fused(base_rule, n_base, strided_residual=False):
     return rule
 
 
+def _mean_matmul(name, inputs, attrs):
+    """x[N,H,W,C], w [C,Cout] or [1,1,C,Cout] -> [N,Cout] ([N,1,1,Cout] with keepdims)."""
+    _arity(name, inputs, 2)
+    x, w = inputs
+    _rank(name, x, 4)
+    if len(w.shape) not in (2, 4) or tuple(w.shape[:-2]) not in ((), (1, 1)) or w.shape[-2] != x.shape[3]:
+        _fail(name, f"weights {list(w.shape)} must be [C, Cout] or [1, 1, C, Cout] with C = {x.shape[3]} "
+                    f"(input shape {list(x.shape)})")
+    cout = w.shape[-1]
+    shape = (x.shape[0], 1, 1, cout) if attrs["keepdims"] else (x.shape[0], cout)
+    return shape, _same_dtype(name, inputs)
+
+
 def _identity_base(name, inputs, attrs):
     return inputs[0].shape, inputs[0].dtype
 
@@ -343,6 +356,7 @@ SHAPE_RULES = {
     Op.FUSED_CONV2D_TRANSPOSE: _fused(_conv2d_transpose, 2),
     Op.FUSED_MATMUL: _fused(_matmul, 2),
     Op.FUSED_ELEMENTWISE: _fused(_identity_base, 1),
+    Op.FUSED_MEAN_MATMUL: _fused(_mean_matmul, 2),
 }
 
 _missing = set(Op) - set(SHAPE_RULES)

@@ -112,6 +112,13 @@ def _fused_conv2d_transpose(node, inputs):
     return _epilogue(node, acc, inputs[2:])
 
 
+def _fused_mean_matmul(node, inputs):
+    x, w = _prologue_input(node, inputs), inputs[1]
+    acc = ref.matmul(ref.reduce_mean(x, (1, 2), False), np.reshape(w, w.shape[-2:]))
+    y = _epilogue(node, acc, inputs[2:])
+    return y.reshape(node.shape)
+
+
 REFERENCE = {
     Op.PLACEHOLDER: _source,
     Op.VARIABLE: _source,
@@ -148,6 +155,7 @@ REFERENCE = {
     Op.FUSED_CONV2D_TRANSPOSE: _fused_conv2d_transpose,
     Op.FUSED_MATMUL: lambda n, i: _epilogue(n, ref.matmul(i[0], i[1]), i[2:]),
     Op.FUSED_ELEMENTWISE: lambda n, i: _epilogue(n, i[0], i[1:]),
+    Op.FUSED_MEAN_MATMUL: _fused_mean_matmul,
 }
 
 _missing = set(Op) - set(REFERENCE)
