@@ -148,6 +148,7 @@ class CompiledModel:
         self._stream_order = None
         self.analysis_only = weights is None and prepared is None
         self.kernels = [KernelInfo(self, s) for s in plan.steps if s.launches_kernel]
+        self._source_weights = weights  # a reference, for to_module (its buffers)
         # Placeholders of the graph the outputs do not need: a feed for one is checked and ignored
         # (as Session does); a name that is no placeholder of the graph is an error.
         needed = {n.name for n in plan.inputs}
@@ -241,6 +242,10 @@ class CompiledModel:
             t = torch.from_numpy(np.ascontiguousarray(value))
         return t.to(device=self.device, dtype=TORCH_DTYPES[self.dtype]).contiguous()
 
+    def to_module(self):
+        """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
+        from .torch_module import to_module
+        return to_module(self)
     def _check_feed(self, node: Node, value):
         """`value` (a torch tensor as is, anything else as a NumPy array) after checking its shape
         and dtype against the placeholder's; ValueError naming the placeholder otherwise."""

@@ -135,8 +135,9 @@ def common_scope(names) -> str:
 
 def scope_prefix(plan) -> str:
     """The scope every fused op of the plan's kernels lies in (e.g. 'resnet_v1_50'): the report
-    names layers relative to it."""
-    return common_scope([name for step in plan.kernels for name in step.fused])
+    names layers relative to it. A one-kernel plan has none (it would swallow the layer)."""
+    kernels = plan.kernels
+    return common_scope([name for step in kernels for name in step.fused]) if len(kernels) > 1 else ""
 
 
 def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:

@@ -757,11 +757,11 @@ def export_onnx(graph, outputs, weights: Mapping[str, Any], path=None, dynamic_b
         ex.add("Identity", [ex.get(node, want)], f"output/{name}", [name])
         graph_outputs.append(ex.value_info(name, node, want))
     onnx_graph = onnx.helper.make_graph(ex.nodes, _graph_name(pairs), ex.inputs, graph_outputs)
-    for name, (_, array) in ex.initializers.items():
-        _add_initializer(onnx, onnx_graph, name, array)
     model = onnx.helper.make_model(onnx_graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name="slimtriton", producer_version=_version())
     model.ir_version = IR_VERSION
+    for name, (_, array) in ex.initializers.items():  # into the model's own graph: make_model copies
+        _add_initializer(onnx, model.graph, name, array)
     if path is not None:
         onnx.save_model(model, str(path))
     if check:  # a written model is checked from its file: the in-memory check serializes it again
@@ -776,7 +776,8 @@ def _add_initializer(onnx, graph, name: str, array: np.ndarray) -> None:
     tensor.name = name
     tensor.dims.extend(array.shape)
     tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
-    tensor.raw_data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    # One copy: tobytes() writes a transposed (non-contiguous) kernel out in C order itself.
+    tensor.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
 
 
 def _batched_inputs(order: list[Node], dynamic_batch) -> frozenset:

@@ -25,11 +25,17 @@ INT32_LIMIT = 2**31 - 1
 
 @triton.jit
 def apply_act(x, ACT: tl.constexpr):
-    """The activation of code ACT (ACT_CODES) on an fp32 block; neg (code 5) for the unary kernel."""
+    """The activation of code ACT (ACT_CODES) on an fp32 block; neg (code 5) for the unary kernel.
+
+    NaN propagates as in the reference (np.maximum / np.minimum), torch and TF: relu(NaN) and
+    relu6(NaN) are NaN. Triton's default `tl.maximum` is the NaN-ignoring maxnum, which would
+    turn a NaN (say an fp16 overflow inf - inf) into 0 and hide it; `propagate_nan=ALL`
+    compiles to the NaN-propagating `max.NaN` / `min.NaN` on sm_80+."""
     if ACT == 1:
-        x = tl.maximum(x, 0.0)
+        x = tl.maximum(x, 0.0, propagate_nan=tl.PropagateNan.ALL)
     elif ACT == 2:
-        x = tl.minimum(tl.maximum(x, 0.0), 6.0)
+        x = tl.minimum(tl.maximum(x, 0.0, propagate_nan=tl.PropagateNan.ALL), 6.0,
+                       propagate_nan=tl.PropagateNan.ALL)
     elif ACT == 3:
         x = 1.0 / (1.0 + tl.exp(-x))
     elif ACT == 4:
@@ -185,3 +191,47 @@ def padding_pairs(padding, what: str) -> tuple[tuple[int, int], tuple[int, int]]
     if min(out[0] + out[1]) < 0:
         raise KernelArgumentError(f"{what}: negative padding {padding!r}")
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Grid filling of the direct (non-GEMM) kernels.
+
+H100_SMS = 132  # the SM count assumed when no CUDA device is visible (audits, gpu_tiles() tests)
+
+
+def sm_count(device=None) -> int:
+    """Streaming multiprocessors of `device` (a CUDA device), else of an H100 (132)."""
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_properties(torch.device(device)).multi_processor_count
+    return H100_SMS
+
+
+def filled_tile_2d(rows: int, cols: int, device=None, *, gpu_elems: int = 2048, max_cols: int = 64,
+                   min_cols: int = 16):
+    """`config.tile_2d`, shrunk on a GPU until the grid has at least one CTA per SM.
+
+    A direct kernel (pool, depthwise, mean) is latency-bound at batch 1: a 7x7x1024 layer in
+    32x64 tiles is 32 CTAs on 132 SMs, so most of the chip idles while those wait on memory.
+    Rows are halved first (down to 4), then channels (down to `min_cols`: 16 channels are one
+    32-byte sector in 16-bit), then rows again (down to 1); warps follow the tile size
+    (one warp per 512 elements, 1..4)."""
+    from . import config as cfg
+
+    tile = cfg.tile_2d(rows, cols, gpu_elems=gpu_elems, max_cols=max_cols)
+    if not cfg.gpu_tiles_active():
+        return tile
+    r, c = tile.BLOCK_R, tile.BLOCK_C
+    target = sm_count(device)
+
+    def ctas(r, c):
+        return -(-rows // r) * -(-cols // c)
+    while ctas(r, c) < target:
+        if r > 4:
+            r //= 2
+        elif c > min_cols:
+            c //= 2
+        elif r > 1:
+            r //= 2
+        else:
+            break
+    return cfg.Tile2D(r, c, max(1, min(4, (r * c) // 512)))
