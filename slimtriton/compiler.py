@@ -20,7 +20,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .fusion.log import pass_lines
 from .fusion.pipeline import run_passes
 from .fusion.program import Program, resolve_parameters
 from .ir.node import FLOAT_DTYPES, Node, Tensor
@@ -92,11 +91,6 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None):
     if weights is not None:
         program = keep_scale(program, weights, dtype, log=log)
     result = build_plan(program, dtype)
-    if log is not None:  # the plan passes' decisions (the IR passes' were logged by run_passes)
-        for name in ("mean_gemm", "strided_residual"):
-            log(name)
-            for line in pass_lines(result.fusion_log, name):
-                log(line)
     result.baseline = snapshots.get("remove_identities")
     return result
 

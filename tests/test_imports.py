@@ -7,7 +7,7 @@ is a module, else to pkg). Layers, bottom to top (a module may import its own la
 below):
 
     ir < reference, eager, slim, nets, tf, executor, weights < fusion < kernels < runtime
-       < compiler, session, report, export, preprocessing, reproducer, torch_module, engine, the package root
+       < compiler, session, report, export, engine, torch_module, preprocessing, reproducer, the package root
        < commands, cli, data, demo
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ LAYERS = [
     {"fusion"},
     {"kernels"},
     {"runtime"},
-    {"compiler", "session", "report", "export", "preprocessing", "reproducer", "torch_module", "engine", ""},
+    {"compiler", "session", "report", "export", "engine", "torch_module", "preprocessing", "reproducer", ""},
     {"commands", "cli", "data", "demo", "__main__"},
 ]
 
@@ -119,9 +119,39 @@ def test_every_module_has_a_layer():
         layer_of(module)
 
 
+# Imports inside functions that close a cycle (API modules calling back into compiler.py), each
+# with its reason; a new cycle fails the test, and so does an entry that no longer closes one.
+KNOWN_LAZY_EDGES = {
+    ("slimtriton.engine", "slimtriton.compiler"):
+        "engine.load_compiled builds a CompiledModel; CompiledModel.save writes an engine",
+    ("slimtriton.torch_module", "slimtriton.compiler"):
+        "torch_module reuses compiler._rebuild; CompiledModel makes the torch module",
+}
+
+
 def test_no_import_cycles():
-    cycles = find_cycles(import_edges())
+    edges = import_edges()
+    for (m, t), why in KNOWN_LAZY_EDGES.items():
+        assert t in edges.get(m, {}), f"{m} no longer imports {t}: remove it from KNOWN_LAZY_EDGES"
+        assert edges[m][t] not in _top_level_lines(m), f"{m} imports {t} at module level ({why})"
+    pruned = {m: {t: line for t, line in targets.items() if (m, t) not in KNOWN_LAZY_EDGES}
+              for m, targets in edges.items()}
+    cycles = find_cycles(pruned)
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+    for edge in KNOWN_LAZY_EDGES:
+        closes = {tuple(c) for c in find_cycles({**pruned, edge[0]: {**pruned.get(edge[0], {}), edge[1]: 0}})}
+        assert closes, f"{edge} closes no cycle any more: remove it from KNOWN_LAZY_EDGES"
+
+
+def test_no_cycle_of_module_level_imports():
+    module_level = {m: {t: line for t, line in targets.items() if line in _top_level_lines(m)}
+                    for m, targets in import_edges().items()}
+    assert not find_cycles(module_level), "a cycle of module-level imports"
+
+
+def _top_level_lines(module: str) -> set[int]:
+    tree = ast.parse(MODULES[module].read_text())
+    return {n.lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))}
 
 
 def test_no_module_imports_a_layer_above_its_own():

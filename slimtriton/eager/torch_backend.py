@@ -225,7 +225,9 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         a = node.attrs
         y = _act(acc * rest[0] + rest[1], a.get("act", "none"))
         if a.get("residual"):
-            y = _act(rest[2] + a.get("residual_scale", 1.0) * y, a.get("act2", "none"))
+            sh, sw = a.get("residual_strides", (1, 1))
+            residual = rest[2][:, ::sh, ::sw] if (sh, sw) != (1, 1) else rest[2]
+            y = _act(residual + a.get("residual_scale", 1.0) * y, a.get("act2", "none"))
         return y
 
     # pooling -----------------------------------------------------------------------------------
@@ -331,6 +333,9 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         Op.FUSED_MATMUL: lambda n, i: epilogue(n, matmul(n, i[0], i[1]), i[2:]),
         Op.FUSED_ELEMENTWISE: lambda n, i: epilogue(n, i[0], i[1:]),
         Op.FUSED_WINDOW_CONV2D: fused_window_conv2d,
+        Op.FUSED_MEAN_MATMUL: lambda n, i: epilogue(
+            n, torch.matmul(torch.mean(prologue_input(n, i), dim=(1, 2)), i[1].reshape(i[1].shape[-2:])),
+            i[2:]).reshape(n.shape),
     })
     missing = set(Op) - set(table)
     assert not missing, f"TORCH misses {missing}"

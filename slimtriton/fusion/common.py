@@ -119,10 +119,3 @@ def compose_into_epilogue(ctx, fused, root, sources, affine, why: str):
     new_scale = ctx.param(f"{root.name}/epilogue_scale", (n,), srcs, lambda v: composed(v)[0], why, root.dtype)
     new_shift = ctx.param(f"{root.name}/epilogue_shift", (n,), srcs, lambda v: composed(v)[1], why, root.dtype)
     return ctx.node(fused.op, fused.inputs[:-2] + (new_scale, new_shift), dict(fused.attrs), root.name)
-
-
-def absorb(lowered, merged: dict):
-    """A plan pass's result: the (node, Lowered) list with `merged[node name]` replacing the
-    lowering of the nodes it names, and the nodes those kernels absorbed dropped."""
-    gone = {id(n) for low in merged.values() for n in low.absorbed}
-    return [(node, merged.get(node.name, low)) for node, low in lowered if id(node) not in gone]

@@ -88,7 +88,7 @@ RULES = [
 
 
 # -- undoing a fold that loses precision (needs the weights' values) ------------------------------
-_GEMM_OPS = frozenset(f for f, _ in FUSED_OF.values())
+_GEMM_OPS = frozenset(f for f, _ in FUSED_OF.values()) | {Op.FUSED_MEAN_MATMUL}  # inputs x, w, scale, shift
 # (weights input, scale input) pairs of a fused node that BN folding may have scaled: a window
 # conv (pass 5b) carries its 1x1 weights / epilogue scale and its depthwise weights / win_scale.
 _WEIGHT_SCALE_INPUTS = {**{op: ((1, 2),) for op in _GEMM_OPS}, Op.FUSED_WINDOW_CONV2D: ((1, 2), (4, 5))}

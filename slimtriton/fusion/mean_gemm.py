@@ -1,7 +1,13 @@
-"""Plan pass 7: a global spatial mean feeding a GEMM becomes one kernel (no pooled round trip).
+"""Pass 7: a global spatial mean feeding a GEMM becomes one op, one kernel (no pooled round trip).
 
     REDUCE_MEAN(x, axes [1, 2]) | AVG_POOL(x) over the whole image
-      [-> RESHAPE ...] -> FUSED_CONV2D 1x1 | FUSED_MATMUL      =>   kernels.mean_matmul(x, w, ...)
+      [-> RESHAPE ...] -> FUSED_CONV2D 1x1 | FUSED_MATMUL
+        =>   FUSED_MEAN_MATMUL(x, w, scale, shift[, in_scale, in_shift])   (kernels.mean_matmul)
+
+An IR rewrite like the others: the reference and torch executors run FUSED_MEAN_MATMUL
+(mean over H, W of the optional prologue, then the GEMM and its epilogue; fused_ops.md), so
+the fusion is checked against the reference. A GEMM reading a global mean that does not
+qualify is declined with the reason (program.fusion_log).
 
 (ResNet `pool5` + `logits`, Inception / MobileNet `AvgPool` + 1x1 `Logits`, a mean then
 `fully_connected`.) The GEMM's A operand is the mean, computed in fp32 while loading A; the
@@ -16,8 +22,8 @@ input rows are the N images ([N, C] or [N, 1, 1, C]) and a conv is 1x1 without p
 from __future__ import annotations
 
 from ..ir.ops import Op
-from .common import unpadded
-from .log import FusionRecord
+from .common import EPILOGUE_DEFAULTS, unpadded
+from .pattern import Pat, Rule
 
 
 def is_global_mean(node) -> bool:
@@ -102,20 +108,21 @@ def match(node, uses):
     return explain(node, uses)[0]
 
 
-def find(lowered, program):
-    """The plan pass's decisions: (GEMM node, (mean input, absorbed nodes, prologue | None)) for
-    every match in the plan's (node, Lowered) list; runtime.lowering.PLAN_LOWERINGS['mean_gemm']
-    turns each into one mean_matmul call (this module stays below the runtime). A GEMM that
-    reads a global mean but does not qualify is recorded in program.fusion_log with why."""
-    uses = program.uses()
-    found, records = [], []
-    for node, _ in lowered:
-        m, why = explain(node, uses)
-        if m is not None:
-            found.append((node, m))
-            records.append(FusionRecord("mean_gemm", "mean_gemm", node.name, True,
-                                        f"{' + '.join(a.name for a in m[1])} -> mean_matmul"))
-        elif _mean_under(node) is not None:
-            records.append(FusionRecord("mean_gemm", "mean_gemm", node.name, False, why))
-    program.fusion_log[:] = [r for r in program.fusion_log if r.pass_name != "mean_gemm"] + records
-    return found
+def _into_mean_matmul(match, ctx):
+    node = match["root"]
+    m, why = explain(node, ctx.uses)
+    if m is None:
+        return ctx.decline(why)
+    x, _, prologue = m
+    w, scale, shift = node.inputs[1:4]
+    inputs = (x, w, scale, shift) + (tuple(prologue.inputs[1:3]) if prologue is not None else ())
+    attrs = dict(EPILOGUE_DEFAULTS, act=node.attrs["act"], prologue=prologue is not None,
+                 prologue_act=prologue.attrs["act"] if prologue is not None else "none",
+                 keepdims=len(node.shape) == 4)
+    return ctx.node(Op.FUSED_MEAN_MATMUL, inputs, attrs, node.name)
+
+
+RULES = [
+    Rule("mean_gemm", Pat({Op.FUSED_CONV2D, Op.FUSED_MATMUL}, name="root", where=lambda n: _mean_under(n) is not None),
+         _into_mean_matmul),
+]

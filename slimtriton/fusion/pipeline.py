@@ -1,11 +1,9 @@
 """The one list of fusion passes, in order; the IR verifier runs after every pass.
 
-IR passes rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint); plan
-passes act on the kernel plan built from the result, in slimtriton.runtime.plan: each
-lowered-kernel pass `find(lowered, program) -> [(node, args)]` decides which producer
-merges into which consumer's kernel on the lowered (node, Lowered) list, and
-runtime.lowering.PLAN_LOWERINGS[name](node, *args) builds the merged kernel call (so the
-fusion package never imports the runtime); then concat elimination and the memory plan.
+IR passes rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint): every
+fusion is one of them, so the reference and torch executors run each pass's result. The plan
+passes then act on the kernel plan built from the result, in slimtriton.runtime.plan
+(build_plan) and runtime.memory: concat elimination and the memory plan.
 """
 from __future__ import annotations
 
@@ -24,15 +22,14 @@ IR_PASSES = [
     ("pointwise", epilogue.LEFTOVER_RULES),          # 4b: unfused BN / bias / add / relu -> FUSED_ELEMENTWISE
     ("prologue", prologue.RULES),                    # 5: pre-activation BN+ReLU -> consumers' prologue (byte model)
     ("window_prologue", window_prologue.RULES),      # 5b: avg pool / depthwise -> 1x1 conv's A load (byte model)
+    ("strided_residual", strided_residual.RULES),    # 6: subsample(x, s) shortcut -> residual read x[::s, ::s]
+    ("mean_gemm", mean_gemm.RULES),                  # 7: global mean (+ pointwise) + 1x1 conv / FC -> FUSED_MEAN_MATMUL
 ]
 
-# Plan passes, applied by slimtriton.runtime.plan.build_plan in this order (None: the pass
-# is built into build_plan / runtime.memory):
+# Plan passes, in slimtriton.runtime.plan.build_plan / runtime.memory, in this order:
 PLAN_PASSES = [
-    ("mean_gemm", mean_gemm.find),                # 7: global mean (+ pointwise) + 1x1 conv / FC -> one kernel
-    ("strided_residual", strided_residual.find),  # 7b: subsample(x, s) shortcut -> strided residual read
-    ("concat_elimination", None),                # 6: producers write straight into channel slices of concats
-    ("memory_plan", None),                       # 8: buffers reused by liveness; peak activation bytes
+    ("concat_elimination", None),                # 8: producers write straight into channel slices of concats
+    ("memory_plan", None),                       # 9: buffers reused by liveness; peak activation bytes
 ]
 
 

@@ -145,6 +145,7 @@ FLOPS = {
     Op.FUSED_MATMUL: _fused(_matmul),
     Op.FUSED_ELEMENTWISE: _fused(None),
     Op.FUSED_WINDOW_CONV2D: _fused_window_conv2d,
+    Op.FUSED_MEAN_MATMUL: _fused(lambda n: prod(n.inputs[0].shape) + 2 * prod(n.shape) * n.inputs[1].shape[-2]),
 }
 
 _missing = set(Op) - set(FLOPS)

@@ -104,6 +104,7 @@ class Op(enum.Enum):
     FUSED_MATMUL = (Group.FUSED, "fused_matmul")
     FUSED_ELEMENTWISE = (Group.FUSED, "fused_elementwise")
     FUSED_WINDOW_CONV2D = (Group.FUSED, "fused_window_conv2d")  # 1x1 conv of avg_pool / depthwise(x)
+    FUSED_MEAN_MATMUL = (Group.FUSED, "fused_mean_matmul")
 
     @property
     def group(self) -> Group:

@@ -260,7 +260,22 @@ def _one_hot(name, inputs, attrs):
 
 
 # -- fused ops: base op shape + epilogue operands ---------------------------------------------
-def _epilogue_inputs(name, inputs, attrs, n_base, out_shape, out_dtype):
+def _residual_shape(name, r, out_shape, strides):
+    """A residual has the output shape, or -- with residual_strides (s_h, s_w), FUSED_CONV2D
+    only -- is the [N, RH, RW, C] tensor whose cells [n, oh*s_h, ow*s_w, c] are added (ResNet's
+    subsample(x, s) shortcut read in place): (RH - 1) // s_h + 1 == OH, likewise W."""
+    if strides == (1, 1):
+        if tuple(r.shape) != tuple(out_shape):
+            _fail(name, f"residual {r.name}{list(r.shape)} must have the output shape {list(out_shape)}")
+        return
+    n, oh, ow, c = out_shape
+    if (len(r.shape) != 4 or r.shape[0] != n or r.shape[3] != c or min(strides) < 1
+            or (r.shape[1] - 1) // strides[0] + 1 != oh or (r.shape[2] - 1) // strides[1] + 1 != ow):
+        _fail(name, f"residual {r.name}{list(r.shape)} read with residual_strides {list(strides)} does not "
+                    f"give the output shape {list(out_shape)}")
+
+
+def _epilogue_inputs(name, inputs, attrs, n_base, out_shape, out_dtype, strided_residual=False):
     """Check (scale, shift[, residual][, in_scale, in_shift]) after the `n_base` operands."""
     for key in ("act", "act2", "prologue_act"):
         try:
@@ -273,9 +288,11 @@ def _epilogue_inputs(name, inputs, attrs, n_base, out_shape, out_dtype):
     _vector(name, scale, out_shape[-1], "epilogue scale")
     _vector(name, shift, out_shape[-1], "epilogue shift")
     k = n_base + 2
+    strides = tuple(attrs.get("residual_strides", (1, 1)))
+    if strides != (1, 1) and not (strided_residual and attrs.get("residual")):
+        _fail(name, f"residual_strides {list(strides)} needs a residual of a fused conv2d")
     if attrs.get("residual"):
-        if tuple(inputs[k].shape) != tuple(out_shape):
-            _fail(name, f"residual {inputs[k].name}{list(inputs[k].shape)} must have the output shape {list(out_shape)}")
+        _residual_shape(name, inputs[k], out_shape, strides)
         k += 1
     if attrs.get("prologue"):
         c_in = inputs[0].shape[-1]
@@ -285,10 +302,10 @@ def _epilogue_inputs(name, inputs, attrs, n_base, out_shape, out_dtype):
     return tuple(out_shape), out_dtype
 
 
-def _fused(base_rule, n_base):
+def _fused(base_rule, n_base, strided_residual=False):
     def rule(name, inputs, attrs):
         shape, dtype = base_rule(name, inputs[:n_base], attrs)
-        return _epilogue_inputs(name, inputs, attrs, n_base, shape, dtype)
+        return _epilogue_inputs(name, inputs, attrs, n_base, shape, dtype, strided_residual)
     return rule
 
 
@@ -331,6 +348,17 @@ def window_attrs(attrs) -> dict:
     """The pool / depthwise-conv attrs of a FUSED_WINDOW_CONV2D's window."""
     return {"ksize": tuple(attrs["ksize"]), "strides": tuple(attrs["win_strides"]),
             "padding": tuple(attrs["win_padding"]), "dilations": tuple(attrs["win_dilations"])}
+def _mean_matmul(name, inputs, attrs):
+    """x[N,H,W,C], w [C,Cout] or [1,1,C,Cout] -> [N,Cout] ([N,1,1,Cout] with keepdims)."""
+    _arity(name, inputs, 2)
+    x, w = inputs
+    _rank(name, x, 4)
+    if len(w.shape) not in (2, 4) or tuple(w.shape[:-2]) not in ((), (1, 1)) or w.shape[-2] != x.shape[3]:
+        _fail(name, f"weights {list(w.shape)} must be [C, Cout] or [1, 1, C, Cout] with C = {x.shape[3]} "
+                    f"(input shape {list(x.shape)})")
+    cout = w.shape[-1]
+    shape = (x.shape[0], 1, 1, cout) if attrs["keepdims"] else (x.shape[0], cout)
+    return shape, _same_dtype(name, inputs)
 
 
 def _identity_base(name, inputs, attrs):
@@ -362,12 +390,13 @@ SHAPE_RULES = {
     Op.PAD: _pad,
     Op.TILE: _tile,
     Op.ONE_HOT: _one_hot,
-    Op.FUSED_CONV2D: _fused(_conv2d, 2),
+    Op.FUSED_CONV2D: _fused(_conv2d, 2, strided_residual=True),
     Op.FUSED_DEPTHWISE_CONV2D: _fused(_depthwise, 2),
     Op.FUSED_CONV2D_TRANSPOSE: _fused(_conv2d_transpose, 2),
     Op.FUSED_MATMUL: _fused(_matmul, 2),
     Op.FUSED_ELEMENTWISE: _fused(_identity_base, 1),
     Op.FUSED_WINDOW_CONV2D: _fused_window_conv2d,
+    Op.FUSED_MEAN_MATMUL: _fused(_mean_matmul, 2),
 }
 
 _missing = set(Op) - set(SHAPE_RULES)

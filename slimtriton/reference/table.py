@@ -81,6 +81,9 @@ def _epilogue(node, acc, rest):
     a = node.attrs
     scale, shift = rest[0], rest[1]
     residual = rest[2] if a.get("residual") else None
+    sh, sw = a.get("residual_strides", (1, 1))
+    if residual is not None and (sh, sw) != (1, 1):  # the cells [n, oh*sh, ow*sw] (shape rule: exactly OH x OW)
+        residual = residual[:, ::sh, ::sw]
     return ref.epilogue(acc, scale, shift, a.get("act", "none"), residual,
                         a.get("residual_scale", 1.0), a.get("act2", "none"))
 
@@ -119,6 +122,11 @@ def _fused_window_conv2d(node, inputs):
         acc = ref.depthwise_conv2d(x, inputs[4], a["win_strides"], a["win_padding"], a["win_dilations"])
         win = ref.epilogue(acc, inputs[5], inputs[6], a["win_act"])
     return _epilogue(node, ref.conv2d(win, inputs[1]), inputs[2:4])
+def _fused_mean_matmul(node, inputs):
+    x, w = _prologue_input(node, inputs), inputs[1]
+    acc = ref.matmul(ref.reduce_mean(x, (1, 2), False), np.reshape(w, w.shape[-2:]))
+    y = _epilogue(node, acc, inputs[2:])
+    return y.reshape(node.shape)
 
 
 REFERENCE = {
@@ -158,6 +166,7 @@ REFERENCE = {
     Op.FUSED_MATMUL: lambda n, i: _epilogue(n, ref.matmul(i[0], i[1]), i[2:]),
     Op.FUSED_ELEMENTWISE: lambda n, i: _epilogue(n, i[0], i[1:]),
     Op.FUSED_WINDOW_CONV2D: _fused_window_conv2d,
+    Op.FUSED_MEAN_MATMUL: _fused_mean_matmul,
 }
 
 _missing = set(Op) - set(REFERENCE)

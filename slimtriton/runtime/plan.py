@@ -17,12 +17,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from ..fusion.common import absorb
-from ..fusion.pipeline import PLAN_PASSES
 from ..ir.cost import fused_flops, tensor_bytes
 from ..ir.node import Node
 from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op, lookup
-from .lowering import LOWERINGS, PLAN_LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered
+from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered
 from .memory import plan_memory
 
 
@@ -92,11 +90,7 @@ def lower_program(program) -> list[tuple[Node, Lowered]]:
 
 
 def build_plan(program, dtype: str = "float32") -> Plan:
-    lowered = lower_program(program)
-    for name, find in PLAN_PASSES:
-        if find is not None:
-            merged = {node.name: PLAN_LOWERINGS[name](node, *args) for node, args in find(lowered, program)}
-            lowered = absorb(lowered, merged)
+    lowered = lower_program(program)  # then the plan passes (fusion/pipeline.py PLAN_PASSES), below
     uses = program.uses()
     requested = {o.name for o in program.outputs}
     by_node = {node.name: low for node, low in lowered}
