@@ -89,9 +89,10 @@ def _graph_nodes(graph) -> list[Node]:
     return list(nodes)
 
 
-def plan(graph, outputs, dtype: str = "float32", log=None, weights=None):
-    """Fuse and plan without running: returns a `slimtriton.runtime.plan.Plan` (shapes are
-    static in the graph: build the graph at the batch you want to analyse).
+def plan(graph, outputs, dtype: str = "float32", log=None, weights=None, batch: int | None = None):
+    """Fuse and plan without running: returns a `slimtriton.runtime.plan.Plan`. A plan has
+    static shapes: a graph recorded with an unknown batch is planned at `batch` (required
+    for such a graph, refused for a static one).
 
     Without `weights` every batch norm scale is assumed to fold into its conv's weights (the
     epilogue then loads no scale). With `weights` (checked), a layer whose folded weights would
@@ -102,7 +103,20 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None):
     from .fusion.fold_affine import keep_scale
     from .runtime.plan import build_plan
     nodes, _ = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
-    program = Program.from_graph(_graph_nodes(graph), nodes)
+    graph_nodes = _graph_nodes(graph)
+    needed = _needed(nodes)
+    if any(n.dynamic_batch for n in graph_nodes if id(n) in needed):
+        if batch is None:
+            raise ValueError("the graph has an unknown batch (None): plan it at a batch (plan(..., batch=N)) or "
+                             "compile it with max_batch=N")
+        from .ir.specialize import specialize
+        graph_nodes = specialize([n for n in graph_nodes if id(n) in needed], batch)
+        by_name = {n.name: n for n in graph_nodes}
+        nodes = [by_name[n.name] for n in nodes]
+    elif batch is not None:
+        raise ValueError(f"batch={batch!r} applies to a graph recorded with an unknown batch "
+                         f"(st.placeholder([None, ...])); this graph's outputs have a static batch")
+    program = Program.from_graph(graph_nodes, nodes)
     snapshots: dict = {}
     program = run_passes(program, log=log, snapshots=snapshots)
     if weights is not None:
@@ -406,7 +420,6 @@ def bucket_sizes(max_batch=None, batch_sizes=None) -> list[int]:
 def _dynamic_plans(graph, nodes: list[Node], dtype: str, log, weights, max_batch, batch_sizes) -> dict:
     """{batch bucket: plan of the graph specialized to it}; refuses graphs whose outputs do not
     all lead with the batch or whose ops mix examples (padding would change the results)."""
-    from .ir.specialize import specialize
     buckets = bucket_sizes(max_batch, batch_sizes)
     static = [n.name for n in nodes if not n.dynamic_batch]
     if static:
@@ -418,11 +431,7 @@ def _dynamic_plans(graph, nodes: list[Node], dtype: str, log, weights, max_batch
     if mixing:
         raise ValueError(f"batch norms {mixing} compute statistics over the batch (is_training=True); a "
                          f"dynamic-batch model pads the batch, which would change them")
-    plans = {}
-    for b in buckets:
-        concrete = specialize(graph_nodes, b)
-        by_name = {n.name: n for n in concrete}
-        plans[b] = plan(concrete, [by_name[n.name] for n in nodes], dtype, log=log, weights=weights)
+    plans = {b: plan(graph_nodes, nodes, dtype, log=log, weights=weights, batch=b) for b in buckets}
     first = plans[buckets[0]]
     for b, p in plans.items():  # every bucket reads the parameters prepared once
         if p.prep != first.prep or {k: n.shape for k, n in p.params.items()} != {
