@@ -37,6 +37,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .fusion.log import pass_lines
 from .fusion.pipeline import run_passes
 from .fusion.program import Program, resolve_parameters
 from .ir.node import FLOAT_DTYPES, Node, Tensor
@@ -122,6 +123,11 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None, batch: 
     if weights is not None:
         program = keep_scale(program, weights, dtype, log=log)
     result = build_plan(program, dtype)
+    if log is not None:  # the plan passes' decisions (the IR passes' were logged by run_passes)
+        for name in ("mean_gemm", "strided_residual"):
+            log(name)
+            for line in pass_lines(result.fusion_log, name):
+                log(line)
     result.baseline = snapshots.get("remove_identities")
     return result
 
@@ -188,6 +194,7 @@ class CompiledModel:
         self._stream_order = None
         self.analysis_only = weights is None and prepared is None
         self.kernels = [KernelInfo(self, s) for s in plan.steps if s.launches_kernel]
+        self._source_weights = weights  # a reference, for to_module (its buffers)
         # Placeholders of the graph the outputs do not need: a feed for one is checked and ignored
         # (as Session does); a name that is no placeholder of the graph is an error.
         needed = {n.name for n in plan.inputs}
@@ -318,6 +325,10 @@ class CompiledModel:
             t = torch.from_numpy(np.ascontiguousarray(value))
         return t.to(device=self.device, dtype=TORCH_DTYPES[self.dtype]).contiguous()
 
+    def to_module(self):
+        """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
+        from .torch_module import to_module
+        return to_module(self)
     def _check_feed(self, node: Node, value):
         """`value` (a torch tensor as is, anything else as a NumPy array) after checking its shape
         and dtype against the placeholder's; ValueError naming the placeholder otherwise."""

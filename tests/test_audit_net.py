@@ -35,7 +35,7 @@ def test_plan_launches_cover_every_kernel_step():
     assert steps == len(model.kernels) and len(launches) >= steps
     assert [launch.name for launch in launches] == [launch.name for step in model.launches() for launch in step]
     convs = [k for k in model.kernels if k.kernel == "conv2d"]
-    assert len(convs) >= 5 and all(launch.kind == "gemm" for k in convs for launch in k.launches)
+    assert len(convs) >= 5 and all(launch.kind in ("gemm", "splitk_reduce") for k in convs for launch in k.launches)
     assert sum(launch.fn.fn.__name__ == "conv_gemm_kernel" for launch in launches) == len(convs)
 
 
@@ -44,7 +44,7 @@ def test_tiny_resnet_plan_audits_clean_on_sm90():
     launches, _ = audit_cmd.plan_launches(g, probs, "float16")
     rows = A.audit_launches(launches, 90, "float16")
     assert sum(r.count for r in rows) == len(launches)          # every launch, deduplicated
-    assert len(rows) == len({launch.key() for launch in launches}) < len(launches)
+    assert len(rows) == len({launch.key() for launch in launches}) <= len(launches)  # tiles vary per shape
     gemm = [r for r in rows if r.kind == "gemm"]
     assert gemm and {r.kernel for r in rows} >= {"conv_gemm_kernel", "pool2d_kernel"}
     for r in rows:

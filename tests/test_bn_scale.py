@@ -165,3 +165,18 @@ def test_folding_precision_loss_reads_each_layouts_output_channels(layout, shape
     assert np.all(cols[:, -1] < 1e-7) and np.all(cols[:, 0] > 0.05)
     why = folding.folding_precision_loss(w, scale, layout, "float16")
     assert why is not None and f"1 of {channels} output channels" in why and f"channel {channels - 1}" in why
+
+
+def test_a_second_bias_keeps_the_unit_scale_a_constant():
+    """conv + bias + bias: the second bias changes only the shift; the scale stays the constant 1
+    the kernel does not load (composing it would make an all-ones vector)."""
+    from tests.fusion.graphs import Builder, reference as reference_of_nodes
+    b = Builder()
+    x = b.placeholder((1, 4, 4, 3), name="images")
+    y = b.bias(b.bias(b.conv(x, 5, k=1, padding=((0, 0), (0, 0))), "first"), "second")
+    model = st.compile(b.g, y, b.weights)
+    (kernel,) = model.kernels
+    assert _launch_flags(model) == {kernel.name: False}
+    feeds = b.feeds()
+    (want,) = reference_of_nodes(b.g.nodes, [y], feeds, b.weights)
+    assert_close(model(feeds[x]), want, "float32")

@@ -417,3 +417,15 @@ def test_feeds_of_placeholders_the_outputs_do_not_need_are_accepted_like_session
         sess.run(y, {x: images, other: np.zeros((1, 3), np.float32)})
     with pytest.raises(ValueError, match=r"feeds \['conv/Relu'\] are not placeholders"):
         model(images=images, **{"conv/Relu": np.zeros(y.shape, np.float32)})
+
+
+def test_torch_weights_of_any_float_dtype_compile():
+    """Weights as torch tensors (bfloat16, requires_grad: as a torch model holds them) are read
+    by torch, not NumPy, and give the answer of the same values as NumPy arrays."""
+    import torch
+    g, x, y = conv_bn_relu_graph()
+    w = randomize_bn(st.init_weights(g, seed=0))
+    images = np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+    as_torch = {k: torch.from_numpy(v).to(torch.bfloat16).requires_grad_(True) for k, v in w.items()}
+    rounded = {k: v.detach().float().numpy() for k, v in as_torch.items()}
+    np.testing.assert_array_equal(st.compile(g, y, as_torch)(images), st.compile(g, y, rounded)(images))

@@ -211,3 +211,17 @@ def test_gpu_presets_state_their_source():
     assert "datasheet" in P.GPUS["h100"].source and "measured" in P.GPUS["h200"].source
     assert P.GPUS["h200"].hbm_tbs == 4.3 and P.GPUS["h100"].tensor_tflops == 989.0
     assert math.isclose(P.GPUS["h100"].achievable_tc, 798 / 989)
+
+
+def test_persistent_grid_works_in_rounds_over_its_tiles():
+    # 200 output tiles of 128x128 on a persistent grid of 132 CTAs (1 per SM): 2 rounds,
+    # SM fill 200 / 264; each CTA runs 2 tiles x 8 k-steps one after the other
+    launch = _gemm_launch(20 * 128, 10 * 128, 512, (132,))
+    res = {"registers": 144, "shared_bytes": 96 * 1024, "hgmma": 4, "pipelined": True}
+    row = P.model_launch(launch, 2 * 2560 * 1280 * 512, 0, res, H100)
+    assert (row["waves"], row["wave_fill"], row["sm_fill"]) == (2, round(200 / 264, 4), round(200 / 264, 4))
+    assert row["latency_us"] == pytest.approx(2 * 8 * 0.6 / 2, abs=1e-3)
+    # half the SMs: 66 CTAs take ceil(200 / 66) = 4 rounds
+    half = P.model_launch(_gemm_launch(20 * 128, 10 * 128, 512, (66,)), 1, 0, res, H100)
+    assert half["waves"] == 4 and half["sm_fill"] == round(200 / (4 * 132), 4)
+    assert P.grid_rounds(200, 300, 1, 132) == (2, 200 / 264)

@@ -57,17 +57,33 @@ def main(args) -> int:
     import slimtriton as st
     from slimtriton.export import export_onnx
     from slimtriton.nets import nets_factory
-    from ._netbuild import build_net, main_output
+    from ._netbuild import build_net, check_at_least, main_output
+    from .errors import UsageError
+    from .run import _top_scopes
 
+    check_at_least(args, 1, "--image-size", "--batch", "--num-classes")
+    check_at_least(args, 0, "--seed")
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir):
+        raise UsageError(f"-o {args.output}: directory {out_dir} does not exist")
+    if os.path.isdir(args.output):
+        raise UsageError(f"-o {args.output} is a directory; give a file name (model.onnx)")
     if args.source in nets_factory.networks_map:
         g, images, logits, end_points = build_net(args.source, args.image_size, args.batch, args.num_classes)
         outputs = {"predictions" if main_output(logits, end_points) is not logits else "logits":
                    main_output(logits, end_points)}
     else:
         if ":" not in args.source:
-            raise ValueError(f"unknown net {args.source!r} (see `slimtriton nets`), and not FILE.py:FUNCTION")
+            raise UsageError(f"unknown net {args.source!r} (see `slimtriton nets`), and not FILE.py:FUNCTION")
         g, outputs = load_graph_function(args.source)
-    weights = st.load_weights(args.weights) if args.weights else st.init_weights(g, seed=args.seed)
+    if args.weights:
+        weights = st.load_weights(args.weights)
+        if not set(weights) & set(g.variables):
+            raise ValueError(f"{args.weights}: none of its {len(weights)} variables is a variable of {args.source} "
+                             f"(its scopes: {_top_scopes(weights)}; the graph's: {_top_scopes(g.variables)}); "
+                             f"are these the weights of another net?")
+    else:
+        weights = st.init_weights(g, seed=args.seed)
     model = export_onnx(g, outputs, weights, args.output, dynamic_batch=not args.static_batch,
                         layout=args.layout, batch_norm=args.batch_norm)
     inputs = ", ".join(f"{i.name}{_shape(i)}" for i in model.graph.input)
@@ -76,6 +92,8 @@ def main(args) -> int:
     print(f"wrote {args.output} ({size / 2**20:.1f} MiB, opset {model.opset_import[0].version}, "
           f"{len(model.graph.node)} nodes, {len(model.graph.initializer)} initializers)")
     print(f"inputs: {inputs}\noutputs: {outs}")
+    print(f"weights: {args.weights}" if args.weights else
+          f"weights: RANDOM (init_weights seed {args.seed}; no --weights given)")
     return 0
 
 

@@ -16,6 +16,7 @@ checked before anything long runs.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import time
@@ -31,7 +32,7 @@ PROGRESS_AFTER_S = 1.0  # a run shorter than this shows no progress bar
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run a net (triton, reference or torch backend)",
                                    description=__doc__.split("\n\n", 1)[1],
-                                   formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("net", metavar="NET", help="a name from `slimtriton nets`")
     parser.add_argument("--weights", metavar="PATH", default=None,
                         help=".npz, .safetensors or TF checkpoint (default: random, initialized with --seed)")
@@ -43,17 +44,19 @@ def register(subparsers) -> None:
                              "choice for NET; the MobileNet v1 multiplier variants use mobilenet_v1's)")
     parser.add_argument("--labels", metavar="FILE", default=None,
                         help="one label per class (or TF-Slim's labels.txt `N:label` lines)")
-    parser.add_argument("--image-size", type=int, default=None, help="input height/width (default: the net's)")
-    parser.add_argument("--batch", type=int, default=None, help="batch of the random image (default 1)")
-    parser.add_argument("--num-classes", type=int, default=None, help="logits width (default: the net's checkpoint)")
+    parser.add_argument("--image-size", type=int, default=None, metavar="SIZE",
+                        help="input height/width (default: the net's; `slimtriton nets` lists the minimum)")
+    parser.add_argument("--batch", type=int, default=None, metavar="N", help="batch of the random image (default 1)")
+    parser.add_argument("--num-classes", type=int, default=None, metavar="N",
+                        help="logits width (default: the net's checkpoint)")
     parser.add_argument("--dtype", default=None, choices=DTYPES,
                         help="compute dtype of the triton and torch backends (default float32)")
     parser.add_argument("--backend", default="triton", choices=("triton", "reference", "torch"))
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and image (default 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights and image (default 0)")
     parser.add_argument("--out", metavar="OUT.npz", default=None, help="write the output and every end point")
-    parser.add_argument("--iterations", type=int, default=None,
+    parser.add_argument("--iterations", type=int, default=None, metavar="N",
                         help="after the first run, time N more runs and print a latency summary")
-    parser.add_argument("--warmup", type=int, default=None,
+    parser.add_argument("--warmup", type=int, default=None, metavar="W",
                         help="untimed runs before the --iterations (default 1)")
     parser.set_defaults(func=main)
 
@@ -155,7 +158,7 @@ def main(args) -> int:
         image_size = x.shape[1]
     if x is not None and args.batch is not None and args.batch != x.shape[0]:
         raise UsageError(f"--batch {args.batch} does not match the {'--input' if args.input else '--image'} "
-                       f"batch of {x.shape[0]}")
+                         f"batch of {x.shape[0]}")
     batch = x.shape[0] if x is not None else (args.batch or 1)
     g, images, logits, end_points = build_net(args.net, image_size, batch, args.num_classes)
     output = main_output(logits, end_points)
@@ -204,7 +207,7 @@ def main(args) -> int:
     probs = result["output"]
     print(f"{args.net} on {args.backend} ({dtype}): input {list(x.shape)} -> output {list(probs.shape)}; {first}")
     if args.iterations:
-        print(latency_summary(call, args.iterations, 1 if args.warmup is None else args.warmup))
+        print(latency_summary(call, args.iterations, 1 if args.warmup is None else args.warmup, batch))
     for i in range(probs.shape[0]):
         row = probs[i].reshape(-1).astype(np.float64)
         if kind == "embedding":
@@ -264,8 +267,9 @@ def _timed_call(model, x):
     return call
 
 
-def latency_summary(call, iterations: int, warmup: int) -> str:
-    """trtexec-style: W untimed warm-up calls, then N timed calls; median/p90/min/max/mean ms."""
+def latency_summary(call, iterations: int, warmup: int, batch: int = 1) -> str:
+    """trtexec-style: W untimed warm-up calls, then N timed calls; median/p90/min/max/mean ms
+    and the throughput at the median (images per second)."""
     import numpy as np
     for _ in range(warmup):
         call()
@@ -277,7 +281,7 @@ def latency_summary(call, iterations: int, warmup: int) -> str:
     ms = np.asarray(times)
     return (f"latency: {warmup} warm-up, {iterations} iterations: median {np.median(ms):.3f} ms, "
             f"p90 {np.percentile(ms, 90):.3f} ms, min {ms.min():.3f} ms, max {ms.max():.3f} ms, "
-            f"mean {ms.mean():.3f} ms")
+            f"mean {ms.mean():.3f} ms; throughput {batch * 1e3 / np.median(ms):.2f} images/s (batch {batch})")
 
 
 def _top_scopes(names, limit: int = 3) -> str:

@@ -27,8 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..executor import needed_nodes
 from ..ir.node import FLOAT_DTYPES, Node
-from ..ir.ops import Op, lookup
+from ..ir.ops import ACTIVATION_OPS, Act, Op, lookup, node_act, parse_act
+from ..weights import check_weights
 
 _TORCH_DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -105,14 +107,22 @@ def _pad_nchw(x: torch.Tensor, padding, value: float = 0.0) -> torch.Tensor:
     return F.pad(x, (pl, pr, pt, pb), mode="constant", value=value)
 
 
-def _act(x: torch.Tensor, act: str) -> torch.Tensor:
-    if act == "none":
-        return x
-    if act == "relu":
-        return torch.relu(x)
-    if act == "relu6":
-        return torch.clamp(x, 0.0, 6.0)
-    raise ValueError(f"activation {act!r} is not one of ('none', 'relu', 'relu6')")
+# Every activation in torch ops (the reference, reference/numpy_ops.py ACTIVATIONS, defines them).
+TORCH_ACTIVATIONS = {
+    Act.NONE: lambda x, p: x,
+    Act.RELU: lambda x, p: torch.relu(x),
+    Act.RELU6: lambda x, p: torch.clamp(x, 0.0, 6.0),
+    Act.SIGMOID: lambda x, p: torch.sigmoid(x),
+    Act.TANH: lambda x, p: torch.tanh(x),
+    Act.ELU: lambda x, p: F.elu(x),
+    Act.LEAKY_RELU: lambda x, p: torch.where(x > 0, x, x * p),  # F.leaky_relu: x >= 0, differs at -0.0
+    Act.SWISH: lambda x, p: x * torch.sigmoid(x),               # = F.silu (its -inf is NaN too)
+}
+
+
+def _act(x: torch.Tensor, act) -> torch.Tensor:
+    kind, param = parse_act(act, "torch activation")
+    return TORCH_ACTIVATIONS[kind](x, param)
 
 
 def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = False) -> "TorchTable":
@@ -280,10 +290,7 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         Op.MAXIMUM: lambda n, i: torch.maximum(i[0], i[1]),
         Op.MINIMUM: lambda n, i: torch.minimum(i[0], i[1]),
         Op.NEG: lambda n, i: -i[0],
-        Op.RELU: lambda n, i: torch.relu(i[0]),
-        Op.RELU6: lambda n, i: torch.clamp(i[0], 0.0, 6.0),
-        Op.SIGMOID: lambda n, i: torch.sigmoid(i[0]),
-        Op.TANH: lambda n, i: torch.tanh(i[0]),
+        **{op: lambda n, i: _act(i[0], node_act(n)) for op in ACTIVATION_OPS},
         Op.IDENTITY: lambda n, i: i[0],
         Op.BIAS_ADD: lambda n, i: i[0] + i[1],
         Op.DROPOUT: dropout,
@@ -362,8 +369,6 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
     code over a precomputed plan, so `torch.compile(f)` can trace it (fullgraph). The
     channels_last copies of conv weights are made here, once.
     """
-    from ..executor import needed_nodes
-    from ..weights import check_weights
     nodes = list(getattr(graph_or_nodes, "nodes", graph_or_nodes))
     single = not isinstance(outputs, (list, tuple))
     out_nodes = [getattr(o, "node", o) for o in ([outputs] if single else outputs)]

@@ -19,8 +19,6 @@ A plan without weights (the audit's) assumes every layer folds.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..ir.ops import Op
 from . import folding
 from .common import (BASE_OPS, FUSED_OF, bn_foldable, bn_recipe, compose_into_epilogue, fused_attrs, is_var,
@@ -65,9 +63,16 @@ def _fused_bn(match, ctx):
 
 
 def _fused_bias(match, ctx):
-    b = var(match["b"])
-    return compose_into_epilogue(ctx, match["fused"], match["root"], [b],
-                                 lambda v: (np.ones_like(v[b]), v[b]), "bias composed into the epilogue")
+    """(x*scale + shift) + b: only the shift changes; the scale node is kept as it is (a
+    constant 1 stays a constant the kernels need not load)."""
+    fused, root, b = match["fused"], match["root"], var(match["b"])
+    shift = fused.inputs[-1]
+    if not is_var(shift):
+        return None
+    tn = var(shift)
+    new_shift = ctx.param(f"{root.name}/epilogue_shift", (fused.shape[-1],), [tn, b], lambda v: v[tn] + v[b],
+                          "bias composed into the epilogue", root.dtype)
+    return ctx.node(fused.op, fused.inputs[:-1] + (new_shift,), dict(fused.attrs), root.name)
 
 
 _BN = dict(where=bn_foldable, rest=True, name="root")

@@ -16,7 +16,8 @@ input rows are the N images ([N, C] or [N, 1, 1, C]) and a conv is 1x1 without p
 from __future__ import annotations
 
 from ..ir.ops import Op
-from .common import absorb, unpadded
+from .common import unpadded
+from .log import FusionRecord
 
 
 def is_global_mean(node) -> bool:
@@ -31,15 +32,23 @@ def is_global_mean(node) -> bool:
     return False
 
 
-def _gemm_candidate(node) -> bool:
-    if node.op not in (Op.FUSED_CONV2D, Op.FUSED_MATMUL) or node.attrs["residual"] or node.attrs.get("prologue"):
-        return False
+def _why_not_gemm(node) -> str | None:
+    """Why `node` is not a GEMM the mean can feed (None: it is)."""
+    if node.op not in (Op.FUSED_CONV2D, Op.FUSED_MATMUL):
+        return f"{node.name} is a {node.op.short}, not a 1x1 conv or fully connected layer"
+    if node.attrs["residual"] or node.attrs.get("prologue"):
+        return f"{node.name} has a residual or a prologue"
     if node.inputs[1].op is not Op.VARIABLE:
-        return False
+        return f"{node.name}'s weights are computed at run time"
     if node.op is Op.FUSED_CONV2D:
         x = node.inputs[0]
-        return tuple(node.inputs[1].shape[:2]) == (1, 1) and tuple(x.shape[1:3]) == (1, 1) and unpadded(node)
-    return True
+        if not (tuple(node.inputs[1].shape[:2]) == (1, 1) and tuple(x.shape[1:3]) == (1, 1) and unpadded(node)):
+            return f"{node.name} is not a 1x1 unpadded conv of a 1x1 input"
+    return None
+
+
+def _gemm_candidate(node) -> bool:
+    return _why_not_gemm(node) is None
 
 
 def _pointwise_prologue(x, uses):
@@ -48,38 +57,65 @@ def _pointwise_prologue(x, uses):
             and all(p.op is Op.VARIABLE for p in x.inputs[1:3]))
 
 
-def match(node, uses):
-    """(mean input, absorbed nodes, pointwise prologue | None) when `node` heads the pattern."""
-    if not _gemm_candidate(node):
+def _mean_under(node):
+    """The global mean `node` reads, through reshapes (None when there is none)."""
+    if node.op not in (Op.FUSED_CONV2D, Op.FUSED_MATMUL):
         return None
+    a = node.inputs[0]
+    while a.op is Op.RESHAPE:
+        a = a.inputs[0]
+    return a if is_global_mean(a) else None
+
+
+def explain(node, uses):
+    """((mean input, absorbed nodes, pointwise prologue | None), None) when `node` heads the
+    pattern, else (None, why not)."""
+    why = _why_not_gemm(node)
+    if why is not None:
+        return None, why
     chain = []
     a = node.inputs[0]
     while a.op is Op.RESHAPE and uses.get(a.name) == 1:
         chain.append(a)
         a = a.inputs[0]
-    if not is_global_mean(a) or uses.get(a.name) != 1:
-        return None
+    if a.op is Op.RESHAPE:
+        return None, f"reshape {a.name} has {uses.get(a.name)} consumers"
+    if not is_global_mean(a):
+        return None, f"its input {a.name} ({a.op.short}) is not a global spatial mean"
+    if uses.get(a.name) != 1:
+        return None, f"the mean {a.name} has {uses.get(a.name)} consumers (or is a requested output)"
     x = a.inputs[0]
     n, c = x.shape[0], x.shape[3]
     rows = node.inputs[0].shape[:-1]
     if node.inputs[0].shape[-1] != c or tuple(rows) not in ((n,), (n, 1, 1)):
-        return None
+        return None, f"the GEMM's input rows {list(node.inputs[0].shape)} are not the {n} images"
     if tuple(node.shape) not in ((n, node.shape[-1]), (n, 1, 1, node.shape[-1])):
-        return None
+        return None, f"the GEMM's output {list(node.shape)} is not [N, C] or [N, 1, 1, C]"
     prologue = None
     if _pointwise_prologue(x, uses):
         prologue, x = x, x.inputs[0]
-    return x, tuple(chain) + (a,), prologue
+    return (x, tuple(chain) + (a,), prologue), None
 
 
-def run(lowered, program):
-    """Rewrite the (node, Lowered) list of a plan: matched GEMMs become mean_matmul calls and the
-    nodes they absorb are dropped."""
-    from ..runtime.lowering import lower_mean_gemm
+def match(node, uses):
+    """(mean input, absorbed nodes, pointwise prologue | None) when `node` heads the pattern."""
+    return explain(node, uses)[0]
+
+
+def find(lowered, program):
+    """The plan pass's decisions: (GEMM node, (mean input, absorbed nodes, prologue | None)) for
+    every match in the plan's (node, Lowered) list; runtime.lowering.PLAN_LOWERINGS['mean_gemm']
+    turns each into one mean_matmul call (this module stays below the runtime). A GEMM that
+    reads a global mean but does not qualify is recorded in program.fusion_log with why."""
     uses = program.uses()
-    merged = {}
+    found, records = [], []
     for node, _ in lowered:
-        m = match(node, uses)
+        m, why = explain(node, uses)
         if m is not None:
-            merged[node.name] = lower_mean_gemm(node, *m)
-    return absorb(lowered, merged)
+            found.append((node, m))
+            records.append(FusionRecord("mean_gemm", "mean_gemm", node.name, True,
+                                        f"{' + '.join(a.name for a in m[1])} -> mean_matmul"))
+        elif _mean_under(node) is not None:
+            records.append(FusionRecord("mean_gemm", "mean_gemm", node.name, False, why))
+    program.fusion_log[:] = [r for r in program.fusion_log if r.pass_name != "mean_gemm"] + records
+    return found

@@ -1,19 +1,23 @@
 """The one list of fusion passes, in order; the IR verifier runs after every pass.
 
 IR passes rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint); plan
-passes act on the kernel plan built from the result, in slimtriton.runtime.plan: the
-lowered-kernel passes (`fn(lowered, program) -> lowered`, merging a producer into its
-consumer's kernel) run in order on the lowered (node, Lowered) list, then concat
-elimination and the memory plan.
+passes act on the kernel plan built from the result, in slimtriton.runtime.plan: each
+lowered-kernel pass `find(lowered, program) -> [(node, args)]` decides which producer
+merges into which consumer's kernel on the lowered (node, Lowered) list, and
+runtime.lowering.PLAN_LOWERINGS[name](node, *args) builds the merged kernel call (so the
+fusion package never imports the runtime); then concat elimination and the memory plan.
 """
 from __future__ import annotations
 
-from . import const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities, strided_residual
+from . import (activation_idioms, const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities,
+               strided_residual)
+from .log import pass_lines
 from .program import Program, rewrite
 
 IR_PASSES = [
     ("const_fold", const_fold.RULES),                # 0: weight-only subgraphs -> derived parameters
     ("remove_identities", remove_identities.RULES),  # 1: identity, inference dropout, subsample(1), no-op reshape
+    ("activation_idioms", activation_idioms.RULES),  # 1b: tf.maximum(z, a*z), 0 < a < 1 -> leaky_relu
     ("fold_pad", fold_pad.RULES),                    # 2: explicit zero PAD -> the conv's own padding
     ("fold_affine", fold_affine.RULES),              # 3: inference BN and bias -> conv weights + shift
     ("epilogue", epilogue.RULES),                    # 4: act / residual add / scaled residual -> FUSED_* epilogue
@@ -24,8 +28,8 @@ IR_PASSES = [
 # Plan passes, applied by slimtriton.runtime.plan.build_plan in this order (None: the pass
 # is built into build_plan / runtime.memory):
 PLAN_PASSES = [
-    ("mean_gemm", mean_gemm.run),                # 7: global mean (+ pointwise) + 1x1 conv / FC -> one kernel
-    ("strided_residual", strided_residual.run),  # 7b: subsample(x, s) shortcut -> strided residual read
+    ("mean_gemm", mean_gemm.find),                # 7: global mean (+ pointwise) + 1x1 conv / FC -> one kernel
+    ("strided_residual", strided_residual.find),  # 7b: subsample(x, s) shortcut -> strided residual read
     ("concat_elimination", None),                # 6: producers write straight into channel slices of concats
     ("memory_plan", None),                       # 8: buffers reused by liveness; peak activation bytes
 ]
@@ -42,6 +46,8 @@ def run_passes(program: Program, upto: str | None = None, log=None, snapshots: d
             snapshots[name] = program
         if log is not None:
             log(f"{name}: {before} -> {len(program.nodes)} nodes")
+            for line in pass_lines(program.fusion_log, name):
+                log(line)
         if name == upto:
             break
     return program

@@ -13,7 +13,8 @@ consumer and not be a requested output.
 from __future__ import annotations
 
 from ..ir.ops import Op
-from .common import absorb, epilogue_operands, is_subsample
+from .common import epilogue_operands, is_subsample
+from .log import FusionRecord
 
 
 def residual_of(node):
@@ -23,13 +24,27 @@ def residual_of(node):
     return epilogue_operands(node)["residual"]
 
 
-def run(lowered, program):
-    from ..runtime.lowering import lower_strided_residual
+def find(lowered, program):
+    """The plan pass's decisions: (conv node, (pool,)) for every residual conv of the plan's
+    (node, Lowered) list whose residual is a subsample read only by it;
+    runtime.lowering.PLAN_LOWERINGS['strided_residual'] lowers each."""
     uses = program.uses()
-    merged = {}
+    found, records = [], []
     for node, low in lowered:
         r = residual_of(node)
-        if (r is not None and low.kernel == "conv2d" and not low.absorbed and is_subsample(r)
-                and uses.get(r.name) == 1 and r is not node.inputs[0]):
-            merged[node.name] = lower_strided_residual(node, r)
-    return absorb(lowered, merged)
+        if r is None or not is_subsample(r):
+            continue
+        if low.kernel != "conv2d" or low.absorbed:
+            why = f"{node.name} is already merged into a {low.kernel} kernel"
+        elif uses.get(r.name) != 1:
+            why = f"the subsample {r.name} has {uses.get(r.name)} consumers (or is a requested output)"
+        elif r is node.inputs[0]:
+            why = f"the subsample {r.name} is also the conv's input"
+        else:
+            found.append((node, (r,)))
+            records.append(FusionRecord("strided_residual", "strided_residual", node.name, True,
+                                        f"{r.name} read in place (residual_strides {tuple(r.attrs['strides'])})"))
+            continue
+        records.append(FusionRecord("strided_residual", "strided_residual", node.name, False, why))
+    program.fusion_log[:] = [r for r in program.fusion_log if r.pass_name != "strided_residual"] + records
+    return found

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any, Callable, Optional
 
 from .node import DTYPES, Node, Tensor
 from .ops import Op
+from .shapes import infer
 
 _local = threading.local()
 
@@ -107,7 +109,6 @@ class Graph:
     # -- recording ----------------------------------------------------------------------------
     def add_node(self, op: Op, inputs, attrs: dict, name: str) -> Node:
         """Append one node; `name` is the full (already scoped) base name, uniquified here."""
-        from .shapes import infer
         inputs = tuple(inputs)
         for i in inputs:
             if not isinstance(i, Node):
@@ -123,6 +124,13 @@ class Graph:
         self._by_name[unique] = node
         return node
 
+    # Recording with Tensors (Tensor's Python operators call these).
+    def record(self, op: Op, inputs, attrs: dict, base_name: str) -> Tensor:
+        return record(op, inputs, attrs, base_name)
+
+    def binary_op(self, op: Op, a, b) -> Tensor:
+        return binary_op(op, a, b)
+
     def add_to_collection(self, collection: str, value) -> None:
         self.collections.setdefault(collection, []).append(value)
 
@@ -134,7 +142,6 @@ class Graph:
         return format_nodes(self.nodes)
 
     def summary(self) -> str:
-        from collections import Counter
         counts = Counter(n.op.short for n in self.nodes if n.op is not Op.VARIABLE)
         n_params = sum(v.size for v in self.variables.values())
         parts = ", ".join(f"{k} {v}" for k, v in counts.most_common())
@@ -212,7 +219,6 @@ def placeholder(shape, dtype: str = "float32", name: str = "Placeholder") -> Ten
 
 def constant(value, dtype: str = "float32", name: str = "Const", graph: "Graph | None" = None) -> Tensor:
     """A scalar constant (the IR holds no array constants: arrays are variables)."""
-    import numbers
     if not isinstance(value, numbers.Number) or isinstance(value, bool):
         raise TypeError(f"constant {name!r}: only python scalars are supported, got {type(value).__name__}")
     g = graph or get_default_graph()

@@ -161,10 +161,10 @@ class Tensor:
     def __bool__(self):
         raise TypeError("a symbolic slimtriton Tensor has no truth value; it is recorded, not computed")
 
-    # Python operators record elementwise nodes (see graph.binary_op).
+    # Python operators record elementwise nodes through the tensor's own graph (Graph.binary_op,
+    # Graph.record): this module stays below graph.py, which imports it.
     def _bin(self, other, op, reverse=False):
-        from .graph import binary_op
-        return binary_op(op, other, self) if reverse else binary_op(op, self, other)
+        return self.graph.binary_op(op, other, self) if reverse else self.graph.binary_op(op, self, other)
 
     def __add__(self, o): return self._bin(o, Op.ADD)
     def __radd__(self, o): return self._bin(o, Op.ADD, True)
@@ -176,5 +176,4 @@ class Tensor:
     def __rtruediv__(self, o): return self._bin(o, Op.DIV, True)
 
     def __neg__(self):
-        from .graph import record
-        return record(Op.NEG, [self], {}, "Neg")
+        return self.graph.record(Op.NEG, [self], {}, "Neg")

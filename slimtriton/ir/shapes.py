@@ -14,9 +14,7 @@ from __future__ import annotations
 import math
 
 from .node import DTYPES, FLOAT_DTYPES
-from .ops import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Op, lookup
-
-EPILOGUE_ACTS = ("none", "relu", "relu6")
+from .ops import ACTIVATION_OPS, ELEMENTWISE_BINARY, Op, act_of_op, lookup, parse_act
 
 
 def infer(op: Op, inputs, attrs, name: str):
@@ -102,6 +100,17 @@ def _binary(name, inputs, attrs):
 def _unary(name, inputs, attrs):
     _arity(name, inputs, 1)
     return inputs[0].shape, inputs[0].dtype
+
+
+def _activation(op: Op):
+    act = act_of_op(op)
+
+    def rule(name, inputs, attrs):
+        _arity(name, inputs, 1)
+        if act.param is not None and not isinstance(attrs.get(act.param[0]), (int, float)):
+            _fail(name, f"{act.value} needs a number {act.param[0]!r}, got attrs {dict(attrs)}")
+        return inputs[0].shape, inputs[0].dtype
+    return rule
 
 
 def _bias_add(name, inputs, attrs):
@@ -296,9 +305,11 @@ def _one_hot(name, inputs, attrs):
 # -- fused ops: base op shape + epilogue operands ---------------------------------------------
 def _epilogue_inputs(name, inputs, attrs, n_base, out_shape, out_dtype):
     """Check (scale, shift[, residual][, in_scale, in_shift]) after the `n_base` operands."""
-    for key in ("act", "act2"):
-        if attrs.get(key, "none") not in EPILOGUE_ACTS:
-            _fail(name, f"{key}={attrs.get(key)!r} is not one of {EPILOGUE_ACTS}")
+    for key in ("act", "act2", "prologue_act"):
+        try:
+            parse_act(attrs.get(key, "none"), f"{name}: {key}")
+        except ValueError as e:
+            _fail(name, str(e).split(": ", 1)[1])
     expected = n_base + 2 + bool(attrs.get("residual")) + 2 * bool(attrs.get("prologue"))
     _arity(name, inputs, expected)
     scale, shift = inputs[n_base], inputs[n_base + 1]
@@ -333,7 +344,9 @@ SHAPE_RULES = {
     Op.VARIABLE: _source,
     Op.CONSTANT: _constant,
     **{op: _binary for op in ELEMENTWISE_BINARY},
-    **{op: _unary for op in ELEMENTWISE_UNARY},
+    Op.NEG: _unary,
+    Op.IDENTITY: _unary,
+    **{op: _activation(op) for op in ACTIVATION_OPS},
     Op.DROPOUT: _unary,
     Op.BIAS_ADD: _bias_add,
     Op.BATCH_NORM: _batch_norm,

@@ -85,15 +85,15 @@ class TileConfig:
 
 # GEMM-shaped kernels (implicit-GEMM conv, matmul, conv transpose) on GPUs. 16-bit inputs
 # use BLOCK_K 64 (one 128-byte row per k-tile, HMMA/HGMMA friendly); fp32 halves it so the
-# shared-memory ring of num_stages buffers fits. The first entry is the untimed default.
+# shared-memory ring of num_stages buffers fits. `gemm_candidates` orders them; the first
+# returned is the untimed default.
 GEMM_CANDIDATES_16 = (
     TileConfig(128, 128, 64, 8, 8, 3),
     TileConfig(128, 64, 64, 8, 4, 4),
     TileConfig(64, 128, 64, 8, 4, 4),
-    TileConfig(128, 128, 32, 8, 8, 4),  # 8 warps: a 128x128 fp32 accumulator on 4 warps spills (audit)
     TileConfig(64, 64, 64, 8, 4, 4),
+    TileConfig(64, 32, 64, 8, 4, 3),  # 4 stages: one register spilled on sm_80 (audit)
     TileConfig(128, 256, 64, 8, 8, 3),
-    TileConfig(64, 32, 64, 8, 4, 4),
 )
 GEMM_CANDIDATES_32 = (
     TileConfig(128, 128, 32, 8, 8, 3),
@@ -102,6 +102,128 @@ GEMM_CANDIDATES_32 = (
     TileConfig(64, 64, 32, 8, 4, 4),
     TileConfig(64, 32, 32, 8, 4, 4),
 )
+# The small-Cin path (FLAT_K: a 7x7x3 first conv) gathers A element by element; BLOCK_K 32
+# and 8 warps for 128-row tiles keep that at 16 loads per thread per k-step and 128
+# registers (BLOCK_K 64 on 4 warps: 255 registers, ~3x the instructions per k).
+GEMM_CANDIDATES_FLAT_K_16 = (
+    TileConfig(128, 64, 32, 8, 8, 4),
+    TileConfig(64, 64, 32, 8, 4, 4),
+    TileConfig(64, 32, 32, 8, 4, 4),
+)
+GEMM_CANDIDATES_FLAT_K_32 = (
+    TileConfig(128, 64, 32, 8, 8, 3),
+    TileConfig(64, 64, 32, 8, 4, 3),
+    TileConfig(64, 32, 32, 8, 4, 3),
+)
+
+# CTAs per SM of each tile configuration on sm_90 (65,536 registers, 228 KB of shared memory
+# per SM), read from `slimtriton audit` (registers x threads and shared memory of the
+# conv_gemm_kernel specializations of resnet_v1_50 / inception_v3, float16, Triton 3.6 and
+# 3.9, the worst case over both). The 128x128 tile on 8 warps holds 64 accumulators per
+# thread; its epilogue's per-column scale and the residual add ~30-60 registers (144 / 178
+# in all), which costs it the second CTA; a lean epilogue (shift and activation only, as
+# when BN folds into the weights) stays at ~114. Used to size grids to whole waves.
+CTAS_PER_SM_90 = {(128, 128): 1, (128, 64): 2, (64, 128): 2, (64, 64): 3, (64, 32): 4, (128, 256): 1}
+CTAS_PER_SM_90_LEAN = {**CTAS_PER_SM_90, (128, 128): 2}
+
+
+def ctas_per_sm(tile: TileConfig, lean_epilogue: bool) -> int:
+    table = CTAS_PER_SM_90_LEAN if lean_epilogue else CTAS_PER_SM_90
+    return table.get((tile.BLOCK_M, tile.BLOCK_N), 1)
+
+
+# The default tile choice weighs each tile size by how much of the tensor-core rate it can
+# reach (larger tiles re-read less data per FLOP), so that among choices with the same
+# wave x tile fill the larger tile wins.
+TILE_EFFICIENCY = {(128, 128): 1.0, (128, 256): 1.0, (128, 64): 0.97, (64, 128): 0.97, (64, 64): 0.92,
+                   (64, 32): 0.85}
+
+SM_COUNT_DEFAULT = 132  # H100 / H200 SXM (used without a GPU: the audit, gpu_tiles() tests)
+MIN_K_STEPS_PER_SPLIT = 2  # a split-K program keeps at least this many k-steps
+MAX_SPLIT_K = 64
+
+
+def sm_count(device=None) -> int:
+    """Streaming multiprocessors of the CUDA device (132 without one)."""
+    try:
+        import torch
+        if torch.cuda.is_available() and (device is None or getattr(device, "type", device) == "cuda"):
+            return int(torch.cuda.get_device_properties(device).multi_processor_count)
+    except (ImportError, RuntimeError, AssertionError):
+        pass
+    return SM_COUNT_DEFAULT
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def tile_fill(m: int, n: int, bm: int, bn: int) -> float:
+    """Useful fraction of the launched tiles: M*N / (ceil(M/BM)*BM * ceil(N/BN)*BN)."""
+    return (m * n) / (_cdiv(m, bm) * bm * _cdiv(n, bn) * bn)
+
+
+def wave_fill(ctas: int, resident: int) -> float:
+    """ctas / (waves * resident) with waves = ceil(ctas / resident)."""
+    return ctas / (_cdiv(ctas, resident) * resident)
+
+
+def split_k_for(tiles: int, k_steps: int, resident: int, max_splits: int = MAX_SPLIT_K) -> int:
+    """Number of K splits for a grid of `tiles` output tiles: 1 when the grid fills a wave
+    of `resident` CTAs or K is short; else the fewest splits whose CTAs fill a wave within
+    5% of the best achievable (each split keeping >= MIN_K_STEPS_PER_SPLIT k-steps).
+    The split count is then trimmed so that no split is empty."""
+    if tiles >= resident or k_steps < 2 * MIN_K_STEPS_PER_SPLIT:
+        return 1
+    most = max(1, min(max_splits, k_steps // MIN_K_STEPS_PER_SPLIT, _cdiv(resident, tiles)))
+    fills = {s: wave_fill(tiles * s, resident) for s in range(1, most + 1)}
+    best = max(fills.values())
+    s = min(s for s, f in fills.items() if f >= 0.95 * best)
+    return _cdiv(k_steps, _cdiv(k_steps, s))  # no empty split
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """A GPU tile configuration with its K split and the fill it achieves."""
+    tile: TileConfig
+    split_k: int
+    tiles: int
+    fill: float  # tile fill x wave fill
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.tiles, self.split_k)
+
+
+def plan_gemm(tile: TileConfig, m: int, n: int, k_steps: int, sms: int | None = None,
+              lean_epilogue: bool = False) -> GemmPlan:
+    """The split-K choice and fill of `tile` on an M x N output with `k_steps` k-steps."""
+    sms = sms or SM_COUNT_DEFAULT
+    resident = sms * ctas_per_sm(tile, lean_epilogue)
+    tiles = _cdiv(m, tile.BLOCK_M) * _cdiv(n, tile.BLOCK_N)
+    split = split_k_for(tiles, k_steps, resident)
+    return GemmPlan(tile, split, tiles, tile_fill(m, n, tile.BLOCK_M, tile.BLOCK_N) * wave_fill(tiles * split, resident))
+
+
+def gemm_plans(dtype: str, m: int, n: int, k_steps_of, sms: int | None = None, lean_epilogue: bool = False,
+               min_ctas_per_sm: int = 1, flat_k: bool = False) -> list[GemmPlan]:
+    """Every GPU candidate for an M x N GEMM with its split-K, best first by
+    fill x TILE_EFFICIENCY (ties: the earlier candidate). `k_steps_of(tile)` gives the number
+    of k-steps of a tile (it depends on BLOCK_K and the conv's tap structure). Tiles wider
+    than the problem (N, or M for BLOCK_M 128) are dropped, and so are tiles with fewer than
+    `min_ctas_per_sm` CTAs per SM (memory-bound 1x1 GEMMs need two to overlap one CTA's
+    epilogue with another's loads), unless nothing else is left. `flat_k`: the small-Cin
+    candidates."""
+    if flat_k:
+        space = GEMM_CANDIDATES_FLAT_K_32 if dtype == "float32" else GEMM_CANDIDATES_FLAT_K_16
+    else:
+        space = GEMM_CANDIDATES_32 if dtype == "float32" else GEMM_CANDIDATES_16
+    keep = [c for c in space if c.BLOCK_N <= max(32, next_pow2(n)) and (c.BLOCK_M <= 64 or m > 64)
+            and (dtype == "float32" or ctas_per_sm(c, lean_epilogue) >= min_ctas_per_sm)]
+    plans = [plan_gemm(c, m, n, k_steps_of(c), sms, lean_epilogue) for c in (keep or space[:1])]
+    order = sorted(range(len(plans)), key=lambda i: (-plans[i].fill * TILE_EFFICIENCY.get(
+        (plans[i].tile.BLOCK_M, plans[i].tile.BLOCK_N), 0.8), i))
+    return [plans[i] for i in order]
 
 
 def gemm_candidates(dtype: str, n_cols: int, k_inner: int) -> Sequence[TileConfig]:

@@ -15,12 +15,23 @@ Algorithm (NHWC activations, weights pre-packed to a row-major [K, Cout] matrix)
                 res[n, oh*s_h, ow*s_w, j] of the unsubsampled [N, RH, RW, Cout] tensor)
     store       out[m, out_c_offset + j]  in a [M, out_c_total] NHWC buffer (concat in place)
 
-Three constexpr K-loop shapes: IS_1X1 (no padding, 1x1 kernel: a plain GEMM whose rows
-are strided pixels, used for matmul too), nested (runtime loop over the KH*KW taps, inner
-loop over Cin in BLOCK_K chunks: contiguous, vectorised loads with one row mask per tap),
-and FLAT_K (k decomposed per element: for small Cin such as a 3-channel first conv, so
-tiles are not mostly padding). Programs are ordered in GROUP_M-row groups so consecutive
-programs share weight columns and input rows in L2. Masks only cut the edges.
+One flat K loop for every shape: k-step ks of KH*KW*cdiv(Cin, BLOCK_K) covers tap
+ks // cdiv(Cin, BLOCK_K) and a BLOCK_K chunk of its Cin (contiguous, vectorised loads, one
+row mask per tap), so the cp.async ring that feeds the tensor cores (LDGSTS -> HGMMA on
+sm_90) stays full across taps; it is never refilled per tap. The loop body has three
+constexpr shapes: IS_1X1 (no padding, 1x1 kernel: a plain GEMM whose rows are strided
+pixels, used for matmul too), taps (the above; conv and conv transpose), and FLAT_K (small
+Cin such as a 3-channel first conv: k = (kh*KW + kw)*Cin + ci runs over all taps at once so
+tiles are not mostly padding; the address and bounds separate into a per-row part and a
+per-k part, decoded on the k vector only). `tl.range(..., flatten=True)` is not used: on
+Triton 3.6 it makes the A loads synchronous.
+
+Grid (host side, `config.gemm_plans`): axis 0 is the output tiles, in GROUP_M-row groups
+so consecutive programs share weight columns and input rows in L2; axis 1 splits the
+k-steps (SPLIT, chosen when the tiles would not fill one wave of the GPU's SMs): each
+split writes an fp32 partial tile, and `epilogue.splitk_reduce_kernel` adds the splits in a
+fixed order and applies the epilogue once (deterministic). Without a split the residual
+tile is loaded before the K loop (its latency hides behind the loop). Masks only cut edges.
 
 The prologue (ResNet v2 pre-activation BN+ReLU) is applied to loaded input values in fp32
 and masked back to zero afterwards, so padding is applied *after* the prologue.
@@ -35,10 +46,14 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (DTYPES, KernelArgumentError, act_code, apply_act, check_activation, check_channel_vector,
-                     check_precision, check_tensor, dtype_name, output_buffer, padding_pairs, pair,
+from .common import (DTYPES, INT32_LIMIT, KernelArgumentError, act_code, apply_act, check_activation,
+                     check_channel_vector, check_precision, check_tensor, dtype_name, output_buffer, padding_pairs, pair,
                      pixel_of_row)
+from .epilogue import epilogue_store, residual_offsets, scale_shift_act, splitk_reduce_kernel
 from .launch import KernelLaunch
+
+
+OUT_OF_IMAGE: tl.constexpr = tl.constexpr(-(1 << 24))  # a row offset no image reaches (|H|, |W| < 2**23)
 
 
 @triton.jit
@@ -48,35 +63,26 @@ def _load_a(x_ptr, offs, mask, ci, C_in, in_scale_ptr, in_shift_ptr,
     if HAS_PROLOGUE:
         s = tl.load(in_scale_ptr + ci, mask=ci < C_in, other=0.0).to(tl.float32)
         b = tl.load(in_shift_ptr + ci, mask=ci < C_in, other=0.0).to(tl.float32)
-        y = apply_act(a.to(tl.float32) * s + b, PROLOGUE_ACT)
+        y = apply_act(a.to(tl.float32) * s[None, :] + b[None, :], PROLOGUE_ACT)
         a = tl.where(mask, y, 0.0).to(x_ptr.dtype.element_ty)  # padding stays zero
     return a
 
 
 @triton.jit
-def scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
-                    ACT: tl.constexpr):
-    """The epilogue's first stage on an fp32 [rows, channels] block: act(acc*scale[n] + shift[n])."""
-    if HAS_SCALE:
-        acc = acc * tl.load(scale_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
-    if HAS_SHIFT:
-        acc = acc + tl.load(shift_ptr + offs_n, mask=n_mask, other=0.0).to(tl.float32)[None, :]
-    return apply_act(acc, ACT)
-
-
-@triton.jit
 def conv_gemm_kernel(
-    x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr,
+    x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr, in_scale_ptr, in_shift_ptr, partial_ptr,
     M, H, W, C_in, OH, OW, C_out,
     KH, KW, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w,
     out_c_total, out_c_offset, residual_scale, RES_H, RES_W, res_stride_h, res_stride_w,
+    K_STEPS_PER_SPLIT,
     IS_1X1: tl.constexpr, FLAT_K: tl.constexpr, TRANSPOSED: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, RES_STRIDED: tl.constexpr,
     HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    SPLIT: tl.constexpr, RES_PREFETCH: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
-    # -- grouped program ordering (L2 reuse) ------------------------------------------
+    # -- grouped program ordering (L2 reuse); axis 1 is the K split -----------------------
     pid = tl.program_id(0)
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(C_out, BLOCK_N)
@@ -93,84 +99,108 @@ def conv_gemm_kernel(
     n_mask = offs_n < C_out
     n, oh, ow = pixel_of_row(offs_m, OH, OW)
 
+    # -- this program's range of k-steps ------------------------------------------------
+    if FLAT_K:
+        k_steps = tl.cdiv(KH * KW * C_in, BLOCK_K)
+    else:
+        c_chunks = tl.cdiv(C_in, BLOCK_K)
+        k_steps = KH * KW * c_chunks
+    if SPLIT:  # grid axis 1: K_STEPS_PER_SPLIT k-steps each
+        k_lo = tl.program_id(1) * K_STEPS_PER_SPLIT
+        k_hi = tl.minimum(k_lo + K_STEPS_PER_SPLIT, k_steps)
+    else:
+        k_lo = 0
+        k_hi = k_steps
+
+    # Residual prefetch: its load is issued before the K loop, so its latency hides behind
+    # the loop instead of following it (one memory round trip less per tile).
+    res = 0.0
+    if HAS_RESIDUAL and RES_PREFETCH and not SPLIT:
+        res = tl.load(res_ptr + residual_offsets(offs_m, offs_n, OH, OW, C_out, RES_H, RES_W, res_stride_h,
+                                                 res_stride_w, RES_STRIDED),
+                      mask=m_mask[:, None] & n_mask[None, :], other=0.0)
+
+    # Per-row input coordinates of tap (0, 0); a tap moves them by (kh*dil_h, kw*dil_w).
+    if TRANSPOSED:
+        th0 = oh + pad_t
+        tw0 = ow + pad_l
+    else:
+        ih0 = oh * stride_h - pad_t
+        iw0 = ow * stride_w - pad_l
+        row0 = ((n * H + ih0) * W + iw0) * C_in
+        if FLAT_K:
+            ih0_rows = tl.where(m_mask, ih0, OUT_OF_IMAGE)
+            H_u = tl.cast(H, tl.uint32)
+            W_u = tl.cast(W, tl.uint32)
+
+    # -- the K loop: one flat, software-pipelined loop over (tap, Cin chunk) --------------
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    if IS_1X1:
-        # plain GEMM; row m reads pixel (n, oh*sh, ow*sw) (strided rows for stride 2)
-        row = ((n * H + oh * stride_h) * W + ow * stride_w) * C_in
-        for c0 in range(0, C_in, BLOCK_K):
-            ck = c0 + offs_k
+    for ks in range(k_lo, k_hi):
+        if IS_1X1:
+            # plain GEMM; row m reads pixel (n, oh*sh, ow*sw) (strided rows for stride 2)
+            ck = ks * BLOCK_K + offs_k
             k_mask = ck < C_in
-            a = _load_a(x_ptr, row[:, None] + ck[None, :], m_mask[:, None] & k_mask[None, :],
-                        ck[None, :], C_in, in_scale_ptr, in_shift_ptr, HAS_PROLOGUE, PROLOGUE_ACT)
-            b = tl.load(w_ptr + ck[:, None] * C_out + offs_n[None, :],
-                        mask=k_mask[:, None] & n_mask[None, :], other=0.0)
-            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
-    elif FLAT_K:
-        K = KH * KW * C_in
-        for k0 in range(0, K, BLOCK_K):
-            kk = k0 + offs_k
-            k_mask = kk < K
+            a = _load_a(x_ptr, row0[:, None] + ck[None, :], m_mask[:, None] & k_mask[None, :],
+                        ck, C_in, in_scale_ptr, in_shift_ptr, HAS_PROLOGUE, PROLOGUE_ACT)
+            w_rows = ck
+        elif FLAT_K:
+            # small Cin: k -> (kh, kw, ci) decoded on the k vector only; the address and the
+            # bounds are separable, row0[m] + delta[k] and ih0[m] + dh[k], iw0[m] + dw[k].
+            # Rows >= M and k >= K are pushed out of the image, so one unsigned compare per
+            # dimension is the whole mask of an element.
+            kk = ks * BLOCK_K + offs_k
+            k_mask = kk < KH * KW * C_in
             ci = kk % C_in
             r = kk // C_in
-            kw = r % KW
-            kh = r // KW
-            if TRANSPOSED:
-                th = oh[:, None] + pad_t - kh[None, :]
-                tw = ow[:, None] + pad_l - kw[None, :]
-                ih = th // stride_h
-                iw = tw // stride_w
-                valid = (th >= 0) & (tw >= 0) & (th % stride_h == 0) & (tw % stride_w == 0)
-                valid = valid & (ih < H) & (iw < W)
-            else:
-                ih = oh[:, None] * stride_h - pad_t + kh[None, :] * dil_h
-                iw = ow[:, None] * stride_w - pad_l + kw[None, :] * dil_w
-                valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            mask = valid & m_mask[:, None] & k_mask[None, :]
-            offs = ((n[:, None] * H + ih) * W + iw) * C_in + ci[None, :]
-            a = _load_a(x_ptr, offs, mask, ci[None, :], C_in, in_scale_ptr, in_shift_ptr,
-                        HAS_PROLOGUE, PROLOGUE_ACT)
-            b = tl.load(w_ptr + kk[:, None] * C_out + offs_n[None, :],
-                        mask=k_mask[:, None] & n_mask[None, :], other=0.0)
-            acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
-    else:
-        for r in range(0, KH * KW):
-            kh = r // KW
-            kw = r % KW
-            if TRANSPOSED:
-                th = oh + pad_t - kh
-                tw = ow + pad_l - kw
-                ih = th // stride_h
-                iw = tw // stride_w
-                valid = (th >= 0) & (tw >= 0) & (th % stride_h == 0) & (tw % stride_w == 0)
-                valid = valid & (ih < H) & (iw < W)
-            else:
-                ih = oh * stride_h - pad_t + kh * dil_h
-                iw = ow * stride_w - pad_l + kw * dil_w
-                valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            row_mask = valid & m_mask
-            row = ((n * H + ih) * W + iw) * C_in
-            w_row = r * C_in
-            for c0 in range(0, C_in, BLOCK_K):
-                ck = c0 + offs_k
-                k_mask = ck < C_in
-                a = _load_a(x_ptr, row[:, None] + ck[None, :], row_mask[:, None] & k_mask[None, :],
-                            ck[None, :], C_in, in_scale_ptr, in_shift_ptr, HAS_PROLOGUE, PROLOGUE_ACT)
-                b = tl.load(w_ptr + (w_row + ck)[:, None] * C_out + offs_n[None, :],
-                            mask=k_mask[:, None] & n_mask[None, :], other=0.0)
-                acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
-
-    # -- epilogue on the fp32 accumulator, before the downcast ---------------------------
-    acc = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
-    out_mask = m_mask[:, None] & n_mask[None, :]
-    if HAS_RESIDUAL:
-        if RES_STRIDED:  # res[n, oh*rs_h, ow*rs_w, :] of a [N, RES_H, RES_W, C_out] tensor (subsample)
-            res_row = ((n * RES_H + oh * res_stride_h) * RES_W + ow * res_stride_w) * C_out
+            dh = tl.where(k_mask, (r // KW) * dil_h, OUT_OF_IMAGE)
+            dw = (r % KW) * dil_w
+            ih = (ih0_rows[:, None] + dh[None, :]).to(tl.uint32, bitcast=True)
+            iw = (iw0[:, None] + dw[None, :]).to(tl.uint32, bitcast=True)
+            delta = (dh * W + dw) * C_in + ci
+            a = _load_a(x_ptr, row0[:, None] + delta[None, :], (ih < H_u) & (iw < W_u),
+                        ci, C_in, in_scale_ptr, in_shift_ptr, HAS_PROLOGUE, PROLOGUE_ACT)
+            w_rows = kk
         else:
-            res_row = offs_m * C_out
-        res = tl.load(res_ptr + res_row[:, None] + offs_n[None, :], mask=out_mask, other=0.0)
-        acc = apply_act(res.to(tl.float32) + residual_scale * acc, ACT2)
-    out_offs = offs_m[:, None] * out_c_total + out_c_offset + offs_n[None, :]
-    tl.store(out_ptr + out_offs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
+            # tap = ks // c_chunks, then a BLOCK_K chunk of that tap's Cin: contiguous rows
+            tap = ks // c_chunks
+            c0 = (ks - tap * c_chunks) * BLOCK_K
+            kh = tap // KW
+            kw = tap - kh * KW
+            ck = c0 + offs_k
+            k_mask = ck < C_in
+            if TRANSPOSED:
+                th = th0 - kh
+                tw = tw0 - kw
+                ih = th // stride_h
+                iw = tw // stride_w
+                valid = (th >= 0) & (tw >= 0) & (th % stride_h == 0) & (tw % stride_w == 0)
+                valid = valid & (ih < H) & (iw < W)
+                row = ((n * H + ih) * W + iw) * C_in
+            else:
+                ih = ih0 + kh * dil_h
+                iw = iw0 + kw * dil_w
+                valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                row = row0 + (kh * dil_h * W + kw * dil_w) * C_in
+            a = _load_a(x_ptr, row[:, None] + ck[None, :], (valid & m_mask)[:, None] & k_mask[None, :],
+                        ck, C_in, in_scale_ptr, in_shift_ptr, HAS_PROLOGUE, PROLOGUE_ACT)
+            w_rows = tap * C_in + ck
+        b = tl.load(w_ptr + w_rows[:, None] * C_out + offs_n[None, :],
+                    mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+        acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
+
+    if SPLIT:
+        # fp32 partial sum of this split; splitk_reduce_kernel adds the splits in a fixed
+        # order and applies the epilogue once
+        p_offs = tl.program_id(1) * M * C_out + offs_m[:, None] * C_out + offs_n[None, :]
+        tl.store(partial_ptr + p_offs, acc, mask=m_mask[:, None] & n_mask[None, :])
+    else:
+        # -- epilogue on the fp32 accumulator, before the downcast -----------------------
+        if HAS_RESIDUAL and not RES_PREFETCH:
+            res = tl.load(res_ptr + residual_offsets(offs_m, offs_n, OH, OW, C_out, RES_H, RES_W, res_stride_h,
+                                                     res_stride_w, RES_STRIDED),
+                          mask=m_mask[:, None] & n_mask[None, :], other=0.0)
+        epilogue_store(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total,
+                       out_c_offset, residual_scale, HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2)
 
 
 # ---------------------------------------------------------------------------------------
@@ -311,19 +341,25 @@ def conv_output_geometry(what, x, kh, kw, strides, padding, dilations):
     return (sh, sw), (dh, dw), (pt, pl), (oh, ow)
 
 
-def _gemm_tile_config(kernel: str, dtype: str, m: int, n: int, k_inner: int, spec_key: str,
-                      device, bench_factory):
-    """Interpreter: one large tile. GPU: cached / autotuned from the candidate space."""
+def _gemm_plan(dtype: str, m: int, n: int, k_steps_of, spec_key: str, device, bench_factory,
+              lean_epilogue: bool, min_ctas_per_sm: int, flat_k: bool) -> cfg.GemmPlan:
+    """Interpreter: one large tile, no split. GPU: the cached / autotuned winner among the
+    candidates, else the default (`config.gemm_plans`: best wave x tile fill for this M, N,
+    K and SM count, split-K where one wave would not be filled)."""
     if not cfg.gpu_tiles_active(device):
-        return cfg.interpreter_gemm_config(m, n, k_inner)
-    candidates = cfg.gemm_candidates(dtype, n, k_inner)
-    key = cfg.autotune_key(kernel, spec_key, (m, n, k_inner), device)
-    return cfg.select_config(key, candidates, bench_factory)
+        tile = cfg.interpreter_gemm_config(m, n, k_steps_of(None))
+        return cfg.GemmPlan(tile, 1, triton.cdiv(m, tile.BLOCK_M) * triton.cdiv(n, tile.BLOCK_N), 1.0)
+    sms = cfg.sm_count(device)
+    plans = {p.tile: p for p in cfg.gemm_plans(dtype, m, n, k_steps_of, sms, lean_epilogue, min_ctas_per_sm, flat_k)}
+    key = cfg.autotune_key("conv_gemm", spec_key, (m, n, k_steps_of(None)), device)
+    bench = None if bench_factory is None else (lambda tile: bench_factory(plans[tile]))
+    return plans[cfg.select_config(key, tuple(plans), bench)]
 
 
-def _conv_launch(what: str, x, pw: PackedWeight, out, out_total, out_offset, geometry, flags,
-                 scale, shift, residual, residual_scale, in_scale, in_shift, prologue_act,
-                 precision: str, transposed: bool, residual_strides=(1, 1)) -> KernelLaunch:
+def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, geometry, flags,
+                   scale, shift, residual, residual_scale, in_scale, in_shift, prologue_act,
+                   precision: str, transposed: bool, residual_strides=(1, 1)) -> list[KernelLaunch]:
+    """The launches of one conv / matmul: the GEMM kernel, and with split-K the reduction."""
     n, h, w, cin = x.shape
     oh, ow = geometry["out_hw"]
     (sh, sw), (pt, pl), (dh, dw) = geometry["strides"], geometry["pad_before"], geometry["dilations"]
@@ -331,8 +367,7 @@ def _conv_launch(what: str, x, pw: PackedWeight, out, out_total, out_offset, geo
     m = n * oh * ow
     is_1x1 = (pw.kh == 1 and pw.kw == 1 and pt == 0 and pl == 0 and not transposed
               and (oh - 1) * sh < h and (ow - 1) * sw < w)
-    flat_k = (not is_1x1) and cin < 16
-    k_inner = pw.kh * pw.kw * cin if flat_k else cin
+    flat_k = (not is_1x1) and (not transposed) and cin < 16
     dtype = dtype_name(x, f"{what}: x")
     dot_precision = precision if dtype == "float32" else "ieee"
     dummy = x  # unused pointer slots get a valid pointer; constexpr flags skip them
@@ -342,26 +377,76 @@ def _conv_launch(what: str, x, pw: PackedWeight, out, out_total, out_offset, geo
                       HAS_PROLOGUE=in_scale is not None,
                       PROLOGUE_ACT=act_code(prologue_act, f"{what}: prologue_act"),
                       DOT_PRECISION=dot_precision)
+    k_total = pw.kh * pw.kw * cin
 
-    def make(tile: cfg.TileConfig, out_buf) -> KernelLaunch:
+    def k_steps_of(tile):
+        """k-steps of the flat K loop (the K extent itself for tile None)."""
+        if tile is None:
+            return k_total if flat_k else cin
+        if flat_k:
+            return triton.cdiv(k_total, tile.BLOCK_K)
+        return pw.kh * pw.kw * triton.cdiv(cin, tile.BLOCK_K)
+
+    def make(plan: cfg.GemmPlan, out_buf) -> list[KernelLaunch]:
+        tile, split = plan.tile, plan.split_k
+        k_steps = k_steps_of(tile)
+        per_split = triton.cdiv(k_steps, split)
+        partial = None
+        if split > 1:
+            if split * m * cout > INT32_LIMIT:
+                raise KernelArgumentError(f"{what}: split-K workspace {split}x{m}x{cout} exceeds int32 offsets")
+            partial = alloc_workspace((split, m, cout), x.device)
         args = (x, pw.data, out_buf, scale if scale is not None else dummy,
                 shift if shift is not None else dummy, residual if residual is not None else dummy,
                 in_scale if in_scale is not None else dummy, in_shift if in_shift is not None else dummy,
+                partial if partial is not None else dummy,
                 m, h, w, cin, oh, ow, cout, pw.kh, pw.kw, sh, sw, pt, pl, dh, dw,
-                out_total, out_offset, float(residual_scale), res_h, res_w, *residual_strides)
-        grid = (triton.cdiv(m, tile.BLOCK_M) * triton.cdiv(cout, tile.BLOCK_N),)
-        return KernelLaunch(what, conv_gemm_kernel, args, {**constexprs, **tile.constexprs()}, grid,
-                            tile.num_warps, tile.num_stages, kind="gemm",
-                            meta={"M": m, "N": cout, "K": pw.kh * pw.kw * cin, "dtype": dtype})
+                out_total, out_offset, float(residual_scale), res_h, res_w, *residual_strides, per_split)
+        meta = {"M": m, "N": cout, "K": k_total, "dtype": dtype, "split_k": split}
+        # the residual is prefetched before the K loop unless that costs the tile its
+        # second CTA per SM (the 128x128 tile on 8 warps has no registers to spare)
+        prefetch = flags["HAS_RESIDUAL"]
+        gemm = KernelLaunch(what, conv_gemm_kernel, args,
+                            {**constexprs, "SPLIT": split > 1, "RES_PREFETCH": prefetch, **tile.constexprs()},
+                            (plan.tiles, split), tile.num_warps, tile.num_stages, kind="gemm", meta=meta)
+        if split == 1:
+            return [gemm]
+        red = cfg.tile_2d(m, cout)
+        reduce_args = (partial, out_buf, scale if scale is not None else dummy,
+                       shift if shift is not None else dummy, residual if residual is not None else dummy,
+                       m, cout, oh, ow, split, out_total, out_offset, float(residual_scale), res_h, res_w,
+                       *residual_strides)
+        reduce = KernelLaunch(f"{what}/splitk_reduce", splitk_reduce_kernel, reduce_args,
+                              {**{k: constexprs[k] for k in ("HAS_SCALE", "HAS_SHIFT", "ACT", "HAS_RESIDUAL",
+                                                             "ACT2", "RES_STRIDED")}, **red.constexprs()},
+                              (triton.cdiv(m, red.BLOCK_R), triton.cdiv(cout, red.BLOCK_C)), red.num_warps, 1,
+                              kind="splitk_reduce", meta={"M": m, "N": cout, "splits": split, "dtype": dtype})
+        return [gemm, reduce]
 
-    def bench(tile):
+    def bench(plan):
         scratch = torch.empty_like(out)  # never overwrite live data while timing
-        return cfg.time_ms(make(tile, scratch).execute)  # timing launches are not recorded
+        launches = make(plan, scratch)
+
+        def run_all():
+            for launch in launches:
+                launch.execute()  # timing launches are not recorded
+        return cfg.time_ms(run_all)
 
     spec_key = f"{dtype}/{precision}/{sorted(constexprs.items())}/k{pw.kh}x{pw.kw}/s{sh}x{sw}"
-    tile = _gemm_tile_config("conv_gemm", dtype, m, cout, k_inner, spec_key, x.device,
-                             bench if x.device.type == "cuda" else None)
-    return make(tile, out)
+    lean = not (flags["HAS_SCALE"] or flags["HAS_RESIDUAL"])
+    plan = _gemm_plan(dtype, m, cout, k_steps_of, spec_key, x.device, bench if x.device.type == "cuda" else None,
+                      lean, 2 if is_1x1 else 1, flat_k)
+    return make(plan, out)
+
+
+def alloc_workspace(shape, device) -> torch.Tensor:
+    """The fp32 split-K partial sums (every element is written before it is read)."""
+    return torch.empty(tuple(shape), dtype=torch.float32, device=device)
+
+
+def _run(launches) -> None:
+    for launch in launches:
+        launch.run()
 
 
 def _check_prologue(what, x, in_scale, in_shift, prologue_act):
@@ -403,9 +488,9 @@ def conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(
     out, total, flags = _epilogue_args(what, x, pw.cout, (x.shape[0], oh, ow), scale, shift, act, residual,
                                        residual_scale, act2, out, out_channel_offset, residual_strides)
     geometry = {"out_hw": (oh, ow), "strides": (sh, sw), "pad_before": (pt, pl), "dilations": (dh, dw)}
-    _conv_launch(what, x, pw, out, total, out_channel_offset, geometry, flags, scale, shift, residual,
-                 residual_scale, in_scale, in_shift, prologue_act, precision, transposed=False,
-                 residual_strides=pair(residual_strides, f"{what}: residual_strides")).run()
+    _run(_conv_launches(what, x, pw, out, total, out_channel_offset, geometry, flags, scale, shift, residual,
+                        residual_scale, in_scale, in_shift, prologue_act, precision, transposed=False,
+                        residual_strides=pair(residual_strides, f"{what}: residual_strides")))
     return out
 
 
@@ -428,8 +513,8 @@ def conv2d_transpose(x, w_packed, *, strides, pad_before, output_hw, scale=None,
     out, total, flags = _epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, residual,
                                        residual_scale, act2, out, out_channel_offset)
     geometry = {"out_hw": (oh, ow), "strides": (sh, sw), "pad_before": (pt, pl), "dilations": (1, 1)}
-    _conv_launch(what, x, pw, out, total, out_channel_offset, geometry, flags, scale, shift, residual,
-                 residual_scale, None, None, "none", precision, transposed=True).run()
+    _run(_conv_launches(what, x, pw, out, total, out_channel_offset, geometry, flags, scale, shift, residual,
+                        residual_scale, None, None, "none", precision, transposed=True))
     return out
 
 
@@ -451,6 +536,6 @@ def matmul(x, w_packed, *, scale=None, shift=None, act="none", residual=None, re
                                        residual_scale, act2, out, out_channel_offset)
     res4 = residual.reshape(rows, 1, 1, pw.cout) if residual is not None else None
     geometry = {"out_hw": (1, 1), "strides": (1, 1), "pad_before": (0, 0), "dilations": (1, 1)}
-    _conv_launch(what, x4, pw, out, total, out_channel_offset, geometry, flags, scale, shift, res4,
-                 residual_scale, None, None, "none", precision, transposed=False).run()
+    _run(_conv_launches(what, x4, pw, out, total, out_channel_offset, geometry, flags, scale, shift, res4,
+                        residual_scale, None, None, "none", precision, transposed=False))
     return out

@@ -21,10 +21,13 @@ Occupancy (per launch)
     waves          = ceil(ctas / (SMs * ctas/SM))
     wave fill      = ctas / (waves * SMs * ctas/SM)
     tile fill      = M*N / (ceil(M/BM)*BM * ceil(N/BN)*BN)    (1 without M, N, BM, BN)
+    A persistent grid (fewer CTAs than output tiles, tiles = ceil(M/BM)*ceil(N/BN)) works in
+    rounds: waves = ceil(tiles / resident CTAs), wave fill = tiles / (waves * SMs * ctas/SM),
+    and "units" below are its tiles instead of its CTAs.
 
 Times (per launch; summed over launches: launches of one plan run one after another)
     roofline       = max(FLOPs / peak, bytes / HBM)           the ceilings of `GpuSpec`
-    SM fill        = ctas / (ceil(ctas / SMs) * SMs)          co-resident CTAs share their SM's
+    SM fill        = units / (ceil(units / min(ctas, SMs)) * SMs)   co-resident CTAs share their SM's
                                                               tensor cores, so compute is
                                                               quantized in SMs, not CTA slots
     compute        = FLOPs / (peak * achievable_tc * SM fill * tile fill * pipe)
@@ -33,7 +36,7 @@ Times (per launch; summed over launches: launches of one plan run one after anot
                      SM_BW = SM_INFLIGHT_BYTES / MEM_LATENCY (Little's law: the most one SM
                      keeps in flight over one round trip), so a grid of few CTAs cannot use
                      the whole HBM bandwidth
-    latency        = waves * serial_steps * MEM_LATENCY / in_flight
+    latency        = waves * serial_steps * MEM_LATENCY / in_flight     (per CTA, per wave)
                      serial_steps = ceil(K / BLOCK_K) / split (split = CTAs per output
                      tile, from the grid), 1 for kernels without a K loop; in_flight =
                      num_stages - 1 when pipelined, else 1: each k-step of a CTA waits for
@@ -135,11 +138,23 @@ def waves_and_fill(ctas: int, per_sm: int, sms: int) -> tuple[int, float]:
     return waves, ctas / (waves * slots)
 
 
-def sm_fill(ctas: int, sms: int) -> float:
-    """ctas / (ceil(ctas / SMs) * SMs): the busy share of the SMs over the launch."""
-    if ctas <= 0:
+def sm_fill(units: int, sms: int, ctas: int | None = None) -> float:
+    """units / (ceil(units / min(ctas, SMs)) * SMs): the busy share of the SMs over the launch.
+    `units` are the CTAs, or the output tiles of a persistent grid of `ctas` < tiles CTAs."""
+    if units <= 0:
         return 0.0
-    return ctas / (-(-ctas // sms) * sms)
+    lanes = min(units if ctas is None else ctas, sms)
+    return units / (-(-units // lanes) * sms)
+
+
+def grid_rounds(tiles: int, ctas: int, per_sm: int, sms: int) -> tuple[int, float]:
+    """(rounds, wave fill) of a persistent grid: `ctas` resident CTAs (at most SMs x per_sm)
+    taking `tiles` tiles in ceil(tiles / resident) rounds; fill = tiles / (rounds x SMs x per_sm)."""
+    resident = min(ctas, sms * per_sm)
+    if tiles <= 0 or resident <= 0:
+        return 0, 0.0
+    rounds = -(-tiles // resident)
+    return rounds, tiles / (rounds * sms * per_sm)
 
 
 def achievable_bandwidth_tbs(ctas: int, gpu: GpuSpec) -> float:
@@ -233,22 +248,26 @@ def model_launch(launch, flops: int, nbytes: int, resources: dict, gpu: GpuSpec,
     regs = int(resources.get("registers", -1))
     smem = int(resources.get("shared_bytes", 0) or 0)
     per_sm, limiter = ctas_per_sm(launch.num_warps, regs, max(smem, 0), gpu)
-    waves, wfill = waves_and_fill(ctas, per_sm, gpu.sms)
     m, n, k = (launch.meta.get(key) for key in ("M", "N", "K"))
     bm, bn, bk = (c.get(key) for key in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
     has_tile = None not in (m, n, bm, bn)
     tfill = tile_fill(int(m), int(n), int(bm), int(bn)) if has_tile else 1.0
+    tiles = (-(-int(m) // int(bm)) * -(-int(n) // int(bn))) if has_tile else ctas
+    units = max(ctas, tiles)   # a persistent grid (fewer CTAs than tiles) loops over its tiles
+    if units > ctas:
+        waves, wfill = grid_rounds(units, ctas, per_sm, gpu.sms)
+    else:
+        waves, wfill = waves_and_fill(ctas, per_sm, gpu.sms)
     pipelined = resources.get("pipelined")
     peak, unit = _compute_peak(launch, dtype, resources, gpu)
     pipe = PIPE_PENALTY if pipelined is False else 1.0
     achievable = gpu.achievable_tc if unit in ("HGMMA", "HMMA", "tf32") else 1.0
-    sfill = sm_fill(ctas, gpu.sms)
+    sfill = sm_fill(units, gpu.sms, ctas)
     compute_us = (flops / (peak * 1e6 * achievable * max(sfill, 1e-9) * tfill * pipe)) if flops else 0.0
     memory_us = nbytes / (achievable_bandwidth_tbs(ctas, gpu) * 1e6) if nbytes and ctas else 0.0
     if "serial_steps" in launch.meta:
         steps = float(launch.meta["serial_steps"])
     elif k is not None and bk:
-        tiles = (-(-int(m) // int(bm)) * -(-int(n) // int(bn))) if has_tile else ctas
         split = max(1, ctas // max(tiles, 1))
         steps = math.ceil(int(k) / int(bk)) / split
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.node import FLOAT_DTYPES
-from ..ir.ops import Op
+from ..ir.ops import ACTIVATION_OPS, Op, node_act
 from . import numpy_ops as ref
 
 
@@ -120,10 +120,7 @@ REFERENCE = {
     Op.MAXIMUM: lambda n, i: np.maximum(i[0], i[1]),
     Op.MINIMUM: lambda n, i: np.minimum(i[0], i[1]),
     Op.NEG: lambda n, i: -i[0],
-    Op.RELU: lambda n, i: ref.activation(i[0], "relu"),
-    Op.RELU6: lambda n, i: ref.activation(i[0], "relu6"),
-    Op.SIGMOID: lambda n, i: ref.sigmoid(i[0]),
-    Op.TANH: lambda n, i: np.tanh(i[0]),
+    **{op: lambda n, i: ref.activation(i[0], node_act(n)) for op in ACTIVATION_OPS},
     Op.IDENTITY: lambda n, i: i[0],
     Op.BIAS_ADD: lambda n, i: i[0] + i[1],
     Op.DROPOUT: _dropout,

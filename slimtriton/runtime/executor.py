@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..ir.ops import Op
+from ..ir.ops import PARAMETER_OPS, Op
 from ..kernels.common import DTYPES as TORCH_DTYPES  # compute dtype name -> torch dtype
 from . import lowering as L
 from .memory import ARENA, EXTERNAL, KERNEL, OUTPUT
@@ -136,7 +136,7 @@ class PlanExecutor:
             return buffers[key]
 
         def get(node):
-            if node.op in (Op.VARIABLE, Op.CONSTANT):
+            if node.op in PARAMETER_OPS:
                 return self.params[node.name]
             return env[node.name]
 
@@ -190,7 +190,7 @@ class PlanExecutor:
         mem = self.plan.memory
         results = []
         for o in self.plan.outputs:
-            if o.op in (Op.VARIABLE, Op.CONSTANT):
+            if o.op in PARAMETER_OPS:
                 results.append(self.params[self.plan.output_keys[o.name]].clone())
             elif mem.storages[mem.alias[o.name]].kind == EXTERNAL:
                 results.append(env[o.name].clone())  # an input (or a view of one) returned as is

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from ..fusion.common import epilogue_operands
 from ..ir.node import Node
-from ..ir.ops import Op
+from ..ir.ops import ACTIVATION_OPS, Op, node_act
 
 # How a parameter node is prepared once, at compile time (see runtime.executor).
 PREP_CONV = "conv2d"            # kernels.prepack_conv2d
@@ -218,7 +218,6 @@ def _lower_unit_norm(node: Node) -> Lowered:
 
 _BINARY = {Op.ADD: "add", Op.SUB: "sub", Op.MUL: "mul", Op.DIV: "div", Op.MAXIMUM: "maximum",
            Op.MINIMUM: "minimum"}
-_UNARY = {Op.RELU: "relu", Op.RELU6: "relu6", Op.SIGMOID: "sigmoid", Op.TANH: "tanh", Op.NEG: "neg"}
 
 
 def _lower_binary(node: Node) -> Lowered:
@@ -230,9 +229,11 @@ def _lower_binary(node: Node) -> Lowered:
 
 
 def _lower_unary(node: Node) -> Lowered:
+    """An activation (its attribute value, e.g. ("leaky_relu", 0.2)) or neg, as kernels.unary."""
     fn = kernel_fn("unary", node)
+    op = "neg" if node.op is Op.NEG else node_act(node)
     return Lowered("unary", node.inputs, {},
-                   lambda get, out, offset, p: fn(_UNARY[node.op], get(node.inputs[0]), name=node.name),
+                   lambda get, out, offset, p: fn(op, get(node.inputs[0]), name=node.name),
                    supports_out=False)
 
 
@@ -281,6 +282,20 @@ def _dropout(node: Node):
     return _lower_reshape(node)
 
 
+# The plan passes' merged kernels (fusion/pipeline.py PLAN_PASSES: name -> find(lowered, program)).
+PLAN_LOWERINGS = {"mean_gemm": lower_mean_gemm, "strided_residual": lower_strided_residual}
+
+# Ops LOWERINGS leaves out on purpose, and why (tests/test_architecture.py: every op is in one).
+NOT_LOWERED = {
+    Op.PLACEHOLDER: "a feed: its buffer is the caller's input, no kernel",
+    Op.VARIABLE: "a parameter: prepared once at compile time (PREP_*), no kernel",
+    Op.CONSTANT: "a scalar: prepared once (PREP_SCALAR) and read by its consumer's kernel",
+    Op.CONV2D: "always lifted to FUSED_CONV2D by the epilogue pass before lowering",
+    Op.DEPTHWISE_CONV2D: "always lifted to FUSED_DEPTHWISE_CONV2D by the epilogue pass before lowering",
+    Op.CONV2D_TRANSPOSE: "always lifted to FUSED_CONV2D_TRANSPOSE by the epilogue pass before lowering",
+    Op.MATMUL: "always lifted to FUSED_MATMUL by the epilogue pass before lowering",
+}
+
 LOWERINGS: dict[Op, Callable[[Node], Lowered]] = {
     Op.FUSED_CONV2D: _lower_fused_gemm("conv2d", PREP_CONV, _conv_geometry),
     Op.FUSED_DEPTHWISE_CONV2D: _lower_fused_gemm("depthwise_conv2d", PREP_DEPTHWISE, _conv_geometry,
@@ -298,7 +313,8 @@ LOWERINGS: dict[Op, Callable[[Node], Lowered]] = {
     **{op: _lower_binary for op in _BINARY},
     Op.BIAS_ADD: _bias_or_bn,
     Op.BATCH_NORM: _bias_or_bn,
-    **{op: _lower_unary for op in _UNARY},
+    Op.NEG: _lower_unary,
+    **{op: _lower_unary for op in ACTIVATION_OPS},
     Op.IDENTITY: _lower_reshape,
     Op.DROPOUT: _dropout,
     Op.RESHAPE: _lower_reshape,

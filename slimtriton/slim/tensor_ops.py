@@ -15,11 +15,11 @@ import numpy as np
 from ..ir.graph import (as_tensor, constant as _constant, get_default_graph, graph_of, placeholder as _placeholder,
                         record)
 from ..ir.node import DTYPES, Tensor
-from ..ir.ops import Op
+from ..ir.ops import Act, Op
 from ..ir.shapes import broadcast_shapes
 
 __all__ = [
-    "fail", "where_name", "resolve_padding", "normalize_padding", "relu", "relu6", "sigmoid", "tanh", "softmax",
+    "fail", "where_name", "resolve_padding", "normalize_padding", "activation", "ACTIVATION_FNS", "softmax",
     "identity", "bias_add", "concat", "pad", "reduce_mean", "squeeze", "reshape", "expand_dims", "tile",
     "add", "subtract", "multiply", "divide", "maximum", "minimum", "clip_by_value", "negative", "add_n", "one_hot",
     "placeholder",
@@ -89,20 +89,46 @@ def _unary(op, x, name, fn):
     return record(op, [_tensor(x, where, "features")], {}, name)
 
 
-def relu(features, name=None):
-    return _unary(Op.RELU, features, name or "Relu", "tf.nn.relu")
+def activation(act: Act, features, name=None, fn=None, **param):
+    """Record the activation `act` (ir/ops.py) of `features`, named as TF names it (`Relu`,
+    `LeakyRelu`); `param`: its one parameter when it has one (leaky_relu's `alpha`)."""
+    act = Act(act)
+    base = name or "".join(w.capitalize() for w in act.value.split("_"))
+    where = where_name(fn or f"tf.nn.{act.value}", base)
+    attrs = {}
+    if act.param is not None:
+        key, default = act.param
+        value = param.pop(key, default)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            fail(where, key, f"expected a finite number, got {value!r}", TypeError)
+        attrs[key] = float(value)
+    if param:
+        fail(where, next(iter(param)), f"{act.value} takes no argument {next(iter(param))!r}", TypeError)
+    return record(act.op, [_tensor(features, where, "features")], attrs, base)
 
 
-def relu6(features, name=None):
-    return _unary(Op.RELU6, features, name or "Relu6", "tf.nn.relu6")
+def _tf_activation(act: Act, tf_name: str):
+    """`tf.nn.<tf_name>(features[, <param>=default], name=None)` for the activation `act`."""
+    if act.param is None:
+        def fn(features, name=None):
+            return activation(act, features, name, f"tf.nn.{tf_name}")
+    else:
+        key, default = act.param
+
+        def fn(features, *args, name=None, **kwargs):
+            if args:
+                kwargs[key] = args[0]
+            return activation(act, features, name, f"tf.nn.{tf_name}", **{key: kwargs.pop(key, default)}, **kwargs)
+    fn.__name__ = fn.__qualname__ = tf_name
+    fn.__doc__ = f"tf.nn.{tf_name}: records Op.{act.op.name} (the activation Act.{act.name})."
+    return fn
 
 
-def sigmoid(x, name=None):
-    return _unary(Op.SIGMOID, x, name or "Sigmoid", "tf.sigmoid")
-
-
-def tanh(x, name=None):
-    return _unary(Op.TANH, x, name or "Tanh", "tf.tanh")
+# tf.nn.<name> for every activation of the vocabulary (ir/ops.py Act.tf_names): adding an
+# activation there adds its front-end function here.
+ACTIVATION_FNS = {tf_name: _tf_activation(act, tf_name) for act in Act for tf_name in act.tf_names}
+globals().update(ACTIVATION_FNS)  # relu, relu6, sigmoid, tanh, ...: functions of this module
+__all__ += list(ACTIVATION_FNS)
 
 
 def identity(input, name=None):

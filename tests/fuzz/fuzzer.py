@@ -17,7 +17,9 @@ Dtypes float32, float16, bfloat16 (tolerances of tests/helpers.TOLERANCE); `pois
 `st.compile(..., poison=True)` (freed arena buffers NaN-filled) and kernel poison
 (`kernels.set_poison`: every output NaN-filled before its launch); each case calls the model
 1-3 times with fresh inputs. Non-finite cells must match the reference exactly (NaN where it
-has NaN, the same infinities); the finite cells are compared by relative L2 error.
+has NaN, the same infinities); the finite cells are compared by relative L2 error, within the
+dtype's tolerance or twice the error of eager torch in the same dtype, whichever is larger
+(`compare`). An error anywhere (the reference refusing a valid input included) is a failure.
 """
 from __future__ import annotations
 
@@ -125,10 +127,12 @@ def case_input(case, shape, seed: int) -> np.ndarray:
 
 def compare(got, want, dtype: str, what: str, baseline=None) -> None:
     """Non-finite cells exactly as the reference's (NaN positions, signed infinities); the
-    finite cells within tests/helpers.TOLERANCE[dtype] (relative L2). In float16/bfloat16 a
-    chain of layers rounds at every layer, so the tolerance widens to twice the error of
-    `baseline()` (the torch eager backend in the same dtype, computed only when needed): the
-    compiled plan must not be less accurate than eager torch."""
+    finite cells within tests/helpers.TOLERANCE[dtype] (relative L2). A chain of layers rounds
+    at every layer (float16/bfloat16) and a small output after a ReLU magnifies relative error
+    (float32 too: a [0, 0, 0.0058, 0] output is 1.7e-4 off on the compiled plan, 1.0e-4 on eager
+    torch), so the tolerance widens to twice the error of `baseline()` (the torch eager backend
+    in the same dtype, computed only when needed): the compiled plan must not be less accurate
+    than eager torch."""
     from tests.helpers import TOLERANCE, assert_close, relative_l2, to_numpy
     got, want = to_numpy(got), to_numpy(want)
     if got.shape != want.shape:
@@ -143,7 +147,7 @@ def compare(got, want, dtype: str, what: str, baseline=None) -> None:
     if not finite.any():
         return
     tol = TOLERANCE[dtype]
-    if dtype != "float32" and baseline is not None and relative_l2(got[finite], want[finite]) > tol:
+    if baseline is not None and relative_l2(got[finite], want[finite]) > tol:
         eager = to_numpy(baseline())
         eager_err = relative_l2(eager[finite], want[finite]) if np.isfinite(eager[finite]).all() else np.inf
         tol = max(tol, 2 * eager_err)

@@ -118,6 +118,10 @@ def transpose_cases(draw):
 @SETTINGS
 @given(transpose_cases())
 def test_conv2d_transpose_matches_reference(c):
+    run_transpose_case(c)
+
+
+def run_transpose_case(c):
     rng = np.random.default_rng(3)
     dtype = c["dtype"]
     x = rounded(rng.standard_normal((c["n"], c["h"], c["w"], c["cin"])), dtype)

@@ -52,7 +52,7 @@ def test_record_launches_enumerates_meta_launches_with_gpu_tiles():
     w = torch.empty((3, 3, 64, 64), dtype=torch.float16, device="meta")
     with K.record_launches(execute=False) as launches:
         K.conv2d(x, w, padding=((1, 1), (1, 1)), act="relu", name="block1/conv2")
-    (launch,) = launches
+    launch = launches[0]  # the GEMM (a split-K grid adds its reduction launch)
     assert launch.name == "block1/conv2" and launch.kind == "gemm"
     assert launch.constexprs["BLOCK_K"] == 64 and launch.num_stages >= 3  # a GPU config, not the interpreter's
     sig, consts, attrs = launch.specialization()
@@ -90,8 +90,8 @@ def test_tanh_and_sigmoid_are_accurate_everywhere():
 @pytest.mark.parametrize("arch", [90, 80])
 def test_static_audit_fp16_convs_use_tensor_cores_without_spills(arch):
     shapes = [A.parse_shape_spec("1,56,56,64,64,1,1,1"), A.parse_shape_spec("1,56,56,64,64,3,3,1")]
-    rows = A.audit_launches(A.conv_launches(shapes, "float16"), arch)
-    assert len(rows) == 2
+    rows = [r for r in A.audit_launches(A.conv_launches(shapes, "float16"), arch) if r.kind == "gemm"]
+    assert len(rows) == 2  # (a split-K grid adds a reduction launch, not a GEMM)
     for row in rows:
         assert not row.error, row.error
         assert row.registers > 0 and not row.spills, row
