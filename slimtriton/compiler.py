@@ -327,6 +327,10 @@ class CompiledModel:
 
     def to_module(self):
         """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
+        if self.plans:
+            raise NotImplementedError(f"to_module of a dynamic-batch model (batch buckets {self.batch_sizes}) is not "
+                                      f"supported: the module runs one static plan; compile the graph at a static "
+                                      f"batch (st.placeholder([N, ...])) for a module")
         from .torch_module import to_module
         return to_module(self)
     def _check_feed(self, node: Node, value):

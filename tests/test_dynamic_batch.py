@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st_h
 
 import slimtriton as st
 from slimtriton import slim, tf
@@ -278,6 +280,8 @@ def test_compile_refusals():
     model = _quiet_compile(g, logits, weights, max_batch=2)
     with pytest.raises(NotImplementedError, match="dynamic-batch model"):
         model.save("unused")
+    with pytest.raises(NotImplementedError, match="dynamic-batch model"):
+        model.to_module()
 
 
 def test_analysis_only_dynamic_model_reports_the_largest_bucket():
@@ -342,3 +346,25 @@ def test_plan_of_a_dynamic_graph_takes_a_batch():
         plan(g, logits)
     with pytest.raises(ValueError, match="static batch"):
         plan(static, slogits, batch=2)
+
+
+def _random_net(batch, size, channels, kernel, stride):
+    with st.Graph() as g:
+        x = st.placeholder([batch, size, size, channels], name="images")
+        a = slim.conv2d(x, 3, kernel, stride=stride, scope="a")
+        b = slim.separable_conv2d(x, 2, kernel, depth_multiplier=2, stride=stride, scope="b")
+        net = tf.concat([a, b], 3)
+        net = tf.reduce_mean(net, [1, 2], keep_dims=True)
+        net = tf.squeeze(net, [1, 2])
+        net = tf.reshape(net, [-1, 5, 1])
+        tf.nn.softmax(tf.reshape(net, [-1, 5]))
+    return g
+
+
+@given(batch=st_h.integers(1, 9), size=st_h.integers(3, 12), channels=st_h.integers(1, 4),
+       kernel=st_h.integers(1, 3), stride=st_h.integers(1, 2))
+@settings(max_examples=25)
+def test_specialize_equals_recording_at_the_batch(batch, size, channels, kernel, stride):
+    dynamic = _random_net(None, size, channels, kernel, stride)
+    static = _random_net(batch, size, channels, kernel, stride)
+    assert _structure(specialize(dynamic.nodes, batch)) == _structure(static.nodes)

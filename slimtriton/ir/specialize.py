@@ -59,7 +59,11 @@ def feed_batch(feeds: Mapping[Node, object], where: str = "feed_dict") -> "int |
     for node, value in feeds.items():
         if not node.dynamic_batch:
             continue
-        shape = tuple(getattr(value, "shape", ()))
+        if hasattr(value, "shape"):  # NumPy arrays, torch tensors
+            shape = tuple(value.shape)
+        else:  # nested lists, as feed_dict allows
+            import numpy as np
+            shape = np.shape(value)
         if len(shape) != len(node.shape):
             raise ValueError(f"{where}: {node.name} expects shape {list(node.shape)} (any batch), got an array "
                              f"of shape {list(shape)}")
