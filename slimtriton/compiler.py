@@ -211,7 +211,8 @@ class CompiledModel:
         else:
             values = resolve_parameters(plan.program, weights)
             params = prepare_parameters(plan, values, self.device, progress=_progress("preparing parameters"))
-        self._params, self._precision, self._poison, self._use_cuda_graph = params, precision, poison, cuda_graph
+        self._params, self._precision, self._poison = params, precision, poison
+        self._graph_per_bucket = self.device.type == "cuda" and cuda_graph  # dynamic batch: one CUDA graph per bucket
         if self.plans:  # one executor per bucket, built at its first call (_bucket), sharing params and arena
             from .runtime.executor import TORCH_DTYPES, SharedArena
             self._arena = SharedArena(list(self.plans.values()), TORCH_DTYPES[self.dtype], self.device, poison)
@@ -235,7 +236,7 @@ class CompiledModel:
             bplan = self.plans[bucket]
             executor = PlanExecutor(bplan, self._params, self.device, self._precision, self._poison, arena=self._arena)
             runner = None
-            if self.device.type == "cuda" and self._use_cuda_graph:
+            if self._graph_per_bucket:
                 from .runtime.cuda_graph import CudaGraphRunner
                 runner = CudaGraphRunner(executor, bplan)
             self._buckets[bucket] = (executor, runner)

@@ -368,3 +368,24 @@ def test_specialize_equals_recording_at_the_batch(batch, size, channels, kernel,
     dynamic = _random_net(None, size, channels, kernel, stride)
     static = _random_net(batch, size, channels, kernel, stride)
     assert _structure(specialize(dynamic.nodes, batch)) == _structure(static.nodes)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="fakes of torch.cuda replace the real ones")
+def test_one_cuda_graph_per_bucket_captured_lazily_over_the_shared_arena(monkeypatch):
+    """With torch.cuda faked (tests/test_gpu_paths.py: a capture records the kernel launches, a
+    replay re-runs them with the captured pointers), each bucket captures its own graph at its
+    first call and replays it afterwards; interleaved buckets over the one shared arena stay right."""
+    from .test_gpu_paths import FakeCuda
+    g, x, logits, _ = _small_net()
+    weights = st.init_weights(g, seed=3)
+    xs = _images(4, seed=4)
+    want = st.Session(g, weights).run(logits, {x: xs})
+    model = _quiet_compile(g, logits, weights, max_batch=4)
+    FakeCuda(monkeypatch)
+    model._graph_per_bucket = True  # as on CUDA with cuda_graph=True
+    for batch in (1, 3, 2, 4, 1, 3, 2):
+        assert_close(model(xs[:batch]), want[:batch], "float32", what=f"batch {batch}")
+    runners = {b: r for b, (_, r) in model._buckets.items()}
+    assert sorted(runners) == [1, 2, 4] and len({id(r) for r in runners.values()}) == 3
+    assert all(r.graph is not None and not r.failed for r in runners.values())
+    assert {b: r.replays for b, r in runners.items()} == {1: 1, 2: 1, 4: 2}  # first call: eager, then capture
