@@ -6,7 +6,9 @@
     model.kernels[0].source                 # the Triton source of a fused kernel
 
 `weights=None` gives an analysis-only model (plan and report, not callable); `plan(g,
-outputs, dtype)` is the same thing as a function.
+outputs, dtype)` is the same thing as a function. On CUDA with static shapes the whole
+plan is replayed as one CUDA graph (`cuda_graph=False` turns it off); without a GPU the
+kernels run in the Triton interpreter on the CPU (correctness, not speed).
 
 A graph recorded with an unknown batch (`st.placeholder([None, ...])`) compiles into one
 model for any batch up to `max_batch` (or the largest of `batch_sizes`):
@@ -23,9 +25,7 @@ padded with zeros up to its bucket and the padding is sliced off every output, s
 output's leading dimension must be the batch and no op may mix examples (both checked at
 compile time). On CUDA each bucket captures its own CUDA graph at its first call. A batch
 outside [1, max bucket] is one ValueError naming it and the range. A static graph compiles
-as before; `max_batch`/`batch_sizes` with a static graph is an error. On CUDA with static shapes the whole
-plan is replayed as one CUDA graph (`cuda_graph=False` turns it off); without a GPU the
-kernels run in the Triton interpreter on the CPU (correctness, not speed).
+as before; `max_batch`/`batch_sizes` with a static graph is an error.
 """
 from __future__ import annotations
 
