@@ -333,7 +333,7 @@ class CompiledModel:
                                       f"supported: the module runs one static plan; compile the graph at a static "
                                       f"batch (st.placeholder([N, ...])) for a module")
         from .torch_module import to_module
-        return to_module(self)
+        return to_module(self, _rebuild, resolve_device)
     def _check_feed(self, node: Node, value):
         """`value` (a torch tensor as is, anything else as a NumPy array) after checking its shape
         and dtype against the placeholder's; ValueError naming the placeholder otherwise."""
@@ -383,7 +383,7 @@ class CompiledModel:
                      f"{self.max_batch}); parameters prepared once, arena sized for the largest bucket")
         return text
 
-    def save(self, path, archs=(), overwrite: bool = False):
+    def save(self, path, archs=(), overwrite: bool = False, meta: dict | None = None):
         """Write this model as an engine directory (`slimtriton.engine`): the fused plan, the
         prepared parameters, tile winners, a manifest with versions and hashes, and, for each
         compute capability in `archs` (e.g. (90,)), every kernel compiled ahead of time (no GPU
@@ -393,7 +393,7 @@ class CompiledModel:
                                       f"supported: an engine holds one static plan; compile the graph at a static "
                                       f"batch (st.placeholder([N, ...])) to save it")
         from .engine import save
-        return save(self, path, archs=archs, overwrite=overwrite)
+        return save(self, path, archs=archs, overwrite=overwrite, meta=meta)
 
     def summary(self) -> dict:
         from .report import plan_summary
@@ -496,6 +496,16 @@ def _progress(desc: str):
             return items
         return tqdm(items, desc=desc, leave=False, disable=len(items) < 50)
     return wrap
+
+
+def load_compiled(path, device=None, cuda_graph: bool = True) -> CompiledModel:
+    """The model saved by `CompiledModel.save` at `path` (slimtriton.engine: no fusion pass runs,
+    the parameters are used as saved), on `device` (None: CUDA when present, else the CPU with
+    the Triton interpreter)."""
+    from .engine import load
+    dev = resolve_device(device)
+    the_plan, spec, params, precision = load(path, dev)
+    return CompiledModel(the_plan, spec, None, dev, precision, cuda_graph, prepared=params)
 
 
 def resolve_device(device):

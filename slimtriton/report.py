@@ -169,7 +169,8 @@ def launch_tile(launch) -> str:
 LEGEND = [
     "legend: layer = the scope the kernel's fused ops share (under the prefix above); ops = their kinds, in order;",
     "  triton kernel = the jit function, its BLOCK_* tile, warps (w) and pipeline stages (s) of a GPU run",
-    "  (the cached autotune winner or the default; the interpreter uses one large tile);",
+    "  (the cached autotune winner or the default; the interpreter uses one large tile); '+n': n more launches",
+    "  in the step (e.g. a split-K reduction; --json lists every launch);",
     "  sizes in KiB/MiB/GiB (powers of 1024); MFLOP = 10^6 FLOPs (multiply-add = 2)",
 ]
 CONCAT_LEGEND = ("  '-> C[+k]': the kernel writes its output straight into channels k.. of the buffer of concat C "
@@ -189,7 +190,9 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
     rows = []
     for s in plan.kernels:
         layer, kinds = step_layer_and_ops(recorded, s, prefix)
-        rows.append((s, layer, kinds, "; ".join(launch_tile(l) for l in launches[s.index]) or "-"))
+        step_launches = launches[s.index]
+        more = f" +{len(step_launches) - 1}" if len(step_launches) > 1 else ""
+        rows.append((s, layer, kinds, (launch_tile(step_launches[0]) + more) if step_launches else "-"))
     outputs = ", ".join(f"{o.name} ({o.op.short})" for o in plan.outputs)
     lines = [f"slimtriton fusion report ({plan.dtype}): {summary['kernels']['slimtriton']} kernels "
              f"computing {outputs}",

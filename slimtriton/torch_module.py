@@ -62,12 +62,16 @@ def source_variables(plan) -> list[str]:
 
 class CompiledModule(torch.nn.Module):
     """A compiled plan as a torch module (see the module docstring). Build it with
-    `CompiledModel.to_module()`."""
+    `CompiledModel.to_module()`, which hands over the compiler's `rebuild(spec, values)` (the
+    output structure) and `resolve_device(device)` (refuses what the kernels cannot run on):
+    this module sits beside the compiler and does not import it (no import cycle)."""
 
-    def __init__(self, model, weights: Mapping[str, np.ndarray]):
+    def __init__(self, model, weights: Mapping[str, np.ndarray], rebuild, resolve_device):
         super().__init__()
         self._plan = model.plan
         self._spec = model._spec
+        self._rebuild = rebuild
+        self._resolve_device = resolve_device
         self._precision = model.precision
         self._variables = source_variables(model.plan)
         missing = [v for v in self._variables if v not in weights]
@@ -97,10 +101,9 @@ class CompiledModule(torch.nn.Module):
         signature = self._signature()
         if self._executor is not None and signature == self._packed_from:
             return self._executor
-        from .compiler import resolve_device
         from .fusion.program import resolve_parameters
         from .runtime.executor import PlanExecutor, prepare_parameters
-        device = resolve_device(self.device)  # a clear error for a device the kernels cannot run on
+        device = self._resolve_device(self.device)  # a clear error for a device the kernels cannot run on
         for var, t in self.weights().items():
             if t.device != device:
                 raise ValueError(f"to_module: buffer {buffer_name(var)} is on {t.device}, the module on {device}; "
@@ -149,10 +152,19 @@ class CompiledModule(torch.nn.Module):
                 f"{len(self._variables)} weight buffers")
 
 
-@torch.compiler.disable(reason="slimtriton launches its own Triton kernels; dynamo runs the module eagerly "
-                               "(a graph break)")
+GRAPH_BREAK_REASON = "slimtriton launches its own Triton kernels; dynamo runs the module eagerly (a graph break)"
+
+
+def _graph_break(fn):
+    """`fn`, never traced by dynamo (torch.compiler.disable), with the reason where torch takes one."""
+    try:
+        return torch.compiler.disable(fn, reason=GRAPH_BREAK_REASON)
+    except TypeError:  # torch before the `reason` argument (pyproject allows torch >= 2.4)
+        return torch.compiler.disable(fn)
+
+
+@_graph_break
 def _run(module: CompiledModule, args, kwargs):
-    from .compiler import _rebuild
     from .runtime.executor import TORCH_DTYPES
     feeds = module._feeds(args, kwargs)
     if torch.is_grad_enabled() and any(v.requires_grad for v in feeds.values()):
@@ -169,11 +181,12 @@ def _run(module: CompiledModule, args, kwargs):
         tensors[node.name] = value.detach().to(device=executor.device, dtype=dtype).contiguous()
     with torch.no_grad():
         results = executor.run(tensors)
-    return _rebuild(module._spec, list(results))
+    return module._rebuild(module._spec, list(results))
 
 
-def to_module(model) -> CompiledModule:
-    """`model.to_module()`: see the module docstring."""
+def to_module(model, rebuild, resolve_device) -> CompiledModule:
+    """`model.to_module()` (which passes the compiler's `_rebuild` and `resolve_device`): see
+    the module docstring."""
     weights = getattr(model, "_source_weights", None)
     if model.analysis_only:
         raise ValueError("to_module needs a model compiled with weights (st.compile(graph, outputs, weights)); "
@@ -182,4 +195,4 @@ def to_module(model) -> CompiledModule:
         raise ValueError("to_module: this model was loaded from a saved engine, which holds the kernels' packed "
                          "parameters, not the TF-Slim weights a module's buffers and state_dict are; compile the "
                          "graph with its weights (st.compile(graph, outputs, st.load_weights(...)).to_module())")
-    return CompiledModule(model, weights)
+    return CompiledModule(model, weights, rebuild, resolve_device)

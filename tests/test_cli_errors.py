@@ -137,6 +137,14 @@ def test_same_user_error_same_exit_status(tmp_path, capsys):
         assert status == 2 and "nope.npz" in err, (argv, status, err)
 
 
+@pytest.mark.parametrize("argv", [["run", "nope"], ["report", "nope"], ["audit", "nope"],
+                                  ["compile", "nope", "-o", "{tmp}/engine"], ["export", "nope", "-o", "{tmp}/x.onnx"],
+                                  ["convert", "{tmp}/nope.npz", "{tmp}/x.npz"]])
+def test_an_unknown_net_or_file_is_exit_status_2_in_every_command(argv, tmp_path, capsys):
+    status, _, err = _run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert status == 2 and "nope" in err and "Traceback" not in err, err
+
+
 def test_one_map_from_errors_to_exit_statuses():
     from slimtriton.cli import exit_status
     from slimtriton.commands.errors import UsageError

@@ -7,7 +7,7 @@ is a module, else to pkg). Layers, bottom to top (a module may import its own la
 below):
 
     ir < reference, eager, slim, nets, tf, executor, weights < fusion < kernels < runtime
-       < compiler, session, report, export, preprocessing, reproducer, the package root
+       < compiler, session, report, export, preprocessing, reproducer, torch_module, engine, the package root
        < commands, cli, data, demo
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ LAYERS = [
     {"fusion"},
     {"kernels"},
     {"runtime"},
-    {"compiler", "session", "report", "export", "preprocessing", "reproducer", ""},
+    {"compiler", "session", "report", "export", "preprocessing", "reproducer", "torch_module", "engine", ""},
     {"commands", "cli", "data", "demo", "__main__"},
 ]
 

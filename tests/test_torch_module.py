@@ -175,7 +175,8 @@ def test_torch_compile_of_a_wrapper_breaks_the_graph_cleanly(built):
         got = compiled(xt)
     assert_close(got, eager, "float32", what="torch.compile(wrapper) vs eager")
     torch._dynamo.reset()
-    with torch.no_grad(), pytest.raises(Exception, match="slimtriton launches its own Triton kernels"):
+    # The reason where this torch takes one (2.13 here), dynamo's own "disable" message otherwise.
+    with torch.no_grad(), pytest.raises(Exception, match="slimtriton launches its own Triton kernels|disable"):
         torch.compile(wrapper, backend="aot_eager", fullgraph=True)(xt)
     torch._dynamo.reset()
 
@@ -190,7 +191,8 @@ def test_names_with_dots_are_escaped_reversibly():
         y = slim.fully_connected(x, 2, activation_fn=None, scope="fc.v2")
     weights = _weights(g, seed=3)
     module = _compile(g, y, weights).to_module()
-    assert sorted(module.state_dict()) == sorted(buffer_name(k) for k in weights) == ["fc%2Ev2/biases", "fc%2Ev2/weights"]
+    expected = ["fc%2Ev2/biases", "fc%2Ev2/weights"]
+    assert sorted(module.state_dict()) == sorted(buffer_name(k) for k in weights) == expected
     assert sorted(module.weights()) == sorted(weights)
     xv = np.ones((1, 4), np.float32)
     assert_close(module(torch.from_numpy(xv)), st.Session(g, weights).run(y, {x: xv}), "float32")

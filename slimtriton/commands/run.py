@@ -13,6 +13,12 @@ times N more runs after `--warmup W` untimed ones and prints a latency summary (
 min, max, mean in ms; on a GPU the input stays on the device and each run is synchronized).
 Flags and files (--out's directory, --labels' length, --input's dtype and layout) are
 checked before anything long runs.
+
+`--engine DIR` runs an engine written by `slimtriton compile` (st.load_compiled: no fusion
+pass, the saved parameters); NET may be omitted (the engine names its net), and the input is
+--input, --image (the engine's net's preprocessing at its image size) or a random image of
+the engine's input shape. Flags that define the net or its weights (--weights, --backend,
+--dtype, --num-classes, --image-size, --batch) belong to `slimtriton compile` then.
 """
 from __future__ import annotations
 
@@ -33,7 +39,10 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run a net (triton, reference or torch backend)",
                                    description=__doc__.split("\n\n", 1)[1],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("net", metavar="NET", help="a name from `slimtriton nets`")
+    parser.add_argument("net", metavar="NET", nargs="?", default=None,
+                        help="a name from `slimtriton nets` (optional with --engine)")
+    parser.add_argument("--engine", metavar="DIR", default=None,
+                        help="run an engine written by `slimtriton compile` instead of compiling NET")
     parser.add_argument("--weights", metavar="PATH", default=None,
                         help=".npz, .safetensors or TF checkpoint (default: random, initialized with --seed)")
     parser.add_argument("--input", metavar="X.npy", default=None,
@@ -144,9 +153,13 @@ def _check_labels(path: str, num_outputs: int, kind: str) -> None:
 def main(args) -> int:
     import numpy as np
     import slimtriton as st
-    from slimtriton.preprocessing import format_top_k, preprocess_for, top_k
+    from slimtriton.preprocessing import preprocess_for
     from ._netbuild import build_net, main_output
 
+    if args.engine is not None:
+        return run_engine(args)
+    if args.net is None:
+        raise UsageError("give a NET (see `slimtriton nets`), or --engine DIR")
     check_flags(args)
     x = None
     image_size = args.image_size
@@ -208,6 +221,18 @@ def main(args) -> int:
     print(f"{args.net} on {args.backend} ({dtype}): input {list(x.shape)} -> output {list(probs.shape)}; {first}")
     if args.iterations:
         print(latency_summary(call, args.iterations, 1 if args.warmup is None else args.warmup, batch))
+    print_scores(probs, kind, args.labels)
+    if args.out:
+        np.savez(args.out, **result)
+        print(f"wrote {args.out} ({len(result)} arrays)")
+    return 0
+
+
+def print_scores(probs, kind: str, labels) -> None:
+    """Per image: the top-5 classes (softmax of logits when `kind` is 'logits') or the
+    embedding's norm."""
+    import numpy as np
+    from slimtriton.preprocessing import format_top_k, top_k
     for i in range(probs.shape[0]):
         row = probs[i].reshape(-1).astype(np.float64)
         if kind == "embedding":
@@ -217,10 +242,60 @@ def main(args) -> int:
             row = np.exp(row - row.max())
             row /= row.sum()
         print(f"image {i}:" + (" (softmax of the logits)" if kind == "logits" else ""))
-        print(format_top_k(top_k(row, min(5, row.size), labels=args.labels)))
+        print(format_top_k(top_k(row, min(5, row.size), labels=labels)))
+
+
+ENGINE_EXCLUDES = ("weights", "num_classes", "image_size", "batch", "dtype")
+
+
+def run_engine(args) -> int:
+    """`run --engine DIR`: load the engine, run it once on the input, print the scores."""
+    import numpy as np
+    import slimtriton as st
+    from slimtriton.engine import read_manifest
+    from slimtriton.preprocessing import preprocess_for
+
+    given = [f"--{name.replace('_', '-')}" for name in ENGINE_EXCLUDES if getattr(args, name) is not None]
+    if args.backend != "triton":
+        given.append(f"--backend {args.backend}")
+    if given:
+        raise UsageError(f"{', '.join(given)}: an engine's net, weights, dtype and input shape were fixed by "
+                         f"`slimtriton compile`; run --engine takes only the input and output flags")
+    check_flags(args)
+    meta = read_manifest(args.engine).get("meta", {})
+    net = meta.get("net")
+    if args.net is not None and net is not None and args.net != net:
+        raise UsageError(f"NET {args.net}: the engine {args.engine} was compiled from {net}")
+    args.net = args.net or net
+    t0 = time.perf_counter()
+    model = st.load_compiled(args.engine)
+    t1 = time.perf_counter()
+    (shape,) = [tuple(n.shape) for n in model.plan.inputs]
+    print(f"loaded engine {args.engine} ({net or 'net not recorded'}: {len(model.kernels)} kernels, "
+          f"{model.dtype}, input {list(shape)}) in {t1 - t0:.2f} s", flush=True)
+    if args.input:
+        x = load_input(args.input, shape[1])
+    elif args.image:
+        if args.net is None:
+            raise UsageError("--image needs the engine's net to preprocess it; give NET")
+        x = preprocess_for(args.net, args.image, shape[1], _preprocessing_name(args))
+    else:
+        x = np.random.default_rng(args.seed).uniform(-1, 1, shape).astype(np.float32)
+    if tuple(x.shape) != shape:
+        raise UsageError(f"input shape {list(x.shape)} does not match the engine's input {list(shape)}")
+    kind = "embedding" if args.net in EMBEDDING_NETS else meta.get("output", "predictions")
+    probs = _run_with_progress(model, x)
+    if args.labels:
+        _check_labels(args.labels, int(np.prod(probs.shape[1:])), kind)
+    print(f"engine run: input {list(x.shape)} -> output {list(probs.shape)}; first run "
+          f"{time.perf_counter() - t1:.3f} s")
+    if args.iterations:
+        print(latency_summary(_timed_call(model, x), args.iterations, 1 if args.warmup is None else args.warmup,
+                              shape[0]))
+    print_scores(probs, kind, args.labels)
     if args.out:
-        np.savez(args.out, **result)
-        print(f"wrote {args.out} ({len(result)} arrays)")
+        np.savez(args.out, output=probs)
+        print(f"wrote {args.out} (1 array)")
     return 0
 
 
@@ -240,7 +315,8 @@ def _run_with_progress(model, x):
 
     def after_step(step):
         if step.launches_kernel:
-            bar.set_postfix_str(f"{step.kernel} {step.node.name}"[-60:], refresh=False)
+            tail = "/".join(step.node.name.split("/")[-3:])  # the layer's end: where the run is
+            bar.set_postfix_str(f"{step.kernel} {tail}", refresh=False)
             bar.update(1)
 
     # the model calls executor.run(inputs); for this call it gets the hook (an instance

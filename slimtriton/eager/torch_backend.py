@@ -31,6 +31,7 @@ from ..executor import needed_nodes
 from ..ir.node import FLOAT_DTYPES, Node
 from ..ir.ops import ACTIVATION_OPS, Act, Op, lookup, node_act, parse_act
 from ..weights import check_weights
+from ..ir.shapes import window_attrs
 
 _TORCH_DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -259,6 +260,21 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
             mean = mean / real_fraction
         return _nhwc(mean)
 
+    def fused_window_conv2d(node, inputs):
+        """avg_pool(x) or win_act(depthwise(x)*win_scale + win_shift), then the 1x1 conv + epilogue."""
+        a, x = node.attrs, inputs[0]
+        win_attrs = window_attrs(a)
+        if a["window"] == "avg_pool":
+            win = avg_pool(node.replace(op=Op.AVG_POOL, inputs=node.inputs[:1], attrs=win_attrs,
+                                        shape=node.shape[:3] + x.shape[-1:]), (x,))
+        else:
+            grouped = _depthwise_to_grouped(inputs[4])
+            win = _act(_nhwc(conv_nchw(x, grouped, win_attrs, groups=x.shape[3])) * inputs[5] + inputs[6],
+                       a["win_act"])
+        pointwise = _nhwc(conv_nchw(win, weight_layout(node, inputs[1], _hwio_to_oihw),
+                                    {"strides": (1, 1), "padding": ((0, 0), (0, 0))}))
+        return epilogue(node, pointwise, inputs[2:4])
+
     def pad(node, inputs):
         flat = []
         for before, after in reversed(node.attrs["paddings"]):  # F.pad lists the last axis first
@@ -314,6 +330,7 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         Op.FUSED_CONV2D_TRANSPOSE: lambda n, i: epilogue(n, conv2d_transpose_nhwc(n, i[0], i[1]), i[2:]),
         Op.FUSED_MATMUL: lambda n, i: epilogue(n, matmul(n, i[0], i[1]), i[2:]),
         Op.FUSED_ELEMENTWISE: lambda n, i: epilogue(n, i[0], i[1:]),
+        Op.FUSED_WINDOW_CONV2D: fused_window_conv2d,
     })
     missing = set(Op) - set(table)
     assert not missing, f"TORCH misses {missing}"
@@ -351,7 +368,7 @@ def _transpose_weights(w: torch.Tensor) -> torch.Tensor:
 
 
 _WEIGHT_LAYOUTS = {
-    Op.CONV2D: _hwio_to_oihw, Op.FUSED_CONV2D: _hwio_to_oihw,
+    Op.CONV2D: _hwio_to_oihw, Op.FUSED_CONV2D: _hwio_to_oihw, Op.FUSED_WINDOW_CONV2D: _hwio_to_oihw,
     Op.DEPTHWISE_CONV2D: _depthwise_to_grouped, Op.FUSED_DEPTHWISE_CONV2D: _depthwise_to_grouped,
     Op.CONV2D_TRANSPOSE: _transpose_weights, Op.FUSED_CONV2D_TRANSPOSE: _transpose_weights,
 }

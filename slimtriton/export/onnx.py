@@ -259,7 +259,7 @@ class _Exporter:
         shape: list = list(node.shape)
         if layout == NCHW:
             shape = _permute(NCHW, shape)
-        if id(node) in self.batched:
+        if id(node) in self.batched and shape:
             shape[0] = BATCH_DIM
         elem = getattr(self.onnx.TensorProto, _ONNX_DTYPES[node.dtype])
         return self.onnx.helper.make_tensor_value_info(name, elem, shape)
@@ -554,6 +554,8 @@ def _reduce_mean(ex: _Exporter, node: Node) -> None:
     layout = ex.layout_of(x)
     axes = sorted(_axis_in(layout, a) for a in node.attrs["axes"])
     keep = bool(node.attrs["keepdims"])
+    if 0 in node.attrs["axes"]:  # averaged over the batch: the result has no batch axis
+        ex.batched.discard(id(node))
     out = ex.add("ReduceMean", [ex.get(x, layout)], node.name, axes=axes, keepdims=int(keep))
     if keep or layout == IR:
         return ex.set(node, out, layout)
@@ -669,6 +671,7 @@ UNSUPPORTED: dict[Op, str] = {
     Op.FUSED_CONV2D_TRANSPOSE: _FUSED_REASON,
     Op.FUSED_MATMUL: _FUSED_REASON,
     Op.FUSED_ELEMENTWISE: _FUSED_REASON,
+    Op.FUSED_WINDOW_CONV2D: _FUSED_REASON,
 }
 
 assert not set(EXPORTERS) & set(UNSUPPORTED) and set(EXPORTERS) | set(UNSUPPORTED) == set(Op), \

@@ -10,7 +10,7 @@ fusion package never imports the runtime); then concat elimination and the memor
 from __future__ import annotations
 
 from . import (activation_idioms, const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities,
-               strided_residual)
+               strided_residual, window_prologue)
 from .log import pass_lines
 from .program import Program, rewrite
 
@@ -23,6 +23,7 @@ IR_PASSES = [
     ("epilogue", epilogue.RULES),                    # 4: act / residual add / scaled residual -> FUSED_* epilogue
     ("pointwise", epilogue.LEFTOVER_RULES),          # 4b: unfused BN / bias / add / relu -> FUSED_ELEMENTWISE
     ("prologue", prologue.RULES),                    # 5: pre-activation BN+ReLU -> consumers' prologue (byte model)
+    ("window_prologue", window_prologue.RULES),      # 5b: avg pool / depthwise -> 1x1 conv's A load (byte model)
 ]
 
 # Plan passes, applied by slimtriton.runtime.plan.build_plan in this order (None: the pass

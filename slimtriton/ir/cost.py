@@ -100,6 +100,15 @@ def _fused(base):
     return rule
 
 
+def _fused_window_conv2d(node: Node) -> int:
+    """The window (pool adds, or depthwise multiply-adds + its affine/act), then the 1x1 GEMM."""
+    kh, kw = node.attrs["ksize"]
+    x, w = node.inputs[0], node.inputs[1]
+    win = prod(node.shape[:3]) * x.shape[-1]
+    per = kh * kw if node.attrs["window"] == "avg_pool" else 2 * kh * kw + 2 + _act_flops(node, "win_act")
+    return win * per + 2 * prod(node.shape) * w.shape[2] + _epilogue(node)
+
+
 FLOPS = {
     Op.PLACEHOLDER: _zero,
     Op.VARIABLE: _zero,
@@ -135,6 +144,7 @@ FLOPS = {
     Op.FUSED_CONV2D_TRANSPOSE: _fused(_conv2d_transpose),
     Op.FUSED_MATMUL: _fused(_matmul),
     Op.FUSED_ELEMENTWISE: _fused(None),
+    Op.FUSED_WINDOW_CONV2D: _fused_window_conv2d,
 }
 
 _missing = set(Op) - set(FLOPS)

@@ -103,6 +103,7 @@ class Op(enum.Enum):
     FUSED_CONV2D_TRANSPOSE = (Group.FUSED, "fused_conv2d_transpose")
     FUSED_MATMUL = (Group.FUSED, "fused_matmul")
     FUSED_ELEMENTWISE = (Group.FUSED, "fused_elementwise")
+    FUSED_WINDOW_CONV2D = (Group.FUSED, "fused_window_conv2d")  # 1x1 conv of avg_pool / depthwise(x)
 
     @property
     def group(self) -> Group:

@@ -335,6 +335,47 @@ def _fused(base_rule, n_base):
     return rule
 
 
+def _fused_window_conv2d(name, inputs, attrs):
+    """FUSED_WINDOW_CONV2D (fused_ops.md): x, w[1,1,C,Cout], scale, shift[, win_w[kh,kw,C,1],
+    win_scale[C], win_shift[C]]; the output grid is the window's (avg pool / depthwise conv)."""
+    window = attrs["window"]
+    if window not in WINDOWS:
+        _fail(name, f"window={window!r} is not one of {WINDOWS}")
+    for key in ("act", "win_act"):
+        parse_act(attrs.get(key, "none"), f"{name}: {key}")
+    if attrs.get("residual") or attrs.get("act2", "none") != "none":
+        _fail(name, "a windowed 1x1 conv has no residual")
+    _arity(name, inputs, 7 if window == "depthwise" else 4)
+    x, w = inputs[:2]
+    win = window_attrs(attrs)
+    if window == "depthwise":
+        wd = inputs[4]
+        if tuple(wd.shape) != (*attrs["ksize"], x.shape[-1], 1):
+            _fail(name, f"depthwise weights {wd.name}{list(wd.shape)} must be [{attrs['ksize'][0]}, "
+                        f"{attrs['ksize'][1]}, {x.shape[-1]}, 1] for input shape {list(x.shape)}")
+        (n, oh, ow, c), _ = _depthwise(name, (x, wd), win)
+        _vector(name, inputs[5], c, "window scale")
+        _vector(name, inputs[6], c, "window shift")
+    else:
+        (n, oh, ow, c), _ = _pool(name, (x,), win)
+    _rank(name, w, 4, "weights")
+    if tuple(w.shape[:3]) != (1, 1, c):
+        _fail(name, f"weights {w.name}{list(w.shape)} must be [1, 1, {c}, Cout] (input shape {list(x.shape)})")
+    out = (n, oh, ow, w.shape[3])
+    _vector(name, inputs[2], out[-1], "epilogue scale")
+    _vector(name, inputs[3], out[-1], "epilogue shift")
+    return out, _same_dtype(name, inputs)
+
+
+WINDOWS = ("avg_pool", "depthwise")
+
+
+def window_attrs(attrs) -> dict:
+    """The pool / depthwise-conv attrs of a FUSED_WINDOW_CONV2D's window."""
+    return {"ksize": tuple(attrs["ksize"]), "strides": tuple(attrs["win_strides"]),
+            "padding": tuple(attrs["win_padding"]), "dilations": tuple(attrs["win_dilations"])}
+
+
 def _identity_base(name, inputs, attrs):
     return inputs[0].shape, inputs[0].dtype
 
@@ -369,6 +410,7 @@ SHAPE_RULES = {
     Op.FUSED_CONV2D_TRANSPOSE: _fused(_conv2d_transpose, 2),
     Op.FUSED_MATMUL: _fused(_matmul, 2),
     Op.FUSED_ELEMENTWISE: _fused(_identity_base, 1),
+    Op.FUSED_WINDOW_CONV2D: _fused_window_conv2d,
 }
 
 _missing = set(Op) - set(SHAPE_RULES)

@@ -51,6 +51,10 @@ Other kernels:
     max_pool2d(x, ksize, strides, padding, out=None, out_channel_offset=0, name=...)
     avg_pool2d(x, ksize, strides, padding, out=None, out_channel_offset=0, name=...)
         padding explicit ((t,b),(l,r)); padded cells are ignored (avg divides by real cells)
+    window_conv2d(x, w_packed_1x1, *, window, ksize, strides, padding, dilations, win_w, win_scale,
+                  win_shift, win_act, scale, shift, act, out, out_channel_offset, precision, name)
+        a 1x1 conv of avg_pool(x) or of win_act(depthwise(x)*win_scale + win_shift), the window
+        computed in the GEMM's A load (FUSED_WINDOW_CONV2D; the windowed tensor is never stored)
     global_mean(x, keepdims=True, out=None, out_channel_offset=0, name=...)   # mean over H, W
     softmax(x, axis=-1, name=...)                   # NaN lines: see "Non-finite values" above
     unit_norm(x, axis, epsilon, name=...)                      # x / sqrt(eps + sum(x^2, axis))
@@ -107,12 +111,13 @@ from .launch import KernelLaunch, poison_enabled, record_launches, set_poison  #
 from .mean_gemm import mean_matmul  # noqa: E402
 from .norm import softmax, unit_norm  # noqa: E402
 from .pool import avg_pool2d, global_mean, max_pool2d  # noqa: E402
+from .prologue_gemm import window_conv2d  # noqa: E402
 
 __all__ = [
     "KernelArgumentError", "KernelLaunch", "PackedWeight", "interpreting", "poison_enabled",
     "record_launches", "set_poison",
     "conv2d", "conv2d_transpose", "matmul", "prepack_conv2d", "prepack_conv2d_transpose",
-    "prepack_matmul", "depthwise_conv2d", "prepack_depthwise", "mean_matmul",
+    "prepack_matmul", "depthwise_conv2d", "prepack_depthwise", "mean_matmul", "window_conv2d",
     "max_pool2d", "avg_pool2d", "global_mean", "softmax", "unit_norm",
     "affine_act", "binary", "unary", "copy_channels", "pad",
 ]

@@ -131,10 +131,13 @@ def max_pool(x, ksize, strides, padding) -> np.ndarray:
     """Max over each window; padded cells are -inf (they never win)."""
     x = _f64(x)
     xp = _pad_hw(x, padding, -np.inf, "max_pool")
-    out = None
-    for _, _, window in _taps(xp, ksize[0], ksize[1], strides, (1, 1), "max_pool"):
+    real = _pad_hw(np.ones((1,) + x.shape[1:3] + (1,)), padding, 0.0, "max_pool")
+    out = count = None
+    for (_, _, window), (_, _, cells) in zip(_taps(xp, ksize[0], ksize[1], strides, (1, 1), "max_pool"),
+                                             _taps(real, ksize[0], ksize[1], strides, (1, 1), "max_pool")):
         out = window.copy() if out is None else np.maximum(out, window)
-    if np.isneginf(out).any():
+        count = cells.copy() if count is None else count + cells
+    if (count == 0).any():  # a -inf input value is a value; a window of padding alone has none
         raise ValueError(f"max_pool: a window of size {tuple(ksize)} covers only padding "
                          f"{tuple(map(tuple, padding))} (input {list(x.shape)})")
     return out

@@ -109,6 +109,18 @@ def _fused_conv2d_transpose(node, inputs):
     return _epilogue(node, acc, inputs[2:])
 
 
+def _fused_window_conv2d(node, inputs):
+    """avg_pool(x), or win_act(depthwise(x) * win_scale + win_shift); then the 1x1 conv + epilogue."""
+    a = node.attrs
+    x = inputs[0]
+    if a["window"] == "avg_pool":
+        win = ref.avg_pool(x, a["ksize"], a["win_strides"], a["win_padding"])
+    else:
+        acc = ref.depthwise_conv2d(x, inputs[4], a["win_strides"], a["win_padding"], a["win_dilations"])
+        win = ref.epilogue(acc, inputs[5], inputs[6], a["win_act"])
+    return _epilogue(node, ref.conv2d(win, inputs[1]), inputs[2:4])
+
+
 REFERENCE = {
     Op.PLACEHOLDER: _source,
     Op.VARIABLE: _source,
@@ -145,6 +157,7 @@ REFERENCE = {
     Op.FUSED_CONV2D_TRANSPOSE: _fused_conv2d_transpose,
     Op.FUSED_MATMUL: lambda n, i: _epilogue(n, ref.matmul(i[0], i[1]), i[2:]),
     Op.FUSED_ELEMENTWISE: lambda n, i: _epilogue(n, i[0], i[1:]),
+    Op.FUSED_WINDOW_CONV2D: _fused_window_conv2d,
 }
 
 _missing = set(Op) - set(REFERENCE)

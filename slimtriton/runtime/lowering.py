@@ -166,6 +166,39 @@ def lower_mean_gemm(node: Node, x: Node, absorbed: tuple[Node, ...], prologue: O
     return Lowered("mean_matmul", tuple(reads), prep, call, absorbed=absorbed)
 
 
+def _lower_window_conv2d(node: Node) -> Lowered:
+    """FUSED_WINDOW_CONV2D: kernels.window_conv2d (the avg pool / depthwise window in the A load)."""
+    fn = kernel_fn("window_conv2d", node)
+    a = node.attrs
+    w = node.inputs[1]
+    win = node.inputs[4:]  # depthwise: win_w, win_scale, win_shift
+    for p in (w,) + win[:1]:
+        if p.op is not Op.VARIABLE:
+            unsupported(node, f"its weights {p.name} are computed at run time ({p.op.short}); "
+                              f"the kernels take packed parameter weights")
+    prep = {w.name: PREP_CONV, **_vector_preps(node)}
+    if win:
+        prep[win[0].name] = PREP_DEPTHWISE
+        prep.update({v.name: PREP_VECTOR for v in win[1:] if v.op is Op.VARIABLE})
+    keep_win = tuple(v for role, v in zip(("win_w", "scale", "shift"), win)
+                     if not is_neutral(role, v))
+
+    def call(get, out, offset, precision):
+        kw = dict(window=a["window"], ksize=a["ksize"], strides=a["win_strides"], padding=a["win_padding"],
+                  dilations=a["win_dilations"], act=a["act"], out=out, out_channel_offset=offset,
+                  precision=precision, name=node.name)
+        for role, v in epilogue_operands(node).items():
+            kw[role] = None if is_neutral(role, v) else get(v)
+        if win:
+            kw.update(win_w=get(win[0]), win_act=a["win_act"],
+                      win_scale=None if is_neutral("scale", win[1]) else get(win[1]),
+                      win_shift=None if is_neutral("shift", win[2]) else get(win[2]))
+        return fn(get(node.inputs[0]), get(w), **kw)
+    dropped = {id(v) for role, v in epilogue_operands(node).items() if is_neutral(role, v)}
+    reads = tuple(v for v in node.inputs[:4] if id(v) not in dropped) + keep_win
+    return Lowered("window_conv2d", reads, prep, call)
+
+
 def _lower_elementwise(node: Node) -> Lowered:
     fn = kernel_fn("affine_act", node)
 
@@ -305,6 +338,7 @@ LOWERINGS: dict[Op, Callable[[Node], Lowered]] = {
         lambda a: dict(strides=a["strides"], pad_before=a["pad_before"], output_hw=a["output_hw"])),
     Op.FUSED_MATMUL: _lower_fused_gemm("matmul", PREP_MATMUL, lambda a: {}),
     Op.FUSED_ELEMENTWISE: _lower_elementwise,
+    Op.FUSED_WINDOW_CONV2D: _lower_window_conv2d,
     Op.MAX_POOL: _lower_pool("max_pool2d"),
     Op.AVG_POOL: _lower_pool("avg_pool2d"),
     Op.REDUCE_MEAN: _lower_reduce_mean,

@@ -10,8 +10,9 @@ reproducer, a three-line Python snippet that calls `run_case` with that dict. Tw
   pools, scaled residual adds, a concat DAG, BN with and without scale, relu / relu6, an
   optional fully_connected head) drawn over the domains of
   `tests/test_compile_hypothesis.layer_specs` and built by its `build` (input [1, 7, 7, 3]);
-* `kernel`: one layer (conv, separable conv, max/avg pool, fully_connected, softmax) on a
-  random input shape, so the kernels see odd sizes, strides and channel counts.
+* `kernel`: one layer (conv, separable conv, max/avg pool, fully_connected, softmax, a
+  broadcasting binary op, sigmoid / tanh / negative / clip, pad) on a random input shape, so
+  the kernels see odd sizes, strides and channel counts.
 
 Dtypes float32, float16, bfloat16 (tolerances of tests/helpers.TOLERANCE); `poison` runs with
 `st.compile(..., poison=True)` (freed arena buffers NaN-filled) and kernel poison
@@ -38,7 +39,10 @@ GRAPH_DOMAINS = {
     "bn": [None, "scale", "noscale"], "act": ["none", "relu", "relu6"], "depth": [2, 3, 4, 5],
     "scale": [1.0, 0.17],
 }
-KERNEL_LAYERS = ("conv", "separable", "max_pool", "avg_pool", "fully_connected", "softmax")
+KERNEL_LAYERS = ("conv", "separable", "max_pool", "avg_pool", "fully_connected", "softmax", "binary", "unary",
+                 "pad")
+BINARY_OPS = ("add", "subtract", "multiply", "maximum", "minimum")  # x op (spatial mean of x), broadcast
+UNARY_OPS = ("sigmoid", "tanh", "negative", "clip")
 
 
 # -- drawing cases ----------------------------------------------------------------------------
@@ -99,8 +103,21 @@ def build_kernel_graph(case):
             out = pool(x, spec["k"], stride=spec["stride"], padding=spec["padding"], scope="layer")
         elif kind == "fully_connected":
             out = slim.fully_connected(slim.flatten(x), spec["depth"], activation_fn=act, scope="layer", **norm)
-        else:
+        elif kind == "softmax":
             out = slim.softmax(slim.flatten(x), scope="layer")
+        elif kind == "binary":  # a broadcasting binary op (the spatial mean keeps [N, 1, 1, C])
+            from slimtriton import tf
+            op = getattr(tf, BINARY_OPS[spec["depth"] % len(BINARY_OPS)])
+            out = op(x, tf.reduce_mean(x, axis=[1, 2], keepdims=True))
+        elif kind == "unary":
+            from slimtriton import tf
+            name = UNARY_OPS[spec["depth"] % len(UNARY_OPS)]
+            out = (tf.clip_by_value(x, -0.5, 0.7) if name == "clip"
+                   else getattr(tf.nn, name)(x) if name in ("sigmoid", "tanh") else tf.negative(x))
+        else:  # pad: random amounts on H and W
+            from slimtriton import tf
+            k, r = spec["k"], spec["stride"]
+            out = tf.pad(x, [[0, 0], [k % 3, r % 3], [r - 1, k - 1], [0, 0]])
     return g, x, out
 
 
