@@ -1,7 +1,7 @@
 """The recording graph: nodes in topological (recording) order, variables, collections.
 
     with st.Graph() as g:
-        x = st.placeholder([1, 224, 224, 3], name="images")
+        x = st.placeholder([None, 224, 224, 3], name="images")   # None: any batch
         net = slim.conv2d(x, 64, [7, 7], stride=2, scope="conv1")
     print(g)            # one line per node
 
@@ -188,13 +188,31 @@ def record(op: Op, inputs, attrs: dict, base_name: str) -> Tensor:
     return Tensor(node, g)
 
 
+def check_placeholder_shape(shape, where: str) -> tuple:
+    """The shape as a tuple of positive ints, whose leading (batch) dimension may be None
+    (unknown: any batch). A None anywhere else, or any other value, is a ValueError naming
+    the dimension."""
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise ValueError(f"{where}: shape must be a list of ints, got {shape!r}") from None
+    for axis, d in enumerate(shape):
+        if d is None:
+            if axis != 0:
+                raise ValueError(f"{where}: dimension {axis} of shape {list(shape)} is None; only the leading "
+                                 f"(batch) dimension may be unknown")
+        elif isinstance(d, bool) or not isinstance(d, int) or d <= 0:
+            raise ValueError(f"{where}: dimension {axis} of shape {list(shape)} must be a positive int"
+                             + (" (or None for the batch, dimension 0)" if axis == 0 else "") + f", got {d!r}")
+    return shape
+
+
 def placeholder(shape, dtype: str = "float32", name: str = "Placeholder") -> Tensor:
+    """`shape`: positive ints; the leading (batch) dimension may be None (any batch)."""
     g = get_default_graph()
     if dtype not in DTYPES:
         raise TypeError(f"placeholder {name!r}: unknown dtype {dtype!r}; expected one of {DTYPES}")
-    shape = tuple(shape)
-    if any((not isinstance(d, int)) or d <= 0 for d in shape):
-        raise ValueError(f"placeholder {name!r}: shape must be static positive ints, got {list(shape)}")
+    shape = check_placeholder_shape(shape, f"placeholder {name!r}")
     node = g.add_node(Op.PLACEHOLDER, (), {"shape": shape, "dtype": dtype}, g.name_scope_prefix + name)
     return Tensor(node, g)
 

@@ -2,6 +2,12 @@
 
 Used when recording (the front end) and again by the verifier after every pass.
 Errors are ValueError/TypeError naming the node (its scope), the argument and the shapes.
+
+An unknown batch: the leading dimension of a shape may be None (a placeholder recorded
+with `[None, ...]`). Rules pass it through; a rule that would mix the batch with another
+axis or reduce over it (concat/pad/tile/softmax/mean along axis 0, a reshape moving the
+batch, broadcasting it against a real axis) refuses it, naming the node and the axis, and
+`infer` checks that no result has None past its leading dimension.
 """
 from __future__ import annotations
 
@@ -13,7 +19,18 @@ from .ops import ACTIVATION_OPS, ELEMENTWISE_BINARY, Op, act_of_op, lookup, pars
 
 def infer(op: Op, inputs, attrs, name: str):
     rule = lookup(SHAPE_RULES, op, "SHAPE_RULES")
-    return rule(name, inputs, attrs)
+    shape, dtype = rule(name, inputs, attrs)
+    if None in tuple(shape)[1:]:
+        _fail(name, f"output shape {list(shape)} would have an unknown dimension past the batch; only the "
+                    f"leading (batch) dimension may be None")
+    return shape, dtype
+
+
+def _batch_axis(name, x, axis, what):
+    """Refuse `what` along axis 0 of an input whose batch is unknown (it would mix examples)."""
+    if axis == 0 and x.shape and x.shape[0] is None:
+        _fail(name, f"{what} along axis 0 of {x.name}{list(x.shape)}: axis 0 is the unknown batch (None); "
+                    f"an op may not mix or reduce examples of a dynamic batch")
 
 
 def _fail(name, msg, exc=ValueError):
@@ -47,6 +64,12 @@ def broadcast_shapes(name, a, b):
     for i in range(max(len(a), len(b))):
         da = a[len(a) - 1 - i] if i < len(a) else 1
         db = b[len(b) - 1 - i] if i < len(b) else 1
+        if da is None or db is None:  # the unknown batch: broadcasts with itself or with 1 only
+            if (da, db) not in ((None, None), (None, 1), (1, None)):
+                _fail(name, f"shapes {list(a)} and {list(b)} do not broadcast: the unknown batch (None) meets "
+                            f"a dimension of size {da if db is None else db}")
+            out.append(None)
+            continue
         if da != db and 1 not in (da, db):
             _fail(name, f"shapes {list(a)} and {list(b)} do not broadcast")
         out.append(max(da, db))
@@ -57,7 +80,10 @@ def _source(name, inputs, attrs):
     _arity(name, inputs, 0)
     if attrs["dtype"] not in DTYPES:
         _fail(name, f"unknown dtype {attrs['dtype']!r}", TypeError)
-    return tuple(attrs.get("shape", ())), attrs["dtype"]
+    shape = tuple(attrs.get("shape", ()))
+    if None in shape and ("var" in attrs or None in shape[1:]):
+        _fail(name, f"shape {list(shape)}: only a placeholder's leading (batch) dimension may be None")
+    return shape, attrs["dtype"]
 
 
 def _constant(name, inputs, attrs):
@@ -196,6 +222,7 @@ def _reduce_mean(name, inputs, attrs):
     axes = tuple(attrs["axes"])
     for a in axes:
         _axis(name, x, a)
+        _batch_axis(name, x, a, "mean")
     if attrs["keepdims"]:
         shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
     else:
@@ -206,6 +233,7 @@ def _reduce_mean(name, inputs, attrs):
 def _along_axis(name, inputs, attrs):
     _arity(name, inputs, 1)
     _axis(name, inputs[0], attrs["axis"])
+    _batch_axis(name, inputs[0], attrs["axis"], "normalization")
     return inputs[0].shape, inputs[0].dtype
 
 
@@ -213,6 +241,15 @@ def _reshape(name, inputs, attrs):
     _arity(name, inputs, 1)
     x = inputs[0]
     shape = tuple(attrs["shape"])
+    if x.dynamic_batch or None in shape:
+        # an unknown batch stays the leading dimension: only the per-example part is reshaped
+        if not (x.dynamic_batch and shape and shape[0] is None):
+            _fail(name, f"cannot reshape {list(x.shape)} to {list(shape)}: the unknown batch (None) must stay "
+                        f"the leading dimension of both shapes")
+        if math.prod(shape[1:]) != x.per_example_size:
+            _fail(name, f"cannot reshape {list(x.shape)} ({x.per_example_size} elements per example) to "
+                        f"{list(shape)}")
+        return shape, x.dtype
     if math.prod(shape) != x.size:
         _fail(name, f"cannot reshape {list(x.shape)} ({x.size} elements) to {list(shape)}")
     return shape, x.dtype
@@ -224,6 +261,8 @@ def _concat(name, inputs, attrs):
     axis = attrs["axis"]
     first = inputs[0]
     _axis(name, first, axis)
+    for i in inputs:
+        _batch_axis(name, i, axis, "concat")
     for i in inputs[1:]:
         if len(i.shape) != len(first.shape) or any(
                 a != b for k, (a, b) in enumerate(zip(i.shape, first.shape)) if k != axis):
@@ -240,7 +279,9 @@ def _pad(name, inputs, attrs):
     pads = attrs["paddings"]
     if len(pads) != len(x.shape) or any(min(p) < 0 for p in pads):
         _fail(name, f"paddings {pads} must give (before, after) >= 0 for each of the {len(x.shape)} axes of {list(x.shape)}")
-    return tuple(d + b + a for d, (b, a) in zip(x.shape, pads)), x.dtype
+    if x.dynamic_batch and tuple(pads[0]) != (0, 0):
+        _batch_axis(name, x, 0, f"padding {tuple(pads[0])}")
+    return tuple(None if d is None else d + b + a for d, (b, a) in zip(x.shape, pads)), x.dtype
 
 
 def _tile(name, inputs, attrs):
@@ -249,7 +290,9 @@ def _tile(name, inputs, attrs):
     mult = attrs["multiples"]
     if len(mult) != len(x.shape) or min(mult) < 1:
         _fail(name, f"multiples {mult} must be >= 1 for each axis of {list(x.shape)}")
-    return tuple(d * m for d, m in zip(x.shape, mult)), x.dtype
+    if x.dynamic_batch and mult[0] != 1:
+        _batch_axis(name, x, 0, f"tiling by {mult[0]}")
+    return tuple(None if d is None else d * m for d, m in zip(x.shape, mult)), x.dtype
 
 
 def _one_hot(name, inputs, attrs):

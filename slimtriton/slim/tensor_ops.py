@@ -320,11 +320,17 @@ def reshape(tensor, shape, name=None):
     where = where_name("tf.reshape", name, graph_of([tensor]))
     x = _tensor(tensor, where, "tensor")
     try:
-        dims = [operator.index(d) for d in shape]
+        dims = [None if (k == 0 and d is None) else operator.index(d) for k, d in enumerate(shape)]
     except TypeError:
-        fail(where, "shape", f"expected a list of ints, got {shape!r}", TypeError)
-    if dims.count(-1) > 1 or any(d < -1 for d in dims):
+        fail(where, "shape", f"expected a list of ints (None only as the leading, batch, dimension), "
+                             f"got {shape!r}", TypeError)
+    if dims.count(-1) > 1 or any(d is not None and d < -1 for d in dims):
         fail(where, "shape", f"at most one -1 and no other negative sizes allowed, got {dims}")
+    if x.node.dynamic_batch:
+        return record(Op.RESHAPE, [x], {"shape": _batch_reshape(where, x, dims)}, name)
+    if None in dims:
+        fail(where, "shape", f"None (an unknown batch) in the new shape {dims}, but {x.op_name} has a static "
+                             f"shape {list(x.shape)}")
     known = math.prod(d for d in dims if d != -1)
     if -1 in dims:
         if known == 0 or x.node.size % known:
@@ -333,6 +339,27 @@ def reshape(tensor, shape, name=None):
     if math.prod(dims) != x.node.size:
         fail(where, "shape", f"cannot reshape {list(x.shape)} ({x.node.size} elements) to {dims}")
     return record(Op.RESHAPE, [x], {"shape": tuple(dims)}, name)
+
+
+def _batch_reshape(where, x, dims) -> tuple:
+    """The new shape of a reshape of `x`, whose batch is unknown: the batch must stay the leading
+    dimension (`-1` or None there, as `tf.reshape(x, [-1, 1000])` writes it), and only the
+    per-example part is reshaped (a -1 there is inferred from it)."""
+    per_example = x.node.per_example_size
+    if not dims or dims[0] not in (-1, None) or (dims[0] == -1 and -1 in dims[1:]):
+        fail(where, "shape", f"{x.op_name} has an unknown batch (shape {list(x.shape)}): the new shape {dims} "
+                             f"must keep the batch as its leading dimension (-1 or None) and reshape only the "
+                             f"{per_example} elements of each example")
+    rest = list(dims[1:])
+    known = math.prod(d for d in rest if d != -1)
+    if -1 in rest:
+        if known == 0 or per_example % known:
+            fail(where, "shape", f"cannot reshape {list(x.shape)} ({per_example} elements per example) to {dims}")
+        rest[rest.index(-1)] = per_example // known
+    if math.prod(rest) != per_example:
+        fail(where, "shape", f"cannot reshape {list(x.shape)} ({per_example} elements per example) to {dims}: "
+                             f"the batch (the leading -1 or None) must stay the batch")
+    return (None, *rest)
 
 
 def squeeze(input, axis=None, name=None, squeeze_dims=None):
@@ -427,9 +454,11 @@ def avg_pool(value, ksize, strides, padding, data_format="NHWC", name=None):
 
 # -- sources -------------------------------------------------------------------------------
 def placeholder(dtype="float32", shape=None, name=None):
-    """TF1 argument order: tf.placeholder(dtype, shape, name); the shape must be fully static."""
+    """TF1 argument order: tf.placeholder(dtype, shape, name); the shape is static except the
+    leading (batch) dimension, which may be None: `tf.placeholder(tf.float32, (None, 224, 224, 3))`."""
     if shape is None:
-        raise ValueError(f"tf.placeholder {name or 'Placeholder'!r}: argument `shape`: a static shape is required")
+        raise ValueError(f"tf.placeholder {name or 'Placeholder'!r}: argument `shape`: a shape is required "
+                         f"(only its leading, batch, dimension may be None)")
     if str(dtype) not in DTYPES:
         raise TypeError(f"tf.placeholder {name or 'Placeholder'!r}: argument `dtype`: unknown dtype {dtype!r}")
     return _placeholder(list(shape), str(dtype), name or "Placeholder")
