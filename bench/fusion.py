@@ -17,14 +17,18 @@ logits as the output:
   temporary directory so every compile is cold, and a per-process cache compiles a
   specialization shared by several nets/batches once. Each cubin is also inspected
   (`slimtriton.kernels.audit.inspect_cubin`) to count GEMM kernels that spill registers or
-  lack tensor-core instructions.
+  lack tensor-core instructions;
+* with the cubins: the static performance model of `slimtriton audit`
+  (`slimtriton/kernels/perf_model.py`, `--gpu h100|h200`): FLOP-weighted wave x tile fill,
+  the share of GEMM FLOPs in pipelined main loops, and the modeled vs roofline images/s.
+  It is a MODEL, not a measurement, until bench/gpu.py measures the same nets on a GPU.
 
 Writes bench/results/fusion.json, fusion.md and fusion.png (or --out-dir), prints the table
 and checks the compiler targets (ResNet-50 v1 224 fp16: <= 60 kernels; at batch 32 modeled
 bytes <= 0.4x unfused and <= 0.6x extern_conv_plus_pointwise) as PASS/FAIL. Exit status 1
 when a target fails or a net cannot be planned.
 
-    python bench/fusion.py                                   # all nets, batch 1 and 32, cubins
+    python bench/fusion.py                                   # all nets, batch 1, 32, 256, cubins
     python bench/fusion.py --no-cubin                        # plans only (about a minute)
     python bench/fusion.py --nets resnet_v1_50 --batches 32
 """
@@ -65,7 +69,7 @@ import common  # noqa: E402  (bench/common.py)
 
 NETS = ("resnet_v1_50", "resnet_v2_50", "resnet_v2_152", "inception_v3", "inception_resnet_v2",
         "mobilenet_v1", "vgg_16")
-BATCHES = (1, 32)
+BATCHES = (1, 32, 256)
 PLANS = ("unfused", "extern_conv_plus_pointwise", "slimtriton")
 PLAN_LABELS = {"unfused": "unfused", "extern_conv_plus_pointwise": "extern conv + pointwise",
                "slimtriton": "slimtriton"}
@@ -157,12 +161,36 @@ class CubinCompiler:
             info["inspect_error"] = f"{type(exc).__name__}: {exc}"
             return info
         info["spills"] = usage["stack_bytes"] > 0 or usage["local_bytes"] > 0
+        # what the performance model reads (as `slimtriton.kernels.audit.compile_spec` gives it)
+        info.update({k: usage[k] for k in ("registers", "stack_bytes", "local_bytes", "hmma", "hgmma", "pipelined")})
+        info["shared_bytes"] = max(usage["shared_static"], int(getattr(compiled.metadata, "shared", 0) or 0))
         if self.dtype in SIXTEEN_BIT:
             info["tensor_cores"] = usage["hmma"] + usage["hgmma"] > 0
         return info
 
 
-def measure(name: str, batch: int, dtype: str, cubins: CubinCompiler | None) -> dict:
+def model_totals(model, cubins: CubinCompiler, batch: int, gpu: str) -> dict | None:
+    """The performance model's totals of a compiled (analysis-only) model, from the cubins
+    `cubins` already compiled for its launches; None when one of them failed to compile."""
+    from types import SimpleNamespace
+
+    from slimtriton.commands.audit import model_plan
+    from slimtriton.kernels.perf_model import GPUS
+
+    per_step = model.launches()
+    steps = [(step, per_step[step.index]) for step in model.plan.steps if step.launches_kernel]
+    by_key = {}
+    for _, launches in steps:
+        for launch in launches:
+            info = cubins.cache.get(launch.key(), {})
+            if "registers" not in info:
+                return None
+            by_key[launch.key()] = SimpleNamespace(**info)
+    _, totals = model_plan(steps, by_key, GPUS[gpu], model.dtype, batch)
+    return {"gpu": gpu, **totals}
+
+
+def measure(name: str, batch: int, dtype: str, cubins: CubinCompiler | None, gpu: str = "h100") -> dict:
     """One row of the benchmark: plans, FLOPs, memory and compile times of `name` at `batch`."""
     import slimtriton as st
     from slimtriton.kernels.config import gpu_tiles
@@ -195,6 +223,8 @@ def measure(name: str, batch: int, dtype: str, cubins: CubinCompiler | None) -> 
     row["vs_extern"] = common.ratio(slim_bytes, row["bytes"]["extern_conv_plus_pointwise"])
     if cubins is not None:
         row["cubin"] = cubins.compile_launches(launches)
+        if cubins.arch == 90:
+            row["model"] = model_totals(model, cubins, batch, gpu)
     return row
 
 
@@ -266,6 +296,21 @@ def compile_rows(rows) -> tuple[list[str], list[list]]:
     return headers, body
 
 
+def model_rows(rows) -> tuple[list[str], list[list]]:
+    headers = ["net", "batch", "fill", "GEMM FLOPs pipelined", "roofline us", "modeled us",
+               "roofline img/s", "modeled img/s", "modeled / roofline", "modeled TFLOP/s"]
+    body = []
+    for r in rows:
+        m = r.get("model")
+        if "error" in r or not m:
+            continue
+        body.append([r["net"], r["batch"], f"{m['fill_flop_weighted']:.2f}", f"{m['gemm_flops_pipelined']:.0%}",
+                     f"{m['roofline_us']:.0f}", f"{m['modeled_us']:.0f}", f"{m['roofline_images_per_s']:.0f}",
+                     f"{m['modeled_images_per_s']:.0f}",
+                     f"{m['modeled_images_per_s'] / m['roofline_images_per_s']:.2f}", f"{m['modeled_tflops']:.0f}"])
+    return headers, body
+
+
 def markdown_report(result: dict) -> str:
     rows = result["rows"]
     s = result["settings"]
@@ -295,6 +340,16 @@ def markdown_report(result: dict) -> str:
         "",
         common.targets_markdown(fusion_targets(rows)),
     ]
+    model = model_rows(rows)
+    if model[1]:
+        parts += ["", f"## Performance model ({s.get('gpu', 'h100')}): a MODEL, not a measurement", "",
+                  "What `slimtriton audit NET --batch N --gpu " + s.get("gpu", "h100") + "` predicts from the "
+                  "plan and the sm_90 cubins (formulas and constants: `slimtriton/kernels/perf_model.py`), "
+                  "until a GPU measures it (bench/gpu.py). fill: FLOP-weighted wave x tile fill of the GEMM "
+                  "launches; GEMM FLOPs pipelined: the share whose SASS main loop is fed by async copies; "
+                  "roofline: each launch at max(FLOPs / tensor peak, bytes / HBM bandwidth); modeled: "
+                  "occupancy, fill, pipelining, latency and a per-launch CUDA-graph overhead.", "",
+                  common.markdown_table(*model)]
     if s["cubin"]:
         total = result.get("cubin_total", {})
         parts += ["", f"Cubin compile, all rows: {total.get('specializations', 0)} distinct specializations "
@@ -374,6 +429,8 @@ def parse_args(argv):
     parser.add_argument("--no-cubin", action="store_true",
                         help="skip the cold Triton compile of the kernels to cubins")
     parser.add_argument("--arch", type=int, default=90, help="CUDA arch of the cubins (default 90, H100)")
+    parser.add_argument("--gpu", default="h100", choices=["h100", "h200"],
+                        help="ceilings of the performance model (sm_90 cubins only; default h100)")
     parser.add_argument("--out-dir", default=str(common.RESULTS_DIR),
                         help="where fusion.json/.md/.png go (default bench/results)")
     args = parser.parse_args(argv)
@@ -414,16 +471,19 @@ def main(argv=None) -> int:
         for net in args.nets:
             for batch in args.batches:
                 try:
-                    row = measure(net, batch, args.dtype, cubins)
+                    row = measure(net, batch, args.dtype, cubins, args.gpu)
                 except Exception as exc:  # noqa: BLE001 -- one broken net must not hide the others
                     row = {"net": net, "batch": batch, "dtype": args.dtype,
                            "error": f"{type(exc).__name__}: {exc}"}
                     print(f"{net} batch {batch}: ERROR {row['error']}", file=sys.stderr, flush=True)
                 else:
                     c = row.get("cubin")
+                    m = row.get("model")
                     print(f"{net} batch {batch}: {row['kernels']['slimtriton']} kernels, "
                           f"{row['vs_unfused']:.3f}x unfused bytes, plan {row['plan_s']:.1f} s"
-                          + (f", {c['new_specializations']} new cubins {c['new_seconds']:.1f} s" if c else ""),
+                          + (f", {c['new_specializations']} new cubins {c['new_seconds']:.1f} s" if c else "")
+                          + (f", modeled {m['modeled_images_per_s']:.0f} img/s (roofline "
+                             f"{m['roofline_images_per_s']:.0f})" if m else ""),
                           flush=True)
                 rows.append(row)
     finally:
@@ -433,7 +493,7 @@ def main(argv=None) -> int:
     result = {
         "record": record,
         "settings": {"dtype": args.dtype, "nets": args.nets, "batches": args.batches,
-                     "cubin": cubins is not None, "arch": args.arch, "output": "logits",
+                     "cubin": cubins is not None, "arch": args.arch, "output": "logits", "gpu": args.gpu,
                      "tile_configs": "GPU defaults (empty autotune cache)",
                      "wall_s": round(time.perf_counter() - started, 1)},
         "rows": rows,
@@ -451,6 +511,10 @@ def main(argv=None) -> int:
     print(common.text_table(*fusion_rows(rows)))
     print()
     print(common.text_table(*compile_rows(rows)))
+    if model_rows(rows)[1]:
+        print()
+        print(f"performance model ({args.gpu}), a MODEL, not a measurement:")
+        print(common.text_table(*model_rows(rows)))
     if cubins is not None:
         print(f"cubin compile, all rows: {result['cubin_total']['specializations']} distinct specializations "
               f"in {result['cubin_total']['seconds']:.1f} s")

@@ -28,7 +28,7 @@ _LAZY = {
     "load_weights": ("slimtriton.weights", "load_weights"),
     "save_weights": ("slimtriton.weights", "save_weights"),
     "compile": ("slimtriton.compiler", "compile"),
-    "load_compiled": ("slimtriton.engine", "load_compiled"),
+    "load_compiled": ("slimtriton.compiler", "load_compiled"),
     "data": ("slimtriton.data", None),
     "export_onnx": ("slimtriton.export.onnx", "export_onnx"),
 }

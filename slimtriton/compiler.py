@@ -9,6 +9,23 @@
 outputs, dtype)` is the same thing as a function. On CUDA with static shapes the whole
 plan is replayed as one CUDA graph (`cuda_graph=False` turns it off); without a GPU the
 kernels run in the Triton interpreter on the CPU (correctness, not speed).
+
+A graph recorded with an unknown batch (`st.placeholder([None, ...])`) compiles into one
+model for any batch up to `max_batch` (or the largest of `batch_sizes`):
+
+    model = st.compile(g, logits, weights, max_batch=8)    # plans for batch 1, 2, 4, 8
+    model(x3)                                               # batch 3: padded to 4, sliced back to 3
+
+One plan per batch bucket (powers of two up to max_batch, and max_batch itself; explicit
+`batch_sizes` replace them), all planned eagerly by `compile` (every error at compile time),
+all reading the same prepared parameters (prepared once). The executors are built lazily,
+at the first call of their bucket, and carve their activation buffers out of one shared
+arena sized for the largest bucket (calls are serialized by the model's lock). An input is
+padded with zeros up to its bucket and the padding is sliced off every output, so every
+output's leading dimension must be the batch and no op may mix examples (both checked at
+compile time). On CUDA each bucket captures its own CUDA graph at its first call. A batch
+outside [1, max bucket] is one ValueError naming it and the range. A static graph compiles
+as before; `max_batch`/`batch_sizes` with a static graph is an error.
 """
 from __future__ import annotations
 
@@ -66,15 +83,16 @@ def _rebuild(spec, values):
 
 
 def _graph_nodes(graph) -> list[Node]:
-    nodes = getattr(graph, "nodes", None)
+    nodes = graph if isinstance(graph, (list, tuple)) else getattr(graph, "nodes", None)
     if nodes is None:
         raise TypeError(f"compile needs a slimtriton Graph (or a node list), got {type(graph).__name__}")
     return list(nodes)
 
 
-def plan(graph, outputs, dtype: str = "float32", log=None, weights=None):
-    """Fuse and plan without running: returns a `slimtriton.runtime.plan.Plan` (shapes are
-    static in the graph: build the graph at the batch you want to analyse).
+def plan(graph, outputs, dtype: str = "float32", log=None, weights=None, batch: int | None = None):
+    """Fuse and plan without running: returns a `slimtriton.runtime.plan.Plan`. A plan has
+    static shapes: a graph recorded with an unknown batch is planned at `batch` (required
+    for such a graph, refused for a static one).
 
     Without `weights` every batch norm scale is assumed to fold into its conv's weights (the
     epilogue then loads no scale). With `weights` (checked), a layer whose folded weights would
@@ -85,7 +103,20 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None):
     from .fusion.fold_affine import keep_scale
     from .runtime.plan import build_plan
     nodes, _ = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
-    program = Program.from_graph(_graph_nodes(graph), nodes)
+    graph_nodes = _graph_nodes(graph)
+    needed = _needed(nodes)
+    if any(n.dynamic_batch for n in graph_nodes if id(n) in needed):
+        if batch is None:
+            raise ValueError("the graph has an unknown batch (None): plan it at a batch (plan(..., batch=N)) or "
+                             "compile it with max_batch=N")
+        from .ir.specialize import specialize
+        graph_nodes = specialize([n for n in graph_nodes if id(n) in needed], batch)
+        by_name = {n.name: n for n in graph_nodes}
+        nodes = [by_name[n.name] for n in nodes]
+    elif batch is not None:
+        raise ValueError(f"batch={batch!r} applies to a graph recorded with an unknown batch "
+                         f"(st.placeholder([None, ...])); this graph's outputs have a static batch")
+    program = Program.from_graph(graph_nodes, nodes)
     snapshots: dict = {}
     program = run_passes(program, log=log, snapshots=snapshots)
     if weights is not None:
@@ -134,10 +165,19 @@ class KernelInfo:
 
 class CompiledModel:
     def __init__(self, plan, output_spec, weights, device, precision: str, cuda_graph: bool, poison: bool = False,
-                 prepared: dict | None = None):
+                 prepared: dict | None = None, bucket_plans: dict | None = None, recorded_inputs=()):
         """`weights`: {variable name: array} (None: analysis only), or `prepared`: the parameters
-        already prepared for the kernels (a loaded engine, slimtriton.engine)."""
+        already prepared for the kernels (a loaded engine, slimtriton.engine).
+
+        `bucket_plans`: {batch: plan} of a dynamic-batch model (`plan` is the largest), with
+        `recorded_inputs` the recorded placeholders whose batch is unknown (see `compile`)."""
         self.plan = plan
+        self.plans = dict(sorted((bucket_plans or {}).items()))  # batch bucket -> plan (dynamic batch only)
+        self.batch_sizes = list(self.plans)                        # [] for a static graph
+        self.max_batch = self.batch_sizes[-1] if self.plans else None
+        self._dynamic_inputs = {n.name: n for n in recorded_inputs if n.dynamic_batch}
+        self._buckets: dict[int, tuple] = {}  # batch bucket -> (executor, CUDA graph runner or None), lazily
+        self._arena = None
         self.dtype = plan.dtype
         self.precision = precision
         self._spec = output_spec
@@ -148,6 +188,7 @@ class CompiledModel:
         self._stream_order = None
         self.analysis_only = weights is None and prepared is None
         self.kernels = [KernelInfo(self, s) for s in plan.steps if s.launches_kernel]
+        self._source_weights = weights  # a reference, for to_module (its buffers)
         # Placeholders of the graph the outputs do not need: a feed for one is checked and ignored
         # (as Session does); a name that is no placeholder of the graph is an error.
         needed = {n.name for n in plan.inputs}
@@ -164,18 +205,42 @@ class CompiledModel:
         else:
             values = resolve_parameters(plan.program, weights)
             params = prepare_parameters(plan, values, self.device, progress=_progress("preparing parameters"))
-        self._executor = PlanExecutor(plan, params, self.device, precision, poison)
+        self._params, self._precision, self._poison = params, precision, poison
+        self._graph_per_bucket = self.device.type == "cuda" and cuda_graph  # dynamic batch: one CUDA graph per bucket
+        if self.plans:  # one executor per bucket, built at its first call (_bucket), sharing params and arena
+            from .runtime.executor import TORCH_DTYPES, SharedArena
+            self._arena = SharedArena(list(self.plans.values()), TORCH_DTYPES[self.dtype], self.device, poison)
+        else:
+            self._executor = PlanExecutor(plan, params, self.device, precision, poison)
         if self.device.type == "cuda":
             from .runtime.cuda_graph import CudaGraphRunner, StreamOrder
             self._stream_order = StreamOrder()  # calls share the arena: order them across streams
-            if cuda_graph:
+            if cuda_graph and not self.plans:
                 self._cuda_graph = CudaGraphRunner(self._executor, plan)
+
+    def _bucket(self, batch: int) -> tuple[int, object, object]:
+        """(the bucket that runs `batch`, its executor, its CUDA graph runner or None); the
+        executor and runner are built at the bucket's first call."""
+        if not 1 <= batch <= self.max_batch:
+            raise ValueError(f"batch {batch} is outside the range this model was compiled for: 1..{self.max_batch} "
+                             f"(batch buckets {self.batch_sizes}); compile with a larger max_batch or batch_sizes")
+        bucket = next(b for b in self.batch_sizes if b >= batch)
+        if bucket not in self._buckets:
+            from .runtime.executor import PlanExecutor
+            bplan = self.plans[bucket]
+            executor = PlanExecutor(bplan, self._params, self.device, self._precision, self._poison, arena=self._arena)
+            runner = None
+            if self._graph_per_bucket:
+                from .runtime.cuda_graph import CudaGraphRunner
+                runner = CudaGraphRunner(executor, bplan)
+            self._buckets[bucket] = (executor, runner)
+        return (bucket, *self._buckets[bucket])
 
     # -- calling ----------------------------------------------------------------------------
     def __call__(self, *args, **feeds):
         """Run on one array (one placeholder) or feeds by name (see `compile` for the rules on
         feeds, dtypes, devices and outputs)."""
-        if self._executor is None:
+        if self.analysis_only:
             raise RuntimeError("this model was compiled without weights (analysis only): it has .report() "
                                "and .kernels but cannot run; pass weights to slimtriton.compile")
         import torch
@@ -205,10 +270,16 @@ class CompiledModel:
         as_numpy = not any(isinstance(v, torch.Tensor) for v in feeds.values())
         out_device = next((v.device for v in feeds.values() if isinstance(v, torch.Tensor)), None)
         tensors = {n.name: self._convert(n, feeds[n.name]) for n in inputs}  # feeds of unneeded ones: ignored
+        batch = self._batch_of(tensors) if self.plans else None
         with self._lock:  # one arena per model: calls from several threads run one after the other
             if self._stream_order is not None:
                 self._stream_order()
-            if self._cuda_graph is not None:
+            if self.plans:
+                bucket, executor, runner = self._bucket(batch)
+                tensors = {k: _pad_batch(t, bucket) if k in self._dynamic_inputs else t for k, t in tensors.items()}
+                results = (runner or executor).run(tensors)
+                results = [r[:batch] if bucket != batch else r for r in results]  # every output leads with the batch
+            elif self._cuda_graph is not None:
                 results = self._cuda_graph.run(tensors)
             else:
                 results = self._executor.run(tensors)
@@ -219,6 +290,14 @@ class CompiledModel:
                 else:  # the graph's recorded dtype, on the (first) input tensor's device
                     final.append(r.to(device=out_device, dtype=_torch_dtype(node.dtype)))
         return _rebuild(self._spec, final)
+
+    def _batch_of(self, tensors: dict) -> int:
+        """The batch of the feeds of the placeholders with an unknown batch (they must agree)."""
+        batches = {k: int(t.shape[0]) for k, t in tensors.items() if k in self._dynamic_inputs}
+        if len(set(batches.values())) != 1:
+            raise ValueError("the feeds of the unknown batch disagree on its size: "
+                             + ", ".join(f"{k} has batch {b}" for k, b in batches.items()))
+        return next(iter(batches.values()))
 
     def _feed_name(self, key) -> str:
         node = getattr(key, "node", key)
@@ -241,6 +320,14 @@ class CompiledModel:
             t = torch.from_numpy(np.ascontiguousarray(value))
         return t.to(device=self.device, dtype=TORCH_DTYPES[self.dtype]).contiguous()
 
+    def to_module(self):
+        """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
+        if self.plans:
+            raise NotImplementedError(f"to_module of a dynamic-batch model (batch buckets {self.batch_sizes}) is not "
+                                      f"supported: the module runs one static plan; compile the graph at a static "
+                                      f"batch (st.placeholder([N, ...])) for a module")
+        from .torch_module import to_module
+        return to_module(self, _rebuild, resolve_device)
     def _check_feed(self, node: Node, value):
         """`value` (a torch tensor as is, anything else as a NumPy array) after checking its shape
         and dtype against the placeholder's; ValueError naming the placeholder otherwise."""
@@ -249,6 +336,12 @@ class CompiledModel:
             value = np.asarray(value)
         shape = tuple(int(d) for d in value.shape)
         dtype = str(value.dtype).replace("torch.", "")
+        node = self._dynamic_inputs.get(node.name, node)  # the recorded [None, ...]: any batch
+        if node.dynamic_batch and len(shape) == len(node.shape) and shape[1:] == tuple(node.shape[1:]):
+            if not 1 <= shape[0] <= self.max_batch:
+                raise ValueError(f"input {node.name}: batch {shape[0]} is outside the range this model was compiled "
+                                 f"for: 1..{self.max_batch} (batch buckets {self.batch_sizes})")
+            shape = (None, *shape[1:])
         allowed = {node.dtype, self.dtype}
         if node.dtype in DTYPES:  # a float placeholder takes any float feed, cast as TF's feed_dict does
             allowed |= {*DTYPES, "float64"}
@@ -278,23 +371,90 @@ class CompiledModel:
             data["kept_bn_scale"] = dict(kept)
             with open(json_path, "w") as f:
                 json.dump(data, f, indent=1)
-        return text + "\n" + _kept_scale_text(kept, self.analysis_only)
+        text = text + "\n" + _kept_scale_text(kept, self.analysis_only)
+        if self.plans:
+            text += (f"\ndynamic batch: one plan per batch bucket {self.batch_sizes} (this report: batch "
+                     f"{self.max_batch}); parameters prepared once, arena sized for the largest bucket")
+        return text
 
-    def save(self, path, archs=(), overwrite: bool = False):
+    def save(self, path, archs=(), overwrite: bool = False, meta: dict | None = None):
         """Write this model as an engine directory (`slimtriton.engine`): the fused plan, the
         prepared parameters, tile winners, a manifest with versions and hashes, and, for each
         compute capability in `archs` (e.g. (90,)), every kernel compiled ahead of time (no GPU
         needed). `st.load_compiled(path)` runs it without the compiler."""
+        if self.plans:
+            raise NotImplementedError(f"saving a dynamic-batch model (batch buckets {self.batch_sizes}) is not "
+                                      f"supported: an engine holds one static plan; compile the graph at a static "
+                                      f"batch (st.placeholder([N, ...])) to save it")
         from .engine import save
-        return save(self, path, archs=archs, overwrite=overwrite)
+        return save(self, path, archs=archs, overwrite=overwrite, meta=meta)
 
     def summary(self) -> dict:
         from .report import plan_summary
         return {**plan_summary(self.plan), "kept_bn_scale": dict(self.plan.program.kept_scale)}
 
     def __repr__(self) -> str:
-        return (f"CompiledModel({len(self.kernels)} kernels, dtype={self.dtype}, device={self.device}, "
+        batch = f", batch buckets={self.batch_sizes}" if self.plans else ""
+        return (f"CompiledModel({len(self.kernels)} kernels, dtype={self.dtype}, device={self.device}{batch}, "
                 f"{'analysis only' if self.analysis_only else 'callable'})")
+
+
+def _pad_batch(t, bucket: int):
+    """`t` with zero examples appended up to `bucket` (its leading dimension is the batch)."""
+    if t.shape[0] == bucket:
+        return t
+    import torch
+    return torch.cat([t, t.new_zeros((bucket - t.shape[0], *t.shape[1:]))])
+
+
+def bucket_sizes(max_batch=None, batch_sizes=None) -> list[int]:
+    """The batch buckets of a dynamic-batch model: `batch_sizes` (sorted, deduplicated) when
+    given, else the powers of two below `max_batch` and `max_batch` itself (TensorRT-style
+    profiles / vLLM capture sizes): max_batch=6 -> [1, 2, 4, 6]."""
+    if batch_sizes is not None:
+        if max_batch is not None:
+            raise ValueError("give max_batch or batch_sizes, not both")
+        sizes = list(batch_sizes) if isinstance(batch_sizes, (list, tuple, set, frozenset)) else None
+        if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes):
+            raise ValueError(f"batch_sizes must be a non-empty list of positive ints, got {batch_sizes!r}")
+        return sorted(set(sizes))
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
+    sizes, b = [], 1
+    while b < max_batch:
+        sizes.append(b)
+        b *= 2
+    return sizes + [max_batch]
+
+
+def _dynamic_plans(graph, nodes: list[Node], dtype: str, log, weights, max_batch, batch_sizes) -> dict:
+    """{batch bucket: plan of the graph specialized to it}; refuses graphs whose outputs do not
+    all lead with the batch or whose ops mix examples (padding would change the results)."""
+    buckets = bucket_sizes(max_batch, batch_sizes)
+    static = [n.name for n in nodes if not n.dynamic_batch]
+    if static:
+        raise ValueError(f"outputs {static} do not have the unknown batch as their leading dimension; a "
+                         f"dynamic-batch model pads the batch and slices it off every output")
+    needed = _needed(nodes)
+    graph_nodes = [n for n in _graph_nodes(graph) if id(n) in needed]
+    mixing = [n.name for n in graph_nodes if n.op is Op.BATCH_NORM and n.attrs.get("is_training")]
+    if mixing:
+        raise ValueError(f"batch norms {mixing} compute statistics over the batch (is_training=True); a "
+                         f"dynamic-batch model pads the batch, which would change them")
+    plans = {b: plan(graph_nodes, nodes, dtype, log=log, weights=weights, batch=b) for b in buckets}
+    first = plans[buckets[0]]
+    for b, p in plans.items():  # every bucket reads the parameters prepared once
+        if p.prep != first.prep or {k: n.shape for k, n in p.params.items()} != {
+                k: n.shape for k, n in first.params.items()}:
+            diff = sorted(set(p.prep.items()) ^ set(first.prep.items()))
+            raise RuntimeError(f"internal: the plan for batch {b} reads other parameters than the plan for batch "
+                               f"{buckets[0]} ({diff[:5]}); they cannot share prepared parameters")
+    return plans
+
+
+def _needed(nodes) -> set:
+    from .executor import needed_nodes
+    return needed_nodes(nodes)
 
 
 def _kept_scale_text(kept: dict, analysis_only: bool) -> str:
@@ -332,6 +492,16 @@ def _progress(desc: str):
     return wrap
 
 
+def load_compiled(path, device=None, cuda_graph: bool = True) -> CompiledModel:
+    """The model saved by `CompiledModel.save` at `path` (slimtriton.engine: no fusion pass runs,
+    the parameters are used as saved), on `device` (None: CUDA when present, else the CPU with
+    the Triton interpreter)."""
+    from .engine import load
+    dev = resolve_device(device)
+    the_plan, spec, params, precision = load(path, dev)
+    return CompiledModel(the_plan, spec, None, dev, precision, cuda_graph, prepared=params)
+
+
 def resolve_device(device):
     """None -> CUDA when present, else the CPU with the Triton interpreter (and a warning).
 
@@ -362,7 +532,8 @@ def resolve_device(device):
 
 
 def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str = "ieee", device=None,
-            cuda_graph: bool = True, poison: bool = False, log=None) -> CompiledModel:
+            cuda_graph: bool = True, poison: bool = False, log=None, max_batch: int | None = None,
+            batch_sizes=None) -> CompiledModel:
     """Compile `outputs` of `graph` into fused Triton kernels (see the module docstring).
 
     weights: {variable name: array}, checked first with the check Session makes
@@ -387,6 +558,10 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
       thread.
 
     poison: test mode, freed activation buffers are NaN-filled (slimtriton.runtime.executor).
+
+    max_batch / batch_sizes: for a graph recorded with an unknown batch (`[None, ...]`), one
+    model for any batch up to max_batch (see the module docstring); required for such a
+    graph, refused for a static one.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
@@ -401,6 +576,20 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
     if weights is not None:  # the check Session makes, before any pass reads a value
         from .weights import check_weights
         check_weights(graph, weights, outputs=nodes)
-    the_plan = plan(graph, nodes, dtype, log=log, weights=weights)  # NotImplementedError (op, scope) for what cannot run
+    needed = _needed(nodes)
+    dynamic = [n for n in _graph_nodes(graph) if id(n) in needed and n.op is Op.PLACEHOLDER and n.dynamic_batch]
+    if not dynamic:
+        if max_batch is not None or batch_sizes is not None:
+            raise ValueError("max_batch/batch_sizes apply to a graph recorded with an unknown batch "
+                             "(st.placeholder([None, ...])); this graph's outputs have a static batch")
+        the_plan = plan(graph, nodes, dtype, log=log, weights=weights)  # NotImplementedError (op, scope) for what cannot run
+        dev = resolve_device(device) if weights is not None else None
+        return CompiledModel(the_plan, spec, weights, dev, precision, cuda_graph, poison)
+    if max_batch is None and batch_sizes is None:
+        raise ValueError(f"placeholders {[n.name for n in dynamic]} have an unknown batch (None): pass "
+                         f"max_batch=N (or batch_sizes=[...]) to compile one model for batches up to N")
+    plans = _dynamic_plans(graph, nodes, dtype, log, weights, max_batch, batch_sizes)
     dev = resolve_device(device) if weights is not None else None
-    return CompiledModel(the_plan, spec, weights, dev, precision, cuda_graph, poison)
+    recorded = [n for n in _graph_nodes(graph) if n.op is Op.PLACEHOLDER]
+    return CompiledModel(plans[max(plans)], spec, weights, dev, precision, cuda_graph, poison,
+                         bucket_plans=plans, recorded_inputs=recorded)

@@ -3,6 +3,7 @@
     model = st.compile(g, end_points["predictions"], weights, dtype="float16")
     model.save("resnet50.engine", archs=(90,))          # archs: ahead-of-time kernels, no GPU needed
     model = st.load_compiled("resnet50.engine")          # no fusion pass, no weight folding or packing
+                                                         # (slimtriton.compiler.load_compiled)
 
 An engine directory holds
 
@@ -183,11 +184,12 @@ def _versions() -> dict:
 
 # -- save ---------------------------------------------------------------------------------------
 
-def save(model, path, archs=(), overwrite: bool = False) -> Path:
+def save(model, path, archs=(), overwrite: bool = False, meta: dict | None = None) -> Path:
     """Write `model` (a callable CompiledModel) to the directory `path`; see the module docstring.
 
     archs: compute capabilities (e.g. (80, 90)) to compile every kernel specialization for ahead
-    of time, on this machine (no GPU needed)."""
+    of time, on this machine (no GPU needed). meta: JSON-able facts kept in the manifest (the
+    `slimtriton compile` command records the net's name and which output it planned)."""
     import torch
     from safetensors.torch import save_file
 
@@ -212,18 +214,18 @@ def save(model, path, archs=(), overwrite: bool = False) -> Path:
     plan = model.plan
     (path / PROGRAM).write_text(json.dumps(program_to_json(plan.program), indent=1))
 
-    tensors, meta = {}, {}
+    tensors, how = {}, {}
     for key, value in model._executor.params.items():
         if isinstance(value, PackedWeight):
             tensors[key] = value.data.detach().cpu().contiguous()
-            meta[key] = {"packed": value.kind, "kh": value.kh, "kw": value.kw, "cin": value.cin, "cout": value.cout}
+            how[key] = {"packed": value.kind, "kh": value.kh, "kw": value.kw, "cin": value.cin, "cout": value.cout}
         elif value is None:
-            meta[key] = {"none": True}
+            how[key] = {"none": True}
         else:
             tensors[key] = value.detach().cpu().contiguous()
-            meta[key] = {"tensor": True}
+            how[key] = {"tensor": True}
     save_file(tensors, str(path / PARAMS))
-    (path / PARAMS_META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    (path / PARAMS_META).write_text(json.dumps(how, indent=1, sort_keys=True))
     (path / TILES).write_text(json.dumps(_tile_entries(), indent=1, sort_keys=True))
 
     aot = {arch: _compile_ahead_of_time(model, path / "aot" / f"sm_{arch}", arch) for arch in archs}
@@ -245,6 +247,7 @@ def save(model, path, archs=(), overwrite: bool = False) -> Path:
         "aot_kernels": aot,
         "parameter_sha256": {k: _sha256_tensor(v) for k, v in tensors.items()},
         "files": files,
+        "meta": dict(meta or {}),
     }
     (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return path
@@ -319,13 +322,12 @@ def read_manifest(path) -> dict:
     return manifest
 
 
-def load_compiled(path, device=None, cuda_graph: bool = True):
-    """The CompiledModel saved at `path` (see the module docstring), on `device` (None: CUDA when
-    present, else the CPU with the Triton interpreter)."""
+def load(path, device) -> tuple:
+    """(plan, output spec, prepared parameters, precision) of the engine at `path`, its parameters
+    on `device` (a torch.device); `slimtriton.compiler.load_compiled` makes the model of them."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .compiler import CompiledModel, resolve_device
     from .kernels import config
     from .kernels.conv import PackedWeight
     from .runtime.plan import build_plan
@@ -339,13 +341,12 @@ def load_compiled(path, device=None, cuda_graph: bool = True):
                         f"compile and save it again with this version")
     if saved["torch"] != now["torch"]:
         warnings.warn(f"slimtriton: engine {path} was saved with torch {saved['torch']}, this process has torch "
-                      f"{now['torch']}", stacklevel=2)
+                      f"{now['torch']}", stacklevel=3)
     try:
         program = program_from_json(json.loads((path / PROGRAM).read_text()))
     except (KeyError, ValueError, TypeError) as exc:
         _fail(path, f"{PROGRAM} does not describe a valid program ({type(exc).__name__}: {exc})")
     plan = build_plan(program, manifest["dtype"])
-    dev = resolve_device(device)
     try:
         tensors = load_file(str(path / PARAMS), device="cpu")
     except (SafetensorError, OSError) as exc:
@@ -362,15 +363,14 @@ def load_compiled(path, device=None, cuda_graph: bool = True):
         if m.get("none"):
             params[key] = None
         elif "packed" in m:
-            params[key] = PackedWeight(m["packed"], tensors[key].to(dev), m["kh"], m["kw"], m["cin"], m["cout"])
+            params[key] = PackedWeight(m["packed"], tensors[key].to(device), m["kh"], m["kw"], m["cin"], m["cout"])
         else:
-            params[key] = tensors[key].to(dev)
+            params[key] = tensors[key].to(device)
     config._load_cache().update({k: v for k, v in json.loads((path / TILES).read_text()).items()
                                  if k not in config._load_cache()})
-    if dev.type == "cuda":
-        _install_aot_kernels(path, manifest, dev)
-    return CompiledModel(plan, _spec_from_json(manifest["output_spec"]), None, dev, manifest["precision"],
-                         cuda_graph, prepared=params)
+    if device.type == "cuda":
+        _install_aot_kernels(path, manifest, device)
+    return plan, _spec_from_json(manifest["output_spec"]), params, manifest["precision"]
 
 
 def _install_aot_kernels(path: Path, manifest: dict, device) -> None:

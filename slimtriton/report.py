@@ -20,48 +20,20 @@ those of the recorded ops it computes.
 from __future__ import annotations
 
 import json
-import math
 from collections import OrderedDict
 
-from .ir.node import DTYPE_ITEMSIZE
-from .ir.ops import Op
+from .ir.cost import flops, fused_flops, kernel_bytes, node_flops, tensor_bytes  # noqa: F401 - the byte model lives in ir/cost.py
+from .ir.ops import CONV_OPS, POINTWISE_OPS, SOURCE_OPS, VIEW_OPS, Op
 
 PLANS = ("unfused", "extern_conv_plus_pointwise", "slimtriton")
 
 
-def tensor_bytes(shape, dtype: str) -> int:
-    return math.prod(int(d) for d in shape) * DTYPE_ITEMSIZE[dtype]
-
-
-def kernel_bytes(reads, writes, dtype: str) -> int:
-    """The byte model: every input node read once, every output node written once."""
-    return sum(tensor_bytes(n.shape, dtype) for n in reads) + sum(tensor_bytes(n.shape, dtype) for n in writes)
-
-
-# -- FLOPs ------------------------------------------------------------------------------------
-def node_flops(node) -> int:
-    """FLOPs of one recorded (unfused) IR node (slimtriton.ir.cost; multiply-add = 2)."""
-    from .ir.cost import flops
-    return int(flops(node))
-
-
-def fused_flops(program, node) -> int:
-    """FLOPs of a (possibly fused) program node: those of the recorded ops it stands for."""
-    names = program.origin_of(node)
-    total = 0
-    for name in names:
-        rec = program.recorded.get(name)
-        if rec is not None:
-            total += node_flops(rec)
-    return total
-
-
 # -- the three plans --------------------------------------------------------------------------
-_VIEW_OPS = (Op.RESHAPE, Op.IDENTITY)
-_SOURCES = (Op.PLACEHOLDER, Op.VARIABLE, Op.CONSTANT)
-_LIBRARY = (Op.CONV2D, Op.DEPTHWISE_CONV2D, Op.CONV2D_TRANSPOSE, Op.MATMUL)
-_POINTWISE = (Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.MAXIMUM, Op.MINIMUM, Op.NEG, Op.RELU, Op.RELU6, Op.SIGMOID, Op.TANH,
-              Op.BIAS_ADD, Op.BATCH_NORM, Op.PAD)
+# Op groups (ir/ops.py): a new activation is pointwise here without an edit.
+_VIEW_OPS = VIEW_OPS
+_SOURCES = SOURCE_OPS
+_LIBRARY = CONV_OPS
+_POINTWISE = POINTWISE_OPS
 
 
 def unfused_plan(program, dtype: str) -> list[dict]:
@@ -163,8 +135,9 @@ def common_scope(names) -> str:
 
 def scope_prefix(plan) -> str:
     """The scope every fused op of the plan's kernels lies in (e.g. 'resnet_v1_50'): the report
-    names layers relative to it."""
-    return common_scope([name for step in plan.kernels for name in step.fused])
+    names layers relative to it. A one-kernel plan has none (it would swallow the layer)."""
+    kernels = plan.kernels
+    return common_scope([name for step in kernels for name in step.fused]) if len(kernels) > 1 else ""
 
 
 def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:
@@ -196,7 +169,8 @@ def launch_tile(launch) -> str:
 LEGEND = [
     "legend: layer = the scope the kernel's fused ops share (under the prefix above); ops = their kinds, in order;",
     "  triton kernel = the jit function, its BLOCK_* tile, warps (w) and pipeline stages (s) of a GPU run",
-    "  (the cached autotune winner or the default; the interpreter uses one large tile);",
+    "  (the cached autotune winner or the default; the interpreter uses one large tile); '+n': n more launches",
+    "  in the step (e.g. a split-K reduction; --json lists every launch);",
     "  sizes in KiB/MiB/GiB (powers of 1024); MFLOP = 10^6 FLOPs (multiply-add = 2)",
 ]
 CONCAT_LEGEND = ("  '-> C[+k]': the kernel writes its output straight into channels k.. of the buffer of concat C "
@@ -216,7 +190,9 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
     rows = []
     for s in plan.kernels:
         layer, kinds = step_layer_and_ops(recorded, s, prefix)
-        rows.append((s, layer, kinds, "; ".join(launch_tile(l) for l in launches[s.index]) or "-"))
+        step_launches = launches[s.index]
+        more = f" +{len(step_launches) - 1}" if len(step_launches) > 1 else ""
+        rows.append((s, layer, kinds, (launch_tile(step_launches[0]) + more) if step_launches else "-"))
     outputs = ", ".join(f"{o.name} ({o.op.short})" for o in plan.outputs)
     lines = [f"slimtriton fusion report ({plan.dtype}): {summary['kernels']['slimtriton']} kernels "
              f"computing {outputs}",

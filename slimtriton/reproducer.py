@@ -77,7 +77,11 @@ def collect_sources(fn) -> tuple[list[str], list[str], list[str]]:
         if id(pyfn) in done:
             return
         done.add(id(pyfn))
-        source = textwrap.dedent(inspect.getsource(pyfn))
+        try:
+            source = textwrap.dedent(inspect.getsource(pyfn))
+        except (OSError, TypeError):  # defined where no source file exists (exec, a REPL)
+            unresolved.append(f"{pyfn.__name__} (no source file)")
+            return
         params = set(inspect.signature(pyfn).parameters)
         module_globals = pyfn.__globals__
         for name in _used_names(source):

@@ -14,6 +14,11 @@ Backends: "reference" (NumPy, float64 inside; the living definition), "torch"
 (eager torch, option `dtype`, default float32; `device` default CPU or CUDA when
 present) and "triton" (`slimtriton.compiler.compile(graph, outputs, weights,
 device=..., **compile_options)`, one compiled model cached per fetch set).
+
+Any batch: a graph recorded with an unknown batch (`st.placeholder([None, ...])`) runs at
+the batch of its feeds. The recorded nodes are specialized to that batch
+(slimtriton.ir.specialize: every shape re-inferred with the concrete batch), once per
+batch (cached); the triton backend compiles one model per fetch set and batch.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from .executor import evaluate
 from .ir.graph import Graph
 from .ir.node import Node, Tensor
 from .ir.ops import Op
+from .ir.specialize import feed_batch, has_dynamic_batch, specialize
 
 BACKENDS = ("reference", "torch", "triton")
 _TORCH_OPTIONS = ("dtype",)
@@ -59,6 +65,8 @@ class Session:
         self.weights = dict(weights)
         self._compiled: dict[tuple, Any] = {}
         self._torch = None  # (table, weights on device) built on first use
+        self._dynamic = has_dynamic_batch(graph.nodes)
+        self._specialized: dict[int, tuple[list[Node], dict[str, Node]]] = {}  # batch -> (nodes, by name)
 
     # -- context manager (TF1 habit: `with Session(...) as sess:`) ------------------------------
     def __enter__(self) -> "Session":
@@ -69,6 +77,7 @@ class Session:
 
     def close(self) -> None:
         self._compiled.clear()
+        self._specialized.clear()
         self._torch = None
 
     # -- fetches --------------------------------------------------------------------------------
@@ -120,18 +129,31 @@ class Session:
         nodes: list[Node] = []
         self._flatten(fetches, nodes)
         feeds = self._feeds(feed_dict)
+        graph_nodes, batch = self.graph.nodes, None
+        if self._dynamic and self.backend != "triton":  # triton: compiled for the batch (_run_triton)
+            batch = feed_batch(feeds) or 1  # nothing of the batch fed: no fetched value depends on it
+            graph_nodes, by_name = self._specialize(batch)
+            nodes = [by_name[n.name] for n in nodes]
+            feeds = {by_name[n.name]: v for n, v in feeds.items()}
         if self.backend == "reference":
             from .reference import REFERENCE
-            values = evaluate(self.graph.nodes, nodes, feeds, self.weights, REFERENCE, "REFERENCE")
+            values = evaluate(graph_nodes, nodes, feeds, self.weights, REFERENCE, "REFERENCE")
         elif self.backend == "torch":
-            values = self._run_torch(nodes, feeds)
+            values = self._run_torch(graph_nodes, nodes, feeds)
         else:
             values = self._run_triton(nodes, feeds)
         arrays = [to_numpy(v, n.dtype) for v, n in zip(values, nodes)]
         return self._rebuild(fetches, iter(arrays))
 
+    def _specialize(self, batch: int):
+        """(the graph's nodes at `batch`, {name: node}), computed once per batch."""
+        if batch not in self._specialized:
+            nodes = specialize(self.graph.nodes, batch)
+            self._specialized[batch] = (nodes, {n.name: n for n in nodes})
+        return self._specialized[batch]
+
     # -- backends -------------------------------------------------------------------------------
-    def _run_torch(self, nodes, feeds):
+    def _run_torch(self, graph_nodes, nodes, feeds):
         from .eager.torch_backend import convert_weights, ieee_float32, make_torch_table, resolve_device
         dtype = self.compile_options.get("dtype", "float32")
         device = resolve_device(self.device)
@@ -140,7 +162,7 @@ class Session:
             self._torch = (table, convert_weights(self.weights, used_variables(self.graph), device, dtype))
         table, weights = self._torch
         with ieee_float32(device, dtype):  # float32 means float32 on CUDA too (no TF32 convs)
-            return evaluate(self.graph.nodes, nodes, feeds, weights, table, "TORCH")
+            return evaluate(graph_nodes, nodes, feeds, weights, table, "TORCH")
 
     def _run_triton(self, nodes, feeds):
         """Compile once per fetch set; call the model with feeds by placeholder name."""
@@ -152,18 +174,24 @@ class Session:
             if node.op is not Op.PLACEHOLDER:
                 raise ValueError(f"backend 'triton' feeds placeholders only; {node.name} is a "
                                  f"{node.op.short} node (use the reference or torch backend to feed it)")
-            check_value(node, value, "placeholder")
+        batch = feed_batch(feeds) if self._dynamic else None
+        for node, value in feeds.items():
+            # a placeholder of the unknown batch is checked at the fed batch
+            check_value(self._specialize(batch)[1][node.name] if node.dynamic_batch else node, value, "placeholder")
         needed = needed_nodes(nodes)
         unfed = [n.name for n in self.graph.nodes
                  if n.op is Op.PLACEHOLDER and id(n) in needed and n not in feeds]
         if unfed:
             raise ValueError(f"placeholders {unfed} must be fed (feed_dict has: "
                              f"{sorted(n.name for n in feeds) or 'nothing'})")
-        key = tuple(id(n) for n in nodes)
+        # the unknown batch: one model per fed batch, planned at exactly that batch
+        uses_batch = any(n.dynamic_batch for n in self.graph.nodes if id(n) in needed)
+        batch_options = {"batch_sizes": [batch]} if uses_batch and batch is not None else {}
+        key = (tuple(id(n) for n in nodes), batch if uses_batch else None)
         model = self._compiled.get(key)
         if model is None:
             model = compiler.compile(self.graph, [Tensor(n, self.graph) for n in nodes], self.weights,
-                                     device=self.device, **self.compile_options)
+                                     device=self.device, **batch_options, **self.compile_options)
             self._compiled[key] = model
         # Every placeholder feed goes to the model, which ignores those its outputs do not need
         # (the rule of the compiled model and of every Session backend).

@@ -3,13 +3,14 @@
     tf.concat([a, b], axis=3)        tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]])
     tf.reduce_mean(x, [1, 2], keep_dims=True, name='pool5')
     with tf.variable_scope('block1'): ...
-    tf.nn.relu(x)
+    tf.nn.relu(x)                    tf.nn.leaky_relu(x, alpha=0.1)   tf.nn.swish(x)
 
 Each op records one IR node (see slimtriton/slim/tensor_ops.py); dtypes are strings
 (`tf.float32 == 'float32'`); initializers are slimtriton's NumPy initializers.
 """
 from __future__ import annotations
 
+import re as _re
 import sys as _sys
 import types as _types
 
@@ -35,19 +36,18 @@ int64 = "int64"
 bool = "bool"  # noqa: A001 - TF's name
 
 nn = _types.SimpleNamespace(
-    relu=_ops.relu, relu6=_ops.relu6, softmax=_ops.softmax, tanh=_ops.tanh, sigmoid=_ops.sigmoid,
-    bias_add=_ops.bias_add, max_pool=_ops.max_pool, avg_pool=_ops.avg_pool,
+    **_ops.ACTIVATION_FNS,  # relu, relu6, sigmoid, tanh, elu, leaky_relu, swish, silu: one per Act
+    softmax=_ops.softmax, bias_add=_ops.bias_add, max_pool=_ops.max_pool, avg_pool=_ops.avg_pool,
     max_pool2d=_ops.max_pool, avg_pool2d=_ops.avg_pool,
 )
 
 
 def get_collection(key, scope=None):
     """Items of a graph collection; with `scope`, those whose name re.match-es it."""
-    import re
     items = get_default_graph().get_collection(key)
     if scope is None:
         return items
-    pattern = re.compile(scope)
+    pattern = _re.compile(scope)
     out = []
     for item in items:
         name = getattr(item, "name", None)

@@ -38,3 +38,28 @@ def assert_close(actual, expected, dtype: str = "float32", what: str = "", tol: 
     err = relative_l2(actual, expected)
     if not err <= tol:
         raise AssertionError(f"{what or 'result'}: relative L2 error {err:.3e} > {tol:.1e} ({dtype})")
+
+
+def assert_close_nonfinite(actual, expected, dtype: str = "float32", what: str = "",
+                           tol: float | None = None) -> None:
+    """`assert_close` for results that may hold NaN or +-inf (inputs with non-finite cells):
+    the NaN cells of `actual` must be exactly those of `expected`, every +-inf cell of either
+    must be the same infinity in the other, and the cells finite in both are compared by the
+    relative L2 rule of `assert_close`."""
+    a, e = to_numpy(actual), to_numpy(expected)
+    if a.shape != e.shape:
+        raise AssertionError(f"shape mismatch: got {a.shape}, expected {e.shape}")
+    label = what or "result"
+    nan_a, nan_e = np.isnan(a), np.isnan(e)
+    if not np.array_equal(nan_a, nan_e):
+        lost = np.argwhere(nan_e & ~nan_a)[:5].tolist()
+        extra = np.argwhere(nan_a & ~nan_e)[:5].tolist()
+        raise AssertionError(f"{label}: NaN cells differ ({dtype}): {int(nan_e.sum())} expected, "
+                             f"{int(nan_a.sum())} got; expected NaN but got a number at {lost}, "
+                             f"NaN where a number was expected at {extra}")
+    inf = (np.isinf(a) | np.isinf(e)) & ~nan_e
+    if not np.array_equal(a[inf], e[inf]):
+        bad = np.argwhere(inf & (a != e))[:5].tolist()
+        raise AssertionError(f"{label}: infinite cells differ ({dtype}) at {bad}")
+    finite = ~(nan_e | inf)
+    assert_close(a[finite], e[finite], dtype, what=label, tol=tol)

@@ -109,6 +109,10 @@ def test_report_json_dash_writes_json_to_stdout(tmp_path, capsys, monkeypatch):
     assert status == 0 and not (tmp_path / "-").exists()
     summary = json.loads(out)  # stdout is the JSON document only
     assert summary["kernels"]["slimtriton"] == len(summary["steps"]) and "planned output" in err
+    first = summary["steps"][0]
+    assert first["op_kinds"] == "conv2d+batch_norm+relu6" and first["layer"].endswith("Conv2d_0")
+    assert first["triton_kernels"][0]["fn"] == "conv_gemm_kernel" and "BLOCK_M" in first["triton_kernels"][0]["tile"]
+    assert summary["outputs"] == ["MobilenetV1/Predictions/Softmax"]  # the planned output is named
 
 
 # -- item 10: broken pipes, exit statuses, messages ---------------------------------------------
@@ -131,6 +135,23 @@ def test_same_user_error_same_exit_status(tmp_path, capsys):
                  ("convert", "--list", missing)):
         status, _, err = _run(capsys, *argv)
         assert status == 2 and "nope.npz" in err, (argv, status, err)
+
+
+@pytest.mark.parametrize("argv", [["run", "nope"], ["report", "nope"], ["audit", "nope"],
+                                  ["compile", "nope", "-o", "{tmp}/engine"], ["export", "nope", "-o", "{tmp}/x.onnx"],
+                                  ["convert", "{tmp}/nope.npz", "{tmp}/x.npz"]])
+def test_an_unknown_net_or_file_is_exit_status_2_in_every_command(argv, tmp_path, capsys):
+    status, _, err = _run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert status == 2 and "nope" in err and "Traceback" not in err, err
+
+
+def test_one_map_from_errors_to_exit_statuses():
+    from slimtriton.cli import exit_status
+    from slimtriton.commands.errors import UsageError
+    assert [exit_status(e) for e in (UsageError("x"), ValueError("x"), FileNotFoundError("x"),
+                                     NotImplementedError("x"))] == [2, 2, 2, 2]
+    assert exit_status(BrokenPipeError()) == 141 and exit_status(KeyboardInterrupt()) == 130
+    assert exit_status(RuntimeError("a bug")) is None  # a bug keeps its traceback
 
 
 def test_nchw_input_says_nchw(tmp_path, capsys, no_run):
@@ -180,7 +201,7 @@ def test_iterations_print_a_latency_summary(capsys, monkeypatch):
     status, out, _ = _run(capsys, "run", NET, "--image-size", 32, "--iterations", 3, "--warmup", 2)
     assert status == 0 and len(calls) == 1 + 2 + 3
     line = next(line for line in out.splitlines() if line.startswith("latency"))
-    for word in ("2 warm-up", "3 iterations", "median", "p90", "min", "max"):
+    for word in ("2 warm-up", "3 iterations", "median", "p90", "min", "max", "images/s (batch 1)"):
         assert word in line, line
 
 
@@ -263,6 +284,13 @@ def test_nets_lists_the_minimum_image_size(capsys):
     assert sorted(rows) == sorted(nets_factory.networks_map)
     for name, (_, minimum, _) in rows.items():
         assert int(minimum) == nets_command.MIN_IMAGE_SIZE[name]
+
+
+def test_nets_measure_recomputes_the_table(capsys):
+    status, out, _ = _run(capsys, "nets", "--measure")
+    assert status == 0
+    measured = {line.split()[0]: int(line.split()[2]) for line in out.splitlines()[1:]}
+    assert measured == nets_command.MIN_IMAGE_SIZE
 
 
 @pytest.mark.parametrize("name", sorted(nets_factory.networks_map))

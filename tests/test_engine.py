@@ -150,3 +150,24 @@ def test_ahead_of_time_kernels_for_sm90_are_built_here_and_listed(saved, tmp_pat
     cubins = sorted((path / "aot" / "sm_90").rglob("*.cubin"))
     assert len(cubins) == len(kernels)
     assert all(str(c.relative_to(path)) in manifest["files"] for c in cubins)
+
+
+def test_cli_compile_then_run_engine_matches_run(tmp_path, capsys):
+    """`slimtriton compile NET -o DIR` then `slimtriton run --engine DIR` gives the output of
+    `slimtriton run NET` with the same (random, seeded) weights and input."""
+    from slimtriton.cli import main
+    engine = tmp_path / "net.engine"
+    common = ["--image-size", "32", "--num-classes", "7"]
+    assert main(["compile", "mobilenet_v1_025", "-o", str(engine), "--dtype", "float32", *common]) == 0
+    assert "wrote engine" in capsys.readouterr().out
+    assert read_manifest(engine)["meta"] == {"net": "mobilenet_v1_025", "output": "predictions", "image_size": 32}
+    assert main(["run", "--engine", str(engine), "--out", str(tmp_path / "e.npz")]) == 0
+    text = capsys.readouterr().out
+    assert "loaded engine" in text and "mobilenet_v1_025" in text
+    assert main(["run", "mobilenet_v1_025", "--dtype", "float32", *common, "--out", str(tmp_path / "r.npz")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npz")["output"], np.load(tmp_path / "r.npz")["output"])
+    # flags fixed by `compile` are refused with one line; an engine of another net is named
+    assert main(["run", "--engine", str(engine), "--dtype", "float16"]) == 2
+    assert main(["run", "resnet_v1_50", "--engine", str(engine)]) == 2
+    err = capsys.readouterr().err
+    assert "--dtype" in err and "compiled from mobilenet_v1_025" in err

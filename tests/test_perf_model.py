@@ -109,7 +109,10 @@ def test_step_costs_go_to_the_main_launch_and_side_launches_pay_their_arguments(
     out = torch.empty((64, 64), dtype=torch.float16, device="meta")
     reduce = KernelLaunch("net/conv/reduce", lambda: None, (partial, out), {"BLOCK": 1024}, (4,), 4, 1,
                           kind="reduction")
-    assert P.attribute_step_costs([main, reduce], 10, 20) == [(10, 20), (0, 8 * 64 * 64 * 4 + 64 * 64 * 2)]
+    assert P.attribute_step_costs([main, reduce], 10, 20) == [(10, 20, 20), (0, 8 * 64 * 64 * 4 + 64 * 64 * 2, 0)]
+    # the side launch's bytes count in the modeled time, not in the roofline
+    row = P.model_launch(reduce, 0, 8 * 64 * 64 * 4 + 64 * 64 * 2, {"registers": 32}, H100, roofline_bytes=0)
+    assert row["roofline_us"] == 0 and row["memory_us"] > 0
     assert P.attribute_step_costs([], 1, 1) == []
 
 
@@ -188,6 +191,13 @@ def test_loops_without_copies_or_without_mma():
     assert r["pipelined"] is True and len(r["loops"]) == 1
 
 
+def test_warp_specialized_producer_loop_feeds_the_mma_loop():
+    sass = _sass("@P0 BRA .L_x_5", "L .L_x_1", "UTMALDG.2D", "UTMALDG.2D", "SYNCS.ARRIVE", "@P1 BRA .L_x_1", "EXIT",
+                 "L .L_x_5", "L .L_x_2", "SYNCS.PHASECHK", "HGMMA.64x128x16.F32", "@P2 BRA .L_x_2", "EXIT")
+    r = analyze_sass_loops(sass)
+    assert r["pipelined"] is True and "warp-specialized" in r["why"], r
+
+
 def test_the_main_loop_is_the_innermost_loop_with_the_most_mma():
     sass = _sass("L .L_x_0", "LDGSTS.E.128", "HGMMA.64x64x16.F32", "@P0 BRA .L_x_0",       # peeled: 1 MMA
                  "L .L_x_1", "LDGSTS.E.128", "HGMMA.64x64x16.F32", "HGMMA.64x64x16.F32", "@P0 BRA .L_x_1",
@@ -204,6 +214,11 @@ def test_layer_label_drops_the_net_scope_and_trailing_op_names_only():
     assert layer_label("resnet_v1_50/predictions/Softmax") == "predictions"
     assert layer_label("conv_1,56,56,64,64,3,3,1") == "conv_1,56,56,64,64,3,3,1"
     assert layer_label("Softmax") == "Softmax"
+    assert layer_label("resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/Relu/splitk_reduce") == \
+        "block1/unit_1/bottleneck_v1/conv2/splitk_reduce"
+    assert layer_label("InceptionV3/Logits/Conv2d_1c_1x1/BiasAdd") == "Logits/Conv2d_1c_1x1"
+    assert layer_label("InceptionV3/Logits/SpatialSqueeze") == "Logits"
+    assert layer_label("InceptionV3/MaxPool_3a_3x3/MaxPool") == "MaxPool_3a_3x3"
 
 
 def test_gpu_presets_state_their_source():
@@ -211,3 +226,28 @@ def test_gpu_presets_state_their_source():
     assert "datasheet" in P.GPUS["h100"].source and "measured" in P.GPUS["h200"].source
     assert P.GPUS["h200"].hbm_tbs == 4.3 and P.GPUS["h100"].tensor_tflops == 989.0
     assert math.isclose(P.GPUS["h100"].achievable_tc, 798 / 989)
+
+
+def test_persistent_grid_works_in_rounds_over_its_tiles():
+    # 200 output tiles of 128x128 on a persistent grid of 132 CTAs (1 per SM): 2 rounds,
+    # SM fill 200 / 264; each CTA runs 2 tiles x 8 k-steps one after the other
+    launch = _gemm_launch(20 * 128, 10 * 128, 512, (132,))
+    res = {"registers": 144, "shared_bytes": 96 * 1024, "hgmma": 4, "pipelined": True}
+    row = P.model_launch(launch, 2 * 2560 * 1280 * 512, 0, res, H100)
+    assert (row["waves"], row["wave_fill"], row["sm_fill"]) == (2, round(200 / 264, 4), round(200 / 264, 4))
+    assert row["latency_us"] == pytest.approx(2 * 8 * 0.6 / 2, abs=1e-3)
+    # half the SMs: 66 CTAs take ceil(200 / 66) = 4 rounds
+    half = P.model_launch(_gemm_launch(20 * 128, 10 * 128, 512, (66,)), 1, 0, res, H100)
+    assert half["waves"] == 4 and half["sm_fill"] == round(200 / (4 * 132), 4)
+    assert P.grid_rounds(200, 300, 1, 132) == (2, 200 / 264)
+
+
+def test_audit_jobs_setting(monkeypatch):
+    from slimtriton.kernels import audit as A
+    monkeypatch.setenv("SLIMTRITON_AUDIT_JOBS", "3")
+    assert A.audit_jobs() == 3
+    monkeypatch.setenv("SLIMTRITON_AUDIT_JOBS", "0")
+    with pytest.raises(ValueError, match="SLIMTRITON_AUDIT_JOBS='0'"):
+        A.audit_jobs()
+    monkeypatch.delenv("SLIMTRITON_AUDIT_JOBS")
+    assert 1 <= A.audit_jobs() <= 8

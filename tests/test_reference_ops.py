@@ -176,8 +176,8 @@ def test_conv_kernel_larger_than_input_is_an_error():
 def test_activation_and_epilogue():
     x = np.array([-1.0, 3.0, 8.0])
     np.testing.assert_allclose(ref.activation(x, "relu6"), [0, 3, 6])
-    with pytest.raises(ValueError, match="tanh"):
-        ref.activation(x, "tanh")
+    with pytest.raises(ValueError, match="gelu"):
+        ref.activation(x, "gelu")  # not in the vocabulary (ir/ops.py Act)
     scale, shift = np.array([2.0, 2.0, 2.0]), np.array([1.0, -7.0, 0.0])
     np.testing.assert_allclose(ref.epilogue(x, scale, shift, "relu"), [0, 0, 16])
     res = np.array([-5.0, 1.0, 1.0])
@@ -280,3 +280,15 @@ def test_fused_conv2d_with_prologue_pads_after_the_prologue():
     acc = ref.conv2d(pre, wv["w"], (1, 1), ((1, 1), (1, 1)), (1, 1))
     y = np.maximum(acc * wv["s"] + wv["b"], 0)
     np.testing.assert_allclose(got, np.clip(rv + 0.5 * y, 0, 6))
+
+
+def test_max_pool_takes_minus_inf_inputs_and_refuses_padding_only_windows():
+    """-inf is a value (an fp16 underflowed log, say): the reference keeps it; only a window made
+    of padding alone has no maximum (found by `make fuzz`)."""
+    from slimtriton.reference import numpy_ops as R
+    x = np.array([[[[-np.inf], [1.0]], [[2.0], [3.0]]]])
+    np.testing.assert_array_equal(R.max_pool(x, (1, 1), (1, 1), ((0, 0), (0, 0))).ravel(), [-np.inf, 1, 2, 3])
+    np.testing.assert_array_equal(R.max_pool(-np.full((1, 2, 2, 1), np.inf), (2, 2), (1, 1), ((0, 1), (0, 1))),
+                                  -np.full((1, 2, 2, 1), np.inf))
+    with pytest.raises(ValueError, match="covers only padding"):
+        R.max_pool(x, (2, 2), (2, 2), ((0, 3), (0, 0)))

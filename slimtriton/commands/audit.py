@@ -19,7 +19,9 @@ the per-launch table is printed too. --json FILE writes everything; --sass DIR w
 specialization's disassembly.
 
 --shapes N,H,W,Cin,Cout,KH,KW,stride[,dilation] adds ad-hoc conv layers (SAME padding, folded
-BN + ReLU epilogue). GPU tiles are the cached autotune winners or the defaults.
+BN + ReLU epilogue). GPU tiles are the cached autotune winners or the defaults (an empty
+SLIMTRITON_CACHE_DIR gives the defaults). SLIMTRITON_AUDIT_JOBS sets how many compiler
+processes run at once (default: the CPU count, at most 8, at least 4 specializations each).
 """
 from __future__ import annotations
 
@@ -91,14 +93,14 @@ def model_plan(step_launches, rows_by_key: dict, gpu, dtype: str, batch: int) ->
     """(one performance-model row per launch, totals) for [(step or None, launches)]; a None
     step (ad-hoc --shapes) charges 2*M*N*K FLOPs and the bytes of the tensor arguments."""
     from slimtriton.kernels import perf_model as P
-    from slimtriton.kernels.audit import _config_label, layer_label
+    from slimtriton.kernels.audit import config_label, layer_label
     out = []
     for step, launches in step_launches:
         if step is None:
-            costs = [(P.gemm_flops(x), P.tensor_arg_bytes(x)) for x in launches]
+            costs = [(P.gemm_flops(x), P.tensor_arg_bytes(x), P.tensor_arg_bytes(x)) for x in launches]
         else:
             costs = P.attribute_step_costs(launches, step.flops, step.bytes)
-        for launch, (flops, nbytes) in zip(launches, costs):
+        for launch, (flops, nbytes, roofline_bytes) in zip(launches, costs):
             row = rows_by_key[launch.key()]
             res = {"registers": row.registers, "shared_bytes": row.shared_bytes, "hmma": row.hmma,
                    "hgmma": row.hgmma, "pipelined": row.pipelined}
@@ -109,14 +111,15 @@ def model_plan(step_launches, rows_by_key: dict, gpu, dtype: str, batch: int) ->
                 "kind": launch.kind, "grid": [int(g) for g in launch.grid],
                 "tile": {k: c[k] for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K") if k in c}
                 or {k: v for k, v in c.items() if k.startswith("BLOCK")},
-                "config": _config_label(launch), "num_warps": launch.num_warps,
+                "config": config_label(launch), "num_warps": launch.num_warps,
                 "num_stages": launch.num_stages,
                 **{k: int(launch.meta[k]) for k in ("M", "N", "K") if k in launch.meta},
                 "elements": P.largest_tensor_elements(launch), "flops": flops, "bytes": nbytes,
+                "roofline_bytes": roofline_bytes,
                 "registers": row.registers, "spill_bytes": max(row.stack_bytes, 0) + max(row.local_bytes, 0),
                 "shared_bytes": row.shared_bytes, "hgmma": row.hgmma, "hmma": row.hmma,
                 "pipelined": row.pipelined,
-                **P.model_launch(launch, flops, nbytes, res, gpu, dtype),
+                **P.model_launch(launch, flops, nbytes, res, gpu, dtype, roofline_bytes),
             }
             out.append(entry)
     return out, P.totals(out, batch)
@@ -125,6 +128,24 @@ def model_plan(step_launches, rows_by_key: dict, gpu, dtype: str, batch: int) ->
 def _fail(message: str) -> int:
     print(f"slimtriton audit: {message}", file=sys.stderr)
     return 2
+
+
+def _check_outputs(json_path, sass_dir) -> str | None:
+    """A one-line reason when --json FILE or --sass DIR cannot be written, else None."""
+    import os
+    from pathlib import Path
+    if json_path:
+        parent = Path(json_path).resolve().parent
+        if Path(json_path).is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            return f"--json {json_path}: cannot write this file (is its folder there and writable?)"
+    if sass_dir:
+        try:
+            Path(sass_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"--sass {sass_dir}: cannot create the folder ({exc.strerror or exc})"
+        if not os.access(sass_dir, os.W_OK):
+            return f"--sass {sass_dir}: the folder is not writable"
+    return None
 
 
 def parse_batches(text: str) -> list[int]:
@@ -196,6 +217,9 @@ def run(args) -> int:
         shapes = [A.parse_shape_spec(s) for s in args.shapes]
     except ValueError as exc:
         return _fail(str(exc))
+    problem = _check_outputs(args.json, args.sass)   # before minutes of compiling
+    if problem:
+        return _fail(problem)
     plans: dict[int, list] = {}      # batch -> [(step or None, launches)]
     what = []
     for batch in batches:
@@ -230,9 +254,11 @@ def run(args) -> int:
         by_key = {r.key: r for r in rows}
         results = []
         for batch, plan in plans.items():
+            if not plan:      # --shapes alone: their launches are listed under the first batch
+                continue
             entries, total = model_plan(plan, by_key, gpu, args.dtype, batch)
             results.append({"batch": batch, "launches": entries, "totals": total})
-        if len(batches) == 1:
+        if len(results) == 1:
             print()
             print_launch_table(results[0]["launches"])
         print()
@@ -240,6 +266,8 @@ def run(args) -> int:
         report.update(gpu=gpu.as_dict(), batches=results)
     elif args.arch != 90:
         print(f"(the performance model is for sm_90 GPUs (h100, h200); none for sm_{args.arch})")
+    else:
+        print(f"(no performance model: {sum(bool(r.error) for r in rows)} specializations failed to compile)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

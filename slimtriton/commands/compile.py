@@ -59,7 +59,9 @@ def main(args) -> int:
     start = time.perf_counter()
     model = st.compile(g, output, weights, dtype=args.dtype, precision=args.precision)
     compiled = time.perf_counter() - start
-    path = model.save(args.out, archs=tuple(args.arch), overwrite=args.overwrite)
+    kind = "logits" if output is logits else "predictions"
+    path = model.save(args.out, archs=tuple(args.arch), overwrite=args.overwrite,
+                      meta={"net": args.net, "output": kind, "image_size": int(images.shape[1])})
     saved = time.perf_counter() - start - compiled
     print(f"compiled {args.net} (input {list(images.shape)}, {args.dtype}) into {len(model.kernels)} kernels in "
           f"{compiled:.1f} s; wrote engine {path} in {saved:.1f} s"

@@ -51,7 +51,7 @@ def run(args) -> int:
         else:
             weights = load_weights(args.checkpoint)
     except (ValueError, NotImplementedError, OSError) as err:  # CheckpointError is a ValueError
-        raise UsageError(f"cannot read {args.checkpoint}: {err}") from err
+        raise UsageError(_cannot_read(args.checkpoint, err)) from err
 
     strings = [name for name, value in weights.items() if np.asarray(value).dtype == object]
     if strings:
@@ -79,10 +79,16 @@ def _list(args) -> int:
             rows = [(name, str(np.asarray(v).dtype), np.shape(v))
                     for name, v in load_weights(args.checkpoint).items()]
     except (ValueError, NotImplementedError, OSError) as err:
-        raise UsageError(f"cannot read {args.checkpoint}: {err}") from err
+        raise UsageError(_cannot_read(args.checkpoint, err)) from err
     width = max((len(name) for name, _, _ in rows), default=0)
     for name, dtype, shape in rows:
         print(f"{name:<{width}}  {dtype:<12} {list(shape)}")
     parameters = sum(int(np.prod(shape, dtype=np.int64)) for _, _, shape in rows)
     print(f"{len(rows)} tensors, {parameters:,} parameters")
     return 0
+
+
+def _cannot_read(path: str, err: Exception) -> str:
+    """'cannot read PATH: why', naming the path once when the error already starts with it."""
+    text = str(err)
+    return f"cannot read {text}" if text.startswith(f"{path}:") else f"cannot read {path}: {text}"

@@ -1,7 +1,7 @@
 """slimtriton export NET|GRAPH --weights W -o model.onnx: the recorded graph and its weights as ONNX.
 
 NET is a name from `slimtriton nets` (built at --image-size, default the net's; its output is the
-predictions end point, or the logits where the net has none). GRAPH is `FILE.py:FUNCTION`, a
+predictions end point, or the logits where the net has none or with --output logits). GRAPH is `FILE.py:FUNCTION`, a
 function taking no arguments that records a graph and returns `(graph, outputs)` (outputs: a
 tensor, or a list or dict of tensors; dict keys name the ONNX outputs). --weights reads .npz,
 .safetensors or a TF checkpoint (no TensorFlow needed); without it the weights are initialized
@@ -16,7 +16,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("export", help="write a net or graph with its weights as ONNX",
                                    description=__doc__.split("\n\n", 1)[1])
     parser.add_argument("source", metavar="NET|GRAPH", help="a name from `slimtriton nets`, or FILE.py:FUNCTION")
-    parser.add_argument("-o", "--output", metavar="MODEL.onnx", required=True)
+    parser.add_argument("-o", "--out", metavar="MODEL.onnx", required=True, help="the ONNX file to write")
+    parser.add_argument("--output", default="predictions", choices=("predictions", "logits"),
+                        help="NET's output to export (default: predictions, the logits where the net has none)")
     parser.add_argument("--weights", metavar="PATH", default=None,
                         help=".npz, .safetensors or TF checkpoint (default: initialized with --seed)")
     parser.add_argument("--image-size", type=int, default=None, help="NET input height/width (default: the net's)")
@@ -57,25 +59,43 @@ def main(args) -> int:
     import slimtriton as st
     from slimtriton.export import export_onnx
     from slimtriton.nets import nets_factory
-    from ._netbuild import build_net, main_output
+    from ._netbuild import build_net, check_at_least, main_output
+    from .errors import UsageError
+    from .run import _top_scopes
 
+    check_at_least(args, 1, "--image-size", "--batch", "--num-classes")
+    check_at_least(args, 0, "--seed")
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise UsageError(f"-o {args.out}: directory {out_dir} does not exist")
+    if os.path.isdir(args.out):
+        raise UsageError(f"-o {args.out} is a directory; give a file name (model.onnx)")
     if args.source in nets_factory.networks_map:
         g, images, logits, end_points = build_net(args.source, args.image_size, args.batch, args.num_classes)
-        outputs = {"predictions" if main_output(logits, end_points) is not logits else "logits":
-                   main_output(logits, end_points)}
+        output = logits if args.output == "logits" else main_output(logits, end_points)
+        outputs = {"logits" if output is logits else "predictions": output}
     else:
         if ":" not in args.source:
-            raise ValueError(f"unknown net {args.source!r} (see `slimtriton nets`), and not FILE.py:FUNCTION")
+            raise UsageError(f"unknown net {args.source!r} (see `slimtriton nets`), and not FILE.py:FUNCTION")
         g, outputs = load_graph_function(args.source)
-    weights = st.load_weights(args.weights) if args.weights else st.init_weights(g, seed=args.seed)
-    model = export_onnx(g, outputs, weights, args.output, dynamic_batch=not args.static_batch,
+    if args.weights:
+        weights = st.load_weights(args.weights)
+        if not set(weights) & set(g.variables):
+            raise ValueError(f"{args.weights}: none of its {len(weights)} variables is a variable of {args.source} "
+                             f"(its scopes: {_top_scopes(weights)}; the graph's: {_top_scopes(g.variables)}); "
+                             f"are these the weights of another net?")
+    else:
+        weights = st.init_weights(g, seed=args.seed)
+    model = export_onnx(g, outputs, weights, args.out, dynamic_batch=not args.static_batch,
                         layout=args.layout, batch_norm=args.batch_norm)
     inputs = ", ".join(f"{i.name}{_shape(i)}" for i in model.graph.input)
     outs = ", ".join(f"{o.name}{_shape(o)}" for o in model.graph.output)
-    size = os.path.getsize(args.output)
-    print(f"wrote {args.output} ({size / 2**20:.1f} MiB, opset {model.opset_import[0].version}, "
+    size = os.path.getsize(args.out)
+    print(f"wrote {args.out} ({size / 2**20:.1f} MiB, opset {model.opset_import[0].version}, "
           f"{len(model.graph.node)} nodes, {len(model.graph.initializer)} initializers)")
     print(f"inputs: {inputs}\noutputs: {outs}")
+    print(f"weights: {args.weights}" if args.weights else
+          f"weights: RANDOM (init_weights seed {args.seed}; no --weights given)")
     return 0
 
 

@@ -13,9 +13,16 @@ times N more runs after `--warmup W` untimed ones and prints a latency summary (
 min, max, mean in ms; on a GPU the input stays on the device and each run is synchronized).
 Flags and files (--out's directory, --labels' length, --input's dtype and layout) are
 checked before anything long runs.
+
+`--engine DIR` runs an engine written by `slimtriton compile` (st.load_compiled: no fusion
+pass, the saved parameters); NET may be omitted (the engine names its net), and the input is
+--input, --image (the engine's net's preprocessing at its image size) or a random image of
+the engine's input shape. Flags that define the net or its weights (--weights, --backend,
+--dtype, --num-classes, --image-size, --batch) belong to `slimtriton compile` then.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import time
@@ -31,8 +38,11 @@ PROGRESS_AFTER_S = 1.0  # a run shorter than this shows no progress bar
 def register(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run a net (triton, reference or torch backend)",
                                    description=__doc__.split("\n\n", 1)[1],
-                                   formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    parser.add_argument("net", metavar="NET", help="a name from `slimtriton nets`")
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("net", metavar="NET", nargs="?", default=None,
+                        help="a name from `slimtriton nets` (optional with --engine)")
+    parser.add_argument("--engine", metavar="DIR", default=None,
+                        help="run an engine written by `slimtriton compile` instead of compiling NET")
     parser.add_argument("--weights", metavar="PATH", default=None,
                         help=".npz, .safetensors or TF checkpoint (default: random, initialized with --seed)")
     parser.add_argument("--input", metavar="X.npy", default=None,
@@ -43,17 +53,19 @@ def register(subparsers) -> None:
                              "choice for NET; the MobileNet v1 multiplier variants use mobilenet_v1's)")
     parser.add_argument("--labels", metavar="FILE", default=None,
                         help="one label per class (or TF-Slim's labels.txt `N:label` lines)")
-    parser.add_argument("--image-size", type=int, default=None, help="input height/width (default: the net's)")
-    parser.add_argument("--batch", type=int, default=None, help="batch of the random image (default 1)")
-    parser.add_argument("--num-classes", type=int, default=None, help="logits width (default: the net's checkpoint)")
+    parser.add_argument("--image-size", type=int, default=None, metavar="SIZE",
+                        help="input height/width (default: the net's; `slimtriton nets` lists the minimum)")
+    parser.add_argument("--batch", type=int, default=None, metavar="N", help="batch of the random image (default 1)")
+    parser.add_argument("--num-classes", type=int, default=None, metavar="N",
+                        help="logits width (default: the net's checkpoint)")
     parser.add_argument("--dtype", default=None, choices=DTYPES,
                         help="compute dtype of the triton and torch backends (default float32)")
     parser.add_argument("--backend", default="triton", choices=("triton", "reference", "torch"))
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and image (default 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights and image (default 0)")
     parser.add_argument("--out", metavar="OUT.npz", default=None, help="write the output and every end point")
-    parser.add_argument("--iterations", type=int, default=None,
+    parser.add_argument("--iterations", type=int, default=None, metavar="N",
                         help="after the first run, time N more runs and print a latency summary")
-    parser.add_argument("--warmup", type=int, default=None,
+    parser.add_argument("--warmup", type=int, default=None, metavar="W",
                         help="untimed runs before the --iterations (default 1)")
     parser.set_defaults(func=main)
 
@@ -141,9 +153,13 @@ def _check_labels(path: str, num_outputs: int, kind: str) -> None:
 def main(args) -> int:
     import numpy as np
     import slimtriton as st
-    from slimtriton.preprocessing import format_top_k, preprocess_for, top_k
+    from slimtriton.preprocessing import preprocess_for
     from ._netbuild import build_net, main_output
 
+    if args.engine is not None:
+        return run_engine(args)
+    if args.net is None:
+        raise UsageError("give a NET (see `slimtriton nets`), or --engine DIR")
     check_flags(args)
     x = None
     image_size = args.image_size
@@ -155,7 +171,7 @@ def main(args) -> int:
         image_size = x.shape[1]
     if x is not None and args.batch is not None and args.batch != x.shape[0]:
         raise UsageError(f"--batch {args.batch} does not match the {'--input' if args.input else '--image'} "
-                       f"batch of {x.shape[0]}")
+                         f"batch of {x.shape[0]}")
     batch = x.shape[0] if x is not None else (args.batch or 1)
     g, images, logits, end_points = build_net(args.net, image_size, batch, args.num_classes)
     output = main_output(logits, end_points)
@@ -204,7 +220,19 @@ def main(args) -> int:
     probs = result["output"]
     print(f"{args.net} on {args.backend} ({dtype}): input {list(x.shape)} -> output {list(probs.shape)}; {first}")
     if args.iterations:
-        print(latency_summary(call, args.iterations, 1 if args.warmup is None else args.warmup))
+        print(latency_summary(call, args.iterations, 1 if args.warmup is None else args.warmup, batch))
+    print_scores(probs, kind, args.labels)
+    if args.out:
+        np.savez(args.out, **result)
+        print(f"wrote {args.out} ({len(result)} arrays)")
+    return 0
+
+
+def print_scores(probs, kind: str, labels) -> None:
+    """Per image: the top-5 classes (softmax of logits when `kind` is 'logits') or the
+    embedding's norm."""
+    import numpy as np
+    from slimtriton.preprocessing import format_top_k, top_k
     for i in range(probs.shape[0]):
         row = probs[i].reshape(-1).astype(np.float64)
         if kind == "embedding":
@@ -214,10 +242,60 @@ def main(args) -> int:
             row = np.exp(row - row.max())
             row /= row.sum()
         print(f"image {i}:" + (" (softmax of the logits)" if kind == "logits" else ""))
-        print(format_top_k(top_k(row, min(5, row.size), labels=args.labels)))
+        print(format_top_k(top_k(row, min(5, row.size), labels=labels)))
+
+
+ENGINE_EXCLUDES = ("weights", "num_classes", "image_size", "batch", "dtype")
+
+
+def run_engine(args) -> int:
+    """`run --engine DIR`: load the engine, run it once on the input, print the scores."""
+    import numpy as np
+    import slimtriton as st
+    from slimtriton.engine import read_manifest
+    from slimtriton.preprocessing import preprocess_for
+
+    given = [f"--{name.replace('_', '-')}" for name in ENGINE_EXCLUDES if getattr(args, name) is not None]
+    if args.backend != "triton":
+        given.append(f"--backend {args.backend}")
+    if given:
+        raise UsageError(f"{', '.join(given)}: an engine's net, weights, dtype and input shape were fixed by "
+                         f"`slimtriton compile`; run --engine takes only the input and output flags")
+    check_flags(args)
+    meta = read_manifest(args.engine).get("meta", {})
+    net = meta.get("net")
+    if args.net is not None and net is not None and args.net != net:
+        raise UsageError(f"NET {args.net}: the engine {args.engine} was compiled from {net}")
+    args.net = args.net or net
+    t0 = time.perf_counter()
+    model = st.load_compiled(args.engine)
+    t1 = time.perf_counter()
+    (shape,) = [tuple(n.shape) for n in model.plan.inputs]
+    print(f"loaded engine {args.engine} ({net or 'net not recorded'}: {len(model.kernels)} kernels, "
+          f"{model.dtype}, input {list(shape)}) in {t1 - t0:.2f} s", flush=True)
+    if args.input:
+        x = load_input(args.input, shape[1])
+    elif args.image:
+        if args.net is None:
+            raise UsageError("--image needs the engine's net to preprocess it; give NET")
+        x = preprocess_for(args.net, args.image, shape[1], _preprocessing_name(args))
+    else:
+        x = np.random.default_rng(args.seed).uniform(-1, 1, shape).astype(np.float32)
+    if tuple(x.shape) != shape:
+        raise UsageError(f"input shape {list(x.shape)} does not match the engine's input {list(shape)}")
+    kind = "embedding" if args.net in EMBEDDING_NETS else meta.get("output", "predictions")
+    probs = _run_with_progress(model, x)
+    if args.labels:
+        _check_labels(args.labels, int(np.prod(probs.shape[1:])), kind)
+    print(f"engine run: input {list(x.shape)} -> output {list(probs.shape)}; first run "
+          f"{time.perf_counter() - t1:.3f} s")
+    if args.iterations:
+        print(latency_summary(_timed_call(model, x), args.iterations, 1 if args.warmup is None else args.warmup,
+                              shape[0]))
+    print_scores(probs, kind, args.labels)
     if args.out:
-        np.savez(args.out, **result)
-        print(f"wrote {args.out} ({len(result)} arrays)")
+        np.savez(args.out, output=probs)
+        print(f"wrote {args.out} (1 array)")
     return 0
 
 
@@ -237,7 +315,8 @@ def _run_with_progress(model, x):
 
     def after_step(step):
         if step.launches_kernel:
-            bar.set_postfix_str(f"{step.kernel} {step.node.name}"[-60:], refresh=False)
+            tail = "/".join(step.node.name.split("/")[-3:])  # the layer's end: where the run is
+            bar.set_postfix_str(f"{step.kernel} {tail}", refresh=False)
             bar.update(1)
 
     # the model calls executor.run(inputs); for this call it gets the hook (an instance
@@ -264,8 +343,9 @@ def _timed_call(model, x):
     return call
 
 
-def latency_summary(call, iterations: int, warmup: int) -> str:
-    """trtexec-style: W untimed warm-up calls, then N timed calls; median/p90/min/max/mean ms."""
+def latency_summary(call, iterations: int, warmup: int, batch: int = 1) -> str:
+    """trtexec-style: W untimed warm-up calls, then N timed calls; median/p90/min/max/mean ms
+    and the throughput at the median (images per second)."""
     import numpy as np
     for _ in range(warmup):
         call()
@@ -277,7 +357,7 @@ def latency_summary(call, iterations: int, warmup: int) -> str:
     ms = np.asarray(times)
     return (f"latency: {warmup} warm-up, {iterations} iterations: median {np.median(ms):.3f} ms, "
             f"p90 {np.percentile(ms, 90):.3f} ms, min {ms.min():.3f} ms, max {ms.max():.3f} ms, "
-            f"mean {ms.mean():.3f} ms")
+            f"mean {ms.mean():.3f} ms; throughput {batch * 1e3 / np.median(ms):.2f} images/s (batch {batch})")
 
 
 def _top_scopes(names, limit: int = 3) -> str:

@@ -27,8 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..executor import needed_nodes
 from ..ir.node import FLOAT_DTYPES, Node
-from ..ir.ops import Op, lookup
+from ..ir.ops import ACTIVATION_OPS, Act, Op, lookup, node_act, parse_act
+from ..weights import check_weights
+from ..ir.shapes import window_attrs
 
 _TORCH_DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -105,14 +108,22 @@ def _pad_nchw(x: torch.Tensor, padding, value: float = 0.0) -> torch.Tensor:
     return F.pad(x, (pl, pr, pt, pb), mode="constant", value=value)
 
 
-def _act(x: torch.Tensor, act: str) -> torch.Tensor:
-    if act == "none":
-        return x
-    if act == "relu":
-        return torch.relu(x)
-    if act == "relu6":
-        return torch.clamp(x, 0.0, 6.0)
-    raise ValueError(f"activation {act!r} is not one of ('none', 'relu', 'relu6')")
+# Every activation in torch ops (the reference, reference/numpy_ops.py ACTIVATIONS, defines them).
+TORCH_ACTIVATIONS = {
+    Act.NONE: lambda x, p: x,
+    Act.RELU: lambda x, p: torch.relu(x),
+    Act.RELU6: lambda x, p: torch.clamp(x, 0.0, 6.0),
+    Act.SIGMOID: lambda x, p: torch.sigmoid(x),
+    Act.TANH: lambda x, p: torch.tanh(x),
+    Act.ELU: lambda x, p: F.elu(x),
+    Act.LEAKY_RELU: lambda x, p: torch.where(x > 0, x, x * p),  # F.leaky_relu: x >= 0, differs at -0.0
+    Act.SWISH: lambda x, p: x * torch.sigmoid(x),               # = F.silu (its -inf is NaN too)
+}
+
+
+def _act(x: torch.Tensor, act) -> torch.Tensor:
+    kind, param = parse_act(act, "torch activation")
+    return TORCH_ACTIVATIONS[kind](x, param)
 
 
 def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = False) -> "TorchTable":
@@ -214,7 +225,9 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         a = node.attrs
         y = _act(acc * rest[0] + rest[1], a.get("act", "none"))
         if a.get("residual"):
-            y = _act(rest[2] + a.get("residual_scale", 1.0) * y, a.get("act2", "none"))
+            sh, sw = a.get("residual_strides", (1, 1))
+            residual = rest[2][:, ::sh, ::sw] if (sh, sw) != (1, 1) else rest[2]
+            y = _act(residual + a.get("residual_scale", 1.0) * y, a.get("act2", "none"))
         return y
 
     # pooling -----------------------------------------------------------------------------------
@@ -249,6 +262,21 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
             mean = mean / real_fraction
         return _nhwc(mean)
 
+    def fused_window_conv2d(node, inputs):
+        """avg_pool(x) or win_act(depthwise(x)*win_scale + win_shift), then the 1x1 conv + epilogue."""
+        a, x = node.attrs, inputs[0]
+        win_attrs = window_attrs(a)
+        if a["window"] == "avg_pool":
+            win = avg_pool(node.replace(op=Op.AVG_POOL, inputs=node.inputs[:1], attrs=win_attrs,
+                                        shape=node.shape[:3] + x.shape[-1:]), (x,))
+        else:
+            grouped = _depthwise_to_grouped(inputs[4])
+            win = _act(_nhwc(conv_nchw(x, grouped, win_attrs, groups=x.shape[3])) * inputs[5] + inputs[6],
+                       a["win_act"])
+        pointwise = _nhwc(conv_nchw(win, weight_layout(node, inputs[1], _hwio_to_oihw),
+                                    {"strides": (1, 1), "padding": ((0, 0), (0, 0))}))
+        return epilogue(node, pointwise, inputs[2:4])
+
     def pad(node, inputs):
         flat = []
         for before, after in reversed(node.attrs["paddings"]):  # F.pad lists the last axis first
@@ -280,10 +308,7 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         Op.MAXIMUM: lambda n, i: torch.maximum(i[0], i[1]),
         Op.MINIMUM: lambda n, i: torch.minimum(i[0], i[1]),
         Op.NEG: lambda n, i: -i[0],
-        Op.RELU: lambda n, i: torch.relu(i[0]),
-        Op.RELU6: lambda n, i: torch.clamp(i[0], 0.0, 6.0),
-        Op.SIGMOID: lambda n, i: torch.sigmoid(i[0]),
-        Op.TANH: lambda n, i: torch.tanh(i[0]),
+        **{op: lambda n, i: _act(i[0], node_act(n)) for op in ACTIVATION_OPS},
         Op.IDENTITY: lambda n, i: i[0],
         Op.BIAS_ADD: lambda n, i: i[0] + i[1],
         Op.DROPOUT: dropout,
@@ -307,6 +332,10 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         Op.FUSED_CONV2D_TRANSPOSE: lambda n, i: epilogue(n, conv2d_transpose_nhwc(n, i[0], i[1]), i[2:]),
         Op.FUSED_MATMUL: lambda n, i: epilogue(n, matmul(n, i[0], i[1]), i[2:]),
         Op.FUSED_ELEMENTWISE: lambda n, i: epilogue(n, i[0], i[1:]),
+        Op.FUSED_WINDOW_CONV2D: fused_window_conv2d,
+        Op.FUSED_MEAN_MATMUL: lambda n, i: epilogue(
+            n, torch.matmul(torch.mean(prologue_input(n, i), dim=(1, 2)), i[1].reshape(i[1].shape[-2:])),
+            i[2:]).reshape(n.shape),
     })
     missing = set(Op) - set(table)
     assert not missing, f"TORCH misses {missing}"
@@ -344,7 +373,7 @@ def _transpose_weights(w: torch.Tensor) -> torch.Tensor:
 
 
 _WEIGHT_LAYOUTS = {
-    Op.CONV2D: _hwio_to_oihw, Op.FUSED_CONV2D: _hwio_to_oihw,
+    Op.CONV2D: _hwio_to_oihw, Op.FUSED_CONV2D: _hwio_to_oihw, Op.FUSED_WINDOW_CONV2D: _hwio_to_oihw,
     Op.DEPTHWISE_CONV2D: _depthwise_to_grouped, Op.FUSED_DEPTHWISE_CONV2D: _depthwise_to_grouped,
     Op.CONV2D_TRANSPOSE: _transpose_weights, Op.FUSED_CONV2D_TRANSPOSE: _transpose_weights,
 }
@@ -362,8 +391,6 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
     code over a precomputed plan, so `torch.compile(f)` can trace it (fullgraph). The
     channels_last copies of conv weights are made here, once.
     """
-    from ..executor import needed_nodes
-    from ..weights import check_weights
     nodes = list(getattr(graph_or_nodes, "nodes", graph_or_nodes))
     single = not isinstance(outputs, (list, tuple))
     out_nodes = [getattr(o, "node", o) for o in ([outputs] if single else outputs)]

@@ -259,7 +259,7 @@ class _Exporter:
         shape: list = list(node.shape)
         if layout == NCHW:
             shape = _permute(NCHW, shape)
-        if id(node) in self.batched:
+        if id(node) in self.batched and shape:
             shape[0] = BATCH_DIM
         elem = getattr(self.onnx.TensorProto, _ONNX_DTYPES[node.dtype])
         return self.onnx.helper.make_tensor_value_info(name, elem, shape)
@@ -319,6 +319,20 @@ def _relu6(ex: _Exporter, node: Node) -> None:
     layout = ex.layout_of(x)
     clip = ex.add("Clip", [ex.get(x, layout), ex.scalar(0, node.dtype), ex.scalar(6, node.dtype)], node.name)
     ex.set(node, clip, layout)
+
+
+def _leaky_relu(ex: _Exporter, node: Node) -> None:
+    (x,) = node.inputs
+    layout = ex.layout_of(x)
+    ex.set(node, ex.add("LeakyRelu", [ex.get(x, layout)], node.name, alpha=float(node.attrs["alpha"])), layout)
+
+
+def _swish(ex: _Exporter, node: Node) -> None:
+    """x * Sigmoid(x): opset 17 has no Swish (HardSwish is another function)."""
+    (x,) = node.inputs
+    layout = ex.layout_of(x)
+    xv = ex.get(x, layout)
+    ex.set(node, ex.add("Mul", [xv, ex.add("Sigmoid", [xv], f"{node.name}/Sigmoid")], node.name), layout)
 
 
 def _dropout(ex: _Exporter, node: Node) -> None:
@@ -540,6 +554,8 @@ def _reduce_mean(ex: _Exporter, node: Node) -> None:
     layout = ex.layout_of(x)
     axes = sorted(_axis_in(layout, a) for a in node.attrs["axes"])
     keep = bool(node.attrs["keepdims"])
+    if 0 in node.attrs["axes"]:  # averaged over the batch: the result has no batch axis
+        ex.batched.discard(id(node))
     out = ex.add("ReduceMean", [ex.get(x, layout)], node.name, axes=axes, keepdims=int(keep))
     if keep or layout == IR:
         return ex.set(node, out, layout)
@@ -625,6 +641,9 @@ EXPORTERS: dict[Op, Callable[[_Exporter, Node], None]] = {
     Op.RELU6: _relu6,
     Op.SIGMOID: _unary("Sigmoid"),
     Op.TANH: _unary("Tanh"),
+    Op.ELU: _unary("Elu"),                 # alpha 1, as tf.nn.elu
+    Op.LEAKY_RELU: _leaky_relu,
+    Op.SWISH: _swish,
     Op.IDENTITY: _unary("Identity"),
     Op.BIAS_ADD: _bias_add,
     Op.DROPOUT: _dropout,
@@ -652,6 +671,8 @@ UNSUPPORTED: dict[Op, str] = {
     Op.FUSED_CONV2D_TRANSPOSE: _FUSED_REASON,
     Op.FUSED_MATMUL: _FUSED_REASON,
     Op.FUSED_ELEMENTWISE: _FUSED_REASON,
+    Op.FUSED_WINDOW_CONV2D: _FUSED_REASON,
+    Op.FUSED_MEAN_MATMUL: _FUSED_REASON,
 }
 
 assert not set(EXPORTERS) & set(UNSUPPORTED) and set(EXPORTERS) | set(UNSUPPORTED) == set(Op), \
@@ -739,11 +760,11 @@ def export_onnx(graph, outputs, weights: Mapping[str, Any], path=None, dynamic_b
         ex.add("Identity", [ex.get(node, want)], f"output/{name}", [name])
         graph_outputs.append(ex.value_info(name, node, want))
     onnx_graph = onnx.helper.make_graph(ex.nodes, _graph_name(pairs), ex.inputs, graph_outputs)
-    for name, (_, array) in ex.initializers.items():
-        _add_initializer(onnx, onnx_graph, name, array)
     model = onnx.helper.make_model(onnx_graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name="slimtriton", producer_version=_version())
     model.ir_version = IR_VERSION
+    for name, (_, array) in ex.initializers.items():  # into the model's own graph: make_model copies
+        _add_initializer(onnx, model.graph, name, array)
     if path is not None:
         onnx.save_model(model, str(path))
     if check:  # a written model is checked from its file: the in-memory check serializes it again
@@ -758,7 +779,8 @@ def _add_initializer(onnx, graph, name: str, array: np.ndarray) -> None:
     tensor.name = name
     tensor.dims.extend(array.shape)
     tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
-    tensor.raw_data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    # One copy: tobytes() writes a transposed (non-contiguous) kernel out in C order itself.
+    tensor.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
 
 
 def _batched_inputs(order: list[Node], dynamic_batch) -> frozenset:

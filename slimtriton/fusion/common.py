@@ -2,7 +2,7 @@
 the default epilogue attributes, and small readers for batch-norm parameters."""
 from __future__ import annotations
 
-from ..ir.ops import Op
+from ..ir.ops import FUSED_OPS, Op  # noqa: F401 - FUSED_OPS re-exported (the group, ir/ops.py)
 from . import folding
 
 # base op -> (fused op, weight layout for output-channel scaling)
@@ -13,9 +13,7 @@ FUSED_OF = {
     Op.MATMUL: (Op.FUSED_MATMUL, "matmul"),
 }
 BASE_OPS = frozenset(FUSED_OF)
-FUSED_OPS = frozenset(f for f, _ in FUSED_OF.values()) | {Op.FUSED_ELEMENTWISE}
 PROLOGUE_OPS = frozenset({Op.FUSED_CONV2D, Op.FUSED_DEPTHWISE_CONV2D})
-ACT_NAME = {Op.RELU: "relu", Op.RELU6: "relu6"}
 
 EPILOGUE_DEFAULTS = dict(act="none", residual=False, residual_scale=1.0, act2="none")
 
@@ -109,7 +107,8 @@ def compose_into_epilogue(ctx, fused, root, sources, affine, why: str):
     `root` with composed scale and shift; None when scale or shift is not a parameter."""
     scale, shift = fused.inputs[-2], fused.inputs[-1]
     if not (is_var(scale) and is_var(shift)):
-        return None
+        return ctx.decline(f"{fused.name}'s epilogue scale / shift are computed at run time ({scale.op.short}, "
+                           f"{shift.op.short}), not parameters")
     sn, tn = var(scale), var(shift)
     srcs = [sn, tn] + list(sources)
 
@@ -120,10 +119,3 @@ def compose_into_epilogue(ctx, fused, root, sources, affine, why: str):
     new_scale = ctx.param(f"{root.name}/epilogue_scale", (n,), srcs, lambda v: composed(v)[0], why, root.dtype)
     new_shift = ctx.param(f"{root.name}/epilogue_shift", (n,), srcs, lambda v: composed(v)[1], why, root.dtype)
     return ctx.node(fused.op, fused.inputs[:-2] + (new_scale, new_shift), dict(fused.attrs), root.name)
-
-
-def absorb(lowered, merged: dict):
-    """A plan pass's result: the (node, Lowered) list with `merged[node name]` replacing the
-    lowering of the nodes it names, and the nodes those kernels absorbed dropped."""
-    gone = {id(n) for low in merged.values() for n in low.absorbed}
-    return [(node, merged.get(node.name, low)) for node, low in lowered if id(node) not in gone]

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.ops import Group, Op
+from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op, lookup
+from ..reference import REFERENCE  # the living definition of every op computes the folded values
 from .pattern import Pat, Rule
 
-_SOURCES = (Op.VARIABLE, Op.CONSTANT)
-
-
 def _weight_only(node) -> bool:
-    return (node.op.group is not Group.SOURCE and bool(node.inputs)
-            and all(i.op in _SOURCES for i in node.inputs)
+    return (node.op not in SOURCE_OPS and bool(node.inputs)
+            and all(i.op in PARAMETER_OPS for i in node.inputs)
             and any(i.op is Op.VARIABLE for i in node.inputs))
 
 
@@ -26,8 +24,6 @@ def _fold(match, ctx):
     inputs = node.inputs
 
     def compute(values, node=node, inputs=inputs):
-        from ..reference import REFERENCE  # the living definition of every op
-        from ..ir.ops import lookup
         args = [values[i.attrs["var"]] if i.op is Op.VARIABLE else np.float64(i.attrs["value"]) for i in inputs]
         return lookup(REFERENCE, node.op, "REFERENCE")(node, args)
 

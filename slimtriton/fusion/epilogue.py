@@ -2,7 +2,7 @@
 
 Every remaining conv / matmul becomes its FUSED_* form (identity epilogue), then, at each
 consumer, in this order of preference:
-  relu / relu6 of a fused node           -> its `act` (or `act2` after a residual add)
+  an activation of a fused node          -> its `act` (or `act2` after a residual add)
   add(fused, r)                           -> residual r  (the later-computed operand fuses)
   add(r, c * fused)                       -> residual r with residual_scale c (Inception-ResNet)
   c * fused (affine epilogue only)        -> scale, shift multiplied by c
@@ -12,12 +12,10 @@ which later activations fuse into in turn (second stage, LEFTOVER_RULES).
 """
 from __future__ import annotations
 
-from ..ir.ops import Op
-from .common import (ACT_NAME, BASE_OPS, EPILOGUE_DEFAULTS, FUSED_OF, FUSED_OPS, bn_foldable, bn_recipe,
-                     compose_into_epilogue, fused_attrs, n_base_inputs, plain_epilogue)
+from ..ir.ops import ACTIVATION_OPS, FUSED_OPS, Op, node_act
+from .common import (BASE_OPS, EPILOGUE_DEFAULTS, FUSED_OF, bn_foldable, bn_recipe, compose_into_epilogue,
+                     fused_attrs, n_base_inputs, plain_epilogue)
 from .pattern import Pat, Rule
-
-ACTS = frozenset(ACT_NAME)
 
 
 def _constant_affine(ctx, root, scale: float = 1.0):
@@ -58,18 +56,33 @@ def _act_into_fused(match, ctx):
     fused, root = match["fused"], match["root"]
     key = "act2" if fused.attrs["residual"] else "act"
     if fused.attrs[key] != "none":
-        return None
-    return ctx.node(fused.op, fused.inputs, dict(fused.attrs, **{key: ACT_NAME[root.op]}), root.name)
+        return ctx.decline(f"{fused.name} already applies {key}={fused.attrs[key]!r}")
+    return ctx.node(fused.op, fused.inputs, dict(fused.attrs, **{key: node_act(root)}), root.name)
+
+
+def _why_not_candidate(node, root, ctx) -> str | None:
+    """Why `node` cannot take `root`'s add as its residual epilogue (None: it can)."""
+    if node.op not in FUSED_OPS:
+        return f"{node.name} is a {node.op.short}, not a fused conv / GEMM / pointwise node"
+    if node.attrs["residual"]:
+        return f"{node.name} already has a residual"
+    if ctx.uses.get(node.name) != 1:
+        return f"{node.name} has {ctx.uses.get(node.name)} consumers (its own output is still needed)"
+    if node.shape != root.shape or node.dtype != root.dtype:
+        return f"{node.name} is {node.dtype}{list(node.shape)}, the sum {root.dtype}{list(root.shape)}"
+    return None
 
 
 def _residual_candidate(node, root, ctx) -> bool:
-    return (node.op in FUSED_OPS and not node.attrs["residual"] and ctx.uses.get(node.name) == 1
-            and node.shape == root.shape and node.dtype == root.dtype)
+    return _why_not_candidate(node, root, ctx) is None
 
 
 def _with_residual(ctx, fused, residual, root, scale: float):
-    if residual.shape != root.shape or residual is fused:
-        return None
+    if residual.shape != root.shape:
+        return ctx.decline(f"the other operand {residual.name}{list(residual.shape)} is broadcast to "
+                           f"{list(root.shape)}")
+    if residual is fused:
+        return ctx.decline(f"both operands are {fused.name}")
     attrs = dict(fused.attrs, residual=True, residual_scale=float(scale))
     n_base = n_base_inputs(fused.op)
     ins = fused.inputs[:n_base + 2] + (residual,) + fused.inputs[n_base + 2:]
@@ -81,7 +94,7 @@ def _add_residual(match, ctx):
     a, b = root.inputs
     cands = [n for n in (a, b) if _residual_candidate(n, root, ctx)]
     if not cands:
-        return None
+        return ctx.decline("; ".join(dict.fromkeys(_why_not_candidate(n, root, ctx) for n in (a, b))))
     # Fuse into the operand computed last, so the other one already exists when it runs.
     fused = max(cands, key=lambda n: ctx.order.get(n.name, -1))
     return _with_residual(ctx, fused, b if fused is a else a, root, 1.0)
@@ -93,8 +106,9 @@ def _scalar(node):
 
 def _add_scaled_residual(match, ctx):
     root, fused = match["root"], match["fused"]
-    if not _residual_candidate(fused, match["mul"], ctx):
-        return None
+    why = _why_not_candidate(fused, match["mul"], ctx)
+    if why is not None:
+        return ctx.decline(why)
     return _with_residual(ctx, fused, match["r"], root, _scalar(match["c"]))
 
 
@@ -112,7 +126,7 @@ def _leftover_add(match, ctx):
 
 def _leftover_act(match, ctx):
     root = match["root"]
-    return _elementwise(ctx, root, root.inputs[0], *_constant_affine(ctx, root), act=ACT_NAME[root.op])
+    return _elementwise(ctx, root, root.inputs[0], *_constant_affine(ctx, root), act=node_act(root))
 
 
 def _leftover_scalar_mul(match, ctx):
@@ -136,7 +150,7 @@ RULES = [
     Rule("batch_norm_to_pointwise", Pat(Op.BATCH_NORM, name="root", where=bn_foldable), _standalone_bn),
     Rule("bias_to_pointwise", Pat(Op.BIAS_ADD, Pat(name="x"), Pat(Op.VARIABLE, name="b"), name="root"),
          _standalone_bias),
-    Rule("activation", Pat(ACTS, _FUSED_ONE, name="root"), _act_into_fused),
+    Rule("activation", Pat(ACTIVATION_OPS, _FUSED_ONE, name="root"), _act_into_fused),
     Rule("scaled_residual_add",
          Pat(Op.ADD, Pat(name="r"), Pat(Op.MUL, Pat(FUSED_OPS, name="fused", one_use=True), _CONST, name="mul",
                                         one_use=True, commutative=True),
@@ -151,7 +165,7 @@ RULES = [
 LEFTOVER_RULES = RULES + [
     Rule("add_to_pointwise", Pat(Op.ADD, name="root", where=lambda n: _same_shape_add(n) and _has_channels(n)),
          _leftover_add),
-    Rule("activation_to_pointwise", Pat(ACTS, Pat(), name="root", where=_has_channels), _leftover_act),
+    Rule("activation_to_pointwise", Pat(ACTIVATION_OPS, Pat(), name="root", where=_has_channels), _leftover_act),
     Rule("scalar_mul_to_pointwise", Pat(Op.MUL, Pat(name="x"), _CONST, name="root", commutative=True,
                                         where=_has_channels), _leftover_scalar_mul),
 ]

@@ -88,47 +88,60 @@ RULES = [
 
 
 # -- undoing a fold that loses precision (needs the weights' values) ------------------------------
-_GEMM_OPS = frozenset(f for f, _ in FUSED_OF.values())
+_GEMM_OPS = frozenset(f for f, _ in FUSED_OF.values()) | {Op.FUSED_MEAN_MATMUL}  # inputs x, w, scale, shift
+# (weights input, scale input) pairs of a fused node that BN folding may have scaled: a window
+# conv (pass 5b) carries its 1x1 weights / epilogue scale and its depthwise weights / win_scale.
+_WEIGHT_SCALE_INPUTS = {**{op: ((1, 2),) for op in _GEMM_OPS}, Op.FUSED_WINDOW_CONV2D: ((1, 2), (4, 5))}
 
 
-def _folded(program: Program, node) -> FoldedScale | None:
-    """The fold record of a fused conv / GEMM whose weights are BN-folded, else None."""
-    if node.op not in _GEMM_OPS or not is_var(node.inputs[1]) or not is_var(node.inputs[2]):
-        return None
-    return program.folds.get(var(node.inputs[1]))
+def _folds(program: Program, node) -> list[tuple[int, int, FoldedScale]]:
+    """(weights index, scale index, fold record) of each BN-folded weight of a fused conv / GEMM."""
+    found = []
+    for wi, si in _WEIGHT_SCALE_INPUTS.get(node.op, ()):
+        if si < len(node.inputs) and is_var(node.inputs[wi]) and is_var(node.inputs[si]):
+            fold = program.folds.get(var(node.inputs[wi]))
+            if fold is not None:
+                found.append((wi, si, fold))
+    return found
 
 
 def keep_scale(program: Program, weights, dtype: str, log=None) -> Program:
     """`program` with the BN scale moved back from the weights into the fp32 epilogue of every
-    layer whose folded weights lose precision in `dtype`; `program.kept_scale` says which and why."""
+    layer whose folded weights lose precision in `dtype`; `program.kept_scale` says which and why
+    (keyed by the fused node, or `node:window` for a window conv's depthwise weights)."""
     value = parameter_values(program, weights)
     losing: dict[str, str] = {}
     for node in program.nodes:
-        fold = _folded(program, node)
-        if fold is None:
-            continue
-        why = folding.folding_precision_loss(value(var(fold.weights)), fold.scale(
-            {s: value(s) for s in fold.sources}), fold.layout, dtype)
-        if why is not None:
-            losing[node.name] = why
+        for wi, _, fold in _folds(program, node):
+            why = folding.folding_precision_loss(value(var(fold.weights)), fold.scale(
+                {s: value(s) for s in fold.sources}), fold.layout, dtype)
+            if why is not None:
+                losing[_key(node, wi)] = why
 
     def unfold(match, ctx):
         node = match["root"]
-        fold = _folded(ctx.program, node)
-        if fold is None or node.name not in losing:
+        ins = list(node.inputs)
+        for wi, si, fold in _folds(ctx.program, node):
+            if _key(node, wi) not in losing:
+                continue
+            old_scale = var(ins[si])  # a constant 1, or what later passes composed onto it
+            ins[si] = ctx.param(f"{fold.layer}/epilogue_scale", (ins[si].shape[-1],), (old_scale,) + fold.sources,
+                                lambda v, o=old_scale, f=fold: v[o] * f.scale(v), "batch norm scale (kept out of "
+                                "the weights: folding loses precision)", ins[si].dtype)
+            ctx.emit(fold.weights)
+            ins[wi] = fold.weights
+        if all(a is b for a, b in zip(ins, node.inputs)):
             return None
-        old_scale = var(node.inputs[2])  # a constant 1, or what later passes composed onto it
-        scale = ctx.param(f"{fold.layer}/epilogue_scale", (node.shape[-1],), (old_scale,) + fold.sources,
-                          lambda v: v[old_scale] * fold.scale(v), "batch norm scale (kept out of the weights: "
-                          "folding loses precision)", node.inputs[2].dtype)
-        ctx.emit(fold.weights)
-        return ctx.node(node.op, node.inputs[:1] + (fold.weights, scale) + node.inputs[3:], dict(node.attrs),
-                        node.name)
+        return ctx.node(node.op, tuple(ins), dict(node.attrs), node.name)
 
     if losing:
-        program = rewrite(program, [Rule("keep_scale", Pat(_GEMM_OPS, name="root"), unfold)], after="keep_scale")
+        program = rewrite(program, [Rule("keep_scale", Pat(frozenset(_WEIGHT_SCALE_INPUTS), name="root"), unfold)], after="keep_scale")
     for name, why in losing.items():
         if log is not None:
             log(f"keep_scale: {name}: batch norm scale kept in the fp32 epilogue: {why}")
     program.kept_scale = dict(losing)
     return program
+
+
+def _key(node, weights_index: int) -> str:
+    return node.name if weights_index == 1 else f"{node.name}:window"

@@ -1,33 +1,35 @@
 """The one list of fusion passes, in order; the IR verifier runs after every pass.
 
-IR passes rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint); plan
-passes act on the kernel plan built from the result, in slimtriton.runtime.plan: the
-lowered-kernel passes (`fn(lowered, program) -> lowered`, merging a producer into its
-consumer's kernel) run in order on the lowered (node, Lowered) list, then concat
-elimination and the memory plan.
+IR passes rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint): every
+fusion is one of them, so the reference and torch executors run each pass's result. The plan
+passes then act on the kernel plan built from the result, in slimtriton.runtime.plan
+(build_plan) and runtime.memory: concat elimination and the memory plan.
 """
 from __future__ import annotations
 
-from . import const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities, strided_residual
+from . import (activation_idioms, const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities,
+               strided_residual, window_prologue)
+from .log import pass_lines
 from .program import Program, rewrite
 
 IR_PASSES = [
     ("const_fold", const_fold.RULES),                # 0: weight-only subgraphs -> derived parameters
     ("remove_identities", remove_identities.RULES),  # 1: identity, inference dropout, subsample(1), no-op reshape
+    ("activation_idioms", activation_idioms.RULES),  # 1b: tf.maximum(z, a*z), 0 < a < 1 -> leaky_relu
     ("fold_pad", fold_pad.RULES),                    # 2: explicit zero PAD -> the conv's own padding
     ("fold_affine", fold_affine.RULES),              # 3: inference BN and bias -> conv weights + shift
     ("epilogue", epilogue.RULES),                    # 4: act / residual add / scaled residual -> FUSED_* epilogue
     ("pointwise", epilogue.LEFTOVER_RULES),          # 4b: unfused BN / bias / add / relu -> FUSED_ELEMENTWISE
     ("prologue", prologue.RULES),                    # 5: pre-activation BN+ReLU -> consumers' prologue (byte model)
+    ("window_prologue", window_prologue.RULES),      # 5b: avg pool / depthwise -> 1x1 conv's A load (byte model)
+    ("strided_residual", strided_residual.RULES),    # 6: subsample(x, s) shortcut -> residual read x[::s, ::s]
+    ("mean_gemm", mean_gemm.RULES),                  # 7: global mean (+ pointwise) + 1x1 conv / FC -> FUSED_MEAN_MATMUL
 ]
 
-# Plan passes, applied by slimtriton.runtime.plan.build_plan in this order (None: the pass
-# is built into build_plan / runtime.memory):
+# Plan passes, in slimtriton.runtime.plan.build_plan / runtime.memory, in this order:
 PLAN_PASSES = [
-    ("mean_gemm", mean_gemm.run),                # 7: global mean (+ pointwise) + 1x1 conv / FC -> one kernel
-    ("strided_residual", strided_residual.run),  # 7b: subsample(x, s) shortcut -> strided residual read
-    ("concat_elimination", None),                # 6: producers write straight into channel slices of concats
-    ("memory_plan", None),                       # 8: buffers reused by liveness; peak activation bytes
+    ("concat_elimination", None),                # 8: producers write straight into channel slices of concats
+    ("memory_plan", None),                       # 9: buffers reused by liveness; peak activation bytes
 ]
 
 
@@ -42,6 +44,8 @@ def run_passes(program: Program, upto: str | None = None, log=None, snapshots: d
             snapshots[name] = program
         if log is not None:
             log(f"{name}: {before} -> {len(program.nodes)} nodes")
+            for line in pass_lines(program.fusion_log, name):
+                log(line)
         if name == upto:
             break
     return program

@@ -17,10 +17,12 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from ..ir.graph import format_nodes
 from ..ir.node import Node
-from ..ir.ops import Op
+from ..ir.ops import SOURCE_OPS, Op
 from ..ir.shapes import infer
 from ..ir.verify import verify
+from .log import FusionRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Program:
     folds: dict[str, FoldedScale] = dataclasses.field(default_factory=dict)  # folded weights name -> how
     kept_scale: dict[str, str] = dataclasses.field(default_factory=dict)  # fused node -> why its BN scale
     #                                                   stayed in the fp32 epilogue (fold_affine.keep_scale)
+    fusion_log: list[FusionRecord] = dataclasses.field(default_factory=list)  # what fused, what declined, why
 
     @staticmethod
     def from_graph(nodes: Iterable[Node], outputs: Iterable[Node]) -> "Program":
@@ -108,7 +111,6 @@ class Program:
         verify(self.nodes, self.outputs, after=after)
 
     def __str__(self) -> str:
-        from ..ir.graph import format_nodes
         return format_nodes(self.nodes)
 
 
@@ -163,6 +165,7 @@ class RewriteContext:
         self.emitted_ids: set[int] = set()
         self._consumers = None
         self._names = {n.name for n in program.nodes} | set(program.derived)
+        self.reason: str | None = None  # why the current replacement declined (decline())
 
     @property
     def consumers(self) -> dict[str, list[Node]]:
@@ -170,6 +173,11 @@ class RewriteContext:
         if self._consumers is None:
             self._consumers = self.program.consumers()
         return self._consumers
+
+    def decline(self, why: str) -> None:
+        """Say why the current replacement declines; returns None, for `return ctx.decline(...)`."""
+        self.reason = why
+        return None
 
     def unique(self, base: str) -> str:
         name, i = base, 1
@@ -213,8 +221,12 @@ def rewrite(program: Program, rules, after: str, max_sweeps: int = 50) -> Progra
     """Apply `rules` (tried in order at each node, forward sweep) until none fires.
 
     Each sweep rebuilds consumers of replaced nodes, drops dead code and runs the verifier.
+    `program.fusion_log` receives a FusionRecord per rewrite, and per match whose replacement
+    declined in the final sweep (with the reason it gave through `ctx.decline`).
     """
+    pass_name = after.removeprefix("pass ")
     for _ in range(max_sweeps):
+        declined: dict[tuple[str, str], str] = {}
         uses = program.uses()
         order = {n.name: k for k, n in enumerate(program.nodes)}
         ctx = RewriteContext(program, uses, order)
@@ -227,12 +239,16 @@ def rewrite(program: Program, rules, after: str, max_sweeps: int = 50) -> Progra
                 match = rule.pattern.match(cur, uses)
                 if match is None:
                     continue
+                ctx.reason = None
                 out = rule.replace(match, ctx)
                 if out is None:
+                    declined[(rule.name, cur.name)] = ctx.reason or "the replacement declined (no reason given)"
                     continue
                 if out is not cur:
                     if out.op not in (Op.VARIABLE, Op.PLACEHOLDER) and id(out) not in ctx.emitted_ids:
                         program.origin[out.name] = _absorbed_origin(program, cur, out, match.values())
+                    program.fusion_log.append(FusionRecord(pass_name, rule.name, cur.name, True,
+                                                           f"{cur.op.short} -> {out.op.short} {out.name}"))
                     changed = True
                     cur = out
                 break
@@ -243,6 +259,8 @@ def rewrite(program: Program, rules, after: str, max_sweeps: int = 50) -> Progra
         program = dataclasses.replace(program, nodes=ctx.emitted, outputs=outputs).without_dead_code()
         program.verify(after)
         if not changed:
+            program.fusion_log.extend(FusionRecord(pass_name, rule, node, False, why)
+                                      for (rule, node), why in declined.items())
             return program
     raise RuntimeError(f"pass {after} did not converge after {max_sweeps} sweeps")
 
@@ -256,7 +274,7 @@ def _absorbed_origin(program: Program, cur: Node, out: Node, matched) -> tuple[s
     seen: set[int] = set()
     while stack:
         n = stack.pop()
-        if id(n) in seen or id(n) in keep or n is out or n.op in (Op.VARIABLE, Op.CONSTANT, Op.PLACEHOLDER):
+        if id(n) in seen or id(n) in keep or n is out or n.op in SOURCE_OPS:
             continue
         seen.add(id(n))
         merged.extend(program.origin.get(n.name, (n.name,)))

@@ -1,4 +1,9 @@
-"""FLOPs per node: one table keyed by op (`FLOPS`), `flops(node) -> int`.
+"""The cost model: FLOPs per node (one table keyed by op, `FLOPS`; `flops(node) -> int`) and
+the byte model (`tensor_bytes`, `kernel_bytes`), which the report, the memory plan and the
+prologue pass's byte-model decision all use.
+
+Byte model: a kernel reads each of its inputs (activations, weights, per-channel vectors)
+from DRAM once and writes each of its outputs once, all in the compute dtype.
 
 Conventions: a multiply-add counts 2 FLOPs; an elementwise add/mul/compare counts 1 per
 output element; data movement (reshape, concat, pad, tile, identity, variables) counts 0.
@@ -7,8 +12,9 @@ output element; data movement (reshape, concat, pad, tile, identity, variables) 
   DEPTHWISE_CONV2D  2 * N*OH*OW*(Cin*dm) * kh*kw
   CONV2D_TRANSPOSE  2 * N*H*W*Cin * kh*kw*Cout        (every input pixel scatters a kernel)
   MATMUL            2 * prod(out) * K
-  BIAS_ADD, ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM, NEG, RELU, RELU6   1 per output element
-  SIGMOID, TANH     4 per element (exp, add, divide, ...; a nominal count)
+  BIAS_ADD, ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM, NEG   1 per output element
+  activations       `Act.flops` per element (ir/ops.py: relu, relu6 1; leaky_relu 2;
+                    sigmoid, tanh, elu 4; swish 5 -- nominal counts of exp, add, divide, ...)
   BATCH_NORM        2 per element at inference (x*scale + shift after folding);
                     training adds the batch statistics: +3 per element (sum, square-sum, ...)
   DROPOUT           1 per element when training (the mask multiply), else 0
@@ -16,16 +22,16 @@ output element; data movement (reshape, concat, pad, tile, identity, variables) 
   REDUCE_MEAN       1 per input element
   SOFTMAX           5 per element (max, subtract, exp, sum, divide)
   UNIT_NORM         3 per element (square, sum, divide)
-  fused ops         the base op + the epilogue: 2 (scale, shift) + 1 per activation
-                    + 2 if residual (scale, add), per output element; + 2 + act per input
-                    element for a prologue.
+  fused ops         the base op + the epilogue: 2 (scale, shift) + the activation's flops
+                    + 2 if residual (scale, add) + act2's, per output element; + 2 + the
+                    prologue activation's per input element for a prologue.
 """
 from __future__ import annotations
 
 from math import prod
 
-from .node import Node
-from .ops import Op, lookup
+from .node import DTYPE_ITEMSIZE, Node
+from .ops import ACTIVATION_OPS, Op, act_of_op, lookup, parse_act
 
 
 def _zero(node: Node) -> int:
@@ -74,13 +80,17 @@ def _reduce_mean(node: Node) -> int:
     return prod(node.inputs[0].shape)
 
 
+def _act_flops(node: Node, key: str) -> int:
+    return parse_act(node.attrs.get(key, "none"), f"{node.name}: {key}")[0].flops
+
+
 def _epilogue(node: Node) -> int:
-    per = 2 + (node.attrs.get("act", "none") != "none")
+    per = 2 + _act_flops(node, "act")
     if node.attrs.get("residual"):
-        per += 2 + (node.attrs.get("act2", "none") != "none")
+        per += 2 + _act_flops(node, "act2")
     total = per * prod(node.shape)
     if node.attrs.get("prologue"):
-        total += (2 + (node.attrs.get("prologue_act", "none") != "none")) * prod(node.inputs[0].shape)
+        total += (2 + _act_flops(node, "prologue_act")) * prod(node.inputs[0].shape)
     return total
 
 
@@ -88,6 +98,15 @@ def _fused(base):
     def rule(node: Node) -> int:
         return (base(node) if base is not None else 0) + _epilogue(node)
     return rule
+
+
+def _fused_window_conv2d(node: Node) -> int:
+    """The window (pool adds, or depthwise multiply-adds + its affine/act), then the 1x1 GEMM."""
+    kh, kw = node.attrs["ksize"]
+    x, w = node.inputs[0], node.inputs[1]
+    win = prod(node.shape[:3]) * x.shape[-1]
+    per = kh * kw if node.attrs["window"] == "avg_pool" else 2 * kh * kw + 2 + _act_flops(node, "win_act")
+    return win * per + 2 * prod(node.shape) * w.shape[2] + _epilogue(node)
 
 
 FLOPS = {
@@ -101,10 +120,7 @@ FLOPS = {
     Op.MAXIMUM: _per_output(1),
     Op.MINIMUM: _per_output(1),
     Op.NEG: _per_output(1),
-    Op.RELU: _per_output(1),
-    Op.RELU6: _per_output(1),
-    Op.SIGMOID: _per_output(4),
-    Op.TANH: _per_output(4),
+    **{op: _per_output(act_of_op(op).flops) for op in ACTIVATION_OPS},
     Op.IDENTITY: _zero,
     Op.BIAS_ADD: _per_output(1),
     Op.DROPOUT: _dropout,
@@ -128,6 +144,8 @@ FLOPS = {
     Op.FUSED_CONV2D_TRANSPOSE: _fused(_conv2d_transpose),
     Op.FUSED_MATMUL: _fused(_matmul),
     Op.FUSED_ELEMENTWISE: _fused(None),
+    Op.FUSED_WINDOW_CONV2D: _fused_window_conv2d,
+    Op.FUSED_MEAN_MATMUL: _fused(lambda n: prod(n.inputs[0].shape) + 2 * prod(n.shape) * n.inputs[1].shape[-2]),
 }
 
 _missing = set(Op) - set(FLOPS)
@@ -139,5 +157,31 @@ def flops(node: Node) -> int:
     return int(lookup(FLOPS, node.op, "FLOPS")(node))
 
 
+def node_flops(node) -> int:
+    """FLOPs of one recorded (unfused) IR node (multiply-add = 2)."""
+    return int(flops(node))
+
+
+def fused_flops(program, node) -> int:
+    """FLOPs of a (possibly fused) program node: those of the recorded ops it stands for
+    (`program.origin_of(node)` names them, `program.recorded` holds them)."""
+    total = 0
+    for name in program.origin_of(node):
+        rec = program.recorded.get(name)
+        if rec is not None:
+            total += node_flops(rec)
+    return total
+
+
 def total_flops(nodes) -> int:
     return sum(flops(n) for n in nodes)
+
+
+# -- the byte model ---------------------------------------------------------------------------
+def tensor_bytes(shape, dtype: str) -> int:
+    return prod(int(d) for d in shape) * DTYPE_ITEMSIZE[dtype]
+
+
+def kernel_bytes(reads, writes, dtype: str) -> int:
+    """The byte model: every input node read once, every output node written once."""
+    return sum(tensor_bytes(n.shape, dtype) for n in reads) + sum(tensor_bytes(n.shape, dtype) for n in writes)

@@ -1,7 +1,7 @@
 """The recording graph: nodes in topological (recording) order, variables, collections.
 
     with st.Graph() as g:
-        x = st.placeholder([1, 224, 224, 3], name="images")
+        x = st.placeholder([None, 224, 224, 3], name="images")   # None: any batch
         net = slim.conv2d(x, 64, [7, 7], stride=2, scope="conv1")
     print(g)            # one line per node
 
@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any, Callable, Optional
 
 from .node import DTYPES, Node, Tensor
 from .ops import Op
+from .shapes import infer
 
 _local = threading.local()
 
@@ -107,7 +109,6 @@ class Graph:
     # -- recording ----------------------------------------------------------------------------
     def add_node(self, op: Op, inputs, attrs: dict, name: str) -> Node:
         """Append one node; `name` is the full (already scoped) base name, uniquified here."""
-        from .shapes import infer
         inputs = tuple(inputs)
         for i in inputs:
             if not isinstance(i, Node):
@@ -123,6 +124,13 @@ class Graph:
         self._by_name[unique] = node
         return node
 
+    # Recording with Tensors (Tensor's Python operators call these).
+    def record(self, op: Op, inputs, attrs: dict, base_name: str) -> Tensor:
+        return record(op, inputs, attrs, base_name)
+
+    def binary_op(self, op: Op, a, b) -> Tensor:
+        return binary_op(op, a, b)
+
     def add_to_collection(self, collection: str, value) -> None:
         self.collections.setdefault(collection, []).append(value)
 
@@ -134,7 +142,6 @@ class Graph:
         return format_nodes(self.nodes)
 
     def summary(self) -> str:
-        from collections import Counter
         counts = Counter(n.op.short for n in self.nodes if n.op is not Op.VARIABLE)
         n_params = sum(v.size for v in self.variables.values())
         parts = ", ".join(f"{k} {v}" for k, v in counts.most_common())
@@ -181,20 +188,37 @@ def record(op: Op, inputs, attrs: dict, base_name: str) -> Tensor:
     return Tensor(node, g)
 
 
+def check_placeholder_shape(shape, where: str) -> tuple:
+    """The shape as a tuple of positive ints, whose leading (batch) dimension may be None
+    (unknown: any batch). A None anywhere else, or any other value, is a ValueError naming
+    the dimension."""
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise ValueError(f"{where}: shape must be a list of ints, got {shape!r}") from None
+    for axis, d in enumerate(shape):
+        if d is None:
+            if axis != 0:
+                raise ValueError(f"{where}: dimension {axis} of shape {list(shape)} is None; only the leading "
+                                 f"(batch) dimension may be unknown")
+        elif isinstance(d, bool) or not isinstance(d, int) or d <= 0:
+            raise ValueError(f"{where}: dimension {axis} of shape {list(shape)} must be a positive int"
+                             + (" (or None for the batch, dimension 0)" if axis == 0 else "") + f", got {d!r}")
+    return shape
+
+
 def placeholder(shape, dtype: str = "float32", name: str = "Placeholder") -> Tensor:
+    """`shape`: positive ints; the leading (batch) dimension may be None (any batch)."""
     g = get_default_graph()
     if dtype not in DTYPES:
         raise TypeError(f"placeholder {name!r}: unknown dtype {dtype!r}; expected one of {DTYPES}")
-    shape = tuple(shape)
-    if any((not isinstance(d, int)) or d <= 0 for d in shape):
-        raise ValueError(f"placeholder {name!r}: shape must be static positive ints, got {list(shape)}")
+    shape = check_placeholder_shape(shape, f"placeholder {name!r}")
     node = g.add_node(Op.PLACEHOLDER, (), {"shape": shape, "dtype": dtype}, g.name_scope_prefix + name)
     return Tensor(node, g)
 
 
 def constant(value, dtype: str = "float32", name: str = "Const", graph: "Graph | None" = None) -> Tensor:
     """A scalar constant (the IR holds no array constants: arrays are variables)."""
-    import numbers
     if not isinstance(value, numbers.Number) or isinstance(value, bool):
         raise TypeError(f"constant {name!r}: only python scalars are supported, got {type(value).__name__}")
     g = graph or get_default_graph()

@@ -1,10 +1,15 @@
 """The one IR node, and the symbolic tensor that front-end code holds.
 
-A `Node` is immutable: op, inputs (other nodes), attrs, static shape, dtype and a
+A `Node` is immutable: op, inputs (other nodes), attrs, shape, dtype and a
 unique name (the TF-style op name, e.g. ``resnet_v1_50/conv1/Conv2D``). Every node
 has exactly one output, so a node *is* the value it produces; `Tensor` is the
 thin user-facing handle (TF1 habits: ``.shape``, ``.get_shape().as_list()``,
 ``.name`` with ``:0``, Python operators) around a node and its graph.
+
+Shapes are static ints, except that the leading (batch) dimension may be ``None``: a
+graph recorded from ``st.placeholder([None, 224, 224, 3])`` carries an unknown batch
+through every node that keeps it. Executors never see ``None``: they run a copy of the
+nodes specialized to a concrete batch (slimtriton.ir.specialize).
 """
 from __future__ import annotations
 
@@ -42,7 +47,8 @@ class Node:
     @staticmethod
     def make(op: Op, inputs, attrs: Mapping[str, Any], shape, dtype: str, name: str) -> "Node":
         frozen = types.MappingProxyType({k: _freeze(v) for k, v in sorted(attrs.items())})
-        return Node(op, tuple(inputs), frozen, tuple(int(d) for d in shape), str(dtype), str(name))
+        dims = tuple(None if d is None else int(d) for d in shape)
+        return Node(op, tuple(inputs), frozen, dims, str(dtype), str(name))
 
     def replace(self, **changes) -> "Node":
         """A new node with some fields changed (the original is untouched)."""
@@ -52,8 +58,21 @@ class Node:
         return Node.make(**fields)
 
     @property
+    def dynamic_batch(self) -> bool:
+        """True when the leading (batch) dimension is unknown (None)."""
+        return bool(self.shape) and self.shape[0] is None
+
+    @property
     def size(self) -> int:
+        if self.dynamic_batch:
+            raise ValueError(f"{self.name}: shape {list(self.shape)} has an unknown batch; its number of "
+                             f"elements is known per example only (per_example_size)")
         return math.prod(self.shape)
+
+    @property
+    def per_example_size(self) -> int:
+        """Elements of one example: the product of every dimension after the batch (rank >= 1)."""
+        return math.prod(self.shape[1:])
 
     def format_attrs(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.attrs.items())
@@ -64,7 +83,8 @@ class Node:
 
 
 class TensorShape(tuple):
-    """A static shape with the TF1 `TensorShape` methods the slim nets call."""
+    """A shape with the TF1 `TensorShape` methods the slim nets call; an unknown batch is
+    `None`, as in TF (`as_list()` -> [None, 224, 224, 3], `is_fully_defined()` False)."""
 
     @property
     def ndims(self) -> int:
@@ -75,11 +95,12 @@ class TensorShape(tuple):
     def as_list(self) -> list[int]:
         return list(self)
 
-    def num_elements(self) -> int:
-        return math.prod(self)
+    def num_elements(self) -> "int | None":
+        """The number of elements, or None when a dimension is unknown (TF's rule)."""
+        return None if None in self else math.prod(self)
 
     def is_fully_defined(self) -> bool:
-        return True
+        return None not in self
 
     def with_rank(self, rank: int) -> "TensorShape":
         if len(self) != rank:
@@ -140,10 +161,10 @@ class Tensor:
     def __bool__(self):
         raise TypeError("a symbolic slimtriton Tensor has no truth value; it is recorded, not computed")
 
-    # Python operators record elementwise nodes (see graph.binary_op).
+    # Python operators record elementwise nodes through the tensor's own graph (Graph.binary_op,
+    # Graph.record): this module stays below graph.py, which imports it.
     def _bin(self, other, op, reverse=False):
-        from .graph import binary_op
-        return binary_op(op, other, self) if reverse else binary_op(op, self, other)
+        return self.graph.binary_op(op, other, self) if reverse else self.graph.binary_op(op, self, other)
 
     def __add__(self, o): return self._bin(o, Op.ADD)
     def __radd__(self, o): return self._bin(o, Op.ADD, True)
@@ -155,5 +176,4 @@ class Tensor:
     def __rtruediv__(self, o): return self._bin(o, Op.DIV, True)
 
     def __neg__(self):
-        from .graph import record
-        return record(Op.NEG, [self], {}, "Neg")
+        return self.graph.record(Op.NEG, [self], {}, "Neg")

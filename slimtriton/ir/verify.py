@@ -3,7 +3,9 @@
 Checks: each node appears once and its name is unique (single assignment); every
 input is defined earlier in the list (topological order, no dangling inputs);
 every output is defined; the stored shape and dtype equal what the op's shape
-rule infers from the inputs (so a pass cannot leave a node with a stale shape).
+rule infers from the inputs (so a pass cannot leave a node with a stale shape). An unknown
+batch (None) is allowed as the leading dimension only, and only where the shape rules carry
+it from a placeholder (a variable or a None past dimension 0 is refused by `infer`).
 """
 from __future__ import annotations
 

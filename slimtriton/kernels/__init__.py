@@ -7,6 +7,12 @@ exactly as it runs. Activations are float32 / float16 / bfloat16; accumulation i
 per-channel vectors (scale, shift, in_scale, in_shift) may be any float dtype. Activation
 names: 'none', 'relu', 'relu6'.
 
+Non-finite values behave as in the NumPy reference (and torch, TF): relu / relu6 / maximum /
+minimum / max_pool keep NaN (a NaN in a max-pool window gives NaN; padded cells are still
+ignored), sums and products follow IEEE arithmetic (inf - inf is NaN). softmax: a line that
+holds a NaN or a +inf, or whose cells are all -inf, is all NaN (the reference's x - max(x));
+otherwise -inf cells give 0.
+
 Weights are packed once (at compile time):
 
     prepack_conv2d(w[kh,kw,cin,cout], dtype=None, device=None) -> PackedWeight
@@ -33,8 +39,10 @@ goes to `out[..., out_channel_offset : out_channel_offset + Cout]` of a wider bu
            out=None, out_channel_offset=0, name=...)          # out channel c*dm + m
     mean_matmul(x[N,H,W,C], w_packed, *, scale, shift, act, in_scale, in_shift, prologue_act,
            keepdims=False, out=None, out_channel_offset=0, precision='ieee', name=...)
-        act(mean_HW(prologue(x)) @ w * scale + shift) -> [N, Cout] (or [N,1,1,Cout]); the
-        pooled tensor is never written (fusion pass 7). w: prepack_matmul or a 1x1 prepack_conv2d.
+        act(mean_HW(prologue(x)) @ w * scale + shift) -> [N, Cout] (or [N,1,1,Cout]) (fusion
+        pass 7), two launches: the mean writes the pooled [N, C] (compute dtype, the only
+        intermediate), then a GEMM with narrow column tiles and deep pipelined K steps streams
+        w once and applies the epilogue. w: prepack_matmul or a 1x1 prepack_conv2d.
     conv2d(..., residual_strides=(s_h, s_w)) reads the residual at [n, oh*s_h, ow*s_w] of an
         [N, RH, RW, Cout] tensor (ResNet's subsample(x, s) shortcut without its kernel).
 
@@ -43,8 +51,12 @@ Other kernels:
     max_pool2d(x, ksize, strides, padding, out=None, out_channel_offset=0, name=...)
     avg_pool2d(x, ksize, strides, padding, out=None, out_channel_offset=0, name=...)
         padding explicit ((t,b),(l,r)); padded cells are ignored (avg divides by real cells)
+    window_conv2d(x, w_packed_1x1, *, window, ksize, strides, padding, dilations, win_w, win_scale,
+                  win_shift, win_act, scale, shift, act, out, out_channel_offset, precision, name)
+        a 1x1 conv of avg_pool(x) or of win_act(depthwise(x)*win_scale + win_shift), the window
+        computed in the GEMM's A load (FUSED_WINDOW_CONV2D; the windowed tensor is never stored)
     global_mean(x, keepdims=True, out=None, out_channel_offset=0, name=...)   # mean over H, W
-    softmax(x, name=...)                                       # over the last axis
+    softmax(x, axis=-1, name=...)                   # NaN lines: see "Non-finite values" above
     unit_norm(x, axis, epsilon, name=...)                      # x / sqrt(eps + sum(x^2, axis))
     affine_act(x, scale, shift, act='none', residual=None, residual_scale=1.0, act2='none',
                out=None, out_channel_offset=0, name=...)       # FUSED_ELEMENTWISE over last axis
@@ -99,12 +111,13 @@ from .launch import KernelLaunch, poison_enabled, record_launches, set_poison  #
 from .mean_gemm import mean_matmul  # noqa: E402
 from .norm import softmax, unit_norm  # noqa: E402
 from .pool import avg_pool2d, global_mean, max_pool2d  # noqa: E402
+from .prologue_gemm import window_conv2d  # noqa: E402
 
 __all__ = [
     "KernelArgumentError", "KernelLaunch", "PackedWeight", "interpreting", "poison_enabled",
     "record_launches", "set_poison",
     "conv2d", "conv2d_transpose", "matmul", "prepack_conv2d", "prepack_conv2d_transpose",
-    "prepack_matmul", "depthwise_conv2d", "prepack_depthwise", "mean_matmul",
+    "prepack_matmul", "depthwise_conv2d", "prepack_depthwise", "mean_matmul", "window_conv2d",
     "max_pool2d", "avg_pool2d", "global_mean", "softmax", "unit_norm",
     "affine_act", "binary", "unary", "copy_channels", "pad",
 ]

@@ -25,7 +25,9 @@ backward branch's target to the branch. The main loop is the innermost loop hold
 most tensor-core instructions (HGMMA, HMMA). It is *pipelined* when async global->shared
 copies (LDGSTS, or UTMALDG / UBLKCP for TMA) are issued inside it, and no loop enclosing it
 issues copies of its own outside it (otherwise the copy ring is filled and drained on every
-trip of the outer loop: e.g. a conv whose taps loop is outside its channel loop).
+trip of the outer loop: e.g. a conv whose taps loop is outside its channel loop). A
+warp-specialized kernel, whose MMA loop has no copies but a separate producer loop (no MMA)
+issues them, counts as pipelined.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -111,7 +114,8 @@ def _launch_dtype(launch) -> str:
     return "float32"
 
 
-def _config_label(launch) -> str:
+def config_label(launch) -> str:
+    """`BMxBNxBK wW sS` (or the block sizes a non-GEMM kernel has), for tables."""
     c = launch.constexprs
     if "BLOCK_M" in c:
         tiles = f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']}"
@@ -146,7 +150,7 @@ def audit_launches(launches, arch: int = 90, dtype: str | None = None, sass_dir=
             continue
         fn = getattr(launch.fn, "fn", launch.fn)
         row = AuditRow(launch.name, fn.__name__, launch.kind, dtype or _launch_dtype(launch),
-                       _config_label(launch), int(arch), key=key)
+                       config_label(launch), int(arch), key=key)
         spec = _spec(launch, int(arch))
         if sass_dir is not None:
             tile = row.config.replace(" ", "_")
@@ -170,14 +174,41 @@ def audit_launches(launches, arch: int = 90, dtype: str | None = None, sass_dir=
     return rows
 
 
-def _compile_in_subprocess(specs: list[dict]) -> list[dict]:
+def audit_jobs() -> int:
+    """Worker processes compiling in parallel: SLIMTRITON_AUDIT_JOBS, else the CPU count up to 8."""
+    value = os.environ.get("SLIMTRITON_AUDIT_JOBS", "")
+    if value.strip():
+        try:
+            jobs = int(value)
+        except ValueError:
+            raise ValueError(f"SLIMTRITON_AUDIT_JOBS={value!r}: expected a positive integer") from None
+        if jobs < 1:
+            raise ValueError(f"SLIMTRITON_AUDIT_JOBS={value!r}: expected a positive integer")
+        return jobs
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _compile_in_subprocess(specs: list[dict], jobs: int | None = None) -> list[dict]:
+    """Compile `specs` in worker processes (interpreter off), `jobs` of them at once (default
+    `audit_jobs()`), each taking every jobs-th spec; results in the order of `specs`."""
     env = dict(os.environ)
     env["TRITON_INTERPRET"] = "0"  # real JITFunctions; the package only sets it when unset
-    proc = subprocess.run([sys.executable, "-m", "slimtriton.kernels.audit", "--worker"],
-                          input=json.dumps(specs), capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"audit worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    # a worker starts by importing torch and triton (seconds): give each at least 4 specs
+    jobs = max(1, min(jobs or audit_jobs(), -(-len(specs) // 4)))
+    shares = [specs[i::jobs] for i in range(jobs)]
+    procs = [subprocess.Popen([sys.executable, "-m", "slimtriton.kernels.audit", "--worker"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in shares]
+    with ThreadPoolExecutor(len(procs)) as pool:  # feed and drain every worker at once
+        outputs = list(pool.map(lambda ps: ps[0].communicate(json.dumps(ps[1])), zip(procs, shares)))
+    for proc, (_, err) in zip(procs, outputs):
+        if proc.returncode != 0:
+            raise RuntimeError(f"audit worker failed (exit {proc.returncode}):\n{err[-4000:]}")
+    parts = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    results: list[dict] = [{}] * len(specs)
+    for i, part in enumerate(parts):
+        results[i::jobs] = part
+    return results
 
 
 # ---------------------------------------------------------------------------------------
@@ -274,6 +305,14 @@ def analyze_sass_loops(sass: str) -> dict:
     result["main_loop"] = (start, end)
     where = f"main loop {start:#x}-{end:#x}: {mma} MMA, {copies} async copies"
     if not copies:
+        # warp specialization: a producer loop (disjoint from the MMA loop, no MMA of its own)
+        # issues the async copies while the consumer warps run the MMA loop
+        producers = [lp for lp in loops if lp[3] > 0 and lp[2] == 0 and (lp[1] < start or lp[0] > end)]
+        if producers:
+            p = max(producers, key=lambda lp: lp[3])
+            result.update(pipelined=True, why=f"{where}; warp-specialized: producer loop {p[0]:#x}-{p[1]:#x} "
+                                              f"issues {p[3]} async copies")
+            return result
         result.update(pipelined=False, why=f"{where}; its copies are not issued inside it")
         return result
     for outer in loops:
@@ -323,15 +362,20 @@ _TF_OP = re.compile(r"^[A-Z][A-Za-z0-9]*$")   # Relu, BiasAdd, FusedBatchNormV3,
 
 def layer_label(name: str) -> str:
     """The layer a launch belongs to, from its (last fused op's) scope name: the net's scope
-    and the trailing TF op names are dropped, the rest is kept whole, e.g.
+    and the TF op names after the layer's scopes are dropped, the rest is kept whole, e.g.
     `resnet_v1_50/block1/unit_1/bottleneck_v1/conv2/Relu` -> `block1/unit_1/bottleneck_v1/conv2`,
-    `InceptionV3/Mixed_6b/Branch_1/Conv2d_0b_1x7/Relu` -> `Mixed_6b/Branch_1/Conv2d_0b_1x7`."""
+    `InceptionV3/Mixed_6b/Branch_1/Conv2d_0b_1x7/Relu` -> `Mixed_6b/Branch_1/Conv2d_0b_1x7`,
+    `.../conv2/Relu/splitk_reduce` (a wrapper's second launch) -> `.../conv2/splitk_reduce`."""
     parts = [p for p in name.split("/") if p]
-    while len(parts) > 1 and _TF_OP.match(parts[-1]):
-        parts.pop()
     if len(parts) > 1:
         parts = parts[1:]
-    return "/".join(parts) or name
+    lead = 0
+    while lead < len(parts) and _TF_OP.match(parts[lead]):   # leading scopes such as Logits
+        lead += 1
+    if lead == len(parts):                                     # only op names: the scope that holds them
+        return parts[0] if parts else name
+    kept = parts[:lead] + [p for p in parts[lead:] if not _TF_OP.match(p)]
+    return "/".join(kept)
 
 
 def print_audit_table(rows, file=None) -> bool:

@@ -5,11 +5,17 @@ import torch
 import triton
 import triton.language as tl
 
+from ..ir.ops import Act, parse_act
 from .launch import alloc
 
-# Activation codes passed to kernels as constexprs (compared at compile time).
-ACT_CODES = {"none": 0, "relu": 1, "relu6": 2}
-UNARY_CODES = {"none": 0, "relu": 1, "relu6": 2, "sigmoid": 3, "tanh": 4, "neg": 5}
+# The activation constexpr of the kernels (`ACT`, `ACT2`, `PROLOGUE_ACT`, compared at compile
+# time in `apply_act`): an int code per activation; leaky relu, which has a parameter, is the
+# float -1 - alpha (<= -1 for a slope alpha >= 0), so its slope is a compile-time constant
+# (one specialization per slope, as Inductor inlines it) and no kernel signature carries it.
+ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4, Act.ELU: 6, Act.SWISH: 7,
+             Act.LEAKY_RELU: "-1 - alpha"}
+# The unary kernel's ops beyond the activations (its OP constexpr shares apply_act's codes).
+UNARY_CODES = {"neg": 5}
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -19,11 +25,17 @@ INT32_LIMIT = 2**31 - 1
 
 @triton.jit
 def apply_act(x, ACT: tl.constexpr):
-    """none / relu / relu6 (codes of ACT_CODES) on an fp32 block; sigmoid, tanh, neg too."""
+    """The activation of code ACT (ACT_CODES) on an fp32 block; neg (code 5) for the unary kernel.
+
+    NaN propagates as in the reference (np.maximum / np.minimum), torch and TF: relu(NaN) and
+    relu6(NaN) are NaN. Triton's default `tl.maximum` is the NaN-ignoring maxnum, which would
+    turn a NaN (say an fp16 overflow inf - inf) into 0 and hide it; `propagate_nan=ALL`
+    compiles to the NaN-propagating `max.NaN` / `min.NaN` on sm_80+."""
     if ACT == 1:
-        x = tl.maximum(x, 0.0)
+        x = tl.maximum(x, 0.0, propagate_nan=tl.PropagateNan.ALL)
     elif ACT == 2:
-        x = tl.minimum(tl.maximum(x, 0.0), 6.0)
+        x = tl.minimum(tl.maximum(x, 0.0, propagate_nan=tl.PropagateNan.ALL), 6.0,
+                       propagate_nan=tl.PropagateNan.ALL)
     elif ACT == 3:
         x = 1.0 / (1.0 + tl.exp(-x))
     elif ACT == 4:
@@ -37,6 +49,18 @@ def apply_act(x, ACT: tl.constexpr):
         x = tl.where(ax < 0.125, small, tl.where(x < 0.0, -big, big))
     elif ACT == 5:
         x = -x
+    elif ACT == 6:
+        # elu: x > 0 ? x : exp(x) - 1; above -0.125 exp(x) - 1 cancels, so a Taylor polynomial
+        # (relative error < 1e-8) is used there; NaN fails x > 0 and stays NaN
+        em1 = tl.exp(tl.where(x > 0.0, 0.0, x)) - 1.0  # not tl.minimum: it drops NaN
+        small = x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0)))))
+        x = tl.where(x > 0.0, x, tl.where(x > -0.125, small, em1))
+    elif ACT == 7:
+        # swish / silu: x * sigmoid(x); -inf gives -inf * 0 = NaN, as the reference
+        x = x * (1.0 / (1.0 + tl.exp(-x)))
+    elif ACT <= -1.0:
+        # leaky relu with slope -1 - ACT: x > 0 ? x : slope * x (NaN stays NaN)
+        x = tl.where(x > 0.0, x, x * (-1.0 - ACT))
     return x
 
 
@@ -52,10 +76,20 @@ class KernelArgumentError(ValueError):
     """A kernel wrapper was called with arguments it cannot run (shape, dtype, device)."""
 
 
-def act_code(act: str, what: str, codes=ACT_CODES) -> int:
-    if act not in codes:
-        raise KernelArgumentError(f"{what}: unknown activation {act!r}; expected one of {sorted(codes)}")
-    return codes[act]
+def act_code(act, what: str, extra_codes=None) -> int | float:
+    """The ACT constexpr of an activation value ("relu", ("leaky_relu", 0.2), an `Act`; see
+    ACT_CODES); `extra_codes`: names beyond the activations a kernel also takes (UNARY_CODES)."""
+    if extra_codes and isinstance(act, str) and act in extra_codes:
+        return extra_codes[act]
+    try:
+        kind, param = parse_act(act, what)
+    except ValueError as e:
+        raise KernelArgumentError(str(e)) from None
+    if kind is Act.LEAKY_RELU:
+        if not param >= 0.0:
+            raise KernelArgumentError(f"{what}: leaky_relu slope {param} must be >= 0 for the kernels")
+        return -1.0 - param
+    return ACT_CODES[kind]
 
 
 def dtype_name(t: torch.Tensor, what: str) -> str:
@@ -157,3 +191,47 @@ def padding_pairs(padding, what: str) -> tuple[tuple[int, int], tuple[int, int]]
     if min(out[0] + out[1]) < 0:
         raise KernelArgumentError(f"{what}: negative padding {padding!r}")
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Grid filling of the direct (non-GEMM) kernels.
+
+H100_SMS = 132  # the SM count assumed when no CUDA device is visible (audits, gpu_tiles() tests)
+
+
+def sm_count(device=None) -> int:
+    """Streaming multiprocessors of `device` (a CUDA device), else of an H100 (132)."""
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_properties(torch.device(device)).multi_processor_count
+    return H100_SMS
+
+
+def filled_tile_2d(rows: int, cols: int, device=None, *, gpu_elems: int = 2048, max_cols: int = 64,
+                   min_cols: int = 16):
+    """`config.tile_2d`, shrunk on a GPU until the grid has at least one CTA per SM.
+
+    A direct kernel (pool, depthwise, mean) is latency-bound at batch 1: a 7x7x1024 layer in
+    32x64 tiles is 32 CTAs on 132 SMs, so most of the chip idles while those wait on memory.
+    Rows are halved first (down to 4), then channels (down to `min_cols`: 16 channels are one
+    32-byte sector in 16-bit), then rows again (down to 1); warps follow the tile size
+    (one warp per 512 elements, 1..4)."""
+    from . import config as cfg
+
+    tile = cfg.tile_2d(rows, cols, gpu_elems=gpu_elems, max_cols=max_cols)
+    if not cfg.gpu_tiles_active():
+        return tile
+    r, c = tile.BLOCK_R, tile.BLOCK_C
+    target = sm_count(device)
+
+    def ctas(r, c):
+        return -(-rows // r) * -(-cols // c)
+    while ctas(r, c) < target:
+        if r > 4:
+            r //= 2
+        elif c > min_cols:
+            c //= 2
+        elif r > 1:
+            r //= 2
+        else:
+            break
+    return cfg.Tile2D(r, c, max(1, min(4, (r * c) // 512)))

@@ -2,9 +2,10 @@
 
 * `affine_act` (FUSED_ELEMENTWISE): out[r, off + c] = act2(res[r, c] + rs * act(x[r, c]*scale[c] + shift[c]))
   over rows r = all leading dims, channels c = the last axis (a 2-D [BLOCK_R, BLOCK_C] tile).
-* `binary`: add / sub / mul / div / maximum / minimum with NumPy broadcasting. Both operands are viewed
-  as rank-6 strided tensors (broadcast axes have stride 0); each flat output index is
-  decomposed into 6 coordinates and dotted with each operand's strides.
+* `binary`: add / sub / mul / div / maximum / minimum with NumPy broadcasting; maximum and
+  minimum propagate NaN, as np.maximum does. Both operands are viewed as rank-6 strided
+  tensors (broadcast axes have stride 0); each flat output index is decomposed into 6
+  coordinates and dotted with each operand's strides.
 * `unary`: relu / relu6 / sigmoid / tanh / neg on a flat contiguous tensor (fp32 math).
 * `copy_channels`: x[r, c] -> out[r, off + c] (a concat input that could not be written in place).
 * `pad`: constant padding of a rank <= 6 tensor: output coordinate minus `before` per axis is
@@ -18,7 +19,7 @@ import triton.language as tl
 
 from . import config as cfg
 from .common import (UNARY_CODES, KernelArgumentError, act_code, apply_act, check_activation, check_channel_vector,
-                     check_output, check_tensor, dtype_name, output_buffer)
+                     check_output, check_tensor, dtype_name, filled_tile_2d, output_buffer)
 from .launch import KernelLaunch, alloc
 
 BINARY_CODES = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "minimum": 5}
@@ -86,9 +87,9 @@ def binary_kernel(
     elif OP == 3:
         y = a / b
     elif OP == 4:
-        y = tl.maximum(a, b)
+        y = tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)  # NaN wins, as np.maximum
     else:
-        y = tl.minimum(a, b)
+        y = tl.minimum(a, b, propagate_nan=tl.PropagateNan.ALL)
     tl.store(out_ptr + idx, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -159,7 +160,7 @@ def affine_act(x, scale, shift, act="none", residual=None, residual_scale=1.0, a
         raise KernelArgumentError(f"{what}: act2={act2!r} needs a residual")
     out, total = output_buffer(out, what, x, lead, c, out_channel_offset)
     rows = x.numel() // c if c else 0
-    tile = cfg.tile_2d(rows, c)
+    tile = filled_tile_2d(rows, c, x.device, gpu_elems=4096, max_cols=128)
     dummy = x
     args = (x, out, scale if scale is not None else dummy, shift if shift is not None else dummy,
             residual if residual is not None else dummy, rows, c, total, out_channel_offset,
@@ -230,7 +231,7 @@ def copy_channels(x, out, out_channel_offset, name="copy_channels") -> torch.Ten
     c = x.shape[-1]
     total = check_output(out, f"{what}: out", tuple(x.shape[:-1]), c, out_channel_offset, x.dtype, x.device)
     rows = x.numel() // c if c else 0
-    tile = cfg.tile_2d(rows, c)
+    tile = filled_tile_2d(rows, c, x.device, gpu_elems=4096, max_cols=128)
     grid = (triton.cdiv(rows, tile.BLOCK_R), triton.cdiv(c, tile.BLOCK_C))
     KernelLaunch(what, copy_channels_kernel, (x, out, rows, c, total, out_channel_offset),
                  tile.constexprs(), grid, tile.num_warps, 1).run()

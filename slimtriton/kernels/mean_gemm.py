@@ -1,22 +1,32 @@
-"""Global spatial mean fused into the GEMM that consumes it (fusion pass 7).
+"""Global spatial mean followed by the GEMM that consumes it (fusion pass 7).
 
 ResNet's `pool5` + `logits` (a 1x1 conv), Inception's / MobileNet's full-image `AvgPool` +
-1x1 `Logits`, or a mean followed by `fully_connected`: the pooled [N, C] tensor is only the
-A operand of a GEMM, so it is never written; each program computes it while loading A.
+1x1 `Logits`, or a mean followed by `fully_connected`: out = act(mean_HW(prologue(x)) @ W *
+scale + shift). The pooled [N, C] tensor is the only intermediate: N*C values in the compute
+dtype (4 KiB for ResNet-50 at batch 1), never an NHWC tensor of the plan.
 
 Algorithm (x NHWC [N, H, W, C] viewed as [N, HW, C]; weights packed [C, Cout]):
 
-    GEMM view   M = N images, N = Cout, K = C
-    A[m, k]     = (sum_p prologue(x[m, p, k])) / HW     fp32 sums over the HW pixels of a
-                  BLOCK_K channel chunk (contiguous loads), then rounded to x's dtype -- the
-                  value the unfused mean kernel would have written
-    acc         = sum_k A[m, k] * Wp[k, j]              (tl.dot, fp32 accumulator)
-    epilogue    y = act(acc*scale[j] + shift[j])        (as conv2d, no residual)
-    store       out[m, out_c_offset + j] of an [M, out_c_total] buffer
+    launch 1    pooled[n, c] = (sum_p prologue(x[n, p, c])) / HW   fp32 sums rounded to x's
+                dtype (the value the unfused mean kernel writes); `pool.global_mean_kernel`:
+                one program per (image, channel block), a whole [pixels, channels] tile per
+                load, so a 7x7 map is one memory round trip and the grid fills the SMs
+                (ResNet-50 at batch 1: 128 programs of 16 channels).
+    launch 2    GEMM view M = N images, N = Cout, K = C: program (j, i) computes
+                acc = pooled[i-tile, :] @ W[:, j-tile] (tl.dot, fp32, a cp.async-pipelined K
+                loop), then the epilogue act(acc*scale[j] + shift[j]) and the store into
+                out[m, out_c_offset + j] of an [M, out_c_total] buffer.
 
-The optional prologue (`in_scale`, `in_shift`, `prologue_act`) is applied to every pixel
-before the sum: ResNet v2's `postnorm` BN+ReLU feeding `pool5`. Each output-channel tile
-re-reads x (from L2: x is N*HW*C, a few MB); DRAM sees it once.
+The GEMM is a weight stream at small batch: ResNet's logits read 4 MB of W for 4 MFLOP. So
+its tiles are narrow in N (16 columns at batch 1: 63 programs each streaming a [2048, 16]
+strip of W) and deep in K (BLOCK_K 256: 8 k-steps, 4 stages, three 40 KB stages of copies in
+flight per program), and K is not split: a K split needs a reduction after all splits
+finish, i.e. a third launch or grid-wide atomics (a launch costs about as much as this whole
+GEMM at batch 1). Deterministic: every output is one program's fixed-order dot.
+
+Fusing the mean into the GEMM's A loads instead (the previous kernel) made every
+output-column tile re-read x and, worse, serialised: a pixel loop that issued a load and
+used it at once, one memory latency per pixel and channel chunk (32 x 49 round trips).
 """
 from __future__ import annotations
 
@@ -25,57 +35,80 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import KernelArgumentError, act_code, apply_act, check_activation, check_precision
+from .common import KernelArgumentError, act_code, check_activation, check_precision, sm_count
 from .conv import PackedWeight, _check_packed, _check_prologue, _epilogue_args, prepack_matmul, scale_shift_act
-from .launch import KernelLaunch
+from .launch import KernelLaunch, alloc
+from .pool import mean_launch
 
 
 @triton.jit
-def mean_gemm_kernel(
-    x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, in_scale_ptr, in_shift_ptr,
-    M, HW, C_in, C_out, inv_hw, out_c_total, out_c_offset,
+def pooled_gemm_kernel(
+    a_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, M, N, K, out_c_total, out_c_offset,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
-    HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    K_ALIGN: tl.constexpr, N_ALIGN: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_K)
-    m_mask = offs_m < M
-    n_mask = offs_n < C_out
-    row = offs_m * (HW * C_in)
+    """out[m, offset + n] = act((a @ w)[m, n] * scale[n] + shift[n]) of row-major a [M, K] and
+    w [K, N]. Program (pid 0, 1) = (column tile, row tile): consecutive programs stream
+    neighbouring column strips of w.
 
+    K_ALIGN / N_ALIGN: powers of two (<= 8) the host guarantees divide K / N. Triton only
+    learns divisibility by 16 from its arguments, so ResNet's N = 1000 would make every W
+    row look unaligned: 2-byte loads, which the pipeliner cannot turn into cp.async. Writing
+    N as (N // 8) * 8 (the same value) shows the compiler 16-byte aligned rows."""
+    K = (K // K_ALIGN) * K_ALIGN
+    N = (N // N_ALIGN) * N_ALIGN
+    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_mask = offs_m < M
+    n_mask = offs_n < N
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for c0 in range(0, C_in, BLOCK_K):
-        ck = c0 + offs_k
-        k_mask = ck < C_in
-        a_mask = m_mask[:, None] & k_mask[None, :]
-        if HAS_PROLOGUE:
-            s = tl.load(in_scale_ptr + ck, mask=k_mask, other=0.0).to(tl.float32)[None, :]
-            b = tl.load(in_shift_ptr + ck, mask=k_mask, other=0.0).to(tl.float32)[None, :]
-        sums = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
-        for p in range(0, HW):
-            v = tl.load(x_ptr + row[:, None] + p * C_in + ck[None, :], mask=a_mask, other=0.0).to(tl.float32)
-            if HAS_PROLOGUE:
-                v = tl.where(a_mask, apply_act(v * s + b, PROLOGUE_ACT), 0.0)
-            sums += v
-        a = (sums * inv_hw).to(x_ptr.dtype.element_ty)
-        w = tl.load(w_ptr + ck[:, None] * C_out + offs_n[None, :], mask=k_mask[:, None] & n_mask[None, :],
+    for k0 in range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = offs_k < K
+        a = tl.load(a_ptr + offs_m[:, None] * K + offs_k[None, :], mask=m_mask[:, None] & k_mask[None, :],
+                    other=0.0)
+        w = tl.load(w_ptr + offs_k[:, None] * N + offs_n[None, :], mask=k_mask[:, None] & n_mask[None, :],
                     other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
-
     acc = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
-    out_offs = offs_m[:, None] * out_c_total + out_c_offset + offs_n[None, :]
-    tl.store(out_ptr + out_offs, acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+    tl.store(out_ptr + offs_m[:, None] * out_c_total + out_c_offset + offs_n[None, :],
+             acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
 
 
-def _tile(dtype: str, m: int, n: int, k: int) -> cfg.TileConfig:
-    """Interpreter: one large tile. GPU: 64-row tiles (the smallest wgmma M, so sm_90 uses
-    HGMMA; a batch below 64 only masks rows), BLOCK_K one 128-byte row in 16-bit."""
+STAGE_BYTES = 40 * 1024  # shared memory of one pipeline stage (A + W tiles): 4 stages = 160 KB
+
+
+def gemm_plan(dtype: str, m: int, n: int, k: int, device=None) -> cfg.TileConfig:
+    """Tile of `pooled_gemm_kernel` for an [m, k] @ [k, n] GEMM.
+
+    Interpreter: one large tile. GPU: 64-row tiles (the smallest wgmma M, so sm_90 uses
+    HGMMA; a batch below 64 only masks rows, which cost no memory traffic); the widest
+    column tile in 128..16 whose grid still has half an SM's worth of programs (16 at
+    batch 1: W is streamed by as many programs as the columns allow), BLOCK_K as deep as a
+    40 KB stage allows (up to 256), 4 stages.
+    ResNet-50's logits at batch 1 (m=1, n=1000, k=2048, fp16): 64x16x256 tiles, 63 programs,
+    8 k-steps each; at batch 256: 64x32x128, 128 programs."""
     if not cfg.gpu_tiles_active():
         return cfg.interpreter_gemm_config(m, n, k)
-    block_k = 32 if dtype == "float32" else 64
-    return cfg.TileConfig(64, cfg.clamp_pow2(n, 32, 128), block_k, GROUP_M=1, num_warps=4, num_stages=2)
+    elt = 4 if dtype == "float32" else 2
+    m_tiles = triton.cdiv(m, 64)
+    block_n = 16
+    for bn in (128, 64, 32):
+        if m_tiles * triton.cdiv(n, bn) * 2 >= sm_count(device):
+            block_n = bn
+            break
+    block_k = 256
+    while block_k > 16 and (64 + block_n) * block_k * elt > STAGE_BYTES:
+        block_k //= 2
+    block_k = max(16, min(block_k, cfg.next_pow2(k)))
+    steps = triton.cdiv(k, block_k)
+    return cfg.TileConfig(64, block_n, block_k, GROUP_M=1, num_warps=4, num_stages=max(2, min(4, steps)))
+
+
+def _align(n: int) -> int:
+    """The largest power of two <= 8 dividing n (16 is what Triton detects by itself)."""
+    return next(a for a in (8, 4, 2, 1) if n % a == 0)
 
 
 def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=None, in_shift=None,
@@ -84,7 +117,8 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
     """mean over H, W of prologue(x[N,H,W,C]), times w[C, Cout], with the conv epilogue:
     act(mean(x) @ w * scale + shift) -> [N, Cout] ([N, 1, 1, Cout] with `keepdims`), written into
     `out[..., offset:offset+Cout]` when `out` is given. `w_packed`: a `prepack_matmul` [C, Cout]
-    or `prepack_conv2d` 1x1 weight (or a raw [C, Cout] array)."""
+    or `prepack_conv2d` 1x1 weight (or a raw [C, Cout] array). The mean is computed in fp32
+    and rounded to x's dtype before the GEMM, as the unfused mean kernel would write it."""
     what = name
     if isinstance(w_packed, PackedWeight) and w_packed.kind == "conv2d":
         if (w_packed.kh, w_packed.kw) != (1, 1):
@@ -108,17 +142,23 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
     lead = (n, 1, 1) if keepdims else (n,)
     out, total, flags = _epilogue_args(what, x, pw.cout, lead, scale, shift, act, None, 1.0, "none", out,
                                        out_channel_offset)
-    tile = _tile(dtype, n, pw.cout, c)
+
+    pooled = alloc((n, c), x.dtype, x.device)
+    mean = mean_launch(what, x, pooled, c, 0, in_scale, in_shift, act_code(prologue_act, f"{what}: prologue_act"))
+    mean.run()
+
+    tile = gemm_plan(dtype, n, pw.cout, c, x.device)
     dummy = x
-    args = (x, pw.data, out, scale if scale is not None else dummy, shift if shift is not None else dummy,
-            in_scale if in_scale is not None else dummy, in_shift if in_shift is not None else dummy,
-            n, h * w, c, pw.cout, 1.0 / (h * w), total, out_channel_offset)
+    args = (pooled, pw.data, out, scale if scale is not None else dummy, shift if shift is not None else dummy,
+            n, pw.cout, c, total, out_channel_offset)
     constexprs = dict(HAS_SCALE=flags["HAS_SCALE"], HAS_SHIFT=flags["HAS_SHIFT"], ACT=flags["ACT"],
-                      HAS_PROLOGUE=in_scale is not None,
-                      PROLOGUE_ACT=act_code(prologue_act, f"{what}: prologue_act"),
+                      K_ALIGN=_align(c), N_ALIGN=_align(pw.cout),
                       DOT_PRECISION=precision if dtype == "float32" else "ieee",
                       BLOCK_M=tile.BLOCK_M, BLOCK_N=tile.BLOCK_N, BLOCK_K=tile.BLOCK_K)
-    grid = (triton.cdiv(n, tile.BLOCK_M), triton.cdiv(pw.cout, tile.BLOCK_N))
-    KernelLaunch(what, mean_gemm_kernel, args, constexprs, grid, tile.num_warps, tile.num_stages, kind="gemm",
-                 meta={"M": n, "N": pw.cout, "K": c, "HW": h * w, "dtype": dtype}).run()
+    grid = (triton.cdiv(pw.cout, tile.BLOCK_N), triton.cdiv(n, tile.BLOCK_M))
+    # the step's bytes, less what the mean launch reads (x) plus the pooled tensor it reads
+    elt = x.element_size()
+    gemm_bytes = (n * c + c * pw.cout + n * pw.cout) * elt
+    KernelLaunch(what, pooled_gemm_kernel, args, constexprs, grid, tile.num_warps, tile.num_stages, kind="gemm",
+                 meta={"M": n, "N": pw.cout, "K": c, "dtype": dtype, "bytes": gemm_bytes}).run()
     return out

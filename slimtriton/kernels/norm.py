@@ -5,10 +5,18 @@ Algorithm: x is viewed as [outer, L, inner] (the reduced axis has length L and s
 takes BLOCK_R lines and walks L in BLOCK_C chunks twice:
 
     softmax     pass 1: running max m and running sum s = sum exp(x - m), rescaled when
-                m grows (online softmax); pass 2: out = exp(x - m) / s
+                m grows (online softmax), and a count of NaN / +inf cells;
+                pass 2: out = exp(x - m) / s
     unit_norm   pass 1: ss = sum x^2; pass 2: out = x / sqrt(epsilon + ss)
 
 fp32 math; the result has x's dtype.
+
+Non-finite values follow the reference (x - max(x), exp, normalise, in float64): a line that
+holds a NaN or a +inf, or whose cells are all -inf, is all NaN (max is NaN, or inf - inf /
+-inf - -inf is NaN); otherwise a -inf cell gives 0. The kernel counts NaN / +inf cells in
+pass 1 and sets such lines' max to NaN, so pass 2 writes NaN everywhere on them.
+unit_norm needs no special case: x * (1 / sqrt(eps + sum x^2)) is NaN on a line with a NaN,
+and on a line with an inf it is NaN at the inf and 0 elsewhere, as the reference.
 """
 from __future__ import annotations
 
@@ -32,17 +40,20 @@ def line_reduce_kernel(
     if IS_SOFTMAX:
         m = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
         s = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        n_bad = tl.zeros((BLOCK_R,), dtype=tl.int32)  # NaN or +inf cells of the line
         for l0 in range(0, L, BLOCK_C):
             ll = l0 + tl.arange(0, BLOCK_C)
             mask = r_mask[:, None] & (ll < L)[None, :]
             v = tl.load(x_ptr + base[:, None] + ll[None, :] * INNER, mask=mask, other=float("-inf"))
             v = v.to(tl.float32)
+            n_bad += tl.sum(((v != v) | (v == float("inf"))).to(tl.int32), axis=1)
             m_new = tl.maximum(m, tl.max(v, axis=1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # masked-out rows stay finite
             s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(v - m_safe[:, None]), axis=1)
             m = m_new
-        m = tl.where(m == float("-inf"), 0.0, m)
-        inv = 1.0 / tl.where(s > 0.0, s, 1.0)
+        # the reference's NaN lines: a NaN or +inf cell, or every cell -inf (-inf - -inf)
+        m = tl.where((n_bad > 0) | (m == float("-inf")), float("nan"), m)
+        inv = 1.0 / tl.where(s > 0.0, s, 1.0)  # s >= 1 on every line that is not NaN
     else:
         ss = tl.zeros((BLOCK_R,), dtype=tl.float32)
         for l0 in range(0, L, BLOCK_C):
@@ -86,7 +97,8 @@ def _line_reduce(what, x, axis, epsilon, is_softmax) -> torch.Tensor:
 
 
 def softmax(x, axis=-1, name="softmax") -> torch.Tensor:
-    """Softmax along `axis` (default: the last), numerically stable, fp32 math."""
+    """Softmax along `axis` (default: the last), numerically stable, fp32 math. A line with a
+    NaN or +inf, or all -inf, comes out all NaN (as the reference); -inf cells otherwise give 0."""
     return _line_reduce(name, x, axis, 0.0, True)
 
 

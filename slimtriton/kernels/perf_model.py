@@ -5,7 +5,7 @@ of a net's plan together with what the compiled cubin says (registers, shared me
 spills, whether the main loop is software-pipelined: `audit.analyze_sass_loops`). It reads a
 launch generically -- grid, `BLOCK_M`/`BLOCK_N`/`BLOCK_K` constexprs when present, num_warps,
 num_stages, `meta` M/N/K -- and never a kernel's internals. Optional `meta` keys a wrapper
-may set: `flops`, `bytes` (override the plan's figures), `serial_steps` (main-loop trips per
+may set: `flops`, `bytes` (override the plan's figures for the modeled time), `serial_steps` (main-loop trips per
 CTA when they are not ceil(K / BLOCK_K)).
 
 THIS IS A MODEL, NOT A MEASUREMENT. Every constant below is written down with its source;
@@ -21,10 +21,13 @@ Occupancy (per launch)
     waves          = ceil(ctas / (SMs * ctas/SM))
     wave fill      = ctas / (waves * SMs * ctas/SM)
     tile fill      = M*N / (ceil(M/BM)*BM * ceil(N/BN)*BN)    (1 without M, N, BM, BN)
+    A persistent grid (fewer CTAs than output tiles, tiles = ceil(M/BM)*ceil(N/BN)) works in
+    rounds: waves = ceil(tiles / resident CTAs), wave fill = tiles / (waves * SMs * ctas/SM),
+    and "units" below are its tiles instead of its CTAs.
 
 Times (per launch; summed over launches: launches of one plan run one after another)
     roofline       = max(FLOPs / peak, bytes / HBM)           the ceilings of `GpuSpec`
-    SM fill        = ctas / (ceil(ctas / SMs) * SMs)          co-resident CTAs share their SM's
+    SM fill        = units / (ceil(units / min(ctas, SMs)) * SMs)   co-resident CTAs share their SM's
                                                               tensor cores, so compute is
                                                               quantized in SMs, not CTA slots
     compute        = FLOPs / (peak * achievable_tc * SM fill * tile fill * pipe)
@@ -33,7 +36,7 @@ Times (per launch; summed over launches: launches of one plan run one after anot
                      SM_BW = SM_INFLIGHT_BYTES / MEM_LATENCY (Little's law: the most one SM
                      keeps in flight over one round trip), so a grid of few CTAs cannot use
                      the whole HBM bandwidth
-    latency        = waves * serial_steps * MEM_LATENCY / in_flight
+    latency        = waves * serial_steps * MEM_LATENCY / in_flight     (per CTA, per wave)
                      serial_steps = ceil(K / BLOCK_K) / split (split = CTAs per output
                      tile, from the grid), 1 for kernels without a K loop; in_flight =
                      num_stages - 1 when pipelined, else 1: each k-step of a CTA waits for
@@ -48,7 +51,7 @@ FLOPs and bytes of a launch come from its plan step (`Step.flops`, `Step.bytes_r
 bytes_written`: each input read once, each output written once). A step that makes several
 launches (e.g. split-K + reduction) charges its figures to the launch with the largest
 2*M*N*K; each other launch gets 2*M*N*K (if it has M/N/K) and the bytes of its tensor
-arguments.
+arguments in the modeled time, and no bytes in the roofline (which keeps the plan's bytes).
 
 Compute peaks by the kind of arithmetic: 16-bit GEMM with HGMMA at the tensor peak; with
 only HMMA (mma.sync) at HMMA_FRACTION of it; tf32 at half of it (datasheet ratio); float32
@@ -135,11 +138,23 @@ def waves_and_fill(ctas: int, per_sm: int, sms: int) -> tuple[int, float]:
     return waves, ctas / (waves * slots)
 
 
-def sm_fill(ctas: int, sms: int) -> float:
-    """ctas / (ceil(ctas / SMs) * SMs): the busy share of the SMs over the launch."""
-    if ctas <= 0:
+def sm_fill(units: int, sms: int, ctas: int | None = None) -> float:
+    """units / (ceil(units / min(ctas, SMs)) * SMs): the busy share of the SMs over the launch.
+    `units` are the CTAs, or the output tiles of a persistent grid of `ctas` < tiles CTAs."""
+    if units <= 0:
         return 0.0
-    return ctas / (-(-ctas // sms) * sms)
+    lanes = min(units if ctas is None else ctas, sms)
+    return units / (-(-units // lanes) * sms)
+
+
+def grid_rounds(tiles: int, ctas: int, per_sm: int, sms: int) -> tuple[int, float]:
+    """(rounds, wave fill) of a persistent grid: `ctas` resident CTAs (at most SMs x per_sm)
+    taking `tiles` tiles in ceil(tiles / resident) rounds; fill = tiles / (rounds x SMs x per_sm)."""
+    resident = min(ctas, sms * per_sm)
+    if tiles <= 0 or resident <= 0:
+        return 0, 0.0
+    rounds = -(-tiles // resident)
+    return rounds, tiles / (rounds * sms * per_sm)
 
 
 def achievable_bandwidth_tbs(ctas: int, gpu: GpuSpec) -> float:
@@ -180,18 +195,21 @@ def gemm_flops(launch) -> int:
     return 0
 
 
-def attribute_step_costs(step_launches: list, step_flops: int, step_bytes: int) -> list[tuple[int, int]]:
-    """(FLOPs, bytes) per launch of one plan step (see the module docs)."""
+def attribute_step_costs(step_launches: list, step_flops: int, step_bytes: int) -> list[tuple[int, int, int]]:
+    """(FLOPs, modeled bytes, roofline bytes) per launch of one plan step (see the module
+    docs): the roofline keeps the plan's bytes (each input read once, each output written
+    once), so traffic a kernel adds (e.g. split-K partials) counts in the modeled time only."""
     if not step_launches:
         return []
     main = max(range(len(step_launches)), key=lambda i: gemm_flops(step_launches[i]))
     out = []
     for i, launch in enumerate(step_launches):
         if i == main:
-            out.append((int(launch.meta.get("flops", step_flops)), int(launch.meta.get("bytes", step_bytes))))
+            out.append((int(launch.meta.get("flops", step_flops)), int(launch.meta.get("bytes", step_bytes)),
+                        int(step_bytes)))
         else:
             out.append((int(launch.meta.get("flops", gemm_flops(launch))),
-                        int(launch.meta.get("bytes", tensor_arg_bytes(launch)))))
+                        int(launch.meta.get("bytes", tensor_arg_bytes(launch))), 0))
     return out
 
 
@@ -222,10 +240,12 @@ def _compute_peak(launch, dtype: str, resources: dict, gpu: GpuSpec) -> tuple[fl
 
 
 def model_launch(launch, flops: int, nbytes: int, resources: dict, gpu: GpuSpec,
-                 dtype: str = "float16") -> dict:
+                 dtype: str = "float16", roofline_bytes: int | None = None) -> dict:
     """The model's row for one launch. `resources`: the audit's compile result for its
     specialization (registers, stack_bytes, local_bytes, shared_bytes, hmma, hgmma,
-    pipelined)."""
+    pipelined); `roofline_bytes` (default `nbytes`): the bytes its roofline time counts."""
+    if roofline_bytes is None:
+        roofline_bytes = nbytes
     c = launch.constexprs
     ctas = 1
     for g in launch.grid:
@@ -233,22 +253,26 @@ def model_launch(launch, flops: int, nbytes: int, resources: dict, gpu: GpuSpec,
     regs = int(resources.get("registers", -1))
     smem = int(resources.get("shared_bytes", 0) or 0)
     per_sm, limiter = ctas_per_sm(launch.num_warps, regs, max(smem, 0), gpu)
-    waves, wfill = waves_and_fill(ctas, per_sm, gpu.sms)
     m, n, k = (launch.meta.get(key) for key in ("M", "N", "K"))
     bm, bn, bk = (c.get(key) for key in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
     has_tile = None not in (m, n, bm, bn)
     tfill = tile_fill(int(m), int(n), int(bm), int(bn)) if has_tile else 1.0
+    tiles = (-(-int(m) // int(bm)) * -(-int(n) // int(bn))) if has_tile else ctas
+    units = max(ctas, tiles)   # a persistent grid (fewer CTAs than tiles) loops over its tiles
+    if units > ctas:
+        waves, wfill = grid_rounds(units, ctas, per_sm, gpu.sms)
+    else:
+        waves, wfill = waves_and_fill(ctas, per_sm, gpu.sms)
     pipelined = resources.get("pipelined")
     peak, unit = _compute_peak(launch, dtype, resources, gpu)
     pipe = PIPE_PENALTY if pipelined is False else 1.0
     achievable = gpu.achievable_tc if unit in ("HGMMA", "HMMA", "tf32") else 1.0
-    sfill = sm_fill(ctas, gpu.sms)
+    sfill = sm_fill(units, gpu.sms, ctas)
     compute_us = (flops / (peak * 1e6 * achievable * max(sfill, 1e-9) * tfill * pipe)) if flops else 0.0
     memory_us = nbytes / (achievable_bandwidth_tbs(ctas, gpu) * 1e6) if nbytes and ctas else 0.0
     if "serial_steps" in launch.meta:
         steps = float(launch.meta["serial_steps"])
     elif k is not None and bk:
-        tiles = (-(-int(m) // int(bm)) * -(-int(n) // int(bn))) if has_tile else ctas
         split = max(1, ctas // max(tiles, 1))
         steps = math.ceil(int(k) / int(bk)) / split
     else:
@@ -261,7 +285,7 @@ def model_launch(launch, flops: int, nbytes: int, resources: dict, gpu: GpuSpec,
         "ctas": ctas, "ctas_per_sm": per_sm, "occupancy_limit": limiter, "waves": waves,
         "wave_fill": round(wfill, 4), "sm_fill": round(sfill, 4), "tile_fill": round(tfill, 4),
         "fill": round(wfill * tfill, 6), "compute_unit": unit, "serial_steps": round(steps, 2),
-        "roofline_us": round(roofline_us(flops, nbytes, roofline_peak(launch, dtype, gpu), gpu), 3),
+        "roofline_us": round(roofline_us(flops, roofline_bytes, roofline_peak(launch, dtype, gpu), gpu), 3),
         "compute_us": round(compute_us, 3), "memory_us": round(memory_us, 3),
         "latency_us": round(latency_us, 3), "modeled_us": round(modeled, 3), "bound": bound,
     }

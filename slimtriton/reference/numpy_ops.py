@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTIVATIONS = ("none", "relu", "relu6")
+from ..ir.ops import Act, parse_act
 
 
 def _f64(x) -> np.ndarray:
@@ -131,10 +131,13 @@ def max_pool(x, ksize, strides, padding) -> np.ndarray:
     """Max over each window; padded cells are -inf (they never win)."""
     x = _f64(x)
     xp = _pad_hw(x, padding, -np.inf, "max_pool")
-    out = None
-    for _, _, window in _taps(xp, ksize[0], ksize[1], strides, (1, 1), "max_pool"):
+    real = _pad_hw(np.ones((1,) + x.shape[1:3] + (1,)), padding, 0.0, "max_pool")
+    out = count = None
+    for (_, _, window), (_, _, cells) in zip(_taps(xp, ksize[0], ksize[1], strides, (1, 1), "max_pool"),
+                                             _taps(real, ksize[0], ksize[1], strides, (1, 1), "max_pool")):
         out = window.copy() if out is None else np.maximum(out, window)
-    if np.isneginf(out).any():
+        count = cells.copy() if count is None else count + cells
+    if (count == 0).any():  # a -inf input value is a value; a window of padding alone has none
         raise ValueError(f"max_pool: a window of size {tuple(ksize)} covers only padding "
                          f"{tuple(map(tuple, padding))} (input {list(x.shape)})")
     return out
@@ -196,15 +199,33 @@ def reduce_mean(x, axes, keepdims) -> np.ndarray:
 
 
 # -- activations, epilogue, prologue ------------------------------------------------------------
-def activation(x, act) -> np.ndarray:
+def sigmoid(x) -> np.ndarray:
     x = _f64(x)
-    if act == "none":
-        return x
-    if act == "relu":
-        return np.maximum(x, 0.0)
-    if act == "relu6":
-        return np.minimum(np.maximum(x, 0.0), 6.0)
-    raise ValueError(f"activation {act!r} is not one of {ACTIVATIONS}")
+    # Two branches so that neither exp overflows.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+# The definition of every activation, NaN and infinity semantics included (TF's):
+# NaN in -> NaN out for each; relu/relu6 of -inf is 0; elu(-inf) = -1; leaky_relu(-inf) = -inf;
+# swish(-inf) = -inf * 0 = NaN (as TF's x * sigmoid(x)).
+ACTIVATIONS = {
+    Act.NONE: lambda x, p: x,
+    Act.RELU: lambda x, p: np.maximum(x, 0.0),                      # np.maximum propagates NaN
+    Act.RELU6: lambda x, p: np.minimum(np.maximum(x, 0.0), 6.0),
+    Act.SIGMOID: lambda x, p: sigmoid(x),
+    Act.TANH: lambda x, p: np.tanh(x),
+    Act.ELU: lambda x, p: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),   # alpha 1 (tf.nn.elu)
+    Act.LEAKY_RELU: lambda x, p: np.where(x > 0, x, p * x),                   # TF: x > 0 ? x : alpha*x
+    Act.SWISH: lambda x, p: x * sigmoid(x),                                    # swish = silu, beta 1
+}
+
+
+def activation(x, act) -> np.ndarray:
+    """`act` (an attribute value: "relu", (name, parameter), an `Act`) applied elementwise."""
+    kind, param = parse_act(act, "reference activation")
+    with np.errstate(invalid="ignore", over="ignore"):
+        return ACTIVATIONS[kind](_f64(x), param)
 
 
 def epilogue(acc, scale, shift, act, residual=None, residual_scale=1.0, act2="none") -> np.ndarray:
@@ -218,13 +239,6 @@ def epilogue(acc, scale, shift, act, residual=None, residual_scale=1.0, act2="no
 def prologue(x, in_scale, in_shift, act) -> np.ndarray:
     """act(x*in_scale[c] + in_shift[c]), applied to a conv input before (not after) padding."""
     return activation(_f64(x) * _f64(in_scale) + _f64(in_shift), act)
-
-
-def sigmoid(x) -> np.ndarray:
-    x = _f64(x)
-    # Two branches so that neither exp overflows.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 __all__ = [

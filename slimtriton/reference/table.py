@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.node import FLOAT_DTYPES
-from ..ir.ops import Op
+from ..ir.ops import ACTIVATION_OPS, Op, node_act
 from . import numpy_ops as ref
 
 
@@ -81,6 +81,9 @@ def _epilogue(node, acc, rest):
     a = node.attrs
     scale, shift = rest[0], rest[1]
     residual = rest[2] if a.get("residual") else None
+    sh, sw = a.get("residual_strides", (1, 1))
+    if residual is not None and (sh, sw) != (1, 1):  # the cells [n, oh*sh, ow*sw] (shape rule: exactly OH x OW)
+        residual = residual[:, ::sh, ::sw]
     return ref.epilogue(acc, scale, shift, a.get("act", "none"), residual,
                         a.get("residual_scale", 1.0), a.get("act2", "none"))
 
@@ -109,6 +112,23 @@ def _fused_conv2d_transpose(node, inputs):
     return _epilogue(node, acc, inputs[2:])
 
 
+def _fused_window_conv2d(node, inputs):
+    """avg_pool(x), or win_act(depthwise(x) * win_scale + win_shift); then the 1x1 conv + epilogue."""
+    a = node.attrs
+    x = inputs[0]
+    if a["window"] == "avg_pool":
+        win = ref.avg_pool(x, a["ksize"], a["win_strides"], a["win_padding"])
+    else:
+        acc = ref.depthwise_conv2d(x, inputs[4], a["win_strides"], a["win_padding"], a["win_dilations"])
+        win = ref.epilogue(acc, inputs[5], inputs[6], a["win_act"])
+    return _epilogue(node, ref.conv2d(win, inputs[1]), inputs[2:4])
+def _fused_mean_matmul(node, inputs):
+    x, w = _prologue_input(node, inputs), inputs[1]
+    acc = ref.matmul(ref.reduce_mean(x, (1, 2), False), np.reshape(w, w.shape[-2:]))
+    y = _epilogue(node, acc, inputs[2:])
+    return y.reshape(node.shape)
+
+
 REFERENCE = {
     Op.PLACEHOLDER: _source,
     Op.VARIABLE: _source,
@@ -120,10 +140,7 @@ REFERENCE = {
     Op.MAXIMUM: lambda n, i: np.maximum(i[0], i[1]),
     Op.MINIMUM: lambda n, i: np.minimum(i[0], i[1]),
     Op.NEG: lambda n, i: -i[0],
-    Op.RELU: lambda n, i: ref.activation(i[0], "relu"),
-    Op.RELU6: lambda n, i: ref.activation(i[0], "relu6"),
-    Op.SIGMOID: lambda n, i: ref.sigmoid(i[0]),
-    Op.TANH: lambda n, i: np.tanh(i[0]),
+    **{op: lambda n, i: ref.activation(i[0], node_act(n)) for op in ACTIVATION_OPS},
     Op.IDENTITY: lambda n, i: i[0],
     Op.BIAS_ADD: lambda n, i: i[0] + i[1],
     Op.DROPOUT: _dropout,
@@ -148,6 +165,8 @@ REFERENCE = {
     Op.FUSED_CONV2D_TRANSPOSE: _fused_conv2d_transpose,
     Op.FUSED_MATMUL: lambda n, i: _epilogue(n, ref.matmul(i[0], i[1]), i[2:]),
     Op.FUSED_ELEMENTWISE: lambda n, i: _epilogue(n, i[0], i[1:]),
+    Op.FUSED_WINDOW_CONV2D: _fused_window_conv2d,
+    Op.FUSED_MEAN_MATMUL: _fused_mean_matmul,
 }
 
 _missing = set(Op) - set(REFERENCE)

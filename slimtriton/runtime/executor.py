@@ -4,13 +4,17 @@ arena slots (slimtriton.runtime.memory), one kernel call per step.
 Poison mode (`poison=True`, a test mode): every arena slot is NaN-filled when created and
 again right after its tenant's last read, so a kernel reading a freed buffer or leaving
 part of its output unwritten produces NaN in the outputs.
+
+A shared arena (`SharedArena`): the executors of one dynamic-batch model (one plan per
+batch bucket, slimtriton.compiler) carve their slots out of one backing allocation sized
+for the largest of them; the model's lock runs one call at a time, so they never overlap.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..ir.ops import Op
+from ..ir.ops import PARAMETER_OPS, Op
 from ..kernels.common import DTYPES as TORCH_DTYPES  # compute dtype name -> torch dtype
 from . import lowering as L
 from .memory import ARENA, EXTERNAL, KERNEL, OUTPUT
@@ -45,8 +49,47 @@ def prepare_parameters(plan, values: dict, device, progress=None) -> dict:
     return prepared
 
 
+# Slots carved from a shared backing allocation start on this boundary (bytes), as a
+# separate allocation would (the kernels' pointer-alignment specializations stay the same).
+SLOT_ALIGN_BYTES = 256
+
+
+def slot_offsets(slot_bytes, itemsize: int) -> tuple[list[int], int]:
+    """(element offset of each arena slot inside one backing buffer, total elements)."""
+    align = SLOT_ALIGN_BYTES // itemsize
+    offsets, total = [], 0
+    for nbytes in slot_bytes:
+        offsets.append(total)
+        n = (nbytes + itemsize - 1) // itemsize
+        total += -(-n // align) * align
+    return offsets, total
+
+
+class SharedArena:
+    """One backing allocation for the arenas of several plans run one at a time (the batch
+    buckets of one model): sized once for the largest, allocated at the first run."""
+
+    def __init__(self, plans, dtype, device, poison: bool = False):
+        self.dtype, self.device, self.poison = dtype, torch.device(device), poison
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        self.elements = max(slot_offsets(p.memory.slot_bytes, itemsize)[1] for p in plans)
+        self._backing = None
+
+    @property
+    def nbytes(self) -> int:
+        return self.elements * torch.empty((), dtype=self.dtype).element_size()
+
+    def backing(self) -> torch.Tensor:
+        if self._backing is None:
+            fill = torch.full if self.poison else (lambda shape, _v, **kw: torch.empty(shape, **kw))
+            self._backing = fill((max(self.elements, 1),), float("nan"), dtype=self.dtype, device=self.device)
+        return self._backing
+
+
 class PlanExecutor:
-    def __init__(self, plan, params: dict, device, precision: str = "ieee", poison: bool = False):
+    def __init__(self, plan, params: dict, device, precision: str = "ieee", poison: bool = False,
+                 arena: "SharedArena | None" = None):
+        """`arena`: a SharedArena to carve the slots from (default: one allocation per slot)."""
         self.plan = plan
         self.params = params
         self.device = torch.device(device)
@@ -54,6 +97,7 @@ class PlanExecutor:
         self.poison = poison
         self.dtype = TORCH_DTYPES[plan.dtype]
         self._arena_views = None
+        self._shared_arena = arena
         self._concats = {s.node.name: s for s in plan.steps if s.kernel == "concat"}
 
     def _arena(self) -> dict:
@@ -61,7 +105,13 @@ class PlanExecutor:
         if self._arena_views is None:
             mem = self.plan.memory
             itemsize = torch.empty((), dtype=self.dtype).element_size()
-            slots = [self._new(((nbytes + itemsize - 1) // itemsize,)) for nbytes in mem.slot_bytes]
+            if self._shared_arena is not None:
+                backing = self._shared_arena.backing()
+                offsets, _ = slot_offsets(mem.slot_bytes, itemsize)
+                slots = [backing[off:off + (nbytes + itemsize - 1) // itemsize]
+                         for off, nbytes in zip(offsets, mem.slot_bytes)]
+            else:
+                slots = [self._new(((nbytes + itemsize - 1) // itemsize,)) for nbytes in mem.slot_bytes]
             self._arena_views = {key: slots[st.slot][:int(np.prod(st.shape, dtype=np.int64))].view(st.shape)
                                  for key, st in mem.storages.items() if st.kind == ARENA}
         return self._arena_views
@@ -86,7 +136,7 @@ class PlanExecutor:
             return buffers[key]
 
         def get(node):
-            if node.op in (Op.VARIABLE, Op.CONSTANT):
+            if node.op in PARAMETER_OPS:
                 return self.params[node.name]
             return env[node.name]
 
@@ -140,7 +190,7 @@ class PlanExecutor:
         mem = self.plan.memory
         results = []
         for o in self.plan.outputs:
-            if o.op in (Op.VARIABLE, Op.CONSTANT):
+            if o.op in PARAMETER_OPS:
                 results.append(self.params[self.plan.output_keys[o.name]].clone())
             elif mem.storages[mem.alias[o.name]].kind == EXTERNAL:
                 results.append(env[o.name].clone())  # an input (or a view of one) returned as is

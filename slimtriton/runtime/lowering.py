@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from ..fusion.common import epilogue_operands
 from ..ir.node import Node
-from ..ir.ops import Op
+from ..ir.ops import ACTIVATION_OPS, Op, node_act
 
 # How a parameter node is prepared once, at compile time (see runtime.executor).
 PREP_CONV = "conv2d"            # kernels.prepack_conv2d
@@ -42,6 +42,8 @@ class Lowered:
 
 
 def _k():
+    # Lazy on purpose: importing the kernels imports torch and triton (and sets the interpreter
+    # without a GPU); planning and `slimtriton report` lower a net without either.
     from .. import kernels
     return kernels
 
@@ -106,13 +108,21 @@ def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision
                               f"the kernels take packed parameter weights")
         prep = {w.name: prep_kind, **_vector_preps(node)}
 
-        def call(get, out, offset, precision, **extra):  # extra: kernel arguments a plan pass adds
+        strides = tuple(node.attrs.get("residual_strides", (1, 1)))
+        extra = {"residual_strides": strides} if strides != (1, 1) else {}
+        reads = _kept_reads(node)
+        read_shapes = None
+        if extra:  # a strided residual reads the output's cells of its input only (byte model)
+            residual = epilogue_operands(node)["residual"]
+            read_shapes = tuple(node.shape if n is residual else None for n in reads)
+
+        def call(get, out, offset, precision):
             kw = dict(geometry(node.attrs), **_epilogue(node, get), out=out, out_channel_offset=offset,
                       name=node.name, **extra)
             if precision_arg:
                 kw["precision"] = precision
             return fn(get(node.inputs[0]), get(w), **kw)
-        return Lowered(kernel, _kept_reads(node), prep, call)
+        return Lowered(kernel, reads, prep, call, read_shapes=read_shapes)
     return lower
 
 
@@ -120,50 +130,54 @@ def _conv_geometry(a):
     return dict(strides=a["strides"], padding=a["padding"], dilations=a["dilations"])
 
 
-def lower_strided_residual(node: Node, pool: Node) -> Lowered:
-    """FUSED_CONV2D whose residual is `pool` = subsample(src, s) (a 1x1 stride-s pool): the conv
-    reads the residual at [n, oh*s_h, ow*s_w] of src, so the pool kernel disappears (plan pass 7b)."""
-    base = LOWERINGS[node.op](node)
-    src, strides = pool.inputs[0], tuple(pool.attrs["strides"])
-
-    def call(get, out, offset, precision):
-        return base.call(lambda n: get(src) if n is pool else get(n), out, offset, precision,
-                         residual_strides=strides)
-    reads = tuple(src if n is pool else n for n in base.reads)
-    shapes = tuple(pool.shape if n is pool else None for n in base.reads)
-    return Lowered("conv2d", reads, base.prep, call, absorbed=(pool,), read_shapes=shapes)
-
-
-def lower_mean_gemm(node: Node, x: Node, absorbed: tuple[Node, ...], prologue: Optional[Node] = None) -> Lowered:
-    """A 1x1 FUSED_CONV2D / FUSED_MATMUL (no residual, no prologue) whose input is the global
-    spatial mean of `x` (through the `absorbed` mean and reshapes): one kernels.mean_matmul call
-    (plan pass 7). `prologue`: a FUSED_ELEMENTWISE act(x*s + t) without residual producing x's
-    mean input, applied per pixel while averaging (ResNet v2's postnorm)."""
+def _lower_mean_matmul(node: Node) -> Lowered:
+    """FUSED_MEAN_MATMUL: kernels.mean_matmul (the mean over H, W computed while loading A)."""
     fn = kernel_fn("mean_matmul", node)
-    base = LOWERINGS[node.op](node)
-    w, scale, shift = node.inputs[1:4]
-    scale = None if is_neutral("scale", scale) else scale
-    shift = None if is_neutral("shift", shift) else shift
-    prep = dict(base.prep)
-    reads = [x, w] + [p for p in (scale, shift) if p is not None]
-    extra = {}
-    if prologue is not None:
-        in_scale, in_shift = prologue.inputs[1:3]
-        reads += [in_scale, in_shift]
-        prep.update({p.name: PREP_VECTOR for p in (in_scale, in_shift) if p.op is Op.VARIABLE})
-        absorbed = absorbed + (prologue,)
-        extra = dict(prologue_act=prologue.attrs["act"])
-    keepdims = len(node.shape) == 4
-    a = node.attrs
+    x, w = node.inputs[:2]
+    if w.op is not Op.VARIABLE:
+        unsupported(node, f"its weights {w.name} are computed at run time ({w.op.short}); "
+                          f"the kernels take packed parameter weights")
+    prep = {w.name: PREP_CONV if len(w.shape) == 4 else PREP_MATMUL, **_vector_preps(node)}
 
     def call(get, out, offset, precision):
-        kw = dict(extra)
-        if prologue is not None:
-            kw.update(in_scale=get(in_scale), in_shift=get(in_shift))
-        return fn(get(x), get(w), scale=None if scale is None else get(scale),
-                  shift=None if shift is None else get(shift), act=a["act"], keepdims=keepdims, out=out,
-                  out_channel_offset=offset, precision=precision, name=node.name, **kw)
-    return Lowered("mean_matmul", tuple(reads), prep, call, absorbed=absorbed)
+        kw = _epilogue(node, get)
+        del kw["act2"], kw["residual_scale"]  # no residual: the kernel takes neither
+        return fn(get(x), get(w), keepdims=bool(node.attrs["keepdims"]), out=out, out_channel_offset=offset,
+                  precision=precision, name=node.name, **kw)
+    return Lowered("mean_matmul", _kept_reads(node), prep, call)
+
+
+def _lower_window_conv2d(node: Node) -> Lowered:
+    """FUSED_WINDOW_CONV2D: kernels.window_conv2d (the avg pool / depthwise window in the A load)."""
+    fn = kernel_fn("window_conv2d", node)
+    a = node.attrs
+    w = node.inputs[1]
+    win = node.inputs[4:]  # depthwise: win_w, win_scale, win_shift
+    for p in (w,) + win[:1]:
+        if p.op is not Op.VARIABLE:
+            unsupported(node, f"its weights {p.name} are computed at run time ({p.op.short}); "
+                              f"the kernels take packed parameter weights")
+    prep = {w.name: PREP_CONV, **_vector_preps(node)}
+    if win:
+        prep[win[0].name] = PREP_DEPTHWISE
+        prep.update({v.name: PREP_VECTOR for v in win[1:] if v.op is Op.VARIABLE})
+    keep_win = tuple(v for role, v in zip(("win_w", "scale", "shift"), win)
+                     if not is_neutral(role, v))
+
+    def call(get, out, offset, precision):
+        kw = dict(window=a["window"], ksize=a["ksize"], strides=a["win_strides"], padding=a["win_padding"],
+                  dilations=a["win_dilations"], act=a["act"], out=out, out_channel_offset=offset,
+                  precision=precision, name=node.name)
+        for role, v in epilogue_operands(node).items():
+            kw[role] = None if is_neutral(role, v) else get(v)
+        if win:
+            kw.update(win_w=get(win[0]), win_act=a["win_act"],
+                      win_scale=None if is_neutral("scale", win[1]) else get(win[1]),
+                      win_shift=None if is_neutral("shift", win[2]) else get(win[2]))
+        return fn(get(node.inputs[0]), get(w), **kw)
+    dropped = {id(v) for role, v in epilogue_operands(node).items() if is_neutral(role, v)}
+    reads = tuple(v for v in node.inputs[:4] if id(v) not in dropped) + keep_win
+    return Lowered("window_conv2d", reads, prep, call)
 
 
 def _lower_elementwise(node: Node) -> Lowered:
@@ -218,7 +232,6 @@ def _lower_unit_norm(node: Node) -> Lowered:
 
 _BINARY = {Op.ADD: "add", Op.SUB: "sub", Op.MUL: "mul", Op.DIV: "div", Op.MAXIMUM: "maximum",
            Op.MINIMUM: "minimum"}
-_UNARY = {Op.RELU: "relu", Op.RELU6: "relu6", Op.SIGMOID: "sigmoid", Op.TANH: "tanh", Op.NEG: "neg"}
 
 
 def _lower_binary(node: Node) -> Lowered:
@@ -230,9 +243,11 @@ def _lower_binary(node: Node) -> Lowered:
 
 
 def _lower_unary(node: Node) -> Lowered:
+    """An activation (its attribute value, e.g. ("leaky_relu", 0.2)) or neg, as kernels.unary."""
     fn = kernel_fn("unary", node)
+    op = "neg" if node.op is Op.NEG else node_act(node)
     return Lowered("unary", node.inputs, {},
-                   lambda get, out, offset, p: fn(_UNARY[node.op], get(node.inputs[0]), name=node.name),
+                   lambda get, out, offset, p: fn(op, get(node.inputs[0]), name=node.name),
                    supports_out=False)
 
 
@@ -281,6 +296,17 @@ def _dropout(node: Node):
     return _lower_reshape(node)
 
 
+# Ops LOWERINGS leaves out on purpose, and why (tests/test_architecture.py: every op is in one).
+NOT_LOWERED = {
+    Op.PLACEHOLDER: "a feed: its buffer is the caller's input, no kernel",
+    Op.VARIABLE: "a parameter: prepared once at compile time (PREP_*), no kernel",
+    Op.CONSTANT: "a scalar: prepared once (PREP_SCALAR) and read by its consumer's kernel",
+    Op.CONV2D: "always lifted to FUSED_CONV2D by the epilogue pass before lowering",
+    Op.DEPTHWISE_CONV2D: "always lifted to FUSED_DEPTHWISE_CONV2D by the epilogue pass before lowering",
+    Op.CONV2D_TRANSPOSE: "always lifted to FUSED_CONV2D_TRANSPOSE by the epilogue pass before lowering",
+    Op.MATMUL: "always lifted to FUSED_MATMUL by the epilogue pass before lowering",
+}
+
 LOWERINGS: dict[Op, Callable[[Node], Lowered]] = {
     Op.FUSED_CONV2D: _lower_fused_gemm("conv2d", PREP_CONV, _conv_geometry),
     Op.FUSED_DEPTHWISE_CONV2D: _lower_fused_gemm("depthwise_conv2d", PREP_DEPTHWISE, _conv_geometry,
@@ -290,6 +316,8 @@ LOWERINGS: dict[Op, Callable[[Node], Lowered]] = {
         lambda a: dict(strides=a["strides"], pad_before=a["pad_before"], output_hw=a["output_hw"])),
     Op.FUSED_MATMUL: _lower_fused_gemm("matmul", PREP_MATMUL, lambda a: {}),
     Op.FUSED_ELEMENTWISE: _lower_elementwise,
+    Op.FUSED_WINDOW_CONV2D: _lower_window_conv2d,
+    Op.FUSED_MEAN_MATMUL: _lower_mean_matmul,
     Op.MAX_POOL: _lower_pool("max_pool2d"),
     Op.AVG_POOL: _lower_pool("avg_pool2d"),
     Op.REDUCE_MEAN: _lower_reduce_mean,
@@ -298,7 +326,8 @@ LOWERINGS: dict[Op, Callable[[Node], Lowered]] = {
     **{op: _lower_binary for op in _BINARY},
     Op.BIAS_ADD: _bias_or_bn,
     Op.BATCH_NORM: _bias_or_bn,
-    **{op: _lower_unary for op in _UNARY},
+    Op.NEG: _lower_unary,
+    **{op: _lower_unary for op in ACTIVATION_OPS},
     Op.IDENTITY: _lower_reshape,
     Op.DROPOUT: _dropout,
     Op.RESHAPE: _lower_reshape,

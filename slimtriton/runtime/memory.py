@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..ir.cost import tensor_bytes
+from ..ir.ops import SOURCE_OPS
+
 ARENA, OUTPUT, KERNEL, EXTERNAL = "arena", "output", "kernel", "external"
 
 
@@ -46,12 +49,10 @@ class MemoryPlan:
 
 
 def plan_memory(plan) -> MemoryPlan:
-    from ..report import tensor_bytes
-    from ..ir.ops import Op
     alias: dict[str, str] = {}
     storages: dict[str, Storage] = {}
     for n in plan.program.nodes:
-        if n.op in (Op.PLACEHOLDER, Op.VARIABLE, Op.CONSTANT):
+        if n.op in SOURCE_OPS:
             alias[n.name] = n.name
             storages[n.name] = Storage(n.name, n.shape, 0, EXTERNAL, -1, -1)
 

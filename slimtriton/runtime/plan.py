@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from ..ir.cost import fused_flops, tensor_bytes
 from ..ir.node import Node
-from ..ir.ops import Op, lookup
+from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op, lookup
 from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered
+from .memory import plan_memory
 
-SOURCE_OPS = (Op.PLACEHOLDER, Op.VARIABLE, Op.CONSTANT)
 
 
 @dataclasses.dataclass
@@ -71,6 +72,12 @@ class Plan:
     def kernels(self) -> list[Step]:
         return [s for s in self.steps if s.launches_kernel]
 
+    @property
+    def fusion_log(self) -> list:
+        """What fused and what was declined, and why (slimtriton.fusion.log.FusionRecord; format
+        with slimtriton.fusion.log.format_fusion_log)."""
+        return self.program.fusion_log
+
 
 def lower_program(program) -> list[tuple[Node, Lowered]]:
     """Lower every non-source node (NotImplementedError for what the backend cannot run)."""
@@ -83,13 +90,7 @@ def lower_program(program) -> list[tuple[Node, Lowered]]:
 
 
 def build_plan(program, dtype: str = "float32") -> Plan:
-    from .. import report
-    from .memory import plan_memory
-    from ..fusion.pipeline import PLAN_PASSES
-    lowered = lower_program(program)
-    for _, plan_pass in PLAN_PASSES:
-        if plan_pass is not None:
-            lowered = plan_pass(lowered, program)
+    lowered = lower_program(program)  # then the plan passes (fusion/pipeline.py PLAN_PASSES), below
     uses = program.uses()
     requested = {o.name for o in program.outputs}
     by_node = {node.name: low for node, low in lowered}
@@ -122,11 +123,11 @@ def build_plan(program, dtype: str = "float32") -> Plan:
         if kernel == "view" or kernel == "concat":
             step.flops, step.bytes_read, step.bytes_written = 0, 0, 0
         else:
-            step.bytes_read = sum(report.tensor_bytes(shape, act_dtype) for shape in _read_shapes(low, reads + params))
+            step.bytes_read = sum(tensor_bytes(shape, act_dtype) for shape in _read_shapes(low, reads + params))
             out_shape = copy_from.shape if copy_from is not None else node.shape
-            step.bytes_written = report.tensor_bytes(out_shape, act_dtype)
+            step.bytes_written = tensor_bytes(out_shape, act_dtype)
             step.flops = 0 if copy_from is not None else (
-                report.fused_flops(program, node) + sum(report.fused_flops(program, a) for a in low.absorbed))
+                fused_flops(program, node) + sum(fused_flops(program, a) for a in low.absorbed))
         steps.append(step)
         return step
 
@@ -157,7 +158,7 @@ def build_plan(program, dtype: str = "float32") -> Plan:
                 prep[s.param_keys[p.name]] = kind
     output_keys: dict[str, str] = {}
     for o in program.outputs:  # a requested parameter is returned as a tensor, whatever its kernels read
-        if o.op in SOURCE_OPS and o.op is not Op.PLACEHOLDER:
+        if o.op in PARAMETER_OPS:
             params[o.name] = o
             kind = PREP_SCALAR if o.op is Op.CONSTANT else PREP_TENSOR
             output_keys[o.name] = o.name if prep.setdefault(o.name, kind) == kind else f"{o.name}#{kind}"
@@ -178,7 +179,7 @@ def _read_shapes(low: Optional[Lowered], nodes) -> list:
 
 
 def _is_activation(node: Node) -> bool:
-    return node.op not in (Op.VARIABLE, Op.CONSTANT)
+    return node.op not in PARAMETER_OPS
 
 
 def _hoist_concat_buffers(steps: list[Step]) -> list[Step]:

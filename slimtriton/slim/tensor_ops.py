@@ -15,11 +15,11 @@ import numpy as np
 from ..ir.graph import (as_tensor, constant as _constant, get_default_graph, graph_of, placeholder as _placeholder,
                         record)
 from ..ir.node import DTYPES, Tensor
-from ..ir.ops import Op
+from ..ir.ops import Act, Op
 from ..ir.shapes import broadcast_shapes
 
 __all__ = [
-    "fail", "where_name", "resolve_padding", "normalize_padding", "relu", "relu6", "sigmoid", "tanh", "softmax",
+    "fail", "where_name", "resolve_padding", "normalize_padding", "activation", "ACTIVATION_FNS", "softmax",
     "identity", "bias_add", "concat", "pad", "reduce_mean", "squeeze", "reshape", "expand_dims", "tile",
     "add", "subtract", "multiply", "divide", "maximum", "minimum", "clip_by_value", "negative", "add_n", "one_hot",
     "placeholder",
@@ -89,20 +89,46 @@ def _unary(op, x, name, fn):
     return record(op, [_tensor(x, where, "features")], {}, name)
 
 
-def relu(features, name=None):
-    return _unary(Op.RELU, features, name or "Relu", "tf.nn.relu")
+def activation(act: Act, features, name=None, fn=None, **param):
+    """Record the activation `act` (ir/ops.py) of `features`, named as TF names it (`Relu`,
+    `LeakyRelu`); `param`: its one parameter when it has one (leaky_relu's `alpha`)."""
+    act = Act(act)
+    base = name or "".join(w.capitalize() for w in act.value.split("_"))
+    where = where_name(fn or f"tf.nn.{act.value}", base)
+    attrs = {}
+    if act.param is not None:
+        key, default = act.param
+        value = param.pop(key, default)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            fail(where, key, f"expected a finite number, got {value!r}", TypeError)
+        attrs[key] = float(value)
+    if param:
+        fail(where, next(iter(param)), f"{act.value} takes no argument {next(iter(param))!r}", TypeError)
+    return record(act.op, [_tensor(features, where, "features")], attrs, base)
 
 
-def relu6(features, name=None):
-    return _unary(Op.RELU6, features, name or "Relu6", "tf.nn.relu6")
+def _tf_activation(act: Act, tf_name: str):
+    """`tf.nn.<tf_name>(features[, <param>=default], name=None)` for the activation `act`."""
+    if act.param is None:
+        def fn(features, name=None):
+            return activation(act, features, name, f"tf.nn.{tf_name}")
+    else:
+        key, default = act.param
+
+        def fn(features, *args, name=None, **kwargs):
+            if args:
+                kwargs[key] = args[0]
+            return activation(act, features, name, f"tf.nn.{tf_name}", **{key: kwargs.pop(key, default)}, **kwargs)
+    fn.__name__ = fn.__qualname__ = tf_name
+    fn.__doc__ = f"tf.nn.{tf_name}: records Op.{act.op.name} (the activation Act.{act.name})."
+    return fn
 
 
-def sigmoid(x, name=None):
-    return _unary(Op.SIGMOID, x, name or "Sigmoid", "tf.sigmoid")
-
-
-def tanh(x, name=None):
-    return _unary(Op.TANH, x, name or "Tanh", "tf.tanh")
+# tf.nn.<name> for every activation of the vocabulary (ir/ops.py Act.tf_names): adding an
+# activation there adds its front-end function here.
+ACTIVATION_FNS = {tf_name: _tf_activation(act, tf_name) for act in Act for tf_name in act.tf_names}
+globals().update(ACTIVATION_FNS)  # relu, relu6, sigmoid, tanh, ...: functions of this module
+__all__ += list(ACTIVATION_FNS)
 
 
 def identity(input, name=None):
@@ -294,11 +320,17 @@ def reshape(tensor, shape, name=None):
     where = where_name("tf.reshape", name, graph_of([tensor]))
     x = _tensor(tensor, where, "tensor")
     try:
-        dims = [operator.index(d) for d in shape]
+        dims = [None if (k == 0 and d is None) else operator.index(d) for k, d in enumerate(shape)]
     except TypeError:
-        fail(where, "shape", f"expected a list of ints, got {shape!r}", TypeError)
-    if dims.count(-1) > 1 or any(d < -1 for d in dims):
+        fail(where, "shape", f"expected a list of ints (None only as the leading, batch, dimension), "
+                             f"got {shape!r}", TypeError)
+    if dims.count(-1) > 1 or any(d is not None and d < -1 for d in dims):
         fail(where, "shape", f"at most one -1 and no other negative sizes allowed, got {dims}")
+    if x.node.dynamic_batch:
+        return record(Op.RESHAPE, [x], {"shape": _batch_reshape(where, x, dims)}, name)
+    if None in dims:
+        fail(where, "shape", f"None (an unknown batch) in the new shape {dims}, but {x.op_name} has a static "
+                             f"shape {list(x.shape)}")
     known = math.prod(d for d in dims if d != -1)
     if -1 in dims:
         if known == 0 or x.node.size % known:
@@ -307,6 +339,27 @@ def reshape(tensor, shape, name=None):
     if math.prod(dims) != x.node.size:
         fail(where, "shape", f"cannot reshape {list(x.shape)} ({x.node.size} elements) to {dims}")
     return record(Op.RESHAPE, [x], {"shape": tuple(dims)}, name)
+
+
+def _batch_reshape(where, x, dims) -> tuple:
+    """The new shape of a reshape of `x`, whose batch is unknown: the batch must stay the leading
+    dimension (`-1` or None there, as `tf.reshape(x, [-1, 1000])` writes it), and only the
+    per-example part is reshaped (a -1 there is inferred from it)."""
+    per_example = x.node.per_example_size
+    if not dims or dims[0] not in (-1, None) or (dims[0] == -1 and -1 in dims[1:]):
+        fail(where, "shape", f"{x.op_name} has an unknown batch (shape {list(x.shape)}): the new shape {dims} "
+                             f"must keep the batch as its leading dimension (-1 or None) and reshape only the "
+                             f"{per_example} elements of each example")
+    rest = list(dims[1:])
+    known = math.prod(d for d in rest if d != -1)
+    if -1 in rest:
+        if known == 0 or per_example % known:
+            fail(where, "shape", f"cannot reshape {list(x.shape)} ({per_example} elements per example) to {dims}")
+        rest[rest.index(-1)] = per_example // known
+    if math.prod(rest) != per_example:
+        fail(where, "shape", f"cannot reshape {list(x.shape)} ({per_example} elements per example) to {dims}: "
+                             f"the batch (the leading -1 or None) must stay the batch")
+    return (None, *rest)
 
 
 def squeeze(input, axis=None, name=None, squeeze_dims=None):
@@ -401,9 +454,11 @@ def avg_pool(value, ksize, strides, padding, data_format="NHWC", name=None):
 
 # -- sources -------------------------------------------------------------------------------
 def placeholder(dtype="float32", shape=None, name=None):
-    """TF1 argument order: tf.placeholder(dtype, shape, name); the shape must be fully static."""
+    """TF1 argument order: tf.placeholder(dtype, shape, name); the shape is static except the
+    leading (batch) dimension, which may be None: `tf.placeholder(tf.float32, (None, 224, 224, 3))`."""
     if shape is None:
-        raise ValueError(f"tf.placeholder {name or 'Placeholder'!r}: argument `shape`: a static shape is required")
+        raise ValueError(f"tf.placeholder {name or 'Placeholder'!r}: argument `shape`: a shape is required "
+                         f"(only its leading, batch, dimension may be None)")
     if str(dtype) not in DTYPES:
         raise TypeError(f"tf.placeholder {name or 'Placeholder'!r}: argument `dtype`: unknown dtype {dtype!r}")
     return _placeholder(list(shape), str(dtype), name or "Placeholder")

@@ -1,6 +1,6 @@
 """TensorFlow V1 checkpoints (`tf.train.Saver(write_version=V1)`: the published TF-Slim checkpoints
-such as `resnet_v1_50.ckpt`), read without TensorFlow. The table and protobuf code is shared with
-the V2 reader in `tf_checkpoint`; call `tf_checkpoint.read_checkpoint`, which dispatches here.
+such as `resnet_v1_50.ckpt`), read without TensorFlow. The table and protobuf code (`tf_table`) is
+shared with the V2 reader in `tf_checkpoint`; call `tf_checkpoint.read_checkpoint`, which dispatches here.
 
 Format (facts from TensorFlow's saved_tensor_slice.proto, tensor_slice_writer.{h,cc},
 tensor_slice_reader.cc, saved_tensor_slice_util.{h,cc}, ordered_code.cc, tensor.proto,
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tf_checkpoint import (
+from .tf_table import (
     _DTYPE_NAMES, _DTYPES, DT_BFLOAT16, DT_RESOURCE, DT_STRING, DT_VARIANT, CheckpointEntry,
     CheckpointError, _parse_shape, _proto_fields, _signed64, _table_items, is_non_model_variable,
 )

@@ -47,8 +47,8 @@ def test_pattern_matcher_commutative_and_one_use():
 
 def test_pipeline_lists_every_pass_once():
     names = [n for n, _ in IR_PASSES]
-    assert names == ["const_fold", "remove_identities", "fold_pad", "fold_affine", "epilogue", "pointwise",
-                     "prologue"]
+    assert names == ["const_fold", "remove_identities", "activation_idioms", "fold_pad", "fold_affine", "epilogue", "pointwise",
+                     "prologue", "window_prologue", "strided_residual", "mean_gemm"]
 
 
 def test_fold_batch_norm_matches_unfolded_affine():
@@ -213,3 +213,68 @@ def test_every_pass_is_verified():
     from slimtriton.ir import VerificationError
     with pytest.raises(VerificationError, match="pass broken"):
         rewrite(prog, [Rule("broken", Pat(Op.RELU, name="r"), broken)], after="pass broken")
+
+
+def test_strided_residual_pass_reads_the_subsample_in_place_same_output_on_reference_and_torch():
+    import torch
+
+    from slimtriton.eager.torch_backend import TORCH
+    from slimtriton.executor import evaluate
+    from slimtriton.fusion.program import resolve_parameters
+    b = Builder()
+    x = b.placeholder((2, 7, 7, 4))
+    short = b.op(Op.MAX_POOL, x, ksize=(1, 1), strides=(2, 2), padding=VALID, name="shortcut/MaxPool")
+    r = b.conv(x, 4, k=3, stride=2, padding=((1, 1), (1, 1)), scope="res")
+    y = b.relu(b.op(Op.ADD, short, r, name="add"), "out")
+    after = run(b, [y])  # every pass; the reference of the rewritten program equals the original's
+    assert Op.MAX_POOL not in ops(after)
+    (conv,) = [n for n in after.nodes if n.op is Op.FUSED_CONV2D]
+    assert conv.attrs["residual_strides"] == (2, 2) and conv.inputs[4] is after.nodes[0]
+    assert "shortcut/MaxPool" in after.origin_of(conv)
+    assert [r.rule for r in after.fusion_log if r.fused].count("strided_residual") == 1
+    feeds = b.feeds()
+    params = resolve_parameters(after, b.weights)
+    by_name = {n.name: n for n in after.nodes}
+    got = evaluate(after.nodes, after.outputs, {by_name[k.name]: torch.tensor(v) for k, v in feeds.items()},
+                   {k: torch.tensor(v, dtype=torch.float32) for k, v in params.items()}, TORCH, "TORCH")
+    want = reference(b.g.nodes, [y], feeds, b.weights)
+    assert_close(got[0], want[0], "float32")
+
+
+def test_strided_residual_declined_when_the_subsample_is_also_an_output():
+    b = Builder()
+    x = b.placeholder((1, 5, 5, 3))
+    short = b.op(Op.MAX_POOL, x, ksize=(1, 1), strides=(2, 2), padding=VALID, name="sub")
+    y = b.op(Op.ADD, short, b.conv(x, 3, k=1, stride=2, padding=VALID), name="add")
+    after = run(b, [y, short])
+    assert Op.MAX_POOL in ops(after)
+    why = {r.node: r.why for r in after.fusion_log if r.rule == "strided_residual" and not r.fused}
+    assert why == {"add": "the subsample sub has 2 consumers (or is a requested output)"}
+
+
+@pytest.mark.parametrize("keepdims, postnorm", [(True, False), (False, True)])
+def test_mean_gemm_pass_is_one_op_with_the_same_output_on_reference_and_torch(keepdims, postnorm):
+    import torch
+
+    from slimtriton.eager.torch_backend import TORCH
+    from slimtriton.executor import evaluate
+    from slimtriton.fusion.program import resolve_parameters
+    b = Builder()
+    x = b.placeholder((2, 5, 5, 4))
+    h = b.conv(x, 6, scope="c")
+    if postnorm:  # ResNet v2: BN+ReLU of a residual sum (a pointwise kernel, then the mean's prologue)
+        h = b.op(Op.ADD, h, b.conv(x, 6, scope="c2"), name="sum")
+        h = b.relu(b.bn(h, "postnorm", scale=True), "postnorm/Relu")
+    m = b.op(Op.REDUCE_MEAN, h, axes=(1, 2), keepdims=keepdims, name="pool")
+    y = b.conv(m, 3, k=1, padding=VALID, scope="logits") if keepdims else b.fc(m, 3)
+    after = run(b, [y])  # every pass; the reference of the rewritten program equals the original's
+    (mm,) = [n for n in after.nodes if n.op is Op.FUSED_MEAN_MATMUL]
+    assert mm.attrs["keepdims"] is keepdims and mm.attrs["prologue"] is postnorm
+    assert Op.REDUCE_MEAN not in ops(after) and "pool" in after.origin_of(mm)
+    feeds = b.feeds()
+    params = resolve_parameters(after, b.weights)
+    by_name = {n.name: n for n in after.nodes}
+    got = evaluate(after.nodes, after.outputs, {by_name[k.name]: torch.tensor(v) for k, v in feeds.items()},
+                   {k: torch.tensor(v, dtype=torch.float32) for k, v in params.items()}, TORCH, "TORCH")
+    want = reference(b.g.nodes, [y], feeds, b.weights)
+    assert_close(got[0], want[0], "float32")

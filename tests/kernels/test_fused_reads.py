@@ -1,11 +1,14 @@
 """The round-2 kernel paths against the NumPy reference (hypothesis sweeps):
 
-* `mean_matmul`: global mean over H, W computed while loading the GEMM's A operand
-  (fusion pass 7), with and without the per-pixel prologue, keepdims, channel-slice output;
+* `mean_matmul`: global mean over H, W, then the GEMM that consumes it (fusion pass 7), with
+  and without the per-pixel prologue, keepdims, channel-slice output, NaN / inf input cells,
+  and with the GPU tile choice forced (`gpu_tiles()`: narrow, deep GEMM tiles run here);
 * `conv2d(residual_strides=...)`: the residual read strided from the unsubsampled tensor
   (ResNet's subsample shortcut without its max-pool kernel).
 """
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -14,9 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slimtriton import kernels as K
+from slimtriton.kernels.config import gpu_tiles
+from slimtriton.kernels.launch import record_launches
+from slimtriton.kernels.mean_gemm import gemm_plan
 from slimtriton.reference import numpy_ops as R
-from tests.helpers import assert_close
+from tests.helpers import assert_close, assert_close_nonfinite
 
+from .nonfinite import nonfinite_cells, plant
 from .util import ACTS, DTYPES, check_untouched, dev, rounded, vec, wide_out
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
@@ -30,12 +37,13 @@ def mean_cases(draw):
             "cout": draw(st.sampled_from([1, 10, 19, 33])), "dtype": draw(st.sampled_from(DTYPES)),
             "act": draw(st.sampled_from(ACTS)), "scale": draw(st.booleans()), "shift": draw(st.booleans()),
             "prologue": draw(st.sampled_from([None, *ACTS])), "keepdims": draw(st.booleans()),
-            "conv_weight": draw(st.booleans()), "out_slice": draw(st.sampled_from([None, (3, 2)]))}
+            "conv_weight": draw(st.booleans()), "out_slice": draw(st.sampled_from([None, (3, 2)])),
+            "cells": draw(nonfinite_cells()), "gpu": draw(st.booleans())}
 
 
 def run_mean_case(c, rng):
     dtype, (h, w), cin, cout = c["dtype"], c["hw"], c["c"], c["cout"]
-    x = rounded(rng.standard_normal((c["n"], h, w, cin)) + 0.3, dtype)
+    x = plant(rounded(rng.standard_normal((c["n"], h, w, cin)) + 0.3, dtype), c.get("cells", ()))
     wt = rounded(rng.standard_normal((cin, cout)) / np.sqrt(cin), dtype)
     kwargs = {"act": c["act"], "keepdims": c["keepdims"]}
     scale = rng.uniform(0.5, 1.5, cout) if c["scale"] else None
@@ -50,9 +58,10 @@ def run_mean_case(c, rng):
         kwargs.update(in_scale=vec(in_scale), in_shift=vec(in_shift), prologue_act=c["prologue"])
         x_ref = R.prologue(x, rounded(in_scale, "float32"), rounded(in_shift, "float32"), c["prologue"])
     # the unfused plan rounds the pooled tensor to the compute dtype; so does the kernel
-    pooled = rounded(R.reduce_mean(x_ref, (1, 2), False), dtype)
-    expected = R.epilogue(R.matmul(pooled, wt), np.ones(cout) if scale is None else rounded(scale, "float32"),
-                          np.zeros(cout) if shift is None else rounded(shift, "float32"), c["act"])
+    with np.errstate(invalid="ignore"):
+        pooled = rounded(R.reduce_mean(x_ref, (1, 2), False), dtype)
+        expected = R.epilogue(R.matmul(pooled, wt), np.ones(cout) if scale is None else rounded(scale, "float32"),
+                              np.zeros(cout) if shift is None else rounded(shift, "float32"), c["act"])
     lead = (c["n"], 1, 1) if c["keepdims"] else (c["n"],)
     expected = expected.reshape(*lead, cout)
     offset = 0
@@ -61,13 +70,14 @@ def run_mean_case(c, rng):
         kwargs["out_channel_offset"] = offset = c["out_slice"][0]
     wp = (K.prepack_conv2d(dev(wt.reshape(1, 1, cin, cout), dtype)) if c["conv_weight"]
           else K.prepack_matmul(dev(wt, dtype)))
-    got = K.mean_matmul(dev(x, dtype), wp, **kwargs)
+    with gpu_tiles() if c.get("gpu") else contextlib.nullcontext():
+        got = K.mean_matmul(dev(x, dtype), wp, **kwargs)
     if c["out_slice"] is not None:
         assert got is kwargs["out"]
         check_untouched(got, offset, cout)
         got = got[..., offset:offset + cout]
     assert tuple(got.shape) == (*lead, cout)
-    assert_close(got, expected, dtype, what=f"mean_matmul {c}")
+    assert_close_nonfinite(got, expected, dtype, what=f"mean_matmul {c}")
 
 
 @SETTINGS
@@ -83,6 +93,54 @@ def test_mean_matmul_resnet_like_head(dtype, hw):
     run_mean_case({"n": 3, "hw": hw, "c": 130, "cout": 21, "dtype": dtype, "act": "none", "scale": True,
                    "shift": True, "prologue": "relu", "keepdims": True, "conv_weight": True, "out_slice": None},
                   np.random.default_rng(3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mean_matmul_deep_k_gpu_tiles(dtype):
+    """With the GPU tile choice, K = 600 spans several BLOCK_K steps and a partial last one,
+    N = 20 and K not multiples of 8 (no alignment hint), a channel-slice output."""
+    with gpu_tiles():
+        tile = gemm_plan(dtype, 2, 20, 600)
+    assert 600 > tile.BLOCK_K and tile.BLOCK_N == 16
+    run_mean_case({"n": 2, "hw": (3, 3), "c": 600, "cout": 20, "dtype": dtype, "act": "relu6", "scale": True,
+                   "shift": True, "prologue": "relu6", "keepdims": False, "conv_weight": False,
+                   "out_slice": (3, 2), "cells": (), "gpu": True}, np.random.default_rng(4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mean_matmul_large_map_prologue_gpu_tiles(dtype):
+    """A 15x15 map (225 pixels: the mean kernel's 4-tiles-per-iteration loop) with the BN+ReLU6
+    prologue, GPU tiles."""
+    run_mean_case({"n": 2, "hw": (15, 15), "c": 24, "cout": 8, "dtype": dtype, "act": "relu", "scale": False,
+                   "shift": True, "prologue": "relu6", "keepdims": True, "conv_weight": True,
+                   "out_slice": None, "cells": (np.nan,), "gpu": True}, np.random.default_rng(6))
+
+
+@pytest.mark.parametrize("cout", [1000, 1001])
+@pytest.mark.parametrize("batch", [1, 32, 256])
+def test_mean_matmul_gpu_plan(batch, cout):
+    """ResNet-50's pool5 + logits (x [N, 7, 7, 2048] fp16, W [2048, cout]) with GPU tiles: two
+    launches; the mean's grid covers (almost) every SM of an H100 (128 of 132 at batch 1:
+    16-channel blocks, one 32-byte sector per pixel row in fp16) and reads a 7x7 map in one
+    load; the GEMM uses wgmma-sized rows, the narrowest column tiles at batch 1 (W streamed by
+    63 programs) and deep K steps (8 for K = 2048), and sees 16-byte W rows when cout % 8 == 0."""
+    meta = dict(device="meta")
+    with record_launches(execute=False) as launches:
+        K.mean_matmul(torch.empty((batch, 7, 7, 2048), dtype=torch.float16, **meta),
+                      K.prepack_matmul(torch.empty((2048, cout), dtype=torch.float16, **meta)),
+                      shift=torch.empty(cout, **meta), name="logits")
+    kernels = [la.fn.fn.__name__ if hasattr(la.fn, "fn") else la.fn.__name__ for la in launches]
+    assert kernels == ["global_mean_kernel", "pooled_gemm_kernel"]
+    mean, gemm = launches
+    assert int(np.prod(mean.grid)) >= 128 and mean.constexprs["BLOCK_R"] >= 49
+    c = gemm.constexprs
+    assert c["BLOCK_M"] == 64 and 2048 // c["BLOCK_K"] <= 16 and gemm.num_stages >= 3
+    if batch == 1:
+        assert c["BLOCK_N"] == 16 and int(np.prod(gemm.grid)) == -(-cout // 16)
+    assert c["N_ALIGN"] == (8 if cout == 1000 else 1)
+    # the perf model's bytes: x + pooled for the mean; pooled + W + out for the GEMM
+    assert mean.meta["bytes"] == (batch * 49 * 2048 + batch * 2048) * 2
+    assert gemm.meta["bytes"] == (batch * 2048 + 2048 * cout + batch * cout) * 2
 
 
 def test_mean_matmul_rejects_bad_arguments():
