@@ -158,6 +158,11 @@ def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:
     return layer, "+".join(kinds)
 
 
+def _output_shape(step) -> tuple:
+    """The shape a kernel step writes (a copy step: its source's)."""
+    return step.copy_from.shape if step.copy_from is not None else step.node.shape
+
+
 def launch_tile(launch) -> str:
     """'fn BLOCKS/wWsS' of a KernelLaunch: the jit function, its BLOCK_* tile (in the order the
     kernel declares them), warps and pipeline stages."""
@@ -199,18 +204,20 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
              f"layers below are under {prefix}/" if prefix else "layers: full scope names"]
     ktile = max([len(t) for *_, t in rows] + [len("triton kernel")])
     layer_w = min(max([len(layer) for _, layer, _, _ in rows] + [5]), 48)
-    lines.append(f"{'#':>3}  {'kernel':<14} {'triton kernel':<{ktile}} {'output':<18} {'MFLOP':>9} "
+    kind_w = max([len(s.kernel) for s, *_ in rows] + [len("kernel")])
+    out_w = max([len(str(list(_output_shape(s)))) for s, *_ in rows] + [len("output")])
+    lines.append(f"{'#':>3}  {'kernel':<{kind_w}} {'triton kernel':<{ktile}} {'output':<{out_w}} {'MFLOP':>9} "
                  f"{'read':>10} {'written':>10}  {'layer':<{layer_w}}  ops")
     steps_json = []
     for k, (s, layer, kinds, tile) in enumerate(rows):
         ops = list(s.fused)
-        shape = s.copy_from.shape if s.copy_from is not None else s.node.shape
+        shape = _output_shape(s)
         where = ""
         if s.target is not None:  # the concat, named relative to the scope it shares with the layer
             full = f"{prefix}/{layer}/x" if prefix else f"{layer}/x"
             shared = common_scope([full, s.target[0].name])
             where = f" -> {s.target[0].name[len(shared) + 1 if shared else 0:]}[+{s.target[1]}]"
-        lines.append(f"{k:>3}  {s.kernel:<14} {tile:<{ktile}} {str(list(shape)):<18} {s.flops / 1e6:>9.2f} "
+        lines.append(f"{k:>3}  {s.kernel:<{kind_w}} {tile:<{ktile}} {str(list(shape)):<{out_w}} {s.flops / 1e6:>9.2f} "
                      f"{_fmt_bytes(s.bytes_read):>10} {_fmt_bytes(s.bytes_written):>10}  "
                      f"{layer:<{layer_w}}  {kinds}{where}")
         steps_json.append({"index": k, "name": s.node.name, "kernel": s.kernel,
