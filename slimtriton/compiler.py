@@ -281,7 +281,8 @@ class CompiledModel:
         """The fusion report, and which layers kept their batch norm scale in the epilogue
         (JSON: `kept_bn_scale`, {layer: why})."""
         from .report import fusion_report
-        text = fusion_report(self.plan, json_path=json_path)
+        # the launches this model makes (recorded once, at its precision, and cached)
+        text = fusion_report(self.plan, json_path=json_path, launches=self.launches())
         kept = self.plan.program.kept_scale
         if json_path is not None and os.path.isfile(json_path):
             with open(json_path) as f:
