@@ -182,6 +182,15 @@ class CompiledModel:
     def __call__(self, *args, **feeds):
         """Run on one array (one placeholder) or feeds by name (see `compile` for the rules on
         feeds, dtypes, devices and outputs)."""
+        return self._call(args, feeds)
+
+    def call(self, *args, after_step=None, **feeds):
+        """As `model(...)`, calling `after_step(step)` after each plan step has run (the
+        executor's hook: a progress bar, `slimtriton run`). With a hook the steps run one by one,
+        never as a CUDA graph replay (a replay has no steps to report)."""
+        return self._call(args, feeds, after_step)
+
+    def _call(self, args, feeds, after_step=None):
         if self._executor is None:
             raise RuntimeError("this model was compiled without weights (analysis only): it has .report() "
                                "and .kernels but cannot run; pass weights to slimtriton.compile")
@@ -215,10 +224,10 @@ class CompiledModel:
         with self._lock:  # one arena per model: calls from several threads run one after the other
             if self._stream_order is not None:
                 self._stream_order()
-            if self._cuda_graph is not None:
+            if self._cuda_graph is not None and after_step is None:
                 results = self._cuda_graph.run(tensors)
             else:
-                results = self._executor.run(tensors)
+                results = self._executor.run(tensors, after_step=after_step)
             final = []
             for node, r in zip(self.plan.outputs, results):
                 if as_numpy:

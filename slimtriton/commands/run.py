@@ -23,7 +23,6 @@ the engine's input shape. Flags that define the net or its weights (--weights, -
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import time
 
@@ -301,17 +300,15 @@ def run_engine(args) -> int:
 
 def _run_with_progress(model, x):
     """One call of the compiled model; in the interpreter, a tqdm bar over the plan's kernel
-    steps (shown once the run has taken PROGRESS_AFTER_S), fed by the executor's after_step
+    steps (shown once the run has taken PROGRESS_AFTER_S), fed by the model's after_step
     hook. On a GPU the model is called as is (CUDA graph; a run takes milliseconds)."""
-    executor = getattr(model, "_executor", None)
-    if model.device.type == "cuda" or executor is None:
+    if model.device.type == "cuda":
         return model(x)
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return model(x)
-    kernels = len(model.kernels)
-    bar = tqdm(total=kernels, desc="running", unit="kernel", delay=PROGRESS_AFTER_S, leave=False)
+    bar = tqdm(total=len(model.kernels), desc="running", unit="kernel", delay=PROGRESS_AFTER_S, leave=False)
 
     def after_step(step):
         if step.launches_kernel:
@@ -319,13 +316,9 @@ def _run_with_progress(model, x):
             bar.set_postfix_str(f"{step.kernel} {tail}", refresh=False)
             bar.update(1)
 
-    # the model calls executor.run(inputs); for this call it gets the hook (an instance
-    # attribute shadowing the method, removed afterwards)
-    executor.run = functools.partial(executor.run, after_step=after_step)
     try:
-        return model(x)
+        return model.call(x, after_step=after_step)
     finally:
-        del executor.run  # back to the class's method
         bar.close()
 
 
