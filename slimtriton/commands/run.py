@@ -153,7 +153,7 @@ def main(args) -> int:
     import numpy as np
     import slimtriton as st
     from slimtriton.preprocessing import preprocess_for
-    from ._netbuild import build_net, main_output
+    from ._netbuild import build_net, load_or_init_weights, main_output
 
     if args.engine is not None:
         return run_engine(args)
@@ -183,14 +183,7 @@ def main(args) -> int:
         x = np.random.default_rng(args.seed).uniform(-1, 1, images.shape).astype(np.float32)
     if tuple(x.shape) != tuple(images.shape):
         raise UsageError(f"--input shape {list(x.shape)} does not match the net's input {list(images.shape)}")
-    if args.weights:
-        weights = st.load_weights(args.weights)
-        if not set(weights) & set(g.variables):
-            raise ValueError(f"{args.weights}: none of its {len(weights)} variables is a variable of {args.net} "
-                             f"(its scopes: {_top_scopes(weights)}; the net's: {_top_scopes(g.variables)}); "
-                             f"are these the weights of another net?")
-    else:
-        weights = st.init_weights(g, seed=args.seed)
+    weights = load_or_init_weights(g, args.weights, args.net, args.seed)
     fetches = {"output": output, **end_points} if args.out else {"output": output}
     dtype = "float64" if args.backend == "reference" else (args.dtype or "float32")
     options = {} if args.backend == "reference" else {"dtype": dtype}
@@ -351,11 +344,6 @@ def latency_summary(call, iterations: int, warmup: int, batch: int = 1) -> str:
     return (f"latency: {warmup} warm-up, {iterations} iterations: median {np.median(ms):.3f} ms, "
             f"p90 {np.percentile(ms, 90):.3f} ms, min {ms.min():.3f} ms, max {ms.max():.3f} ms, "
             f"mean {ms.mean():.3f} ms; throughput {batch * 1e3 / np.median(ms):.2f} images/s (batch {batch})")
-
-
-def _top_scopes(names, limit: int = 3) -> str:
-    scopes = sorted({name.split("/", 1)[0] + "/" for name in names})
-    return ", ".join(scopes[:limit]) + (f" (+{len(scopes) - limit} more)" if len(scopes) > limit else "")
 
 
 def _preprocessing_name(args) -> str:
