@@ -254,7 +254,7 @@ def run_engine(args) -> int:
         raise UsageError(f"{', '.join(given)}: an engine's net, weights, dtype and input shape were fixed by "
                          f"`slimtriton compile`; run --engine takes only the input and output flags")
     check_flags(args)
-    meta = read_manifest(args.engine).get("meta", {})
+    meta = read_manifest(args.engine, verify_files=False).get("meta", {})  # load_compiled hashes the files
     net = meta.get("net")
     if args.net is not None and net is not None and args.net != net:
         raise UsageError(f"NET {args.net}: the engine {args.engine} was compiled from {net}")
