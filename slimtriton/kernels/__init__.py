@@ -40,9 +40,9 @@ goes to `out[..., out_channel_offset : out_channel_offset + Cout]` of a wider bu
     mean_matmul(x[N,H,W,C], w_packed, *, scale, shift, act, in_scale, in_shift, prologue_act,
            keepdims=False, out=None, out_channel_offset=0, precision='ieee', name=...)
         act(mean_HW(prologue(x)) @ w * scale + shift) -> [N, Cout] (or [N,1,1,Cout]) (fusion
-        pass 7): a mean launch writes the pooled [N, C] (compute dtype, the only intermediate),
-        a split-K GEMM launch reads w once over ~2 programs per SM, and an ordered reduction
-        of the fp32 partials applies the epilogue. w: prepack_matmul or a 1x1 prepack_conv2d.
+        pass 7), two launches: the mean writes the pooled [N, C] (compute dtype, the only
+        intermediate), then a GEMM with narrow column tiles and deep pipelined K steps streams
+        w once and applies the epilogue. w: prepack_matmul or a 1x1 prepack_conv2d.
     conv2d(..., residual_strides=(s_h, s_w)) reads the residual at [n, oh*s_h, ow*s_w] of an
         [N, RH, RW, Cout] tensor (ResNet's subsample(x, s) shortcut without its kernel).
 
