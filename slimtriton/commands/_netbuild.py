@@ -33,11 +33,6 @@ def main_output(logits, end_points):
     return logits
 
 
-def main_output_kind(logits, end_points) -> str:
-    """What `main_output` is, in words, for the reports: 'predictions (softmax)' or 'logits'."""
-    return "logits" if main_output(logits, end_points) is logits else "predictions (softmax)"
-
-
 def load_or_init_weights(g, path: str | None, source: str, seed: int, graph_word: str = "net") -> dict:
     """`--weights PATH` loaded, else `init_weights(g, seed)`. ValueError when none of the file's
     variables is a variable of `g` (`source`: the net's name or FILE.py:FUNCTION): the weights
