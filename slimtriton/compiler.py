@@ -261,6 +261,7 @@ class CompiledModel:
         """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
         from .torch_module import to_module
         return to_module(self, _rebuild, resolve_device)
+
     def _check_feed(self, node: Node, value):
         """`value` (a torch tensor as is, anything else as a NumPy array) after checking its shape
         and dtype against the placeholder's; ValueError naming the placeholder otherwise."""
