@@ -276,9 +276,9 @@ def run_engine(args) -> int:
     if tuple(x.shape) != shape:
         raise UsageError(f"input shape {list(x.shape)} does not match the engine's input {list(shape)}")
     kind = "embedding" if args.net in EMBEDDING_NETS else meta.get("output", "predictions")
+    if args.labels:  # checked before the run, as `run NET` does
+        _check_labels(args.labels, int(np.prod(model.plan.outputs[0].shape[1:])), kind)
     probs = _run_with_progress(model, x)
-    if args.labels:
-        _check_labels(args.labels, int(np.prod(probs.shape[1:])), kind)
     print(f"engine run: input {list(x.shape)} -> output {list(probs.shape)}; first run "
           f"{time.perf_counter() - t1:.3f} s")
     if args.iterations:
