@@ -240,6 +240,15 @@ class CompiledModel:
     def __call__(self, *args, **feeds):
         """Run on one array (one placeholder) or feeds by name (see `compile` for the rules on
         feeds, dtypes, devices and outputs)."""
+        return self._call(args, feeds)
+
+    def call(self, *args, after_step=None, **feeds):
+        """As `model(...)`, calling `after_step(step)` after each plan step has run (the
+        executor's hook: a progress bar, `slimtriton run`). With a hook the steps run one by one,
+        never as a CUDA graph replay (a replay has no steps to report)."""
+        return self._call(args, feeds, after_step)
+
+    def _call(self, args, feeds, after_step=None):
         if self.analysis_only:
             raise RuntimeError("this model was compiled without weights (analysis only): it has .report() "
                                "and .kernels but cannot run; pass weights to slimtriton.compile")
@@ -277,12 +286,13 @@ class CompiledModel:
             if self.plans:
                 bucket, executor, runner = self._bucket(batch)
                 tensors = {k: _pad_batch(t, bucket) if k in self._dynamic_inputs else t for k, t in tensors.items()}
-                results = (runner or executor).run(tensors)
+                results = (executor.run(tensors, after_step=after_step) if runner is None or after_step is not None
+                           else runner.run(tensors))
                 results = [r[:batch] if bucket != batch else r for r in results]  # every output leads with the batch
-            elif self._cuda_graph is not None:
+            elif self._cuda_graph is not None and after_step is None:
                 results = self._cuda_graph.run(tensors)
             else:
-                results = self._executor.run(tensors)
+                results = self._executor.run(tensors, after_step=after_step)
             final = []
             for node, r in zip(self.plan.outputs, results):
                 if as_numpy:
@@ -328,6 +338,7 @@ class CompiledModel:
                                       f"batch (st.placeholder([N, ...])) for a module")
         from .torch_module import to_module
         return to_module(self, _rebuild, resolve_device)
+
     def _check_feed(self, node: Node, value):
         """`value` (a torch tensor as is, anything else as a NumPy array) after checking its shape
         and dtype against the placeholder's; ValueError naming the placeholder otherwise."""
@@ -363,7 +374,8 @@ class CompiledModel:
         """The fusion report, and which layers kept their batch norm scale in the epilogue
         (JSON: `kept_bn_scale`, {layer: why})."""
         from .report import fusion_report
-        text = fusion_report(self.plan, json_path=json_path)
+        # the launches this model makes (recorded once, at its precision, and cached)
+        text = fusion_report(self.plan, json_path=json_path, launches=self.launches())
         kept = self.plan.program.kept_scale
         if json_path is not None and os.path.isfile(json_path):
             with open(json_path) as f:

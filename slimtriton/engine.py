@@ -299,8 +299,9 @@ def _fail(path: Path, message: str):
     raise EngineError(f"engine {path}: {message}")
 
 
-def read_manifest(path) -> dict:
-    """The manifest of the engine at `path`, after checking the format and every file's hash."""
+def read_manifest(path, verify_files: bool = True) -> dict:
+    """The manifest of the engine at `path`, after checking the format and (`verify_files`) every
+    file's hash; without, for a caller that loads the engine next (`load` hashes them then)."""
     path = Path(path)
     if not path.is_dir():
         _fail(path, "is not a directory (an engine is the directory model.save() wrote)")
@@ -313,13 +314,18 @@ def read_manifest(path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         _fail(path, f"{MANIFEST} has format {manifest.get('format') if isinstance(manifest, dict) else None!r}, "
                     f"expected {FORMAT!r}")
-    for name, digest in manifest["files"].items():
+    if verify_files:
+        _verify_files(path, manifest["files"])
+    return manifest
+
+
+def _verify_files(path: Path, digests: dict) -> None:
+    for name, digest in digests.items():
         f = path / name
         if not f.is_file():
             _fail(path, f"{name} is missing")
         if _sha256_file(f) != digest:
             _fail(path, f"{name} is damaged or was edited (its SHA-256 differs from the manifest's)")
-    return manifest
 
 
 def load(path, device) -> tuple:

@@ -63,3 +63,25 @@ def assert_close_nonfinite(actual, expected, dtype: str = "float32", what: str =
         raise AssertionError(f"{label}: infinite cells differ ({dtype}) at {bad}")
     finite = ~(nan_e | inf)
     assert_close(a[finite], e[finite], dtype, what=label, tol=tol)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def run_cli(capsys, *argv):
+    """(exit status, stdout, stderr) of `slimtriton *argv` (arguments str()-ed)."""
+    import warnings
+
+    from slimtriton.cli import main
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no CUDA: the interpreter notice is expected
+        status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def cli_user_error(capsys, *argv) -> str:
+    """stderr of a bad command line: exit status 2, 'slimtriton CMD: error: ...', no traceback."""
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 2, f"exit status {status}; stdout {out!r}; stderr {err!r}"
+    assert err.startswith(f"slimtriton {argv[0]}: error: ") and "Traceback" not in err, err
+    return err

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,8 @@ from slimtriton.cli import ENVIRONMENT, main
 from slimtriton.commands import nets as nets_command
 from slimtriton.nets import nets_factory
 
+from .helpers import cli_user_error
+from .helpers import run_cli as _run
 from .nets.common import FIXTURES
 
 NET = "mobilenet_v1_025"
@@ -26,19 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_CHECKPOINT = FIXTURES / "tf_checkpoint" / "resnet_v2_tiny.ckpt"
 
 
-def _run(capsys, *argv):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no CUDA: the interpreter notice is expected
-        status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def _user_error(capsys, *argv) -> str:
     """One 'slimtriton CMD: error: ...' line, exit status 2, no traceback."""
-    status, out, err = _run(capsys, *argv)
-    assert status == 2, f"exit status {status}; stdout {out!r}; stderr {err!r}"
-    assert err.startswith(f"slimtriton {argv[0]}: error: ") and "Traceback" not in err, err
+    err = cli_user_error(capsys, *argv)
     assert len(err.strip().splitlines()) == 1, err
     return err
 

@@ -152,7 +152,7 @@ def test_ahead_of_time_kernels_for_sm90_are_built_here_and_listed(saved, tmp_pat
     assert all(str(c.relative_to(path)) in manifest["files"] for c in cubins)
 
 
-def test_cli_compile_then_run_engine_matches_run(tmp_path, capsys):
+def test_cli_compile_then_run_engine_matches_run(tmp_path, capsys, monkeypatch):
     """`slimtriton compile NET -o DIR` then `slimtriton run --engine DIR` gives the output of
     `slimtriton run NET` with the same (random, seeded) weights and input."""
     from slimtriton.cli import main
@@ -171,3 +171,11 @@ def test_cli_compile_then_run_engine_matches_run(tmp_path, capsys):
     assert main(["run", "resnet_v1_50", "--engine", str(engine)]) == 2
     err = capsys.readouterr().err
     assert "--dtype" in err and "compiled from mobilenet_v1_025" in err
+    # --labels of the wrong length (3 for 7 classes) is refused before the engine runs
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    from slimtriton.runtime.executor import PlanExecutor
+    runs = []
+    monkeypatch.setattr(PlanExecutor, "run", lambda self, *a, **k: runs.append(1))
+    assert main(["run", "--engine", str(engine), "--labels", str(labels)]) == 2
+    assert capsys.readouterr().err.startswith("slimtriton run: error: --labels") and runs == []

@@ -1,4 +1,5 @@
-"""Shared by `slimtriton run` and `slimtriton report`: build a net from the factory, check flags."""
+"""Shared by the commands (run, report, export, compile): build a net from the factory, check flags,
+load --weights."""
 from __future__ import annotations
 
 
@@ -32,6 +33,22 @@ def main_output(logits, end_points):
     return logits
 
 
-def main_output_kind(logits, end_points) -> str:
-    """What `main_output` is, in words, for the reports: 'predictions (softmax)' or 'logits'."""
-    return "logits" if main_output(logits, end_points) is logits else "predictions (softmax)"
+def load_or_init_weights(g, path: str | None, source: str, seed: int, graph_word: str = "net") -> dict:
+    """`--weights PATH` loaded, else `init_weights(g, seed)`. ValueError when none of the file's
+    variables is a variable of `g` (`source`: the net's name or FILE.py:FUNCTION): the weights
+    of another net, named with both sides' top scopes."""
+    import slimtriton as st
+    if not path:
+        return st.init_weights(g, seed=seed)
+    weights = st.load_weights(path)
+    if not set(weights) & set(g.variables):
+        raise ValueError(f"{path}: none of its {len(weights)} variables is a variable of {source} "
+                         f"(its scopes: {top_scopes(weights)}; the {graph_word}'s: {top_scopes(g.variables)}); "
+                         f"are these the weights of another net?")
+    return weights
+
+
+def top_scopes(names, limit: int = 3) -> str:
+    """The first `limit` top-level scopes of `names` ('a/, b/, c/ (+2 more)'), for error messages."""
+    scopes = sorted({name.split("/", 1)[0] + "/" for name in names})
+    return ", ".join(scopes[:limit]) + (f" (+{len(scopes) - limit} more)" if len(scopes) > limit else "")

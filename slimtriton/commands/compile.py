@@ -42,8 +42,7 @@ def main(args) -> int:
     from .errors import UsageError
 
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    check_at_least(args, 0, "--seed")
     bad = [a for a in args.arch if a not in SUPPORTED_AOT_ARCHS]
     if bad:
         raise UsageError(f"--arch {bad[0]}: ahead-of-time kernels are built for {list(SUPPORTED_AOT_ARCHS)}")

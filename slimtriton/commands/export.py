@@ -56,12 +56,10 @@ def load_graph_function(spec: str):
 def main(args) -> int:
     import os
 
-    import slimtriton as st
     from slimtriton.export import export_onnx
     from slimtriton.nets import nets_factory
-    from ._netbuild import build_net, check_at_least, main_output
+    from ._netbuild import build_net, check_at_least, load_or_init_weights, main_output
     from .errors import UsageError
-    from .run import _top_scopes
 
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes")
     check_at_least(args, 0, "--seed")
@@ -78,14 +76,7 @@ def main(args) -> int:
         if ":" not in args.source:
             raise UsageError(f"unknown net {args.source!r} (see `slimtriton nets`), and not FILE.py:FUNCTION")
         g, outputs = load_graph_function(args.source)
-    if args.weights:
-        weights = st.load_weights(args.weights)
-        if not set(weights) & set(g.variables):
-            raise ValueError(f"{args.weights}: none of its {len(weights)} variables is a variable of {args.source} "
-                             f"(its scopes: {_top_scopes(weights)}; the graph's: {_top_scopes(g.variables)}); "
-                             f"are these the weights of another net?")
-    else:
-        weights = st.init_weights(g, seed=args.seed)
+    weights = load_or_init_weights(g, args.weights, args.source, args.seed, graph_word="graph")
     model = export_onnx(g, outputs, weights, args.out, dynamic_batch=not args.static_batch,
                         layout=args.layout, batch_norm=args.batch_norm)
     inputs = ", ".join(f"{i.name}{_shape(i)}" for i in model.graph.input)

@@ -23,7 +23,6 @@ the engine's input shape. Flags that define the net or its weights (--weights, -
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import time
 
@@ -154,7 +153,7 @@ def main(args) -> int:
     import numpy as np
     import slimtriton as st
     from slimtriton.preprocessing import preprocess_for
-    from ._netbuild import build_net, main_output
+    from ._netbuild import build_net, load_or_init_weights, main_output
 
     if args.engine is not None:
         return run_engine(args)
@@ -184,14 +183,7 @@ def main(args) -> int:
         x = np.random.default_rng(args.seed).uniform(-1, 1, images.shape).astype(np.float32)
     if tuple(x.shape) != tuple(images.shape):
         raise UsageError(f"--input shape {list(x.shape)} does not match the net's input {list(images.shape)}")
-    if args.weights:
-        weights = st.load_weights(args.weights)
-        if not set(weights) & set(g.variables):
-            raise ValueError(f"{args.weights}: none of its {len(weights)} variables is a variable of {args.net} "
-                             f"(its scopes: {_top_scopes(weights)}; the net's: {_top_scopes(g.variables)}); "
-                             f"are these the weights of another net?")
-    else:
-        weights = st.init_weights(g, seed=args.seed)
+    weights = load_or_init_weights(g, args.weights, args.net, args.seed)
     fetches = {"output": output, **end_points} if args.out else {"output": output}
     dtype = "float64" if args.backend == "reference" else (args.dtype or "float32")
     options = {} if args.backend == "reference" else {"dtype": dtype}
@@ -262,7 +254,7 @@ def run_engine(args) -> int:
         raise UsageError(f"{', '.join(given)}: an engine's net, weights, dtype and input shape were fixed by "
                          f"`slimtriton compile`; run --engine takes only the input and output flags")
     check_flags(args)
-    meta = read_manifest(args.engine).get("meta", {})
+    meta = read_manifest(args.engine, verify_files=False).get("meta", {})  # load_compiled hashes the files
     net = meta.get("net")
     if args.net is not None and net is not None and args.net != net:
         raise UsageError(f"NET {args.net}: the engine {args.engine} was compiled from {net}")
@@ -284,9 +276,9 @@ def run_engine(args) -> int:
     if tuple(x.shape) != shape:
         raise UsageError(f"input shape {list(x.shape)} does not match the engine's input {list(shape)}")
     kind = "embedding" if args.net in EMBEDDING_NETS else meta.get("output", "predictions")
+    if args.labels:  # checked before the run, as `run NET` does
+        _check_labels(args.labels, int(np.prod(model.plan.outputs[0].shape[1:])), kind)
     probs = _run_with_progress(model, x)
-    if args.labels:
-        _check_labels(args.labels, int(np.prod(probs.shape[1:])), kind)
     print(f"engine run: input {list(x.shape)} -> output {list(probs.shape)}; first run "
           f"{time.perf_counter() - t1:.3f} s")
     if args.iterations:
@@ -301,17 +293,15 @@ def run_engine(args) -> int:
 
 def _run_with_progress(model, x):
     """One call of the compiled model; in the interpreter, a tqdm bar over the plan's kernel
-    steps (shown once the run has taken PROGRESS_AFTER_S), fed by the executor's after_step
+    steps (shown once the run has taken PROGRESS_AFTER_S), fed by the model's after_step
     hook. On a GPU the model is called as is (CUDA graph; a run takes milliseconds)."""
-    executor = getattr(model, "_executor", None)
-    if model.device.type == "cuda" or executor is None:
+    if model.device.type == "cuda":
         return model(x)
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return model(x)
-    kernels = len(model.kernels)
-    bar = tqdm(total=kernels, desc="running", unit="kernel", delay=PROGRESS_AFTER_S, leave=False)
+    bar = tqdm(total=len(model.kernels), desc="running", unit="kernel", delay=PROGRESS_AFTER_S, leave=False)
 
     def after_step(step):
         if step.launches_kernel:
@@ -319,13 +309,9 @@ def _run_with_progress(model, x):
             bar.set_postfix_str(f"{step.kernel} {tail}", refresh=False)
             bar.update(1)
 
-    # the model calls executor.run(inputs); for this call it gets the hook (an instance
-    # attribute shadowing the method, removed afterwards)
-    executor.run = functools.partial(executor.run, after_step=after_step)
     try:
-        return model(x)
+        return model.call(x, after_step=after_step)
     finally:
-        del executor.run  # back to the class's method
         bar.close()
 
 
@@ -358,11 +344,6 @@ def latency_summary(call, iterations: int, warmup: int, batch: int = 1) -> str:
     return (f"latency: {warmup} warm-up, {iterations} iterations: median {np.median(ms):.3f} ms, "
             f"p90 {np.percentile(ms, 90):.3f} ms, min {ms.min():.3f} ms, max {ms.max():.3f} ms, "
             f"mean {ms.mean():.3f} ms; throughput {batch * 1e3 / np.median(ms):.2f} images/s (batch {batch})")
-
-
-def _top_scopes(names, limit: int = 3) -> str:
-    scopes = sorted({name.split("/", 1)[0] + "/" for name in names})
-    return ", ".join(scopes[:limit]) + (f" (+{len(scopes) - limit} more)" if len(scopes) > limit else "")
 
 
 def _preprocessing_name(args) -> str:

@@ -9,7 +9,7 @@ The window's output (the pooled / depthwise tensor) is then never written: the G
 per BLOCK_K chunk of channels while loading A (kernels.window_conv2d).
 
 The rule, per layer (`decide`; a declined layer's reason is in the fusion log, compile(log=print)):
-* bytes (slimtriton.report's byte model): keeping the producer costs its kernel (read x and its
+* bytes (the byte model of ir/cost.py, kernel_bytes): keeping the producer costs its kernel (read x and its
   parameters, write y) plus the 1x1 conv's read of y; fusing costs one read of x and the
   parameters. Fusing must save bytes (it does whenever y is read only by the 1x1 conv).
 * recompute: each program of an output-channel tile recomputes the window for its rows, so the

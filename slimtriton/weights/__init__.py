@@ -56,9 +56,7 @@ def _shortened(kind: str, lines: list) -> list:
 def _variable_specs(graph_or_variables) -> "OrderedDict[str, tuple[tuple[int, ...], str]]":
     """{name: (shape, dtype)} from a Graph, a {name: VariableSpec} mapping or a {name: shape} mapping."""
     variables = getattr(graph_or_variables, "variables", None)
-    nodes = getattr(graph_or_variables, "nodes", None)
-    if isinstance(graph_or_variables, (list, tuple)):
-        nodes = graph_or_variables
+    nodes = _nodes_of(graph_or_variables)
     if nodes is not None:  # a graph or node list: its declared variables and those its VARIABLE nodes read
         variables = {**{n.attrs["var"]: n for n in nodes if n.op is Op.VARIABLE}, **(variables or {})}
     elif variables is None:
@@ -112,11 +110,16 @@ def _shape(value) -> tuple:
     return tuple(int(d) for d in getattr(value, "shape", np.shape(value)))
 
 
+def _nodes_of(graph_or_variables):
+    """The nodes of a Graph, or the node list itself; None for a mapping of variables."""
+    if isinstance(graph_or_variables, (list, tuple)):
+        return graph_or_variables
+    return getattr(graph_or_variables, "nodes", None)
+
+
 def _required_variables(graph_or_variables, outputs):
     """Names of the variables the graph's nodes (or those `outputs` need) read; None for a mapping."""
-    nodes = getattr(graph_or_variables, "nodes", None)
-    if nodes is None and isinstance(graph_or_variables, (list, tuple)):
-        nodes = graph_or_variables
+    nodes = _nodes_of(graph_or_variables)
     if nodes is None:
         return None
     if outputs is not None:

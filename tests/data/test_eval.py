@@ -3,25 +3,16 @@ acceptance data set of conftest.py (labels = the reference backend's own top-1).
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
 
 import slimtriton as st
-from slimtriton.cli import main
 
 from ..helpers import assert_close
+from ..helpers import run_cli as _cli
 from .conftest import BATCH, CLASSES, NET, NUM_IMAGES, SIZE
 from .records import imagenet_example, write_tfrecord
-
-
-def _cli(capsys, *argv):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # no CUDA: the interpreter notice
-        status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def _api_options(dataset, **extra):

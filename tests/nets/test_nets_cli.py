@@ -6,16 +6,16 @@ bad inputs, each of which must give one clear error (exit 2), never a traceback.
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
 
 import slimtriton as st
-from slimtriton.cli import main
 from slimtriton.nets import nets_factory
 
 from ..helpers import assert_close
+from ..helpers import cli_user_error as _user_error
+from ..helpers import run_cli as _run
 from .common import FIXTURES
 
 # The smallest size each net takes with its default arguments (the CLI has no net options).
@@ -38,23 +38,6 @@ def _end_point_shapes(name, size):
         images = st.placeholder([1, size, size, 3], name="images")
         _, end_points = fn(images)
     return {k: tuple(v.shape) for k, v in end_points.items()}
-
-
-def _run(capsys, *argv):
-    """(exit status, stdout, stderr) of `slimtriton *argv`."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no CUDA: the interpreter warning is expected
-        status = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def _user_error(capsys, *argv) -> str:
-    """The one-message error of a bad command line (exit status 2, no traceback)."""
-    status, out, err = _run(capsys, *argv)
-    assert status == 2, f"exit status {status}; stdout {out!r}; stderr {err!r}"
-    assert "Traceback" not in err and err.startswith(f"slimtriton {argv[0]}: error: "), err
-    return err
 
 
 def test_cli_sizes_name_factory_nets():
