@@ -316,3 +316,13 @@ def test_help_lists_the_environment_variables(capsys):
 def test_run_says_when_the_weights_are_random(tmp_path, capsys):
     status, out, _ = _run(capsys, "run", NET, "--image-size", 32, "--backend", "reference")
     assert status == 0 and "weights: RANDOM" in out
+
+
+def test_report_why_prints_the_fusion_decisions(capsys):
+    status, out, _ = _run(capsys, "report", "resnet_v2_50", "--image-size", 64, "--why")
+    assert status == 0
+    why = out.split("fusion decisions")[1]
+    for line in ("fold_affine: fused conv_bias x22, conv_batch_norm x32; declined 0",
+                 "prologue: fused pointwise_into_prologue x20", "strided_residual: fused strided_residual x3",
+                 "mean_gemm: fused mean_gemm x1"):
+        assert line in why, why

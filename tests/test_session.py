@@ -163,6 +163,12 @@ def test_build_torch_callable(net):
         f(torch.zeros(1, 8, 8, 3))
     with pytest.raises(WeightsMismatchError, match="net/fc/weights"):
         build_torch_callable(g, logits, {k: v for k, v in weights.items() if k != "net/fc/weights"}, "cpu")
+    # the one check of every executor: an unknown name and a mis-typed value are errors here too
+    with pytest.raises(WeightsMismatchError, match="unexpected.*net/nope"):
+        build_torch_callable(g, logits, {**weights, "net/nope": np.zeros(3, np.float32)}, "cpu")
+    with pytest.raises(WeightsMismatchError, match="net/fc/weights"):
+        build_torch_callable(g, logits, {**weights, "net/fc/weights": weights["net/fc/weights"].astype(np.int64)},
+                             "cpu")
 
 
 def test_integer_placeholders_and_one_hot_output_dtype():

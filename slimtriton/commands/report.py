@@ -10,6 +10,9 @@ kernel of its own); `--output logits` plans the logits, as bench/fusion.py and t
 table do: one kernel fewer (ResNet-50: 56 vs 55). Nets without a softmax (VGG, AlexNet)
 output their logits either way.
 
+`--why` adds the fusion decisions (slimtriton.fusion.log): per pass, what fused per rule and each
+declined match with its reason (Inductor's WhyNoFuse).
+
 `--json PATH` writes the summary ({"kernels": {plan: n}, "bytes": {plan: n}, "flops": n,
 "peak_activation_bytes": n, "outputs": [...], "steps": [...]}); `--json -` writes it to
 stdout instead of the text report. `--dump DIR` writes one runnable reproducer per kernel
@@ -35,6 +38,9 @@ def register(subparsers) -> None:
     parser.add_argument("--output", default="predictions", choices=("predictions", "logits"),
                         help="which output to plan (default predictions: the softmax is one more kernel)")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the summary as JSON ('-': stdout)")
+    parser.add_argument("--why", action="store_true",
+                        help="also print the fusion decisions: per pass what fused (per rule) and every "
+                             "declined match with its reason")
     parser.add_argument("--dump", metavar="DIR", default=None,
                         help="write a runnable reproducer of each kernel launch to DIR")
     parser.set_defaults(func=main)
@@ -63,6 +69,10 @@ def main(args) -> int:
     text = fusion_report(model.plan, json_path=args.json, launches=launches)
     if not to_stdout:
         print(text)
+    if args.why:
+        from slimtriton.fusion.log import format_fusion_log
+        print("\nfusion decisions (pass: what fused; each declined match and why):", file=log)
+        print(format_fusion_log(model.plan.fusion_log), file=log)
     if args.dump:
         count = dump_reproducers(model, launches, args.dump)
         print(f"wrote {count} kernel reproducers to {args.dump} (run one: python {args.dump}/FILE.py)", file=log)

@@ -406,7 +406,7 @@ def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None,
     placeholders = [n for n in order if n.op is Op.PLACEHOLDER]
 
     var_nodes = {n.attrs["var"]: n for n in order if n.op is Op.VARIABLE}
-    check_weights(var_nodes, {k: weights[k] for k in var_nodes if k in weights})
+    check_weights(graph_or_nodes, weights, outputs=out_nodes)  # the one check: unexpected names too
     device, float_dtype = resolve_device(device), torch_dtype(dtype)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # compares equal to its tensors' .device
