@@ -65,6 +65,18 @@ def apply_act(x, ACT: tl.constexpr):
 
 
 @triton.jit
+def grouped_tile(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """(pid_m, pid_n) of program `pid` in GROUP_M-row groups: consecutive programs share weight
+    columns and input rows in L2 (the Triton matmul tutorial's ordering)."""
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    in_group = GROUP_M * num_pid_n
+    first_m = (pid // in_group) * GROUP_M
+    group_rows = tl.minimum(num_pid_m - first_m, GROUP_M)
+    return first_m + (pid % in_group) % group_rows, (pid % in_group) // group_rows
+
+
+@triton.jit
 def pixel_of_row(offs_m, OH, OW):
     """(n, oh, ow) of the NHWC output rows `offs_m` (m = (n*OH + oh)*OW + ow)."""
     ow = offs_m % OW

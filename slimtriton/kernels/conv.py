@@ -47,8 +47,8 @@ import triton.language as tl
 
 from . import config as cfg
 from .common import (DTYPES, INT32_LIMIT, KernelArgumentError, act_code, apply_act, check_activation,
-                     check_channel_vector, check_precision, check_tensor, dtype_name, output_buffer, padding_pairs,
-                     pair, pixel_of_row)
+                     check_channel_vector, check_precision, check_tensor, dtype_name, grouped_tile, output_buffer,
+                     padding_pairs, pair, pixel_of_row)
 from .epilogue import epilogue_store, residual_offsets, splitk_reduce_kernel
 from .epilogue import scale_shift_act  # noqa: F401  (re-exported: depthwise.py and mean_gemm.py import it from here)
 from .launch import KernelLaunch
@@ -84,14 +84,7 @@ def conv_gemm_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     # -- grouped program ordering (L2 reuse); axis 1 is the K split -----------------------
-    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(C_out, BLOCK_N)
-    in_group = GROUP_M * num_pid_n
-    first_m = (pid // in_group) * GROUP_M
-    group_rows = tl.minimum(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % in_group) % group_rows
-    pid_n = (pid % in_group) // group_rows
+    pid_m, pid_n = grouped_tile(tl.program_id(0), M, C_out, BLOCK_M, BLOCK_N, GROUP_M)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)

@@ -27,7 +27,7 @@ import triton.language as tl
 
 from . import config as cfg
 from .common import (KernelArgumentError, act_code, apply_act, check_channel_vector, check_precision,
-                     dtype_name, pixel_of_row)
+                     dtype_name, grouped_tile, pixel_of_row)
 from .conv import (PackedWeight, _check_input, _check_packed, _epilogue_args, conv_output_geometry,
                    prepack_conv2d, scale_shift_act)
 from .depthwise import prepack_depthwise
@@ -51,14 +51,7 @@ def window_gemm_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     # -- grouped program ordering (L2 reuse), as conv_gemm_kernel --------------------------
-    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(C_out, BLOCK_N)
-    in_group = GROUP_M * num_pid_n
-    first_m = (pid // in_group) * GROUP_M
-    group_rows = tl.minimum(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % in_group) % group_rows
-    pid_n = (pid % in_group) // group_rows
+    pid_m, pid_n = grouped_tile(tl.program_id(0), M, C_out, BLOCK_M, BLOCK_N, GROUP_M)
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
