@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from slimtriton.eager.torch_backend import TORCH
+from slimtriton.executor import evaluate
 from slimtriton.fusion import Pat, Program, folding, run_passes
 from slimtriton.fusion.pipeline import IR_PASSES
-from slimtriton.fusion.program import rewrite
+from slimtriton.fusion.program import resolve_parameters, rewrite
 from slimtriton.ir import Op
 from tests.fusion.graphs import Builder, reference, reference_of_program
 from tests.helpers import assert_close
@@ -23,6 +26,18 @@ def run(b, outputs, upto=None):
     for g, w in zip(got, want):
         assert_close(g, w, "float64", tol=1e-12)
     return after
+
+
+def assert_torch_run_matches_reference(b, after, y):
+    """The rewritten program `after`, run by the torch executor, equals the recorded graph's
+    reference output `y` (float32)."""
+    feeds = b.feeds()
+    params = resolve_parameters(after, b.weights)
+    by_name = {n.name: n for n in after.nodes}
+    got = evaluate(after.nodes, after.outputs, {by_name[k.name]: torch.tensor(v) for k, v in feeds.items()},
+                   {k: torch.tensor(v, dtype=torch.float32) for k, v in params.items()}, TORCH, "TORCH")
+    want = reference(b.g.nodes, [y], feeds, b.weights)
+    assert_close(got[0], want[0], "float32")
 
 
 def ops(prog):
@@ -216,11 +231,6 @@ def test_every_pass_is_verified():
 
 
 def test_strided_residual_pass_reads_the_subsample_in_place_same_output_on_reference_and_torch():
-    import torch
-
-    from slimtriton.eager.torch_backend import TORCH
-    from slimtriton.executor import evaluate
-    from slimtriton.fusion.program import resolve_parameters
     b = Builder()
     x = b.placeholder((2, 7, 7, 4))
     short = b.op(Op.MAX_POOL, x, ksize=(1, 1), strides=(2, 2), padding=VALID, name="shortcut/MaxPool")
@@ -232,13 +242,7 @@ def test_strided_residual_pass_reads_the_subsample_in_place_same_output_on_refer
     assert conv.attrs["residual_strides"] == (2, 2) and conv.inputs[4] is after.nodes[0]
     assert "shortcut/MaxPool" in after.origin_of(conv)
     assert [r.rule for r in after.fusion_log if r.fused].count("strided_residual") == 1
-    feeds = b.feeds()
-    params = resolve_parameters(after, b.weights)
-    by_name = {n.name: n for n in after.nodes}
-    got = evaluate(after.nodes, after.outputs, {by_name[k.name]: torch.tensor(v) for k, v in feeds.items()},
-                   {k: torch.tensor(v, dtype=torch.float32) for k, v in params.items()}, TORCH, "TORCH")
-    want = reference(b.g.nodes, [y], feeds, b.weights)
-    assert_close(got[0], want[0], "float32")
+    assert_torch_run_matches_reference(b, after, y)
 
 
 def test_strided_residual_declined_when_the_subsample_is_also_an_output():
@@ -254,11 +258,6 @@ def test_strided_residual_declined_when_the_subsample_is_also_an_output():
 
 @pytest.mark.parametrize("keepdims, postnorm", [(True, False), (False, True)])
 def test_mean_gemm_pass_is_one_op_with_the_same_output_on_reference_and_torch(keepdims, postnorm):
-    import torch
-
-    from slimtriton.eager.torch_backend import TORCH
-    from slimtriton.executor import evaluate
-    from slimtriton.fusion.program import resolve_parameters
     b = Builder()
     x = b.placeholder((2, 5, 5, 4))
     h = b.conv(x, 6, scope="c")
@@ -271,10 +270,4 @@ def test_mean_gemm_pass_is_one_op_with_the_same_output_on_reference_and_torch(ke
     (mm,) = [n for n in after.nodes if n.op is Op.FUSED_MEAN_MATMUL]
     assert mm.attrs["keepdims"] is keepdims and mm.attrs["prologue"] is postnorm
     assert Op.REDUCE_MEAN not in ops(after) and "pool" in after.origin_of(mm)
-    feeds = b.feeds()
-    params = resolve_parameters(after, b.weights)
-    by_name = {n.name: n for n in after.nodes}
-    got = evaluate(after.nodes, after.outputs, {by_name[k.name]: torch.tensor(v) for k, v in feeds.items()},
-                   {k: torch.tensor(v, dtype=torch.float32) for k, v in params.items()}, TORCH, "TORCH")
-    want = reference(b.g.nodes, [y], feeds, b.weights)
-    assert_close(got[0], want[0], "float32")
+    assert_torch_run_matches_reference(b, after, y)
