@@ -154,9 +154,9 @@ class Session:
 
     # -- backends -------------------------------------------------------------------------------
     def _run_torch(self, graph_nodes, nodes, feeds):
-        from .eager.torch_backend import convert_weights, ieee_float32, make_torch_table, resolve_device
+        from .eager.torch_backend import convert_weights, ieee_float32, make_torch_table, torch_device
         dtype = self.compile_options.get("dtype", "float32")
-        device = resolve_device(self.device)
+        device = torch_device(self.device)
         if self._torch is None:
             table = make_torch_table(device, dtype, cache_weight_layouts=True)
             self._torch = (table, convert_weights(self.weights, used_variables(self.graph), device, dtype))
