@@ -4,8 +4,8 @@
 `executor.evaluate` all take values for placeholders ("feeds") and return values for a
 nested structure of requested tensors ("fetches"). This module is the one place that
 
-- turns a feed key (a `Tensor`, a `Node` or a tensor name "scope/x:0") into its node:
-  `feed_node`, `resolve_feeds` (a node fed twice is an error);
+- turns a feed key (a `Tensor`, a `Node` or a tensor name "scope/x:0") into its node or
+  its name: `feed_node`, `feed_name`, `resolve_feeds` (a node fed twice is an error);
 - checks a fed value against its node: `check_value` (shape, and a dtype of the same
   kind: any float feeds a float node, as TF1's feed_dict converts; ints feed ints, bools
   bools), with one message format, `placeholder images: expected float32[2,8,8,3], got
@@ -74,15 +74,21 @@ def check_value(node: Node, value, what: str, shape=None, also_dtypes=()) -> Non
 
 
 # -- feed keys ------------------------------------------------------------------------------------
-def feed_node(key, by_name: Callable[[str], Node], what: str = "feed_dict") -> Node:
-    """The node a feed key names: a Tensor's node, a Node, or `by_name(name)` for a string
-    (a tensor name 'scope/x:0' or a node name 'scope/x')."""
+def feed_name(key, what: str = "feed_dict") -> str:
+    """The node name a feed key names: a Tensor's or a Node's name, or a string (a tensor name
+    'scope/x:0' or a node name 'scope/x')."""
     node = getattr(key, "node", key)
     if isinstance(node, Node):
-        return node
+        return node.name
     if isinstance(node, str):
-        return by_name(node.split(":")[0])
+        return node.split(":")[0]
     raise TypeError(f"{what} keys must be Tensors, Nodes or names, got {type(key).__name__}")
+
+
+def feed_node(key, by_name: Callable[[str], Node], what: str = "feed_dict") -> Node:
+    """The node a feed key names: a Tensor's node, a Node, or `by_name(name)` for a string."""
+    node = getattr(key, "node", key)
+    return node if isinstance(node, Node) else by_name(feed_name(key, what))
 
 
 def resolve_feeds(feed_dict: Mapping | None, node_of: Callable[[Any], Node],
