@@ -363,11 +363,9 @@ class CompiledModel:
         """Write this model as an engine directory (`slimtriton.engine`): the fused plan, the
         prepared parameters, tile winners, a manifest with versions and hashes, and, for each
         compute capability in `archs` (e.g. (90,)), every kernel compiled ahead of time (no GPU
-        needed). `st.load_compiled(path)` runs it without the compiler."""
-        if self.plans:
-            raise NotImplementedError(f"saving a dynamic-batch model (batch buckets {self.batch_sizes}) is not "
-                                      f"supported: an engine holds one static plan; compile the graph at a static "
-                                      f"batch (st.placeholder([N, ...])) to save it")
+        needed). `st.load_compiled(path)` runs it without the compiler. A dynamic-batch model
+        saves one plan per batch bucket over one copy of the parameters, and loads as the same
+        dynamic model."""
         from .engine import save
         return save(self, path, archs=archs, overwrite=overwrite, meta=meta)
 
@@ -471,8 +469,9 @@ def load_compiled(path, device=None, cuda_graph: bool = True) -> CompiledModel:
     the Triton interpreter)."""
     from .engine import load
     dev = kernel_device(device)
-    the_plan, spec, params, precision = load(path, dev)
-    return CompiledModel(the_plan, spec, None, dev, precision, cuda_graph, prepared=params)
+    e = load(path, dev)  # a dynamic-batch engine: one plan per batch bucket, as `compile(..., max_batch=N)`
+    return CompiledModel(e.plan, e.output_spec, None, dev, e.precision, cuda_graph, prepared=e.params,
+                         bucket_plans=e.plans, recorded_inputs=e.dynamic_inputs)
 
 
 def kernel_device(device):
