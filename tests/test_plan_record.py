@@ -123,3 +123,27 @@ def test_a_step_with_two_outputs_is_planned_per_output():
     executor = PlanExecutor(p, {}, "cpu")
     with pytest.raises(NotImplementedError, match="2 outputs"):
         executor.run({p.inputs[0].name: torch.zeros(tuple(x.shape))})
+
+
+def test_a_saved_engine_keeps_the_plan_record_and_loads_the_same_steps(tmp_path):
+    import hashlib
+
+    from slimtriton.engine import EngineError
+    from slimtriton.runtime.plan import plan_to_json
+    g, x, outs = resnet_like_graph()
+    model = st.compile(g, outs, randomize_bn(st.init_weights(g, seed=0)))
+    path = model.save(tmp_path / "e.engine")
+    loaded = st.load_compiled(path, device="cpu")
+    assert plan_to_json(loaded.plan) == plan_to_json(model.plan)  # FLOPs included (taken from the record)
+    assert [k.flops for k in loaded.kernels] == [k.flops for k in model.kernels]
+
+    # a lowering that no longer matches the saved record is refused, naming the step
+    program = json.loads((path / "program.json").read_text())
+    conv = next(k for k, s in enumerate(program["plan"]["steps"]) if s["kernel"] == "conv2d")
+    program["plan"]["steps"][conv]["kwargs"]["act"] = "relu6"
+    (path / "program.json").write_text(json.dumps(program))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["program.json"] = hashlib.sha256((path / "program.json").read_bytes()).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(EngineError, match=rf"program\.json: .*step {conv} \(conv2d .*kwargs differ"):
+        st.load_compiled(path, device="cpu")

@@ -18,6 +18,7 @@ plan passes in the order of slimtriton.fusion.pipeline.PLAN_PASSES, each a funct
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from ..fusion.pipeline import PLAN_PASSES
 from ..ir.cost import fused_flops, tensor_bytes
@@ -149,6 +150,13 @@ def collect_parameters(plan: Plan) -> Plan:
             plan.output_keys[o.name] = o.name if prep.setdefault(o.name, kind) == kind else f"{o.name}#{kind}"
             prep[plan.output_keys[o.name]] = kind
     return plan
+
+
+def plan_to_json(plan: Plan) -> dict:
+    """Every step's record (`Step.to_json`: the kernel call as data, nodes by name) and how each
+    parameter is prepared, as plain JSON values: what a saved engine keeps next to its program,
+    and checks the plan it rebuilds against (slimtriton.engine)."""
+    return json.loads(json.dumps({"steps": [s.to_json() for s in plan.steps], "prep": plan.prep}))
 
 
 # The plan passes by name (their order: slimtriton.fusion.pipeline.PLAN_PASSES); each plan -> plan.

@@ -30,6 +30,7 @@ output buffers to a kernel's arguments is the multi-output kernel's to define).
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any, Optional
 
 from ..ir.node import Node
@@ -138,6 +139,8 @@ class Step:
         def value(v):
             if isinstance(v, Node):
                 return {"node": v.name}
+            if isinstance(v, enum.Enum):
+                return v.name
             if isinstance(v, (tuple, list)):
                 return [value(x) for x in v]
             return v
