@@ -108,19 +108,22 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None, batch: 
 
 
 class KernelInfo:
-    """One kernel of a compiled model: fused ops, shapes, FLOPs, modeled bytes, launches, source."""
+    """One kernel of a compiled model: a view of its plan step (`step`, a
+    slimtriton.runtime.step.Step: the kernel call as data, fused ops, shapes, FLOPs, modeled
+    bytes) plus what needs the model: the launches it makes and their Triton source."""
 
     def __init__(self, model: "CompiledModel", step):
         self._model = model
         self.step = step
-        self.name = step.node.name
-        self.kernel = step.kernel
-        self.fused_ops = step.fused
-        self.flops = step.flops
-        self.bytes_read = step.bytes_read
-        self.bytes_written = step.bytes_written
-        self.input_shapes = [tuple(n.shape) for n in step.reads]
-        self.output_shape = tuple(step.copy_from.shape if step.copy_from is not None else step.node.shape)
+
+    name = property(lambda self: self.step.name, doc="the layer (IR node) the kernel computes")
+    kernel = property(lambda self: self.step.kernel, doc="kernels.<kernel>, the host wrapper called")
+    fused_ops = property(lambda self: self.step.fused_ops, doc="the recorded IR ops it computes")
+    flops = property(lambda self: self.step.flops)
+    bytes_read = property(lambda self: self.step.bytes_read, doc="modeled DRAM bytes read")
+    bytes_written = property(lambda self: self.step.bytes_written, doc="modeled DRAM bytes written")
+    input_shapes = property(lambda self: self.step.input_shapes, doc="shapes of the activations it reads")
+    output_shape = property(lambda self: self.step.output_shape, doc="the shape it writes")
 
     @property
     def launches(self) -> list:
