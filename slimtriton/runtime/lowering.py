@@ -37,7 +37,6 @@ class Lowered:
     call: Optional[Callable]         # (get, out, offset, precision) -> torch.Tensor
     supports_out: bool = True
     is_view: bool = False
-    absorbed: tuple[Node, ...] = ()  # program nodes a plan pass merged into this kernel (no step of their own)
     read_shapes: Optional[tuple] = None  # per `reads` entry: the elements actually read (None: all)
 
 

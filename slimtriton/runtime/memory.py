@@ -1,4 +1,4 @@
-"""Memory plan (pass 8): activation buffers reused by liveness.
+"""The memory plan (plan pass `plan_memory`): activation buffers reused by liveness.
 
 Every value a step produces lives in a *storage*: its own, or an alias -- a view (reshape)
 shares its input's storage, a producer written in place into a concat shares the concat's
@@ -48,7 +48,14 @@ class MemoryPlan:
         return self.storages.get(key) if key else None
 
 
-def plan_memory(plan) -> MemoryPlan:
+def plan_memory(plan):
+    """Plan pass: `plan.memory`, the MemoryPlan of the plan's steps (last of the plan passes)."""
+    plan.memory = memory_plan_of(plan)
+    return plan
+
+
+def memory_plan_of(plan) -> MemoryPlan:
+    """Storages, their aliases, arena slots and the peak, as the module docstring describes."""
     alias: dict[str, str] = {}
     storages: dict[str, Storage] = {}
     for n in plan.program.nodes:

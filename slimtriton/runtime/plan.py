@@ -1,16 +1,17 @@
 """The kernel plan: one `Step` per kernel launch (plus views and concat buffers, which
-launch nothing), built from a fused program with the lowering table, then the plan
-passes of slimtriton.fusion.pipeline.PLAN_PASSES:
+launch nothing). `build_plan` lowers every node of a fused program with the lowering table
+(one step each: its fused ops, FLOPs and modeled bytes -- `Lowered.read_shapes` where a
+kernel reads only part of an input), then runs the plan passes in the order of
+slimtriton.fusion.pipeline.PLAN_PASSES, each a function `plan -> plan` named in
+`PLAN_PASS_FUNCTIONS`:
 
-* lowered-kernel passes (global-mean GEMM, strided residual): a kernel absorbs producers
-  (`Lowered.absorbed`), which get no step; its fused ops and FLOPs include theirs, and its
-  byte model charges `Lowered.read_shapes` where it reads only part of an input.
-* concat elimination (pass 6): a CONCAT along the channel axis owns one buffer; each
-  input produced by a kernel that can write a channel slice (`out=`, `out_channel_offset=`),
-  read by nothing else and not itself requested, writes straight into its slice -- nested
-  concats compose their offsets. Other inputs (placeholders, parameters, multi-consumer
-  tensors, views, kernels without `out=`) get a `copy_channels` step.
-* memory plan (pass 8): slimtriton.runtime.memory.
+* `eliminate_concats`: a CONCAT along the channel axis owns one buffer; each input produced
+  by a kernel that can write a channel slice (`out=`, `out_channel_offset=`), read by nothing
+  else and not itself requested, writes straight into its slice -- nested concats compose
+  their offsets. Other inputs (placeholders, parameters, multi-consumer tensors, views,
+  kernels without `out=`) get a `copy_channels` step.
+* `collect_parameters`: the parameters the steps read and how each is prepared once.
+* `plan_memory`: arena slots by liveness (slimtriton.runtime.memory).
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from typing import Optional
 from ..ir.cost import fused_flops, tensor_bytes
 from ..ir.node import Node
 from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op, lookup
+from ..fusion.pipeline import PLAN_PASSES
 from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered
 from .memory import plan_memory
-
 
 
 @dataclasses.dataclass
@@ -79,75 +80,81 @@ class Plan:
         return self.program.fusion_log
 
 
-def lower_program(program) -> list[tuple[Node, Lowered]]:
-    """Lower every non-source node (NotImplementedError for what the backend cannot run)."""
-    lowered = []
+def build_plan(program, dtype: str = "float32") -> Plan:
+    """The kernel plan of a fused program: every node lowered to its step (`lower_program`),
+    then the plan passes named in slimtriton.fusion.pipeline.PLAN_PASSES, in that order."""
+    plan = lower_program(program, dtype)
+    for name in PLAN_PASSES:
+        plan = _plan_pass(name)(plan)
+    return plan
+
+
+def lower_program(program, dtype: str) -> Plan:
+    """A plan of one step per non-source node, in program order, each lowered by `LOWERINGS`
+    (NotImplementedError for what the backend cannot run); no pass has run yet."""
+    steps = []
     for node in program.nodes:
         if node.op in SOURCE_OPS:
             continue
-        lowered.append((node, lookup(LOWERINGS, node.op, "LOWERINGS")(node)))
-    return lowered
+        low = lookup(LOWERINGS, node.op, "LOWERINGS")(node)
+        # a concat buffer reads nothing itself: its inputs are written into it (eliminate_concats)
+        inputs = () if low.kernel == "concat" else low.reads
+        reads = [i for i in inputs if _is_activation(i)]
+        params = [i for i in inputs if not _is_activation(i)]
+        fused = program.origin_of(node)
+        step = Step(len(steps), node, low.kernel, low, fused, tuple(reads), tuple(params))
+        if low.kernel not in ("view", "concat"):
+            step.bytes_read = sum(tensor_bytes(shape, dtype) for shape in _read_shapes(low, reads + params))
+            step.bytes_written = tensor_bytes(node.shape, dtype)
+            step.flops = fused_flops(program, node)
+        steps.append(step)
+    inputs = [n for n in program.nodes if n.op is Op.PLACEHOLDER]
+    return Plan(program, dtype, steps, inputs, list(program.outputs), params={}, prep={})
 
 
-def build_plan(program, dtype: str = "float32") -> Plan:
-    lowered = lower_program(program)  # then the plan passes (fusion/pipeline.py PLAN_PASSES), below
-    uses = program.uses()
-    requested = {o.name for o in program.outputs}
-    by_node = {node.name: low for node, low in lowered}
-
-    # Pass 6: concat elimination -- decide which producers write into which concat slice.
-    targets: dict[str, tuple[Node, int]] = {}
-    copies: dict[str, list[tuple[Node, int]]] = {}
-    for node, low in lowered:
-        if low.kernel != "concat":
+def eliminate_concats(plan: Plan) -> Plan:
+    """Plan pass: each producer that can write a channel slice (`out=`, not a view), read by
+    nothing else, not requested and not already written into another concat, writes straight
+    into its concat's buffer (`Step.target`); every other input of the concat gets a
+    `copy_channels` step right after the concat's. Then each concat buffer moves before the
+    first step writing into it."""
+    uses = plan.program.uses()
+    requested = {o.name for o in plan.outputs}
+    by_node = {s.node.name: s for s in plan.steps}
+    steps: list[Step] = []
+    for step in plan.steps:
+        steps.append(step)
+        if step.kernel != "concat":
             continue
-        offset = 0
-        seen: set[str] = set()
-        copies[node.name] = []
+        node, offset, seen = step.node, 0, set()
         for x in node.inputs:
             src = by_node.get(x.name)
-            in_place = (src is not None and src.supports_out and not src.is_view and uses.get(x.name) == 1
-                        and x.name not in requested and x.name not in seen and x.name not in targets)
-            if in_place:
-                targets[x.name] = (node, offset)
+            if (src is not None and src.lowered.supports_out and not src.lowered.is_view and uses.get(x.name) == 1
+                    and x.name not in requested and x.name not in seen and src.target is None):
+                src.target = (node, offset)
             else:
-                copies[node.name].append((x, offset))
+                steps.append(_copy_step(x, node, offset, plan.dtype))
             seen.add(x.name)
             offset += x.shape[-1]
+    plan.steps = _hoist_concat_buffers(steps)
+    return plan
 
-    steps: list[Step] = []
-    act_dtype = dtype
 
-    def add(node, kernel, low, reads, params, fused, target=None, copy_from=None):
-        step = Step(len(steps), node, kernel, low, fused, tuple(reads), tuple(params), target, copy_from)
-        if kernel == "view" or kernel == "concat":
-            step.flops, step.bytes_read, step.bytes_written = 0, 0, 0
-        else:
-            step.bytes_read = sum(tensor_bytes(shape, act_dtype) for shape in _read_shapes(low, reads + params))
-            out_shape = copy_from.shape if copy_from is not None else node.shape
-            step.bytes_written = tensor_bytes(out_shape, act_dtype)
-            step.flops = 0 if copy_from is not None else (
-                fused_flops(program, node) + sum(fused_flops(program, a) for a in low.absorbed))
-        steps.append(step)
-        return step
+def _copy_step(src: Node, concat: Node, offset: int, dtype: str) -> Step:
+    """kernels.copy_channels of `src` into channels offset.. of the concat's buffer."""
+    act = _is_activation(src)
+    step = Step(-1, concat, "copy_channels", None, (concat.name,), (src,) if act else (), () if act else (src,),
+                target=(concat, offset), copy_from=src)
+    step.bytes_read = step.bytes_written = tensor_bytes(src.shape, dtype)
+    return step
 
-    for node, low in lowered:
-        reads = [i for i in low.reads if _is_activation(i)]
-        params = [i for i in low.reads if not _is_activation(i)]
-        fused = tuple(dict.fromkeys(o for a in low.absorbed + (node,) for o in program.origin_of(a)))
-        if low.kernel == "concat":
-            add(node, "concat", low, [], [], fused, target=targets.get(node.name))
-            for src, off in copies[node.name]:
-                act = _is_activation(src)
-                add(node, "copy_channels", None, [src] if act else [], [] if act else [src], (node.name,),
-                    target=(node, off), copy_from=src)
-            continue
-        add(node, low.kernel, low, reads, params, fused, target=targets.get(node.name))
-    steps = _hoist_concat_buffers(steps)
 
-    params: dict[str, Node] = {}
-    prep: dict[str, str] = {}
-    for s in steps:
+def collect_parameters(plan: Plan) -> Plan:
+    """Plan pass: `Plan.params` and `Plan.prep` -- every parameter the steps read and how it is
+    prepared once (the first reader's PREP_* kind; a parameter read another way too gets a
+    second entry, name#kind, named by that step's `param_keys`), and requested parameters."""
+    params, prep = plan.params, plan.prep
+    for s in plan.steps:
         for p in s.params:
             params[p.name] = p
             kind = s.lowered.prep.get(p.name) if s.lowered is not None else None
@@ -156,17 +163,29 @@ def build_plan(program, dtype: str = "float32") -> Plan:
                 # one parameter read two ways (e.g. as an epilogue vector and as a tensor): keep both
                 s.param_keys[p.name] = f"{p.name}#{kind}"
                 prep[s.param_keys[p.name]] = kind
-    output_keys: dict[str, str] = {}
-    for o in program.outputs:  # a requested parameter is returned as a tensor, whatever its kernels read
+    for o in plan.outputs:  # a requested parameter is returned as a tensor, whatever its kernels read
         if o.op in PARAMETER_OPS:
             params[o.name] = o
             kind = PREP_SCALAR if o.op is Op.CONSTANT else PREP_TENSOR
-            output_keys[o.name] = o.name if prep.setdefault(o.name, kind) == kind else f"{o.name}#{kind}"
-            prep[output_keys[o.name]] = kind
-    inputs = [n for n in program.nodes if n.op is Op.PLACEHOLDER]
-    plan = Plan(program, dtype, steps, inputs, list(program.outputs), params, prep, output_keys=output_keys)
-    plan.memory = plan_memory(plan)
+            plan.output_keys[o.name] = o.name if prep.setdefault(o.name, kind) == kind else f"{o.name}#{kind}"
+            prep[plan.output_keys[o.name]] = kind
     return plan
+
+
+# The plan passes by name (their order: slimtriton.fusion.pipeline.PLAN_PASSES); each plan -> plan.
+PLAN_PASS_FUNCTIONS = {
+    "eliminate_concats": eliminate_concats,
+    "collect_parameters": collect_parameters,
+    "plan_memory": plan_memory,
+}
+
+
+def _plan_pass(name: str):
+    try:
+        return PLAN_PASS_FUNCTIONS[name]
+    except KeyError:
+        raise NotImplementedError(f"PLAN_PASS_FUNCTIONS has no plan pass {name!r} (listed in "
+                                  f"slimtriton.fusion.pipeline.PLAN_PASSES)") from None
 
 
 def _read_shapes(low: Optional[Lowered], nodes) -> list:
