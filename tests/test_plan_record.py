@@ -147,3 +147,13 @@ def test_a_saved_engine_keeps_the_plan_record_and_loads_the_same_steps(tmp_path)
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(EngineError, match=rf"program\.json: .*step {conv} \(conv2d .*kwargs differ"):
         st.load_compiled(path, device="cpu")
+
+
+def test_the_report_json_shows_each_kernel_call_from_its_record(tmp_path):
+    from slimtriton.report import fusion_report
+    g, x, y = conv_bn_relu_graph()
+    p = plan(g, y, "float32")
+    fusion_report(p, json_path=tmp_path / "r.json")
+    (step,) = json.loads((tmp_path / "r.json").read_text())["steps"]
+    assert step["call"]["args"][0] == {"node": p.inputs[0].name}
+    assert step["call"]["kwargs"]["act"] == "relu" and step["call"]["takes_out"] is True

@@ -1,6 +1,13 @@
 """Runs a plan: parameters prepared once (packed, cast, on the device), activations in
 arena slots (slimtriton.runtime.memory), one kernel call per step.
 
+A step is data (slimtriton.runtime.step.Step): the executor resolves each argument bound to a
+node to that node's tensor (a parameter as prepared for this step, `Step.param_keys`), adds
+`out=` / `out_channel_offset=` (the output's arena slot, a fresh buffer for a requested
+output, or its slice of a concat's buffer) when the kernel takes them and `precision=`, and
+calls `kernels.<step.kernel>`. A view reshapes its input's tensor; a concat step names its
+buffer. The CUDA graph (runtime/cuda_graph.py) captures and replays exactly this walk.
+
 Poison mode (`poison=True`, a test mode): every arena slot is NaN-filled when created and
 again right after its tenant's last read, so a kernel reading a freed buffer or leaving
 part of its output unwritten produces NaN in the outputs.
