@@ -157,3 +157,22 @@ def test_the_report_json_shows_each_kernel_call_from_its_record(tmp_path):
     (step,) = json.loads((tmp_path / "r.json").read_text())["steps"]
     assert step["call"]["args"][0] == {"node": p.inputs[0].name}
     assert step["call"]["kwargs"]["act"] == "relu" and step["call"]["takes_out"] is True
+
+
+def test_a_lowering_whose_call_and_reads_disagree_and_an_unknown_plan_pass_are_refused(monkeypatch):
+    import slimtriton.runtime.plan as plan_module
+    from slimtriton.ir.ops import Op
+    g, x, y = conv_bn_relu_graph()
+    real = plan_module.LOWERINGS[Op.FUSED_CONV2D]
+
+    def forgets_its_shift(node):
+        step = real(node)
+        step.inputs = step.inputs[:2]  # the call still binds the shift
+        return step
+    monkeypatch.setitem(plan_module.LOWERINGS, Op.FUSED_CONV2D, forgets_its_shift)
+    with pytest.raises(RuntimeError, match="internal: the lowering of fused_conv2d at .* binds"):
+        plan(g, y, "float32")
+    monkeypatch.setitem(plan_module.LOWERINGS, Op.FUSED_CONV2D, real)
+    monkeypatch.setattr(plan_module, "PLAN_PASSES", ["eliminate_concats", "fuse_everything"])
+    with pytest.raises(NotImplementedError, match="'fuse_everything'"):
+        plan(g, y, "float32")
