@@ -96,7 +96,7 @@ def _check_step(step: Step, node: Node) -> None:
 def eliminate_concats(plan: Plan) -> Plan:
     """Plan pass: each producer that can write a channel slice (`out=`, not a view), read by
     nothing else, not requested and not already written into another concat, writes straight
-    into its concat's buffer (`Step.target`); every other input of the concat gets a
+    into its concat's buffer (its `Output.target`); every other input of the concat gets a
     `copy_channels` step right after the concat's. Then each concat buffer moves before the
     first step writing into it."""
     uses = plan.program.uses()
