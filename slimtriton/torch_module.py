@@ -167,13 +167,13 @@ def _graph_break(fn):
 
 @_graph_break
 def _run(module: CompiledModule, args, kwargs):
-    from .runtime.executor import TORCH_DTYPES
+    from .runtime.executor import TORCH_COMPUTE_DTYPES
     feeds = module._feeds(args, kwargs)
     if torch.is_grad_enabled() and any(v.requires_grad for v in feeds.values()):
         names = [k for k, v in feeds.items() if v.requires_grad]
         raise RuntimeError(f"{INFERENCE_ONLY} (inputs requiring grad: {names})")
     executor = module._prepared_executor()
-    dtype = TORCH_DTYPES[module._plan.dtype]
+    dtype = TORCH_COMPUTE_DTYPES[module._plan.dtype]
     tensors = {}
     for node in module._plan.inputs:
         value = feeds[node.name]

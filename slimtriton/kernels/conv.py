@@ -46,7 +46,7 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (DTYPES, INT32_LIMIT, KernelArgumentError, act_code, apply_act, check_activation,
+from .common import (INT32_LIMIT, TORCH_COMPUTE_DTYPES, KernelArgumentError, act_code, apply_act, check_activation,
                      check_channel_vector, check_precision, check_tensor, dtype_name, grouped_tile, output_buffer,
                      padding_pairs, pair, pixel_of_row)
 from .epilogue import epilogue_store, residual_offsets, splitk_reduce_kernel
@@ -231,9 +231,9 @@ def _as_tensor(w, dtype, device, what: str) -> torch.Tensor:
     if not isinstance(w, torch.Tensor):
         raise KernelArgumentError(f"{what}: expected a numpy array or torch tensor, got {type(w).__name__}")
     if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise KernelArgumentError(f"{what}: dtype {dtype!r} not in {sorted(DTYPES)}")
-        dtype = DTYPES[dtype]
+        if dtype not in TORCH_COMPUTE_DTYPES:
+            raise KernelArgumentError(f"{what}: dtype {dtype!r} not in {sorted(TORCH_COMPUTE_DTYPES)}")
+        dtype = TORCH_COMPUTE_DTYPES[dtype]
     return w.to(device=device if device is not None else w.device, dtype=dtype or w.dtype)
 
 

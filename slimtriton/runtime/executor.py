@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..ir.ops import PARAMETER_OPS, Op
-from ..kernels.common import DTYPES as TORCH_DTYPES  # compute dtype name -> torch dtype
+from ..kernels.common import TORCH_COMPUTE_DTYPES  # compute dtype name -> torch dtype
 from . import lowering as L
 from .memory import ARENA, EXTERNAL, KERNEL, OUTPUT
 
@@ -29,7 +29,7 @@ def prepare_parameters(plan, values: dict, device, progress=None) -> dict:
     compute dtype. `values`: {variable name: float64 array} (meta tensors when only the
     launches are recorded)."""
     from .. import kernels
-    dtype = TORCH_DTYPES[plan.dtype]
+    dtype = TORCH_COMPUTE_DTYPES[plan.dtype]
     prepared = {}
     items = list(plan.prep.items())
     for key, kind in (progress(items) if progress else items):
@@ -95,7 +95,7 @@ class PlanExecutor:
         self.device = torch.device(device)
         self.precision = precision
         self.poison = poison
-        self.dtype = TORCH_DTYPES[plan.dtype]
+        self.dtype = TORCH_COMPUTE_DTYPES[plan.dtype]
         self._arena_views = None
         self._shared_arena = arena
         self._concats = {s.node.name: s for s in plan.steps if s.kernel == "concat"}
