@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import slimtriton as st
-from slimtriton.commands._netbuild import build_net, main_output
+from slimtriton.nets.build import build_net, main_output
 
 warnings.filterwarnings("ignore")  # the interpreter notice without a GPU
 engine = Path(tempfile.mkdtemp()) / "r50_224.engine"

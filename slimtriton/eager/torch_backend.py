@@ -34,7 +34,7 @@ from ..ir.ops import ACTIVATION_OPS, Act, Op, node_act, parse_act
 from ..weights import check_weights
 from ..ir.shapes import window_attrs
 
-_TORCH_DTYPES = {
+_TORCH_NODE_DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
     "float64": torch.float64, "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
 }
@@ -68,9 +68,9 @@ def torch_dtype(dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     try:
-        return _TORCH_DTYPES[str(dtype)]
+        return _TORCH_NODE_DTYPES[str(dtype)]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; expected one of {tuple(_TORCH_DTYPES)}") from None
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {tuple(_TORCH_NODE_DTYPES)}") from None
 
 
 def to_torch(value, node_dtype: str, device: torch.device, float_dtype: torch.dtype) -> torch.Tensor:

@@ -15,6 +15,11 @@ part of its output unwritten produces NaN in the outputs.
 A shared arena (`SharedArena`): the executors of one dynamic-batch model (one plan per
 batch bucket, slimtriton.compiler) carve their slots out of one backing allocation sized
 for the largest of them; the model's lock runs one call at a time, so they never overlap.
+
+PlanExecutor runs plan steps, not nodes, so it is not a subclass of the node interpreter
+(slimtriton/executor.py `Interpreter`); its liveness is the memory plan's `frees_after`, the
+interpreter's rule (`frees_after_last_use`: dead after the last reader unless an output) over
+arena storages (tests/test_interpreter.py checks that they agree).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import torch
 
 from .. import kernels
 from ..ir.ops import PARAMETER_OPS, Op
-from ..kernels.common import DTYPES as TORCH_DTYPES  # compute dtype name -> torch dtype
+from ..kernels.common import TORCH_COMPUTE_DTYPES  # compute dtype name -> torch dtype
 from . import lowering as L
 from .memory import ARENA, EXTERNAL, KERNEL, OUTPUT
 from .step import CONCAT, VIEW
@@ -37,7 +42,7 @@ def prepare_parameters(plan, values: dict, device, progress=None) -> dict:
     of the compute dtype, packed weights, per-channel vectors in float32, anything else in the
     compute dtype. `values`: {variable name: float64 array} (meta tensors when only the
     launches are recorded)."""
-    dtype = TORCH_DTYPES[plan.dtype]
+    dtype = TORCH_COMPUTE_DTYPES[plan.dtype]
     prepared = {}
     items = list(plan.prep.items())
     for key, kind in (progress(items) if progress else items):
@@ -103,7 +108,7 @@ class PlanExecutor:
         self.device = torch.device(device)
         self.precision = precision
         self.poison = poison
-        self.dtype = TORCH_DTYPES[plan.dtype]
+        self.dtype = TORCH_COMPUTE_DTYPES[plan.dtype]
         self._arena_views = None
         self._shared_arena = arena
         self._concats = {s.node.name: s for s in plan.steps if s.kernel == CONCAT}
