@@ -44,7 +44,7 @@ from .pool import mean_launch
 
 @triton.jit
 def pooled_gemm_kernel(
-    a_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, M, N, K, out_c_total, out_c_offset,
+    a_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, M, N, K, w_row_stride, out_c_total, out_c_offset,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
     K_ALIGN: tl.constexpr, N_ALIGN: tl.constexpr,
     DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -53,10 +53,14 @@ def pooled_gemm_kernel(
     w [K, N]. Program (pid 0, 1) = (column tile, row tile): consecutive programs stream
     neighbouring column strips of w.
 
+    w's rows are w_row_stride apart, a multiple of 16 (`packing.ROW_ALIGN`; columns >= N are
+    zero), and its loads are masked at w_row_stride, not N: so every W row looks 16-byte
+    aligned to the compiler and the pipeliner turns the W loads into cp.async copies, also for
+    a 1001-class N (rows of 1001 elements gave 2-byte synchronous loads).
     K_ALIGN / N_ALIGN: powers of two (<= 8) the host guarantees divide K / N. Triton only
-    learns divisibility by 16 from its arguments, so ResNet's N = 1000 would make every W
-    row look unaligned: 2-byte loads, which the pipeliner cannot turn into cp.async. Writing
-    N as (N // 8) * 8 (the same value) shows the compiler 16-byte aligned rows."""
+    learns divisibility by 16 from its arguments, so writing K as (K // K_ALIGN) * K_ALIGN (the
+    same value) is what shows the compiler 16-byte aligned rows of `a` (ResNet's K = 2048 needs
+    no help; N likewise aligns the epilogue's scale / shift vectors)."""
     K = (K // K_ALIGN) * K_ALIGN
     N = (N // N_ALIGN) * N_ALIGN
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -69,8 +73,8 @@ def pooled_gemm_kernel(
         k_mask = offs_k < K
         a = tl.load(a_ptr + offs_m[:, None] * K + offs_k[None, :], mask=m_mask[:, None] & k_mask[None, :],
                     other=0.0)
-        w = tl.load(w_ptr + offs_k[:, None] * N + offs_n[None, :], mask=k_mask[:, None] & n_mask[None, :],
-                    other=0.0)
+        w = tl.load(w_ptr + offs_k[:, None] * w_row_stride + offs_n[None, :],
+                    mask=k_mask[:, None] & (offs_n < w_row_stride)[None, :], other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
     epilogue_store(acc, 0.0, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total, out_c_offset,
                    1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)
@@ -150,7 +154,7 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
     tile = gemm_plan(dtype, n, pw.cout, c, x.device)
     dummy = x
     args = (pooled, pw.data, out, scale if scale is not None else dummy, shift if shift is not None else dummy,
-            n, pw.cout, c, total, out_channel_offset)
+            n, pw.cout, c, pw.row_stride, total, out_channel_offset)
     constexprs = dict(HAS_SCALE=flags["HAS_SCALE"], HAS_SHIFT=flags["HAS_SHIFT"], ACT=flags["ACT"],
                       K_ALIGN=_align(c), N_ALIGN=_align(pw.cout),
                       DOT_PRECISION=precision if dtype == "float32" else "ieee",
