@@ -77,7 +77,7 @@ def pooled_gemm_kernel(
                     mask=k_mask[:, None] & (offs_n < w_row_stride)[None, :], other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
     epilogue_store(acc, 0.0, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total, out_c_offset,
-                   1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)
+                   1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)  # no residual
 
 
 STAGE_BYTES = 40 * 1024  # shared memory of one pipeline stage (A + W tiles): 4 stages = 160 KB

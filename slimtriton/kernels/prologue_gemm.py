@@ -96,7 +96,7 @@ def window_gemm_kernel(
 
     # -- epilogue on the fp32 accumulator, before the downcast ---------------------------
     epilogue_store(acc, 0.0, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total, out_c_offset,
-                   1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)
+                   1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)  # no residual
 
 
 def _tile(dtype: str, m: int, cout: int, cin: int, device) -> cfg.TileConfig:
