@@ -124,13 +124,11 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
     or `prepack_conv2d` 1x1 weight (or a raw [C, Cout] array). The mean is computed in fp32
     and rounded to x's dtype before the GEMM, as the unfused mean kernel would write it."""
     what = name
-    if isinstance(w_packed, PackedWeight) and w_packed.kind == "conv2d":
-        if (w_packed.kh, w_packed.kw) != (1, 1):
-            raise KernelArgumentError(f"{what}: the mean-GEMM takes a 1x1 conv weight, got a "
-                                      f"{w_packed.kh}x{w_packed.kw}x{w_packed.cin}x{w_packed.cout} kernel")
-        pw = w_packed
-    else:
-        pw = check_packed(w_packed, "matmul", what)
+    is_conv = isinstance(w_packed, PackedWeight) and w_packed.kind == "conv2d"
+    pw = check_packed(w_packed, "conv2d" if is_conv else "matmul", what)
+    if (pw.kh, pw.kw) != (1, 1):
+        raise KernelArgumentError(f"{what}: the mean-GEMM takes a 1x1 conv weight, got a "
+                                  f"{pw.kh}x{pw.kw}x{pw.cin}x{pw.cout} kernel")
     dtype = check_activation(x, what, ndim=4)
     if pw.data.dtype != x.dtype or pw.data.device != x.device:
         raise KernelArgumentError(f"{what}: weight {pw.data.dtype} on {pw.data.device} does not match "
