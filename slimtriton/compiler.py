@@ -108,19 +108,22 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None, batch: 
 
 
 class KernelInfo:
-    """One kernel of a compiled model: fused ops, shapes, FLOPs, modeled bytes, launches, source."""
+    """One kernel of a compiled model: a view of its plan step (`step`, a
+    slimtriton.runtime.step.Step: the kernel call as data, fused ops, shapes, FLOPs, modeled
+    bytes) plus what needs the model: the launches it makes and their Triton source."""
 
     def __init__(self, model: "CompiledModel", step):
         self._model = model
         self.step = step
-        self.name = step.node.name
-        self.kernel = step.kernel
-        self.fused_ops = step.fused
-        self.flops = step.flops
-        self.bytes_read = step.bytes_read
-        self.bytes_written = step.bytes_written
-        self.input_shapes = [tuple(n.shape) for n in step.reads]
-        self.output_shape = tuple(step.copy_from.shape if step.copy_from is not None else step.node.shape)
+
+    name = property(lambda self: self.step.name, doc="the layer (IR node) the kernel computes")
+    kernel = property(lambda self: self.step.kernel, doc="kernels.<kernel>, the host wrapper called")
+    fused_ops = property(lambda self: self.step.fused_ops, doc="the recorded IR ops it computes")
+    flops = property(lambda self: self.step.flops)
+    bytes_read = property(lambda self: self.step.bytes_read, doc="modeled DRAM bytes read")
+    bytes_written = property(lambda self: self.step.bytes_written, doc="modeled DRAM bytes written")
+    input_shapes = property(lambda self: self.step.input_shapes, doc="shapes of the activations it reads")
+    output_shape = property(lambda self: self.step.output_shape, doc="the shape it writes")
 
     @property
     def launches(self) -> list:
@@ -202,10 +205,8 @@ class CompiledModel:
     def _bucket(self, batch: int) -> tuple[int, object, object]:
         """(the bucket that runs `batch`, its executor, its CUDA graph runner or None); the
         executor and runner are built at the bucket's first call."""
-        if not 1 <= batch <= self.max_batch:
-            raise ValueError(f"batch {batch} is outside the range this model was compiled for: 1..{self.max_batch} "
-                             f"(batch buckets {self.batch_sizes}); compile with a larger max_batch or batch_sizes")
-        bucket = next(b for b in self.batch_sizes if b >= batch)
+        from .runtime.buckets import bucket_for
+        bucket = bucket_for(batch, self.batch_sizes)  # a ValueError naming the batch and the range
         if bucket not in self._buckets:
             from .runtime.executor import PlanExecutor
             bplan = self.plans[bucket]
@@ -266,7 +267,8 @@ class CompiledModel:
                 self._stream_order()
             if self.plans:
                 bucket, executor, runner = self._bucket(batch)
-                tensors = {k: _pad_batch(t, bucket) if k in self._dynamic_inputs else t for k, t in tensors.items()}
+                from .runtime.buckets import pad_batch
+                tensors = {k: pad_batch(t, bucket) if k in self._dynamic_inputs else t for k, t in tensors.items()}
                 results = (executor.run(tensors, after_step=after_step) if runner is None or after_step is not None
                            else runner.run(tensors))
                 results = [r[:batch] if bucket != batch else r for r in results]  # every output leads with the batch
@@ -305,11 +307,7 @@ class CompiledModel:
 
     def to_module(self):
         """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
-        if self.plans:
-            raise NotImplementedError(f"to_module of a dynamic-batch model (batch buckets {self.batch_sizes}) is not "
-                                      f"supported: the module runs one static plan; compile the graph at a static "
-                                      f"batch (st.placeholder([N, ...])) for a module")
-        from .torch_module import to_module
+        from .torch_module import to_module  # a dynamic-batch model's module takes any batch <= max_batch
         return to_module(self, kernel_device)
 
     def _check_feed(self, node: Node, value):
@@ -377,14 +375,6 @@ class CompiledModel:
         batch = f", batch buckets={self.batch_sizes}" if self.plans else ""
         return (f"CompiledModel({len(self.kernels)} kernels, dtype={self.dtype}, device={self.device}{batch}, "
                 f"{'analysis only' if self.analysis_only else 'callable'})")
-
-
-def _pad_batch(t, bucket: int):
-    """`t` with zero examples appended up to `bucket` (its leading dimension is the batch)."""
-    if t.shape[0] == bucket:
-        return t
-    import torch
-    return torch.cat([t, t.new_zeros((bucket - t.shape[0], *t.shape[1:]))])
 
 
 def bucket_sizes(max_batch=None, batch_sizes=None) -> list[int]:

@@ -16,6 +16,7 @@ import dataclasses
 
 from ..ir.cost import tensor_bytes
 from ..ir.ops import SOURCE_OPS
+from .step import CONCAT, VIEW
 
 ARENA, OUTPUT, KERNEL, EXTERNAL = "arena", "output", "kernel", "external"
 
@@ -64,23 +65,23 @@ def memory_plan_of(plan) -> MemoryPlan:
             storages[n.name] = Storage(n.name, n.shape, 0, EXTERNAL, -1, -1)
 
     for s in plan.steps:
-        name = s.node.name
-        if s.kernel == "view":
-            alias[name] = alias[(s.reads or s.params)[0].name]
-            continue
-        if s.kernel == "copy_channels":
-            continue  # writes into the concat's storage, already defined
-        if s.target is not None:
-            key = alias[s.target[0].name]
-        else:
-            kind = KERNEL if (s.lowered is not None and not s.lowered.supports_out and s.kernel != "concat") else ARENA
-            key = name
-            storages[key] = Storage(key, s.node.shape, tensor_bytes(s.node.shape, plan.dtype), kind, s.index, s.index)
-        alias[name] = key
+        for out in s.outputs:
+            name = out.node.name
+            if s.kernel == VIEW:
+                alias[name] = alias[s.inputs[0].name]
+                continue
+            if out.target is not None:  # in place in a concat's buffer (a copy: into its own concat's)
+                key = alias[out.target[0].name]
+            else:
+                kind = ARENA if s.kernel == CONCAT or s.takes_out else KERNEL
+                key = name
+                storages[key] = Storage(key, out.node.shape, tensor_bytes(out.node.shape, plan.dtype), kind,
+                                        s.index, s.index)
+            alias[name] = key
     # liveness
     for s in plan.steps:
-        if s.node.name in alias:
-            st = storages[alias[s.node.name]]
+        for out in s.outputs:
+            st = storages[alias[out.node.name]]
             st.first = min(st.first, s.index) if st.first >= 0 else s.index
             st.last = max(st.last, s.index)
         for r in s.reads:

@@ -1,59 +1,31 @@
-"""The kernel plan: one `Step` per kernel launch (plus views and concat buffers, which
-launch nothing). `build_plan` lowers every node of a fused program with the lowering table
-(one step each: its fused ops, FLOPs and modeled bytes -- `Lowered.read_shapes` where a
-kernel reads only part of an input), then runs the plan passes in the order of
-slimtriton.fusion.pipeline.PLAN_PASSES, each a function `plan -> plan` named in
-`PLAN_PASS_FUNCTIONS`:
+"""The kernel plan: one `Step` (slimtriton.runtime.step: the kernel call as data) per kernel
+launch, plus views and concat buffers, which launch nothing.
+
+`build_plan` lowers every node of a fused program with the lowering table
+(`LOWERINGS[op](node)` returns the node's step), gives each step its fused ops, FLOPs and
+modeled bytes (`Step.read_shapes` where a kernel reads only part of an input), then runs the
+plan passes in the order of slimtriton.fusion.pipeline.PLAN_PASSES, each a function
+`plan -> plan` named in `PLAN_PASS_FUNCTIONS`:
 
 * `eliminate_concats`: a CONCAT along the channel axis owns one buffer; each input produced
   by a kernel that can write a channel slice (`out=`, `out_channel_offset=`), read by nothing
-  else and not itself requested, writes straight into its slice -- nested concats compose
-  their offsets. Other inputs (placeholders, parameters, multi-consumer tensors, views,
-  kernels without `out=`) get a `copy_channels` step.
+  else and not itself requested, writes straight into its slice (its `Output.target`) --
+  nested concats compose their offsets. Other inputs (placeholders, parameters,
+  multi-consumer tensors, views, kernels without `out=`) get a `copy_channels` step.
 * `collect_parameters`: the parameters the steps read and how each is prepared once.
 * `plan_memory`: arena slots by liveness (slimtriton.runtime.memory).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
+from ..fusion.pipeline import PLAN_PASSES
 from ..ir.cost import fused_flops, tensor_bytes
 from ..ir.node import Node
 from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op, lookup
-from ..fusion.pipeline import PLAN_PASSES
-from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered
+from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, kernel_fn
 from .memory import plan_memory
-
-
-@dataclasses.dataclass
-class Step:
-    index: int
-    node: Node                       # the value this step produces (for a copy: the concat)
-    kernel: str                      # kernels.<kernel>, 'view', 'concat' (buffer only)
-    lowered: Optional[Lowered]
-    fused: tuple[str, ...]           # recorded IR ops this kernel computes
-    reads: tuple[Node, ...]          # activation inputs (not parameters)
-    params: tuple[Node, ...]         # parameters read (VARIABLE / CONSTANT nodes)
-    target: Optional[tuple[Node, int]] = None  # (concat node, channel offset) written in place
-    copy_from: Optional[Node] = None  # copy steps: the source tensor
-    # parameters this step reads prepared otherwise than their first reader: name -> Plan.prep key (name#kind)
-    param_keys: dict[str, str] = dataclasses.field(default_factory=dict)
-    flops: int = 0
-    bytes_read: int = 0
-    bytes_written: int = 0
-
-    @property
-    def launches_kernel(self) -> bool:
-        return self.kernel not in ("view", "concat")
-
-    @property
-    def bytes(self) -> int:
-        return self.bytes_read + self.bytes_written
-
-    def describe(self) -> str:
-        where = f" -> {self.target[0].name}[..., {self.target[1]}:]" if self.target else ""
-        return f"{self.kernel}({', '.join(n.name for n in self.reads)}){where}"
+from .step import CONCAT, COPY, Output, Step
 
 
 @dataclasses.dataclass
@@ -91,25 +63,33 @@ def build_plan(program, dtype: str = "float32") -> Plan:
 
 def lower_program(program, dtype: str) -> Plan:
     """A plan of one step per non-source node, in program order, each lowered by `LOWERINGS`
-    (NotImplementedError for what the backend cannot run); no pass has run yet."""
+    (NotImplementedError for what the backend cannot run) and given its fused ops, FLOPs and
+    modeled bytes; no plan pass has run yet."""
     steps = []
     for node in program.nodes:
         if node.op in SOURCE_OPS:
             continue
-        low = lookup(LOWERINGS, node.op, "LOWERINGS")(node)
-        # a concat buffer reads nothing itself: its inputs are written into it (eliminate_concats)
-        inputs = () if low.kernel == "concat" else low.reads
-        reads = [i for i in inputs if _is_activation(i)]
-        params = [i for i in inputs if not _is_activation(i)]
-        fused = program.origin_of(node)
-        step = Step(len(steps), node, low.kernel, low, fused, tuple(reads), tuple(params))
-        if low.kernel not in ("view", "concat"):
-            step.bytes_read = sum(tensor_bytes(shape, dtype) for shape in _read_shapes(low, reads + params))
-            step.bytes_written = tensor_bytes(node.shape, dtype)
+        step = lookup(LOWERINGS, node.op, "LOWERINGS")(node)
+        _check_step(step, node)
+        step.index = len(steps)
+        step.fused_ops = program.origin_of(node)
+        if step.launches_kernel:
+            step.bytes_read = sum(tensor_bytes(shape, dtype) for shape in _read_shapes(step))
+            step.bytes_written = sum(tensor_bytes(o.shape, dtype) for o in step.outputs)
             step.flops = fused_flops(program, node)
         steps.append(step)
     inputs = [n for n in program.nodes if n.op is Op.PLACEHOLDER]
     return Plan(program, dtype, steps, inputs, list(program.outputs), params={}, prep={})
+
+
+def _check_step(step: Step, node: Node) -> None:
+    """A lowering's step names an existing kernel and reads exactly the nodes its call binds."""
+    if step.launches_kernel:
+        kernel_fn(step.kernel, node)  # NotImplementedError naming the op when kernels lacks it
+    bound = {id(n) for _, n in step.roles()}
+    if bound != {id(n) for n in step.inputs} or step.outputs[0].node is not node:
+        raise RuntimeError(f"internal: the lowering of {node.op.short} at {node.name} binds "
+                           f"{sorted(n.name for _, n in step.roles())} but reads {[n.name for n in step.inputs]}")
 
 
 def eliminate_concats(plan: Plan) -> Plan:
@@ -120,18 +100,18 @@ def eliminate_concats(plan: Plan) -> Plan:
     first step writing into it."""
     uses = plan.program.uses()
     requested = {o.name for o in plan.outputs}
-    by_node = {s.node.name: s for s in plan.steps}
+    producer = {o.node.name: (s, k) for s in plan.steps for k, o in enumerate(s.outputs)}
     steps: list[Step] = []
     for step in plan.steps:
         steps.append(step)
-        if step.kernel != "concat":
+        if step.kernel != CONCAT:
             continue
         node, offset, seen = step.node, 0, set()
         for x in node.inputs:
-            src = by_node.get(x.name)
-            if (src is not None and src.lowered.supports_out and not src.lowered.is_view and uses.get(x.name) == 1
-                    and x.name not in requested and x.name not in seen and src.target is None):
-                src.target = (node, offset)
+            src, k = producer.get(x.name, (None, 0))
+            if (src is not None and src.writes_slice and uses.get(x.name) == 1 and x.name not in requested
+                    and x.name not in seen and src.outputs[k].target is None):
+                src.outputs[k].target = (node, offset)
             else:
                 steps.append(_copy_step(x, node, offset, plan.dtype))
             seen.add(x.name)
@@ -142,9 +122,9 @@ def eliminate_concats(plan: Plan) -> Plan:
 
 def _copy_step(src: Node, concat: Node, offset: int, dtype: str) -> Step:
     """kernels.copy_channels of `src` into channels offset.. of the concat's buffer."""
-    act = _is_activation(src)
-    step = Step(-1, concat, "copy_channels", None, (concat.name,), (src,) if act else (), () if act else (src,),
-                target=(concat, offset), copy_from=src)
+    step = Step(COPY, (Output(concat, tuple(src.shape), target=(concat, offset)),), args=(src,),
+                kwargs={"name": f"{concat.name} <- {src.name}"}, takes_out=True, inputs=(src,),
+                fused_ops=(concat.name,))
     step.bytes_read = step.bytes_written = tensor_bytes(src.shape, dtype)
     return step
 
@@ -157,8 +137,7 @@ def collect_parameters(plan: Plan) -> Plan:
     for s in plan.steps:
         for p in s.params:
             params[p.name] = p
-            kind = s.lowered.prep.get(p.name) if s.lowered is not None else None
-            kind = kind or (PREP_SCALAR if p.op is Op.CONSTANT else PREP_TENSOR)
+            kind = s.prep.get(p.name) or (PREP_SCALAR if p.op is Op.CONSTANT else PREP_TENSOR)
             if prep.setdefault(p.name, kind) != kind:
                 # one parameter read two ways (e.g. as an epilogue vector and as a tensor): keep both
                 s.param_keys[p.name] = f"{p.name}#{kind}"
@@ -188,27 +167,23 @@ def _plan_pass(name: str):
                                   f"slimtriton.fusion.pipeline.PLAN_PASSES)") from None
 
 
-def _read_shapes(low: Optional[Lowered], nodes) -> list:
-    """Shapes the byte model charges for `nodes` read by a kernel: the part `low.read_shapes` names
-    (a strided residual reads the subsampled cells only), else the whole tensor."""
-    partial = {}
-    if low is not None and low.read_shapes is not None:
-        partial = {id(n): s for n, s in zip(low.reads, low.read_shapes) if s is not None}
-    return [partial.get(id(n), n.shape) for n in nodes]
-
-
-def _is_activation(node: Node) -> bool:
-    return node.op not in PARAMETER_OPS
+def _read_shapes(step: Step) -> list:
+    """Shapes the byte model charges for the nodes a kernel reads: the part `step.read_shapes`
+    names (a strided residual reads the subsampled cells only), else the whole tensor."""
+    partial = step.read_shapes or (None,) * len(step.inputs)
+    return [n.shape if part is None else part for n, part in zip(step.inputs, partial)]
 
 
 def _hoist_concat_buffers(steps: list[Step]) -> list[Step]:
     """Move each concat buffer step before the first step that writes into it (directly or
     through a nested concat), keeping everything else in order."""
-    concat_steps = {s.node.name: s for s in steps if s.kernel == "concat"}
+    concat_steps = {s.node.name: s for s in steps if s.kernel == CONCAT}
     writers_first: dict[str, int] = {}
     for k, s in enumerate(steps):
-        if s.target is not None and s.kernel != "copy_channels":
-            name = s.target[0].name
+        for o in s.outputs if s.kernel != COPY else ():
+            if o.target is None:
+                continue
+            name = o.target[0].name
             while True:
                 writers_first[name] = min(writers_first.get(name, k), k)
                 parent = concat_steps[name].target if name in concat_steps else None
@@ -218,7 +193,7 @@ def _hoist_concat_buffers(steps: list[Step]) -> list[Step]:
     order: list[Step] = []
     placed: set[int] = set()
     for k, s in enumerate(steps):
-        if s.kernel == "concat" and id(s) in placed:
+        if s.kernel == CONCAT and id(s) in placed:
             continue
         # place buffers needed from this step on (outer buffers first)
         needed = [concat_steps[c] for c, first in writers_first.items() if first == k]
