@@ -36,6 +36,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from .feeds import rebuild
+
 INFERENCE_ONLY = ("slimtriton modules are inference only: the Triton kernels have no backward. Call it under "
                   "torch.no_grad() or torch.inference_mode(), or pass inputs that do not require grad "
                   "(.detach()).")
@@ -69,19 +71,19 @@ def source_variables(plan) -> list[str]:
 
 class CompiledModule(torch.nn.Module):
     """A compiled plan as a torch module (see the module docstring). Build it with
-    `CompiledModel.to_module()`, which hands over the compiler's `rebuild(spec, values)` (the
-    output structure) and `resolve_device(device)` (refuses what the kernels cannot run on):
-    this module sits beside the compiler and does not import it (no import cycle)."""
+    `CompiledModel.to_module()`, which hands over the compiler's `kernel_device(device)` (refuses
+    what the kernels cannot run on): this module sits beside the compiler and does not import
+    it (no import cycle). Outputs are rebuilt into the compiled structure by
+    slimtriton/feeds.py `rebuild`, as the model's own are."""
 
-    def __init__(self, model, weights: Mapping[str, np.ndarray], rebuild, resolve_device):
+    def __init__(self, model, weights: Mapping[str, np.ndarray], kernel_device):
         super().__init__()
         self._plan = model.plan  # a dynamic-batch model's largest bucket
         self._plans = dict(model.plans)  # batch bucket -> plan of a dynamic-batch model; {} for a static one
         self._batch_sizes = list(self._plans)
         self._dynamic = {n.name for n in model.plan.inputs if n.name in model._dynamic_inputs} if self._plans else set()
         self._spec = model._spec
-        self._rebuild = rebuild
-        self._resolve_device = resolve_device
+        self._kernel_device = kernel_device
         self._precision = model.precision
         self._variables = source_variables(model.plan)
         missing = [v for v in self._variables if v not in weights]
@@ -120,7 +122,7 @@ class CompiledModule(torch.nn.Module):
         if self._params is None or signature != self._packed_from:
             from .fusion.program import resolve_parameters
             from .runtime.executor import TORCH_DTYPES, SharedArena, prepare_parameters
-            device = self._resolve_device(self.device)  # a clear error for a device the kernels cannot run on
+            device = self._kernel_device(self.device)  # a clear error for a device the kernels cannot run on
             for var, t in self.weights().items():
                 if t.device != device:
                     raise ValueError(f"to_module: buffer {buffer_name(var)} is on {t.device}, the module on {device}; "
@@ -226,11 +228,11 @@ def _run(module: CompiledModule, args, kwargs):
         results = executor.run(tensors)
     if bucket != batch:  # every output of a dynamic-batch model leads with the batch
         results = [r[:batch] for r in results]
-    return module._rebuild(module._spec, list(results))
+    return rebuild(module._spec, list(results))
 
 
-def to_module(model, rebuild, resolve_device) -> CompiledModule:
-    """`model.to_module()` (which passes the compiler's `_rebuild` and `resolve_device`): see
+def to_module(model, kernel_device) -> CompiledModule:
+    """`model.to_module()` (which passes the compiler's `kernel_device`): see
     the module docstring."""
     weights = getattr(model, "_source_weights", None)
     if model.analysis_only:
@@ -240,4 +242,4 @@ def to_module(model, rebuild, resolve_device) -> CompiledModule:
         raise ValueError("to_module: this model was loaded from a saved engine, which holds the kernels' packed "
                          "parameters, not the TF-Slim weights a module's buffers and state_dict are; compile the "
                          "graph with its weights (st.compile(graph, outputs, st.load_weights(...)).to_module())")
-    return CompiledModule(model, weights, rebuild, resolve_device)
+    return CompiledModule(model, weights, kernel_device)

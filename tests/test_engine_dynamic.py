@@ -111,7 +111,7 @@ def test_loaded_dynamic_model_matches_the_reference_and_keeps_the_shared_arena(s
     for executor, _ in model._buckets.values():
         assert executor.params is model._params  # the parameters loaded once
         assert all(start <= v.data_ptr() < end for v in executor._arena().values())
-    with pytest.raises(ValueError, match=r"images: expected float32\[None, 12, 12, 3\]"):
+    with pytest.raises(ValueError, match=r"images: expected float32\[None,12,12,3\]"):
         model(images[:, :8])
 
 
