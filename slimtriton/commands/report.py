@@ -172,20 +172,20 @@ def main(args) -> int:
 def dump_reproducers(plan, launches, directory: str) -> int:
     """One runnable file per kernel launch of `plan` (`launches`: per step); returns how many
     were written."""
-    from slimtriton.report import _output_shape, scope_prefix, step_layer_and_ops
+    from slimtriton.report import scope_prefix, step_layer_and_ops
     from slimtriton.reproducer import reproducer_source
     os.makedirs(directory, exist_ok=True)
     program = plan.baseline if plan.baseline is not None else plan.program
     prefix = scope_prefix(plan)
     count = 0
-    for k, step in enumerate(s for s in plan.steps if s.launches_kernel):
+    for k, step in enumerate(plan.kernels):
         layer, kinds = step_layer_and_ops(program, step, prefix)
         layer = f"{prefix}/{layer}" if prefix else layer
         step_launches = launches[step.index]
         for j, launch in enumerate(step_launches):
             header = [f"kernel {k} of the plan ({plan.dtype}): {step.kernel} of layer {layer or '-'}",
                       f"fused ops: {kinds}",
-                      f"output shape {list(_output_shape(step))}; launch {j + 1} of {len(step_launches)}"]
+                      f"output shape {list(step.output_shape)}; launch {j + 1} of {len(step_launches)}"]
             safe = step.node.name.replace("/", "__")
             suffix = f"_{j}" if len(step_launches) > 1 else ""
             path = os.path.join(directory, f"{k:03d}_{step.kernel}_{safe}{suffix}.py")
