@@ -337,24 +337,47 @@ class CompiledModel:
             self._launches = record_plan_launches(self.plan, self.precision)
         return self._launches
 
-    def report(self, json_path=None) -> str:
+    def report(self, json_path=None, batch: int | None = None) -> str:
         """The fusion report, and which layers kept their batch norm scale in the epilogue
-        (JSON: `kept_bn_scale`, {layer: why})."""
-        from .report import fusion_report
-        # the launches this model makes (recorded once, at its precision, and cached)
-        text = fusion_report(self.plan, json_path=json_path, launches=self.launches())
-        kept = self.plan.program.kept_scale
+        (JSON: `kept_bn_scale`, {layer: why}).
+
+        A dynamic-batch model reports the plan of one batch bucket, the one that runs `batch`
+        (default: the largest bucket), then one row per bucket (kernels, FLOPs, modeled DRAM
+        bytes, arena; JSON: `batch_buckets`, and `bucket`, the bucket reported). `batch` on a
+        static model is an error."""
+        from .report import bucket_summary, fusion_report
+        plan, bucket = self.plan, self.max_batch
+        if batch is not None:
+            if not self.plans:
+                raise ValueError(f"report(batch={batch!r}) applies to a dynamic-batch model (compiled with max_batch or "
+                                 f"batch_sizes); this model's plan has the static input shapes "
+                                 f"{[list(n.shape) for n in plan.inputs]}")
+            from .runtime.buckets import bucket_for
+            bucket = bucket_for(batch, self.batch_sizes)
+            plan = self.plans[bucket]
+        if plan is self.plan:
+            launches = self.launches()  # the launches this model makes (recorded once, at its precision, and cached)
+        else:
+            from .runtime.launches import record_plan_launches
+            launches = record_plan_launches(plan, self.precision)
+        text = fusion_report(plan, json_path=json_path, launches=launches)
+        kept = plan.program.kept_scale
+        buckets = None
+        if self.plans:
+            table, buckets = bucket_summary(self.plans)
+            low = max([b for b in self.batch_sizes if b < bucket], default=0) + 1
+            text += (f"\n\ndynamic batch: one plan per batch bucket {self.batch_sizes} (this report: bucket {bucket}, "
+                     f"which runs batches {low}..{bucket}; report(batch=B) for another); parameters prepared "
+                     f"once, arena sized for the largest bucket\n{table}")
         if json_path is not None and os.path.isfile(json_path):
             with open(json_path) as f:
                 data = json.load(f)
             data["kept_bn_scale"] = dict(kept)
+            if buckets is not None:
+                data.update(bucket=bucket, batch_buckets=buckets)
             with open(json_path, "w") as f:
                 json.dump(data, f, indent=1)
-        text = text + "\n" + _kept_scale_text(kept, self.analysis_only)
-        if self.plans:
-            text += (f"\ndynamic batch: one plan per batch bucket {self.batch_sizes} (this report: batch "
-                     f"{self.max_batch}); parameters prepared once, arena sized for the largest bucket")
-        return text
+        return text + "\n" + _kept_scale_text(kept, self.analysis_only)
 
     def save(self, path, archs=(), overwrite: bool = False, meta: dict | None = None):
         """Write this model as an engine directory (`slimtriton.engine`): the fused plan, the
