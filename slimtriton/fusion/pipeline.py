@@ -3,12 +3,12 @@
 IR passes rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint): every
 fusion is one of them, so the reference and torch executors run each pass's result. The plan
 passes then act on the kernel plan built from the result, in slimtriton.runtime.plan
-(build_plan) and runtime.memory: concat elimination and the memory plan.
+(build_plan) and runtime.memory: routing of channel slices, concat elimination and the memory plan.
 """
 from __future__ import annotations
 
-from . import (activation_idioms, const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities,
-               strided_residual, window_prologue)
+from . import (activation_idioms, const_fold, epilogue, fold_affine, fold_pad, horizontal, mean_gemm, prologue,
+               remove_identities, strided_residual, window_prologue)
 from .log import pass_lines
 from .program import Program, rewrite
 
@@ -24,12 +24,14 @@ IR_PASSES = [
     ("window_prologue", window_prologue.RULES),      # 5b: avg pool / depthwise -> 1x1 conv's A load (byte model)
     ("strided_residual", strided_residual.RULES),    # 6: subsample(x, s) shortcut -> residual read x[::s, ::s]
     ("mean_gemm", mean_gemm.RULES),                  # 7: global mean (+ pointwise) + 1x1 conv / FC -> FUSED_MEAN_MATMUL
+    ("horizontal", horizontal.RULES),                # 8: sibling convs of one input -> one wide conv + CHANNEL_SLICEs
 ]
 
 # Plan passes, in slimtriton.runtime.plan.build_plan / runtime.memory, in this order:
 PLAN_PASSES = [
-    ("concat_elimination", None),                # 8: producers write straight into channel slices of concats
-    ("memory_plan", None),                       # 9: buffers reused by liveness; peak activation bytes
+    ("route_channel_slices", None),              # 9: a wide sibling conv writes each CHANNEL_SLICE's storage
+    ("concat_elimination", None),                # 10: producers write straight into channel slices of concats
+    ("memory_plan", None),                       # 11: buffers reused by liveness; peak activation bytes
 ]
 
 

@@ -99,6 +99,7 @@ class PlanExecutor:
         self._arena_views = None
         self._shared_arena = arena
         self._concats = {s.node.name: s for s in plan.steps if s.kernel == "concat"}
+        self._slices = {s.node.name: s for s in plan.steps if s.kernel == "channel_slice"}
 
     def _arena(self) -> dict:
         """{arena storage key: its view of its slot}; the slots are allocated at the first run."""
@@ -162,14 +163,23 @@ class PlanExecutor:
             env[name] = step.lowered.call(get, None, 0, self.precision)
             return
         key = mem.alias.get(name)
-        if step.kernel == "concat":
+        if step.kernel == "concat" or (step.kernel == "channel_slice" and step.target is None):
             env[name] = buffer(key)
+            return
+        if step.kernel == "channel_slice":  # written into its concat's buffer, read by nothing else
             return
         if step.kernel == "copy_channels":
             from .. import kernels
             concat = step.target[0]
             kernels.copy_channels(get(step.copy_from), buffer(mem.alias[concat.name]), self._offset(step),
                                   name=f"{concat.name} <- {step.copy_from.name}")
+            return
+        if step.lowered.routes:  # a routed conv: each channel slice's buffer (or concat slice) is a destination
+            outs = []
+            for sl in step.lowered.routes:
+                slice_step = self._slices[sl.name]
+                outs.append((buffer(mem.alias[sl.name]), self._offset(slice_step) if slice_step.target else 0))
+            step.lowered.call(get, outs, self.precision)
             return
         st = mem.storages[key]
         offset = 0

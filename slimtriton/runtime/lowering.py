@@ -39,6 +39,9 @@ class Lowered:
     is_view: bool = False
     absorbed: tuple[Node, ...] = ()  # program nodes a plan pass merged into this kernel (no step of their own)
     read_shapes: Optional[tuple] = None  # per `reads` entry: the elements actually read (None: all)
+    # a routed kernel (plan pass route_channel_slices): the CHANNEL_SLICE nodes it writes, in column
+    # order; its `call(get, outs, precision)` takes one (buffer, channel offset) per slice
+    routes: tuple[Node, ...] = ()
 
 
 def _k():
@@ -124,6 +127,29 @@ def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision
             return fn(get(node.inputs[0]), get(w), **kw)
         return Lowered(kernel, reads, prep, call, read_shapes=read_shapes)
     return lower
+
+
+def lower_routed_conv2d(node: Node, slices) -> Lowered:
+    """A FUSED_CONV2D read only by CHANNEL_SLICEs covering its channels (fusion/horizontal.py) as
+    kernels.conv2d_routed: each slice's channels go straight to that slice's destination, the
+    wide output is never stored."""
+    plain = LOWERINGS[Op.FUSED_CONV2D](node)
+    fn = kernel_fn("conv2d_routed", node)
+    w = node.inputs[1]
+
+    def call(get, outs, precision):
+        kw = _epilogue(node, get)
+        del kw["act2"], kw["residual_scale"]  # no residual: the horizontal fusion pass merges none
+        dests = [(out, offset, s.shape[-1]) for (out, offset), s in zip(outs, slices)]
+        return fn(get(node.inputs[0]), get(w), destinations=dests, **_conv_geometry(node.attrs), **kw,
+                  precision=precision, name=node.name)
+    return dataclasses.replace(plain, kernel="conv2d_routed", call=call, routes=tuple(slices))
+
+
+def _lower_channel_slice(node: Node) -> Lowered:
+    """Launches nothing: the slice's producer is a routed wide conv (plan pass route_channel_slices)
+    that writes it; a CHANNEL_SLICE of anything else is not run by the Triton backend."""
+    return Lowered("channel_slice", node.inputs, {}, None)
 
 
 def _conv_geometry(a):
@@ -332,6 +358,7 @@ LOWERINGS: dict[Op, Callable[[Node], Lowered]] = {
     Op.DROPOUT: _dropout,
     Op.RESHAPE: _lower_reshape,
     Op.CONCAT: _lower_concat,
+    Op.CHANNEL_SLICE: _lower_channel_slice,
     Op.PAD: _lower_pad,
     Op.TILE: _training_only("tile of an activation has no kernel (a tile of weights is folded at compile time)"),
     Op.ONE_HOT: _training_only("one_hot of run-time labels has no kernel"),

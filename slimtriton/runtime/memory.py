@@ -3,7 +3,9 @@
 Every value a step produces lives in a *storage*: its own, or an alias -- a view (reshape)
 shares its input's storage, a producer written in place into a concat shares the concat's
 (nested concats share the outermost one), and a concat buffer lives from its first
-producer. A storage is live from the first step that writes it to the last step that reads
+producer; a channel slice written by a routed conv (runtime/plan.py route_channel_slices) has its
+own storage (or its concat's), defined by its buffer-only step just before the conv, and the wide
+conv output has none. A storage is live from the first step that writes it to the last step that reads
 any of its aliases. Storages holding a requested output are allocated fresh per call (the
 caller keeps them); storages of kernels that cannot write into a given buffer are allocated
 by the kernel. The rest share arena slots: greedy best fit, a slot freed after the last
@@ -61,8 +63,8 @@ def plan_memory(plan) -> MemoryPlan:
         if s.kernel == "view":
             alias[name] = alias[(s.reads or s.params)[0].name]
             continue
-        if s.kernel == "copy_channels":
-            continue  # writes into the concat's storage, already defined
+        if s.kernel == "copy_channels" or (s.lowered is not None and s.lowered.routes):
+            continue  # writes into the concat's / the channel slices' storages, defined by their steps
         if s.target is not None:
             key = alias[s.target[0].name]
         else:

@@ -5,6 +5,11 @@ passes of slimtriton.fusion.pipeline.PLAN_PASSES:
 * lowered-kernel passes (global-mean GEMM, strided residual): a kernel absorbs producers
   (`Lowered.absorbed`), which get no step; its fused ops and FLOPs include theirs, and its
   byte model charges `Lowered.read_shapes` where it reads only part of an input.
+* route channel slices (plan pass 9): a FUSED_CONV2D read only by CHANNEL_SLICEs (sibling convs
+  merged by IR pass 8, fusion/horizontal.py) becomes one `conv2d_routed` step writing every
+  slice straight to the slice's own storage; the slices launch nothing (`channel_slice` steps,
+  placed before their wide conv so their storage is live from its write) and the wide tensor
+  has no storage.
 * concat elimination (pass 6): a CONCAT along the channel axis owns one buffer; each
   input produced by a kernel that can write a channel slice (`out=`, `out_channel_offset=`),
   read by nothing else and not itself requested, writes straight into its slice -- nested
@@ -20,9 +25,12 @@ from typing import Optional
 from ..ir.cost import fused_flops, tensor_bytes
 from ..ir.node import Node
 from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op, lookup
-from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered
+from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, Lowered, lower_routed_conv2d, unsupported
 from .memory import plan_memory
 
+
+
+NO_LAUNCH = ("view", "concat", "channel_slice")  # steps that launch no kernel
 
 
 @dataclasses.dataclass
@@ -44,7 +52,7 @@ class Step:
 
     @property
     def launches_kernel(self) -> bool:
-        return self.kernel not in ("view", "concat")
+        return self.kernel not in NO_LAUNCH
 
     @property
     def bytes(self) -> int:
@@ -89,8 +97,31 @@ def lower_program(program) -> list[tuple[Node, Lowered]]:
     return lowered
 
 
+def route_channel_slices(program, lowered: list[tuple[Node, Lowered]]) -> list[tuple[Node, Lowered]]:
+    """Plan pass 9 (route_channel_slices): each FUSED_CONV2D read only by CHANNEL_SLICEs (not itself requested) is lowered
+    as one routed kernel writing the slices; a CHANNEL_SLICE of anything else has no kernel."""
+    consumers = program.consumers()
+    requested = {o.name for o in program.outputs}
+    routed: dict[str, tuple[Node, ...]] = {}
+    for node, _ in lowered:
+        users = consumers.get(node.name, [])
+        if (node.op is Op.FUSED_CONV2D and users and node.name not in requested
+                and all(u.op is Op.CHANNEL_SLICE for u in users)):
+            routed[node.name] = tuple(sorted(users, key=lambda u: u.attrs["begin"]))
+    out = []
+    for node, low in lowered:
+        if node.name in routed:
+            low = lower_routed_conv2d(node, routed[node.name])
+        elif node.op is Op.CHANNEL_SLICE and node.inputs[0].name not in routed:
+            unsupported(node, f"its input {node.inputs[0].name} ({node.inputs[0].op.short}) is not a conv read only "
+                              f"by channel slices, which a routed conv kernel writes")
+        out.append((node, low))
+    return out
+
+
 def build_plan(program, dtype: str = "float32") -> Plan:
     lowered = lower_program(program)  # then the plan passes (fusion/pipeline.py PLAN_PASSES), below
+    lowered = route_channel_slices(program, lowered)
     uses = program.uses()
     requested = {o.name for o in program.outputs}
     by_node = {node.name: low for node, low in lowered}
@@ -120,7 +151,7 @@ def build_plan(program, dtype: str = "float32") -> Plan:
 
     def add(node, kernel, low, reads, params, fused, target=None, copy_from=None):
         step = Step(len(steps), node, kernel, low, fused, tuple(reads), tuple(params), target, copy_from)
-        if kernel == "view" or kernel == "concat":
+        if kernel in NO_LAUNCH:
             step.flops, step.bytes_read, step.bytes_written = 0, 0, 0
         else:
             step.bytes_read = sum(tensor_bytes(shape, act_dtype) for shape in _read_shapes(low, reads + params))
@@ -132,6 +163,10 @@ def build_plan(program, dtype: str = "float32") -> Plan:
         return step
 
     for node, low in lowered:
+        if low.kernel == "channel_slice":
+            continue  # added with its routed conv, below
+        for sl in low.routes:  # the slices' buffers first: live from the routed conv's write on
+            add(sl, "channel_slice", by_node[sl.name], [], [], (), target=targets.get(sl.name))
         reads = [i for i in low.reads if _is_activation(i)]
         params = [i for i in low.reads if not _is_activation(i)]
         fused = tuple(dict.fromkeys(o for a in low.absorbed + (node,) for o in program.origin_of(a)))

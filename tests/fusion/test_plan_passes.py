@@ -39,7 +39,7 @@ def check_numerics(g, outputs, dtype="float32", seed=0):
 
 def test_pipeline_lists_the_plan_passes():
     names = [name for name, _ in PLAN_PASSES]
-    assert names == ["concat_elimination", "memory_plan"]
+    assert names == ["route_channel_slices", "concat_elimination", "memory_plan"]
 
 
 def head_graph(mean="reduce_mean", head="conv", postnorm=False, hw=7, c=37, requested_mean=False):
