@@ -39,6 +39,7 @@ import numpy as np
 
 from .fusion.pipeline import run_passes
 from .fusion.program import Program, resolve_parameters
+from .feeds import check_value, feed_name, flatten_fetches, rebuild, to_numpy
 from .ir.node import FLOAT_DTYPES, Node, Tensor
 from .ir.ops import Op
 
@@ -47,39 +48,19 @@ PRECISIONS = ("ieee", "tf32")
 
 
 def _flatten_outputs(outputs, graph) -> tuple[list[Node], Any]:
-    """Nodes of `outputs` (a tensor, a name, or a list/tuple/dict of them) and a rebuild spec."""
-    nodes: list[Node] = []
-
-    def walk(o):
-        if isinstance(o, dict):
-            return ("dict", type(o), [(k, walk(v)) for k, v in o.items()])
-        if isinstance(o, (list, tuple)):
-            return ("seq", type(o), [walk(v) for v in o])
+    """Nodes of `outputs` (a tensor, a name, or a list/tuple/dict of them) and a rebuild spec
+    (slimtriton/feeds.py `flatten_fetches` / `rebuild`)."""
+    def node_of(o) -> Node:
         if isinstance(o, Tensor):
-            node = o.node
-        elif isinstance(o, Node):
-            node = o
-        elif isinstance(o, str):
+            return o.node
+        if isinstance(o, Node):
+            return o
+        if isinstance(o, str):
             if graph is None:
                 raise TypeError(f"output {o!r} is a name; pass a Graph to resolve it")
-            node = graph.node_by_name(o)
-        else:
-            raise TypeError(f"outputs must be Tensors, names, or lists/tuples/dicts of them; got {type(o).__name__}")
-        nodes.append(node)
-        return ("leaf", len(nodes) - 1)
-    return nodes, walk(outputs)
-
-
-def _rebuild(spec, values):
-    kind = spec[0]
-    if kind == "leaf":
-        return values[spec[1]]
-    if kind == "dict":
-        return spec[1]((k, _rebuild(v, values)) for k, v in spec[2])
-    seq = [_rebuild(v, values) for v in spec[2]]
-    if hasattr(spec[1], "_fields"):
-        return spec[1](*seq)
-    return spec[1](seq)
+            return graph.node_by_name(o)
+        raise TypeError(f"outputs must be Tensors, names, or lists/tuples/dicts of them; got {type(o).__name__}")
+    return flatten_fetches(outputs, node_of)
 
 
 def _graph_nodes(graph) -> list[Node]:
@@ -127,19 +108,22 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None, batch: 
 
 
 class KernelInfo:
-    """One kernel of a compiled model: fused ops, shapes, FLOPs, modeled bytes, launches, source."""
+    """One kernel of a compiled model: a view of its plan step (`step`, a
+    slimtriton.runtime.step.Step: the kernel call as data, fused ops, shapes, FLOPs, modeled
+    bytes) plus what needs the model: the launches it makes and their Triton source."""
 
     def __init__(self, model: "CompiledModel", step):
         self._model = model
         self.step = step
-        self.name = step.node.name
-        self.kernel = step.kernel
-        self.fused_ops = step.fused
-        self.flops = step.flops
-        self.bytes_read = step.bytes_read
-        self.bytes_written = step.bytes_written
-        self.input_shapes = [tuple(n.shape) for n in step.reads]
-        self.output_shape = tuple(step.copy_from.shape if step.copy_from is not None else step.node.shape)
+
+    name = property(lambda self: self.step.name, doc="the layer (IR node) the kernel computes")
+    kernel = property(lambda self: self.step.kernel, doc="kernels.<kernel>, the host wrapper called")
+    fused_ops = property(lambda self: self.step.fused_ops, doc="the recorded IR ops it computes")
+    flops = property(lambda self: self.step.flops)
+    bytes_read = property(lambda self: self.step.bytes_read, doc="modeled DRAM bytes read")
+    bytes_written = property(lambda self: self.step.bytes_written, doc="modeled DRAM bytes written")
+    input_shapes = property(lambda self: self.step.input_shapes, doc="shapes of the activations it reads")
+    output_shape = property(lambda self: self.step.output_shape, doc="the shape it writes")
 
     @property
     def launches(self) -> list:
@@ -221,10 +205,8 @@ class CompiledModel:
     def _bucket(self, batch: int) -> tuple[int, object, object]:
         """(the bucket that runs `batch`, its executor, its CUDA graph runner or None); the
         executor and runner are built at the bucket's first call."""
-        if not 1 <= batch <= self.max_batch:
-            raise ValueError(f"batch {batch} is outside the range this model was compiled for: 1..{self.max_batch} "
-                             f"(batch buckets {self.batch_sizes}); compile with a larger max_batch or batch_sizes")
-        bucket = next(b for b in self.batch_sizes if b >= batch)
+        from .runtime.buckets import bucket_for
+        bucket = bucket_for(batch, self.batch_sizes)  # a ValueError naming the batch and the range
         if bucket not in self._buckets:
             from .runtime.executor import PlanExecutor
             bplan = self.plans[bucket]
@@ -259,7 +241,7 @@ class CompiledModel:
                 raise TypeError(f"call the model with one array (or a dict of feeds), got {len(args)} arguments")
             arg = args[0]
             if isinstance(arg, Mapping):
-                feeds = {**{self._feed_name(k): v for k, v in arg.items()}, **feeds}
+                feeds = {**{feed_name(k, "feed"): v for k, v in arg.items()}, **feeds}
             else:
                 if len(inputs) != 1:
                     raise TypeError(f"the model has {len(inputs)} placeholders "
@@ -285,7 +267,8 @@ class CompiledModel:
                 self._stream_order()
             if self.plans:
                 bucket, executor, runner = self._bucket(batch)
-                tensors = {k: _pad_batch(t, bucket) if k in self._dynamic_inputs else t for k, t in tensors.items()}
+                from .runtime.buckets import pad_batch
+                tensors = {k: pad_batch(t, bucket) if k in self._dynamic_inputs else t for k, t in tensors.items()}
                 results = (executor.run(tensors, after_step=after_step) if runner is None or after_step is not None
                            else runner.run(tensors))
                 results = [r[:batch] if bucket != batch else r for r in results]  # every output leads with the batch
@@ -296,10 +279,10 @@ class CompiledModel:
             final = []
             for node, r in zip(self.plan.outputs, results):
                 if as_numpy:
-                    final.append(_to_numpy(r, node.dtype))
+                    final.append(to_numpy(r, node.dtype))
                 else:  # the graph's recorded dtype, on the (first) input tensor's device
                     final.append(r.to(device=out_device, dtype=_torch_dtype(node.dtype)))
-        return _rebuild(self._spec, final)
+        return rebuild(self._spec, final)
 
     def _batch_of(self, tensors: dict) -> int:
         """The batch of the feeds of the placeholders with an unknown batch (they must agree)."""
@@ -308,14 +291,6 @@ class CompiledModel:
             raise ValueError("the feeds of the unknown batch disagree on its size: "
                              + ", ".join(f"{k} has batch {b}" for k, b in batches.items()))
         return next(iter(batches.values()))
-
-    def _feed_name(self, key) -> str:
-        node = getattr(key, "node", key)
-        if isinstance(node, Node):
-            return node.name
-        if isinstance(node, str):
-            return node.split(":")[0]
-        raise TypeError(f"feed keys must be Tensors, Nodes or placeholder names, got {type(key).__name__}")
 
     def _convert(self, node: Node, value):
         """A feed as a contiguous tensor of the compute dtype on the model's device. A torch
@@ -332,12 +307,8 @@ class CompiledModel:
 
     def to_module(self):
         """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
-        if self.plans:
-            raise NotImplementedError(f"to_module of a dynamic-batch model (batch buckets {self.batch_sizes}) is not "
-                                      f"supported: the module runs one static plan; compile the graph at a static "
-                                      f"batch (st.placeholder([N, ...])) for a module")
-        from .torch_module import to_module
-        return to_module(self, _rebuild, resolve_device)
+        from .torch_module import to_module  # a dynamic-batch model's module takes any batch <= max_batch
+        return to_module(self, kernel_device)
 
     def _check_feed(self, node: Node, value):
         """`value` (a torch tensor as is, anything else as a NumPy array) after checking its shape
@@ -346,20 +317,17 @@ class CompiledModel:
         if not isinstance(value, torch.Tensor):
             value = np.asarray(value)
         shape = tuple(int(d) for d in value.shape)
-        dtype = str(value.dtype).replace("torch.", "")
         node = self._dynamic_inputs.get(node.name, node)  # the recorded [None, ...]: any batch
+        expected = None
         if node.dynamic_batch and len(shape) == len(node.shape) and shape[1:] == tuple(node.shape[1:]):
             if not 1 <= shape[0] <= self.max_batch:
                 raise ValueError(f"input {node.name}: batch {shape[0]} is outside the range this model was compiled "
                                  f"for: 1..{self.max_batch} (batch buckets {self.batch_sizes})")
-            shape = (None, *shape[1:])
-        allowed = {node.dtype, self.dtype}
-        if node.dtype in DTYPES:  # a float placeholder takes any float feed, cast as TF's feed_dict does
-            allowed |= {*DTYPES, "float64"}
-        if shape != tuple(node.shape) or dtype not in allowed:
-            also = f" (or {self.dtype})" if self.dtype != node.dtype else ""
-            raise ValueError(f"input {node.name}: expected {node.dtype}{list(node.shape)}{also}, "
-                             f"got {dtype}{list(shape)}")
+            expected = shape
+        # a float placeholder takes any float feed, cast as TF's feed_dict does; any other also
+        # takes the compute dtype
+        check_value(node, value, "placeholder", shape=expected,
+                    also_dtypes=() if node.dtype in FLOAT_DTYPES else (self.dtype,))
         return value
 
     # -- analysis ---------------------------------------------------------------------------
@@ -393,11 +361,9 @@ class CompiledModel:
         """Write this model as an engine directory (`slimtriton.engine`): the fused plan, the
         prepared parameters, tile winners, a manifest with versions and hashes, and, for each
         compute capability in `archs` (e.g. (90,)), every kernel compiled ahead of time (no GPU
-        needed). `st.load_compiled(path)` runs it without the compiler."""
-        if self.plans:
-            raise NotImplementedError(f"saving a dynamic-batch model (batch buckets {self.batch_sizes}) is not "
-                                      f"supported: an engine holds one static plan; compile the graph at a static "
-                                      f"batch (st.placeholder([N, ...])) to save it")
+        needed). `st.load_compiled(path)` runs it without the compiler. A dynamic-batch model
+        saves one plan per batch bucket over one copy of the parameters, and loads as the same
+        dynamic model."""
         from .engine import save
         return save(self, path, archs=archs, overwrite=overwrite, meta=meta)
 
@@ -409,14 +375,6 @@ class CompiledModel:
         batch = f", batch buckets={self.batch_sizes}" if self.plans else ""
         return (f"CompiledModel({len(self.kernels)} kernels, dtype={self.dtype}, device={self.device}{batch}, "
                 f"{'analysis only' if self.analysis_only else 'callable'})")
-
-
-def _pad_batch(t, bucket: int):
-    """`t` with zero examples appended up to `bucket` (its leading dimension is the batch)."""
-    if t.shape[0] == bucket:
-        return t
-    import torch
-    return torch.cat([t, t.new_zeros((bucket - t.shape[0], *t.shape[1:]))])
 
 
 def bucket_sizes(max_batch=None, batch_sizes=None) -> list[int]:
@@ -485,15 +443,6 @@ def _torch_dtype(dtype: str):
     return getattr(torch, dtype)  # a float dtype name (compile refuses other outputs)
 
 
-def _to_numpy(t, dtype: str) -> np.ndarray:
-    import torch
-    t = t.detach()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    arr = t.cpu().numpy()
-    return arr.astype(np.float32 if dtype == "bfloat16" else np.dtype(dtype), copy=False)
-
-
 def _progress(desc: str):
     def wrap(items):
         try:
@@ -509,13 +458,15 @@ def load_compiled(path, device=None, cuda_graph: bool = True) -> CompiledModel:
     the parameters are used as saved), on `device` (None: CUDA when present, else the CPU with
     the Triton interpreter)."""
     from .engine import load
-    dev = resolve_device(device)
-    the_plan, spec, params, precision = load(path, dev)
-    return CompiledModel(the_plan, spec, None, dev, precision, cuda_graph, prepared=params)
+    dev = kernel_device(device)
+    e = load(path, dev)  # a dynamic-batch engine: one plan per batch bucket, as `compile(..., max_batch=N)`
+    return CompiledModel(e.plan, e.output_spec, None, dev, e.precision, cuda_graph, prepared=e.params,
+                         bucket_plans=e.plans, recorded_inputs=e.dynamic_inputs)
 
 
-def resolve_device(device):
-    """None -> CUDA when present, else the CPU with the Triton interpreter (and a warning).
+def kernel_device(device):
+    """The device the Triton kernels run on: None -> CUDA when present, else the CPU with the
+    Triton interpreter (and a warning).
 
     An explicit device must be one the kernels can run on in this process: Triton runs
     either compiled for the GPU or interpreted (`TRITON_INTERPRET=1`, fixed before
@@ -595,13 +546,13 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
             raise ValueError("max_batch/batch_sizes apply to a graph recorded with an unknown batch "
                              "(st.placeholder([None, ...])); this graph's outputs have a static batch")
         the_plan = plan(graph, nodes, dtype, log=log, weights=weights)  # NotImplementedError (op, scope) for what cannot run
-        dev = resolve_device(device) if weights is not None else None
+        dev = kernel_device(device) if weights is not None else None
         return CompiledModel(the_plan, spec, weights, dev, precision, cuda_graph, poison)
     if max_batch is None and batch_sizes is None:
         raise ValueError(f"placeholders {[n.name for n in dynamic]} have an unknown batch (None): pass "
                          f"max_batch=N (or batch_sizes=[...]) to compile one model for batches up to N")
     plans = _dynamic_plans(graph, nodes, dtype, log, weights, max_batch, batch_sizes)
-    dev = resolve_device(device) if weights is not None else None
+    dev = kernel_device(device) if weights is not None else None
     recorded = [n for n in _graph_nodes(graph) if n.op is Op.PLACEHOLDER]
     return CompiledModel(plans[max(plans)], spec, weights, dev, precision, cuda_graph, poison,
                          bucket_plans=plans, recorded_inputs=recorded)

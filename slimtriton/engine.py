@@ -16,9 +16,16 @@ An engine directory holds
                          weights in the compute dtype, fp32 epilogue vectors), keyed by plan key
     params.json          how to rebuild each prepared parameter (PackedWeight fields)
     tiles.json           the autotune cache entries (tile winners) of this Triton version
-    aot/sm_XX/           with `archs`: every kernel specialization the plan launches, compiled
-                         ahead of time for sm_XX into a Triton cache directory (as `slimtriton
-                         audit` compiles them, on a machine without a GPU)
+    program_batch{B}.json  a dynamic-batch model (`st.compile(..., max_batch=N)`): one fused
+                         program per batch bucket B instead of program.json, listed in the
+                         manifest's `programs` with `batch_sizes`, `batch_range` and the
+                         recorded `dynamic_inputs` ([None, ...]); every bucket reads the one
+                         params.safetensors (the buckets' plans read the same prepared
+                         parameters, checked at compile time and again at load)
+    aot/sm_XX/           with `archs`: every kernel specialization the plan launches (every
+                         bucket's plan for a dynamic model), compiled ahead of time for sm_XX into
+                         a Triton cache directory (as `slimtriton audit` compiles them, on a
+                         machine without a GPU); the manifest lists each with the buckets using it
 
 Loading checks the format and the hashes first (a damaged or edited file is one
 `EngineError` naming the file), then the versions: another slimtriton or Triton version is an
@@ -26,6 +33,8 @@ error (the plan's kernels and their cache keys belong to a version), another tor
 warning. The plan is rebuilt from program.json by the lowering table only (`build_plan`: no
 fusion pass runs), the parameters come from params.safetensors as they were (no folding, no
 packing), so the outputs are bit for bit those of the saved model on the same device and dtype.
+A dynamic-batch engine loads as the dynamic model it was: one plan per bucket rebuilt the same
+way, the shared arena, any batch up to its largest bucket (a batch outside is one error).
 On a CUDA device whose compute capability has an `aot/sm_XX` entry, those kernels are copied
 into Triton's cache directory, where the Triton JIT looks for a kernel before compiling it
 (same Triton version, same specialization); any kernel whose entry does not match is compiled
@@ -34,6 +43,7 @@ the kernels will be JIT-compiled.
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -212,10 +222,13 @@ def save(model, path, archs=(), overwrite: bool = False, meta: dict | None = Non
     path.mkdir(parents=True)
 
     plan = model.plan
-    (path / PROGRAM).write_text(json.dumps(program_to_json(plan.program), indent=1))
+    buckets = dict(model.plans)  # batch bucket -> plan; {} for a static model
+    programs = {b: program_file(b) for b in buckets} if buckets else {None: PROGRAM}
+    for b, name in programs.items():
+        (path / name).write_text(json.dumps(program_to_json((buckets[b] if b else plan).program), indent=1))
 
     tensors, how = {}, {}
-    for key, value in model._executor.params.items():
+    for key, value in model._params.items():  # prepared once; every bucket's plan reads them
         if isinstance(value, PackedWeight):
             tensors[key] = value.data.detach().cpu().contiguous()
             how[key] = {"packed": value.kind, "kh": value.kh, "kw": value.kw, "cin": value.cin, "cout": value.cout}
@@ -228,29 +241,66 @@ def save(model, path, archs=(), overwrite: bool = False, meta: dict | None = Non
     (path / PARAMS_META).write_text(json.dumps(how, indent=1, sort_keys=True))
     (path / TILES).write_text(json.dumps(_tile_entries(), indent=1, sort_keys=True))
 
-    aot = {arch: _compile_ahead_of_time(model, path / "aot" / f"sm_{arch}", arch) for arch in archs}
-    files = {name: _sha256_file(path / name) for name in (PROGRAM, PARAMS, PARAMS_META, TILES)}
+    launches = _bucket_launches(model)
+    aot = {arch: _compile_ahead_of_time(launches, path / "aot" / f"sm_{arch}", arch) for arch in archs}
+    files = {name: _sha256_file(path / name) for name in (*programs.values(), PARAMS, PARAMS_META, TILES)}
     for arch in archs:
         root = path / "aot" / f"sm_{arch}"
         for f in sorted(p for p in root.rglob("*") if p.is_file()):
             files[str(f.relative_to(path))] = _sha256_file(f)
+    dynamic = set(model._dynamic_inputs) if buckets else set()
+
+    def io(n, dynamic_batch):
+        shape = [None, *n.shape[1:]] if dynamic_batch else list(n.shape)
+        return {"name": n.name, "shape": shape, "dtype": n.dtype}
     manifest = {
         "format": FORMAT,
         "versions": _versions(),
         "dtype": plan.dtype,
         "precision": model.precision,
-        "inputs": [{"name": n.name, "shape": list(n.shape), "dtype": n.dtype} for n in plan.inputs],
-        "outputs": [{"name": n.name, "shape": list(n.shape), "dtype": n.dtype} for n in plan.outputs],
+        "inputs": [io(n, n.name in dynamic) for n in plan.inputs],
+        "outputs": [io(n, bool(buckets)) for n in plan.outputs],  # a dynamic model's outputs all lead with the batch
         "output_spec": _spec_to_json(model._spec),
-        "batch": [n.shape[0] for n in plan.inputs if n.shape],
+        "batch": [None if n.name in dynamic else n.shape[0] for n in plan.inputs if n.shape],
         "target_archs": list(archs),
         "aot_kernels": aot,
         "parameter_sha256": {k: _sha256_tensor(v) for k, v in tensors.items()},
         "files": files,
         "meta": dict(meta or {}),
     }
+    if buckets:
+        manifest.update({
+            "batch_sizes": list(buckets),
+            "batch_range": [1, max(buckets)],
+            "programs": {str(b): name for b, name in programs.items()},
+            "dynamic_inputs": [_placeholder_json(n) for n in model._dynamic_inputs.values()],
+        })
     (path / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return path
+
+
+def program_file(batch: int) -> str:
+    """The file of a dynamic-batch engine's program for batch bucket `batch`."""
+    return f"program_batch{batch}.json"
+
+
+def _placeholder_json(n) -> dict:
+    return {"name": n.name, "attrs": {k: _encode(v) for k, v in n.attrs.items()}, "shape": list(n.shape),
+            "dtype": n.dtype}
+
+
+def _placeholder_from_json(d) -> Node:
+    attrs = {k: _decode(v) for k, v in d["attrs"].items()}
+    return Node.make(Op.PLACEHOLDER, (), attrs, tuple(d["shape"]), d["dtype"], d["name"])
+
+
+def _bucket_launches(model) -> list[tuple]:
+    """[(batch bucket or None, KernelLaunch)] of every plan of `model`, recorded on meta tensors."""
+    if not model.plans:
+        return [(None, launch) for step in model.launches() for launch in step]
+    from .runtime.launches import record_plan_launches
+    return [(b, launch) for b, p in model.plans.items()
+            for step in record_plan_launches(p, model.precision) for launch in step]
 
 
 def _tile_entries() -> dict:
@@ -262,20 +312,23 @@ def _tile_entries() -> dict:
     return {k: v for k, v in config._load_cache().items() if tag in k}
 
 
-def _compile_ahead_of_time(model, cache_dir: Path, arch: int) -> list[dict]:
-    """Compile every distinct kernel specialization of the plan for sm_`arch` into a Triton cache
-    directory (a subprocess with the interpreter off, as the audit does); one entry per kernel."""
+def _compile_ahead_of_time(launches, cache_dir: Path, arch: int) -> list[dict]:
+    """Compile every distinct kernel specialization of `launches` ([(batch bucket or None,
+    KernelLaunch)]) for sm_`arch` into a Triton cache directory (a subprocess with the
+    interpreter off, as the audit does); one entry per specialization, with the batch buckets
+    that launch it for a dynamic-batch model."""
     from .kernels import audit
 
-    launches = [launch for step in model.launches() for launch in step]
-    specs, names, seen = [], [], set()
-    for launch in launches:
+    specs, names, batches, index = [], [], [], {}
+    for bucket, launch in launches:
         key = launch.key()
-        if key in seen:
-            continue
-        seen.add(key)
-        specs.append(audit._spec(launch, arch))
-        names.append(launch.name)
+        if key not in index:
+            index[key] = len(specs)
+            specs.append(audit._spec(launch, arch))
+            names.append(launch.name)
+            batches.append([])
+        if bucket is not None and bucket not in batches[index[key]]:
+            batches[index[key]].append(bucket)
     cache_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TRITON_INTERPRET="0", TRITON_CACHE_DIR=str(cache_dir.resolve()))
     proc = subprocess.run([sys.executable, "-m", "slimtriton.kernels.audit", "--worker"], input=json.dumps(specs),
@@ -288,9 +341,14 @@ def _compile_ahead_of_time(model, cache_dir: Path, arch: int) -> list[dict]:
     if failed:
         raise RuntimeError(f"ahead-of-time compilation for sm_{arch} failed for {len(failed)} kernel(s): "
                            + "; ".join(f"{n}: {e}" for n, e in failed[:5]))
-    return [{"layer": n, "kernel": s["fn"], "num_warps": s["num_warps"], "num_stages": s["num_stages"],
-             "registers": r.get("registers"), "spill_bytes": r.get("stack_bytes", 0) + r.get("local_bytes", 0)}
-            for n, s, r in zip(names, specs, results)]
+    entries = []
+    for n, s, r, b in zip(names, specs, results, batches):
+        entry = {"layer": n, "kernel": s["fn"], "num_warps": s["num_warps"], "num_stages": s["num_stages"],
+                 "registers": r.get("registers"), "spill_bytes": r.get("stack_bytes", 0) + r.get("local_bytes", 0)}
+        if b:
+            entry["batches"] = b
+        entries.append(entry)
+    return entries
 
 
 # -- load ---------------------------------------------------------------------------------------
@@ -328,15 +386,67 @@ def _verify_files(path: Path, digests: dict) -> None:
             _fail(path, f"{name} is damaged or was edited (its SHA-256 differs from the manifest's)")
 
 
-def load(path, device) -> tuple:
-    """(plan, output spec, prepared parameters, precision) of the engine at `path`, its parameters
-    on `device` (a torch.device); `slimtriton.compiler.load_compiled` makes the model of them."""
+@dataclasses.dataclass
+class LoadedEngine:
+    """What `load` rebuilt; `slimtriton.compiler.load_compiled` makes the model of it."""
+    plan: object                  # the plan (a dynamic model's largest bucket)
+    output_spec: tuple
+    params: dict                  # the prepared parameters, on the device
+    precision: str
+    plans: dict                   # batch bucket -> plan (dynamic batch); {} for a static engine
+    dynamic_inputs: list          # the recorded placeholders with the unknown batch ([None, ...])
+
+
+def _load_program(path: Path, name: str, dtype: str):
+    from .runtime.plan import build_plan
+    try:
+        program = program_from_json(json.loads((path / name).read_text()))
+    except (KeyError, ValueError, TypeError) as exc:
+        _fail(path, f"{name} does not describe a valid program ({type(exc).__name__}: {exc})")
+    return build_plan(program, dtype)
+
+
+def _load_bucket_plans(path: Path, manifest: dict) -> tuple[dict, list]:
+    """{batch bucket: plan} and the dynamic placeholders of a dynamic-batch engine, each program
+    checked to be planned at its bucket's batch."""
+    try:
+        programs = {int(b): name for b, name in manifest["programs"].items()}
+        sizes = [int(b) for b in manifest["batch_sizes"]]
+        dynamic = [_placeholder_from_json(d) for d in manifest["dynamic_inputs"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        _fail(path, f"{MANIFEST}: the dynamic batch entries are incomplete or malformed "
+                    f"({type(exc).__name__}: {exc})")
+    if sorted(programs) != sorted(sizes) or not sizes or manifest.get("batch_range") != [1, max(sizes)]:
+        _fail(path, f"{MANIFEST}: batch_sizes {sizes}, batch_range {manifest.get('batch_range')} and programs "
+                    f"{sorted(programs)} disagree")
+    if not dynamic or any(not n.dynamic_batch for n in dynamic):
+        _fail(path, f"{MANIFEST}: dynamic_inputs must list the placeholders recorded with a None batch")
+    names = {n.name for n in dynamic}
+    plans = {}
+    for b in sorted(programs):
+        name = programs[b]
+        if name not in manifest["files"]:
+            _fail(path, f"{name} (the program of batch {b}) is not among the manifest's hashed files")
+        plans[b] = _load_program(path, name, manifest["dtype"])
+        wrong = [f"{n.name}{list(n.shape)}" for n in plans[b].inputs if n.name in names and n.shape[0] != b]
+        if wrong:
+            _fail(path, f"{name} should hold the plan for batch {b}; its inputs are {wrong}")
+    first = plans[min(plans)]
+    for b, p in plans.items():
+        if p.prep != first.prep:
+            _fail(path, f"{programs[b]} reads other parameters than {programs[min(plans)]}; the buckets of an "
+                        f"engine share one set of prepared parameters")
+    return plans, dynamic
+
+
+def load(path, device) -> LoadedEngine:
+    """The plan(s), output spec, prepared parameters (on `device`, a torch.device) and precision
+    of the engine at `path`; `slimtriton.compiler.load_compiled` makes the model of them."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from .kernels import config
     from .kernels.conv import PackedWeight
-    from .runtime.plan import build_plan
 
     path = Path(path)
     manifest = read_manifest(path)
@@ -348,11 +458,12 @@ def load(path, device) -> tuple:
     if saved["torch"] != now["torch"]:
         warnings.warn(f"slimtriton: engine {path} was saved with torch {saved['torch']}, this process has torch "
                       f"{now['torch']}", stacklevel=3)
-    try:
-        program = program_from_json(json.loads((path / PROGRAM).read_text()))
-    except (KeyError, ValueError, TypeError) as exc:
-        _fail(path, f"{PROGRAM} does not describe a valid program ({type(exc).__name__}: {exc})")
-    plan = build_plan(program, manifest["dtype"])
+    if "programs" in manifest:  # a dynamic-batch engine: one program per batch bucket
+        plans, dynamic = _load_bucket_plans(path, manifest)
+        plan = plans[max(plans)]
+    else:
+        plans, dynamic = {}, []
+        plan = _load_program(path, PROGRAM, manifest["dtype"])
     try:
         tensors = load_file(str(path / PARAMS), device="cpu")
     except (SafetensorError, OSError) as exc:
@@ -376,7 +487,7 @@ def load(path, device) -> tuple:
                                  if k not in config._load_cache()})
     if device.type == "cuda":
         _install_aot_kernels(path, manifest, device)
-    return plan, _spec_from_json(manifest["output_spec"]), params, manifest["precision"]
+    return LoadedEngine(plan, _spec_from_json(manifest["output_spec"]), params, manifest["precision"], plans, dynamic)
 
 
 def _install_aot_kernels(path: Path, manifest: dict, device) -> None:

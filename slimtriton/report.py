@@ -81,7 +81,7 @@ def extern_conv_plus_pointwise_plan(program, dtype: str) -> list[dict]:
 
 
 def slimtriton_plan(plan) -> list[dict]:
-    return [{"ops": list(s.fused), "bytes": s.bytes, "kernel": s.kernel} for s in plan.steps if s.launches_kernel]
+    return [{"ops": list(s.fused_ops), "bytes": s.bytes, "kernel": s.kernel} for s in plan.kernels]
 
 
 def plan_summary(plan) -> dict:
@@ -136,7 +136,7 @@ def scope_prefix(plan) -> str:
     """The scope every fused op of the plan's kernels lies in (e.g. 'resnet_v1_50'): the report
     names layers relative to it. A one-kernel plan has none (it would swallow the layer)."""
     kernels = plan.kernels
-    return common_scope([name for step in kernels for name in step.fused]) if len(kernels) > 1 else ""
+    return common_scope([name for step in kernels for name in step.fused_ops]) if len(kernels) > 1 else ""
 
 
 def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:
@@ -144,7 +144,7 @@ def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:
     ops without a scope of their own (a net-level pad) left out, or their top-level scopes joined
     by '+' when they share none; their op kinds in order, joined by '+'), e.g.
     ('block1/unit_1/bottleneck_v1', 'conv2d+batch_norm+add+relu')."""
-    names = list(step.fused)
+    names = list(step.fused_ops)
     kinds = []
     for name in names:
         rec = program.recorded.get(name) if program is not None else None
@@ -155,11 +155,6 @@ def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:
     if not layer:
         layer = "+".join(dict.fromkeys(n.split("/")[0] for n in scoped))
     return layer, "+".join(kinds)
-
-
-def _output_shape(step) -> tuple:
-    """The shape a kernel step writes (a copy step: its source's)."""
-    return step.copy_from.shape if step.copy_from is not None else step.node.shape
 
 
 def launch_tile(launch) -> str:
@@ -204,13 +199,13 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
     ktile = max([len(t) for *_, t in rows] + [len("triton kernel")])
     layer_w = min(max([len(layer) for _, layer, _, _ in rows] + [5]), 48)
     kind_w = max([len(s.kernel) for s, *_ in rows] + [len("kernel")])
-    out_w = max([len(str(list(_output_shape(s)))) for s, *_ in rows] + [len("output")])
+    out_w = max([len(str(list(s.output_shape))) for s, *_ in rows] + [len("output")])
     lines.append(f"{'#':>3}  {'kernel':<{kind_w}} {'triton kernel':<{ktile}} {'output':<{out_w}} {'MFLOP':>9} "
                  f"{'read':>10} {'written':>10}  {'layer':<{layer_w}}  ops")
     steps_json = []
     for k, (s, layer, kinds, tile) in enumerate(rows):
-        ops = list(s.fused)
-        shape = _output_shape(s)
+        ops = list(s.fused_ops)
+        shape = s.output_shape
         where = ""
         if s.target is not None:  # the concat, named relative to the scope it shares with the layer
             full = f"{prefix}/{layer}/x" if prefix else f"{layer}/x"

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from .executor import evaluate
+from .executor import evaluate, needed_nodes
+from .feeds import check_value, flatten_fetches, host_feed, rebuild, resolve_feeds, to_numpy
 from .ir.graph import Graph
 from .ir.node import Node, Tensor
 from .ir.ops import Op
@@ -95,40 +94,10 @@ class Session:
         raise TypeError(f"cannot fetch a {type(fetch).__name__} ({fetch!r}); fetches are Tensors, "
                         f"tensor names, or lists/tuples/dicts of them")
 
-    def _flatten(self, fetches, out: list):
-        if isinstance(fetches, dict):
-            for v in fetches.values():
-                self._flatten(v, out)
-        elif isinstance(fetches, (list, tuple)):
-            for v in fetches:
-                self._flatten(v, out)
-        else:
-            out.append(self._node(fetches))
-
-    @staticmethod
-    def _rebuild(fetches, values):
-        if isinstance(fetches, dict):
-            return type(fetches)((k, Session._rebuild(v, values)) for k, v in fetches.items())
-        if isinstance(fetches, tuple) and hasattr(fetches, "_fields"):  # namedtuple
-            return type(fetches)(*(Session._rebuild(v, values) for v in fetches))
-        if isinstance(fetches, (list, tuple)):
-            return type(fetches)(Session._rebuild(v, values) for v in fetches)
-        return next(values)
-
-    def _feeds(self, feed_dict) -> dict[Node, Any]:
-        feeds = {}
-        for key, value in (feed_dict or {}).items():
-            node = self._node(key)
-            if node in feeds:
-                raise ValueError(f"feed_dict feeds {node.name} twice")
-            feeds[node] = value
-        return feeds
-
     def run(self, fetches, feed_dict=None):
         """Evaluate `fetches` (same structure back, NumPy arrays) with `feed_dict` {Tensor|name: array}."""
-        nodes: list[Node] = []
-        self._flatten(fetches, nodes)
-        feeds = self._feeds(feed_dict)
+        nodes, spec = flatten_fetches(fetches, self._node)
+        feeds = resolve_feeds(feed_dict, self._node)
         graph_nodes, batch = self.graph.nodes, None
         if self._dynamic and self.backend != "triton":  # triton: compiled for the batch (_run_triton)
             batch = feed_batch(feeds) or 1  # nothing of the batch fed: no fetched value depends on it
@@ -143,7 +112,7 @@ class Session:
         else:
             values = self._run_triton(nodes, feeds)
         arrays = [to_numpy(v, n.dtype) for v, n in zip(values, nodes)]
-        return self._rebuild(fetches, iter(arrays))
+        return rebuild(spec, arrays)
 
     def _specialize(self, batch: int):
         """(the graph's nodes at `batch`, {name: node}), computed once per batch."""
@@ -154,9 +123,9 @@ class Session:
 
     # -- backends -------------------------------------------------------------------------------
     def _run_torch(self, graph_nodes, nodes, feeds):
-        from .eager.torch_backend import convert_weights, ieee_float32, make_torch_table, resolve_device
+        from .eager.torch_backend import convert_weights, ieee_float32, make_torch_table, torch_device
         dtype = self.compile_options.get("dtype", "float32")
-        device = resolve_device(self.device)
+        device = torch_device(self.device)
         if self._torch is None:
             table = make_torch_table(device, dtype, cache_weight_layouts=True)
             self._torch = (table, convert_weights(self.weights, used_variables(self.graph), device, dtype))
@@ -167,7 +136,6 @@ class Session:
     def _run_triton(self, nodes, feeds):
         """Compile once per fetch set; call the model with feeds by placeholder name."""
         from . import compiler
-        from .executor import check_value, needed_nodes
         if not nodes:
             return []
         for node, value in feeds.items():
@@ -195,32 +163,9 @@ class Session:
             self._compiled[key] = model
         # Every placeholder feed goes to the model, which ignores those its outputs do not need
         # (the rule of the compiled model and of every Session backend).
-        kwargs = {node.name: _host_feed(value, node.dtype) for node, value in feeds.items()}
+        kwargs = {node.name: host_feed(value, node.dtype) for node, value in feeds.items()}
         result = model(**kwargs)
         if len(result) != len(nodes):
             raise RuntimeError(f"compiled model returned {len(result)} values for {len(nodes)} fetches")
         return list(result)
 
-
-def _host_feed(value, dtype: str):
-    """A feed as the placeholder's dtype (torch tensors pass through; bfloat16 goes as float32)."""
-    if hasattr(value, "detach"):
-        return value
-    return np.asarray(value, dtype=np.float32 if dtype == "bfloat16" else np.dtype(dtype))
-
-
-def to_numpy(value, dtype: str) -> np.ndarray:
-    """A backend value (NumPy array, torch tensor, scalar) as a NumPy array of the node's dtype."""
-    if hasattr(value, "detach"):  # torch tensor
-        import torch
-        value = value.detach()
-        if dtype == "bfloat16":
-            return value.to(torch.bfloat16).float().cpu().numpy()
-        if value.dtype == torch.bfloat16:
-            value = value.float()
-        return value.cpu().numpy().astype(np.dtype(dtype), copy=False)
-    if dtype == "bfloat16":
-        import torch
-        rounded = torch.from_numpy(np.asarray(value, dtype=np.float32)).to(torch.bfloat16).float()
-        return rounded.numpy()
-    return np.asarray(value).astype(np.dtype(dtype), copy=False)

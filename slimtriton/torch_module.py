@@ -21,6 +21,13 @@ have no backward). Under `torch.compile` the forward is a clean graph break
 (`torch.compiler.disable`): dynamo does not trace into the Triton launches, it calls the
 module eagerly between the compiled graphs around it; `fullgraph=True` therefore refuses it.
 On CUDA the module launches the kernels one by one (no CUDA graph; `model(x)` uses one).
+
+A dynamic-batch model (`st.compile(..., max_batch=N)`) gives a module whose forward takes any
+batch up to N, with the model's bucket logic (slimtriton.runtime.buckets: the smallest bucket
+that holds the batch runs, its inputs zero-padded and the outputs sliced back; a batch outside
+1..N is one ValueError naming it and the range). Its buckets share the packed weights and one
+activation arena (runtime.executor.SharedArena); the buffers and state_dict are the same as a
+static module's.
 """
 from __future__ import annotations
 
@@ -28,6 +35,8 @@ from typing import Mapping
 
 import numpy as np
 import torch
+
+from .feeds import rebuild
 
 INFERENCE_ONLY = ("slimtriton modules are inference only: the Triton kernels have no backward. Call it under "
                   "torch.no_grad() or torch.inference_mode(), or pass inputs that do not require grad "
@@ -62,16 +71,19 @@ def source_variables(plan) -> list[str]:
 
 class CompiledModule(torch.nn.Module):
     """A compiled plan as a torch module (see the module docstring). Build it with
-    `CompiledModel.to_module()`, which hands over the compiler's `rebuild(spec, values)` (the
-    output structure) and `resolve_device(device)` (refuses what the kernels cannot run on):
-    this module sits beside the compiler and does not import it (no import cycle)."""
+    `CompiledModel.to_module()`, which hands over the compiler's `kernel_device(device)` (refuses
+    what the kernels cannot run on): this module sits beside the compiler and does not import
+    it (no import cycle). Outputs are rebuilt into the compiled structure by
+    slimtriton/feeds.py `rebuild`, as the model's own are."""
 
-    def __init__(self, model, weights: Mapping[str, np.ndarray], rebuild, resolve_device):
+    def __init__(self, model, weights: Mapping[str, np.ndarray], kernel_device):
         super().__init__()
-        self._plan = model.plan
+        self._plan = model.plan  # a dynamic-batch model's largest bucket
+        self._plans = dict(model.plans)  # batch bucket -> plan of a dynamic-batch model; {} for a static one
+        self._batch_sizes = list(self._plans)
+        self._dynamic = {n.name for n in model.plan.inputs if n.name in model._dynamic_inputs} if self._plans else set()
         self._spec = model._spec
-        self._rebuild = rebuild
-        self._resolve_device = resolve_device
+        self._kernel_device = kernel_device
         self._precision = model.precision
         self._variables = source_variables(model.plan)
         missing = [v for v in self._variables if v not in weights]
@@ -81,8 +93,10 @@ class CompiledModule(torch.nn.Module):
             self.register_buffer(buffer_name(var), torch.as_tensor(np.asarray(weights[var], dtype=np.float32)).clone())
         # Tracks the module's device (and moves with it) when the plan reads no weight at all.
         self.register_buffer("_slimtriton_device", torch.empty(0, device=model.device), persistent=False)
-        self._executor = None
-        self._packed_from = None
+        self._executors = {}  # batch bucket (None: the static plan) -> PlanExecutor, built at its first call
+        self._params = None
+        self._arena = None  # a dynamic-batch module's buckets share one arena, as the model's do
+        self._packed_from = self._packed_device = None
 
     # -- parameters ---------------------------------------------------------------------------
     @property
@@ -96,27 +110,40 @@ class CompiledModule(torch.nn.Module):
     def _signature(self):
         return (self.device,) + tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in self.weights().values())
 
-    def _prepared_executor(self):
-        """The executor, with parameters packed from the current buffers (re-packed when they changed)."""
+    @property
+    def max_batch(self):
+        """The largest batch forward takes (a dynamic-batch module), None for a static one."""
+        return self._batch_sizes[-1] if self._plans else None
+
+    def _prepared_executor(self, bucket=None):
+        """The executor of batch `bucket` (None: the static plan), over parameters packed from the
+        current buffers (re-packed, and the executors rebuilt, when they changed)."""
         signature = self._signature()
-        if self._executor is not None and signature == self._packed_from:
-            return self._executor
-        from .fusion.program import resolve_parameters
-        from .runtime.executor import PlanExecutor, prepare_parameters
-        device = self._resolve_device(self.device)  # a clear error for a device the kernels cannot run on
-        for var, t in self.weights().items():
-            if t.device != device:
-                raise ValueError(f"to_module: buffer {buffer_name(var)} is on {t.device}, the module on {device}; "
-                                 f"move the whole module with .to(device)")
-        # Normal (not inference) tensors even when first packed under inference_mode: torch
-        # refuses in-place ops on inference tensors outside it, and a later call may be outside.
-        with torch.inference_mode(False), torch.no_grad():
-            host = {var: t.detach().to("cpu", torch.float64).numpy() for var, t in self.weights().items()}
-            values = resolve_parameters(self._plan.program, host)
-            params = prepare_parameters(self._plan, values, device)
-            self._executor = PlanExecutor(self._plan, params, device, self._precision)
-        self._packed_from = signature
-        return self._executor
+        if self._params is None or signature != self._packed_from:
+            from .fusion.program import resolve_parameters
+            from .runtime.executor import TORCH_DTYPES, SharedArena, prepare_parameters
+            device = self._kernel_device(self.device)  # a clear error for a device the kernels cannot run on
+            for var, t in self.weights().items():
+                if t.device != device:
+                    raise ValueError(f"to_module: buffer {buffer_name(var)} is on {t.device}, the module on {device}; "
+                                     f"move the whole module with .to(device)")
+            # Normal (not inference) tensors even when first packed under inference_mode: torch
+            # refuses in-place ops on inference tensors outside it, and a later call may be outside.
+            with torch.inference_mode(False), torch.no_grad():
+                host = {var: t.detach().to("cpu", torch.float64).numpy() for var, t in self.weights().items()}
+                values = resolve_parameters(self._plan.program, host)
+                # every bucket's plan reads the same prepared parameters (checked by compile)
+                self._params = prepare_parameters(self._plan, values, device)
+                self._arena = (SharedArena(list(self._plans.values()), TORCH_DTYPES[self._plan.dtype], device)
+                               if self._plans else None)
+            self._executors = {}
+            self._packed_from, self._packed_device = signature, device
+        if bucket not in self._executors:
+            from .runtime.executor import PlanExecutor
+            plan = self._plans[bucket] if bucket is not None else self._plan
+            self._executors[bucket] = PlanExecutor(plan, self._params, self._packed_device, self._precision,
+                                                   arena=self._arena)
+        return self._executors[bucket]
 
     # -- calling ------------------------------------------------------------------------------
     def _feeds(self, args, kwargs) -> dict:
@@ -143,11 +170,15 @@ class CompiledModule(torch.nn.Module):
     def forward(self, *args, **kwargs):
         """Run the plan: inputs are torch tensors (positional in placeholder order, or by name),
         of the recorded shape and any float dtype; outputs are torch tensors of the compute
-        dtype on the module's device, in the structure the model was compiled for."""
+        dtype on the module's device, in the structure the model was compiled for. A module of
+        a dynamic-batch model takes any batch up to its `max_batch`, as the model does (the
+        bucket that holds it runs, the inputs padded and the outputs sliced back)."""
         return _run(self, args, kwargs)
 
     def extra_repr(self) -> str:
-        return (f"{len(self._plan.inputs)} input(s) {[list(n.shape) for n in self._plan.inputs]}, "
+        shapes = [[None, *n.shape[1:]] if n.name in self._dynamic else list(n.shape) for n in self._plan.inputs]
+        buckets = f", batch buckets {self._batch_sizes}" if self._plans else ""
+        return (f"{len(self._plan.inputs)} input(s) {shapes}{buckets}, "
                 f"{sum(1 for s in self._plan.steps if s.launches_kernel)} kernels, dtype={self._plan.dtype}, "
                 f"{len(self._variables)} weight buffers")
 
@@ -165,27 +196,43 @@ def _graph_break(fn):
 
 @_graph_break
 def _run(module: CompiledModule, args, kwargs):
+    from .runtime.buckets import bucket_for, pad_batch
     from .runtime.executor import TORCH_DTYPES
     feeds = module._feeds(args, kwargs)
     if torch.is_grad_enabled() and any(v.requires_grad for v in feeds.values()):
         names = [k for k, v in feeds.items() if v.requires_grad]
         raise RuntimeError(f"{INFERENCE_ONLY} (inputs requiring grad: {names})")
-    executor = module._prepared_executor()
+    for node in module._plan.inputs:
+        value, dynamic = feeds[node.name], node.name in module._dynamic
+        shape = [None, *node.shape[1:]] if dynamic else list(node.shape)
+        fits = (value.dim() == len(shape) and tuple(value.shape[1:]) == tuple(shape[1:])) if dynamic else (
+            tuple(value.shape) == tuple(shape))
+        if not fits or not value.is_floating_point():
+            raise ValueError(f"input {node.name}: expected a float tensor of shape {shape}, "
+                             f"got {str(value.dtype).replace('torch.', '')}{list(value.shape)}")
+    batch = bucket = None
+    if module._plans:
+        batches = {name: int(feeds[name].shape[0]) for name in sorted(module._dynamic)}
+        if len(set(batches.values())) != 1:
+            raise ValueError("the inputs of the unknown batch disagree on its size: "
+                             + ", ".join(f"{k} has batch {b}" for k, b in batches.items()))
+        batch = next(iter(batches.values()))
+        bucket = bucket_for(batch, module._batch_sizes)  # a ValueError naming the batch and the range
+    executor = module._prepared_executor(bucket)
     dtype = TORCH_DTYPES[module._plan.dtype]
     tensors = {}
-    for node in module._plan.inputs:
-        value = feeds[node.name]
-        if tuple(value.shape) != tuple(node.shape) or not value.is_floating_point():
-            raise ValueError(f"input {node.name}: expected a float tensor of shape {list(node.shape)}, "
-                             f"got {str(value.dtype).replace('torch.', '')}{list(value.shape)}")
-        tensors[node.name] = value.detach().to(device=executor.device, dtype=dtype).contiguous()
+    for node in executor.plan.inputs:
+        t = feeds[node.name].detach().to(device=executor.device, dtype=dtype).contiguous()
+        tensors[node.name] = pad_batch(t, bucket) if node.name in module._dynamic else t
     with torch.no_grad():
         results = executor.run(tensors)
-    return module._rebuild(module._spec, list(results))
+    if bucket != batch:  # every output of a dynamic-batch model leads with the batch
+        results = [r[:batch] for r in results]
+    return rebuild(module._spec, list(results))
 
 
-def to_module(model, rebuild, resolve_device) -> CompiledModule:
-    """`model.to_module()` (which passes the compiler's `_rebuild` and `resolve_device`): see
+def to_module(model, kernel_device) -> CompiledModule:
+    """`model.to_module()` (which passes the compiler's `kernel_device`): see
     the module docstring."""
     weights = getattr(model, "_source_weights", None)
     if model.analysis_only:
@@ -195,4 +242,4 @@ def to_module(model, rebuild, resolve_device) -> CompiledModule:
         raise ValueError("to_module: this model was loaded from a saved engine, which holds the kernels' packed "
                          "parameters, not the TF-Slim weights a module's buffers and state_dict are; compile the "
                          "graph with its weights (st.compile(graph, outputs, st.load_weights(...)).to_module())")
-    return CompiledModule(model, weights, rebuild, resolve_device)
+    return CompiledModule(model, weights, kernel_device)

@@ -136,7 +136,7 @@ def test_memory_plan_reuses_buffers_by_liveness():
 def test_bad_input_shape_and_dtype():
     g, x, y = conv_bn_relu_graph()
     model = st.compile(g, y, st.init_weights(g, seed=0))
-    with pytest.raises(ValueError, match=r"images: expected float32\[2, 6, 6, 3\].*got float32\[1, 6, 6, 3\]"):
+    with pytest.raises(ValueError, match=r"placeholder images: expected float32\[2,6,6,3\].*got float32\[1,6,6,3\]"):
         model(np.zeros((1, 6, 6, 3), np.float32))
     with pytest.raises(ValueError, match=r"expected float32.*got int64"):
         model(np.zeros((2, 6, 6, 3), np.int64))
@@ -411,7 +411,7 @@ def test_feeds_of_placeholders_the_outputs_do_not_need_are_accepted_like_session
     np.testing.assert_array_equal(model({x: images, other: labels}), want)
     np.testing.assert_array_equal(sess.run(y, {x: images, other: labels}), want)
     # still checked: a feed of the wrong shape, or a name that is not a placeholder of the graph
-    with pytest.raises(ValueError, match=r"labels: expected float32\[1, 2\], got float32\[1, 3\]"):
+    with pytest.raises(ValueError, match=r"placeholder labels: expected float32\[1,2\], got float32\[1,3\]"):
         model(images=images, labels=np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match=r"placeholder labels: expected float32\[1,2\]"):
         sess.run(y, {x: images, other: np.zeros((1, 3), np.float32)})

@@ -277,11 +277,6 @@ def test_compile_refusals():
     training, _, tlogits, _ = _small_net(is_training=True)
     with pytest.raises(ValueError, match="statistics over the batch"):
         st.compile(training, tlogits, st.init_weights(training, seed=0), max_batch=2)
-    model = _quiet_compile(g, logits, weights, max_batch=2)
-    with pytest.raises(NotImplementedError, match="dynamic-batch model"):
-        model.save("unused")
-    with pytest.raises(NotImplementedError, match="dynamic-batch model"):
-        model.to_module()
 
 
 def test_analysis_only_dynamic_model_reports_the_largest_bucket():

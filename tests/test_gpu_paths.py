@@ -7,7 +7,7 @@ real when a CUDA device is present (the `cuda` tests at the end run unchanged on
   before capture on a side stream, static inputs copied in, outputs cloned (a result kept
   by the caller is not overwritten by the next call), mismatched inputs refused, capture
   failure -> eager with a warning, eager inside a caller's capture, reset -> re-capture.
-* device selection (`slimtriton.compiler.resolve_device`).
+* device selection (`slimtriton.compiler.kernel_device`).
 * autotune (`slimtriton.kernels.config`): concurrent processes sharing the cache file, an
   unwritable cache, stale winners, no timing inside a capture, SLIMTRITON_AUTOTUNE=0,
   broken timings, do_bench's median, timing launches not recorded.
@@ -191,7 +191,7 @@ def test_cuda_graph_runner_refuses_mismatched_inputs_by_name(monkeypatch):
         runner.run({"other": good})
     # the model converts what it can and names what it cannot
     assert_close(model(good.double()), reference(g, logits, x, good.numpy(), w), "float32")
-    with pytest.raises(ValueError, match=r"images: expected float32\[2, 6, 6, 3\]"):
+    with pytest.raises(ValueError, match=r"placeholder images: expected float32\[2,6,6,3\]"):
         model(good[:1])
 
 
@@ -256,28 +256,28 @@ def test_stream_order_waits_for_the_previous_calls_stream_only_when_it_changes(m
 
 # -- device selection ---------------------------------------------------------------------------
 def test_device_none_is_cuda_when_present_else_interpreter_with_a_warning(monkeypatch):
-    from slimtriton.compiler import resolve_device
+    from slimtriton.compiler import kernel_device
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert resolve_device(None) == torch.device("cuda")
+        assert kernel_device(None) == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="no CUDA device; running the Triton kernels in the interpreter"):
-        assert resolve_device(None) == torch.device("cpu")
+        assert kernel_device(None) == torch.device("cpu")
 
 
 def test_explicit_devices_the_kernels_cannot_run_on_are_refused(monkeypatch):
-    from slimtriton.compiler import resolve_device
+    from slimtriton.compiler import kernel_device
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="'cuda:0': no CUDA device is available"):
-        resolve_device("cuda:0")
+        kernel_device("cuda:0")
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # a process that compiles for the GPU
     with pytest.raises(ValueError, match="'cpu': this process compiles the Triton kernels for the GPU"):
-        resolve_device("cpu")
+        kernel_device("cpu")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert resolve_device("cpu") == torch.device("cpu")
+    assert kernel_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="'meta'"):
-        resolve_device("meta")
+        kernel_device("meta")
 
 
 def test_compiled_model_numpy_in_numpy_out_torch_in_torch_out_on_its_device():

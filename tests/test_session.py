@@ -159,8 +159,13 @@ def test_build_torch_callable(net):
     assert_close(out_probs.sum(1), np.ones(2), "float32")
     single = build_torch_callable(g, logits, weights, device="cpu", dtype="float32")
     assert_close(single(torch.from_numpy(xv)), out_logits, "float32")
-    with pytest.raises(ValueError, match=r"placeholder images: expected shape \[2, 8, 8, 3\]"):
+    # the one feed check (slimtriton/feeds.py), as Session and CompiledModel word it
+    with pytest.raises(ValueError, match=r"placeholder images: expected float32\[2,8,8,3\], got float32\[1,8,8,3\]"):
         f(torch.zeros(1, 8, 8, 3))
+    with pytest.raises(ValueError, match=r"placeholder images: expected float32\[2,8,8,3\], got int64\[2,8,8,3\]"):
+        f(torch.zeros(2, 8, 8, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"placeholder images: expected float32\[2,8,8,3\], got float64\[8,8,3\]"):
+        f(np.zeros((8, 8, 3)))
     with pytest.raises(WeightsMismatchError, match="net/fc/weights"):
         build_torch_callable(g, logits, {k: v for k, v in weights.items() if k != "net/fc/weights"}, "cpu")
     # the one check of every executor: an unknown name and a mis-typed value are errors here too

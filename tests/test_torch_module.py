@@ -206,3 +206,79 @@ def test_analysis_only_and_loaded_engines_have_no_module(built, tmp_path):
     model.save(tmp_path / "engine")
     with pytest.raises(ValueError, match="saved engine.*packed parameters"):
         st.load_compiled(tmp_path / "engine", device="cpu").to_module()
+
+
+# -- a dynamic-batch model's module ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dynamic():
+    with st.Graph() as g:
+        images = st.placeholder([None, 8, 8, 3], name="images")
+        with slim.arg_scope([slim.conv2d], normalizer_fn=slim.batch_norm,
+                            normalizer_params={"is_training": False, "scale": True}):
+            net = slim.conv2d(images, 4, [3, 3], stride=2, scope="net/conv1")
+            net = slim.max_pool2d(net, [2, 2], scope="net/pool")
+        logits = slim.fully_connected(slim.flatten(net), 5, activation_fn=None, scope="net/logits")
+    weights = _weights(g, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = st.compile(g, {"logits": logits}, weights, max_batch=4)
+    x = np.random.default_rng(5).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
+    want = st.Session(g, weights, backend="reference").run(logits, {images: x})
+    return g, logits, weights, model, x, want
+
+
+def test_dynamic_module_takes_any_batch_up_to_max_batch(dynamic):
+    g, logits, weights, model, x, want = dynamic
+    module = model.to_module()
+    assert module.max_batch == 4 and "[[None, 8, 8, 3]], batch buckets [1, 2, 4]" in repr(module)
+    with torch.inference_mode():
+        for batch in (3, 1, 4, 2, 3):  # batch 3 runs bucket 4: padded, sliced back
+            out = module(torch.from_numpy(x[:batch]))["logits"]
+            assert tuple(out.shape) == (batch, 5)
+            assert_close(out, want[:batch], "float32", what=f"dynamic module, batch {batch}")
+            np.testing.assert_array_equal(out.numpy(), model(x[:batch])["logits"])  # the model's own buckets
+    assert sorted(module._executors) == [1, 2, 4]
+    assert all(e.params is module._params for e in module._executors.values())  # packed once
+    backing = module._arena.backing()  # one arena for every bucket, as the model's
+    start, end = backing.data_ptr(), backing.data_ptr() + module._arena.nbytes
+    assert all(start <= v.data_ptr() < end for e in module._executors.values() for v in e._arena().values())
+    with torch.no_grad():  # outside inference_mode after buffers made inside it
+        np.testing.assert_array_equal(module(torch.from_numpy(x[:3]))["logits"].numpy(), model(x[:3])["logits"])
+    with pytest.raises(ValueError, match=r"batch 5 is outside the range .*1\.\.4 \(batch buckets \[1, 2, 4\]\)"):
+        module(torch.zeros(5, 8, 8, 3))
+    with pytest.raises(ValueError, match=r"images: expected a float tensor of shape \[None, 8, 8, 3\]"):
+        module(torch.zeros(2, 8, 7, 3))
+    with pytest.raises(RuntimeError, match="inference only"):
+        module(torch.from_numpy(x[:2]).requires_grad_())
+
+
+def test_dynamic_module_state_dict_round_trips_and_repacks(dynamic, tmp_path):
+    g, logits, weights, model, x, want = dynamic
+    module = model.to_module()
+    assert sorted(module.state_dict()) == sorted(weights)  # TF-Slim names
+    torch.save(module.state_dict(), tmp_path / "w.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = st.compile(g, {"logits": logits}, _weights(g, seed=11), max_batch=4).to_module()
+    xt = torch.from_numpy(x[:3])
+    with torch.no_grad():
+        before = other(xt)["logits"]
+        assert not torch.allclose(before, torch.from_numpy(want[:3]), atol=1e-3)
+        other.load_state_dict(torch.load(tmp_path / "w.pt"))  # every bucket re-packs from the loaded buffers
+        np.testing.assert_array_equal(other(xt)["logits"].numpy(), module(xt)["logits"].numpy())
+        np.testing.assert_array_equal(other(xt[:1])["logits"].numpy(), module(xt[:1])["logits"].numpy())
+
+
+def test_dynamic_module_under_torch_compile_is_a_graph_break(dynamic):
+    *_, model, x, _ = dynamic
+    torch.manual_seed(0)
+    wrapper = _Wrapper(model.to_module())
+    with torch.no_grad():
+        for batch in (3, 2):
+            xt = torch.from_numpy(x[:batch])
+            assert_close(torch.compile(wrapper, backend="aot_eager")(xt), wrapper(xt), "float32",
+                         what=f"torch.compile(wrapper), batch {batch}")
+    torch._dynamo.reset()
+    with torch.no_grad(), pytest.raises(Exception, match="slimtriton launches its own Triton kernels|disable"):
+        torch.compile(wrapper, backend="aot_eager", fullgraph=True)(torch.from_numpy(x[:2]))
+    torch._dynamo.reset()

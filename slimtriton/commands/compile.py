@@ -6,7 +6,11 @@ kernel specialization ahead of time for that GPU, here, without a GPU. Run it wi
 `slimtriton run --engine DIR` or `st.load_compiled(DIR)`: no fusion pass runs then.
 
 Without --weights the weights are random (init_weights(--seed)), as in `slimtriton run`.
-The batch is static: the engine takes inputs of exactly [--batch, size, size, 3].
+The batch is static (the engine takes inputs of exactly [--batch, size, size, 3]) unless
+--max-batch N (or --batch-sizes 1,8,32): the net is then recorded with an unknown batch
+([None, size, size, 3]) and compiled into one engine for any batch up to N, with one plan per
+batch bucket (powers of two and N) over one copy of the parameters; `slimtriton run --engine
+DIR --batch B` runs it at any B <= N.
 """
 from __future__ import annotations
 
@@ -23,7 +27,11 @@ def register(subparsers) -> None:
     parser.add_argument("--weights", default=None, help=".npz, .safetensors or TF checkpoint (default: random)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     parser.add_argument("--image-size", type=int, default=None, help="input height/width (default: the net's)")
-    parser.add_argument("--batch", type=int, default=1, help="the engine's (static) batch (default 1)")
+    parser.add_argument("--batch", type=int, default=None, help="the engine's static batch (default 1)")
+    parser.add_argument("--max-batch", type=int, default=None, metavar="N",
+                        help="a dynamic-batch engine: any batch up to N (buckets: powers of two and N)")
+    parser.add_argument("--batch-sizes", default=None, metavar="B[,B...]",
+                        help="a dynamic-batch engine with these batch buckets (up to the largest)")
     parser.add_argument("--num-classes", type=int, default=None)
     parser.add_argument("--dtype", default="float16", choices=("float32", "float16", "bfloat16"))
     parser.add_argument("--precision", default="ieee", choices=("ieee", "tf32"))
@@ -41,14 +49,16 @@ def main(args) -> int:
     from ._netbuild import build_net, check_at_least, main_output
     from .errors import UsageError
 
-    check_at_least(args, 1, "--image-size", "--batch", "--num-classes")
+    check_at_least(args, 1, "--image-size", "--batch", "--num-classes", "--max-batch")
     check_at_least(args, 0, "--seed")
+    dynamic = dynamic_batch_options(args)
     bad = [a for a in args.arch if a not in SUPPORTED_AOT_ARCHS]
     if bad:
         raise UsageError(f"--arch {bad[0]}: ahead-of-time kernels are built for {list(SUPPORTED_AOT_ARCHS)}")
     if args.precision == "tf32" and args.dtype != "float32":
         raise UsageError(f"--precision tf32 applies to --dtype float32 only, got {args.dtype}")
-    g, images, logits, end_points = build_net(args.net, args.image_size, args.batch, args.num_classes)
+    batch = None if dynamic else (args.batch or 1)  # None: recorded with an unknown batch
+    g, images, logits, end_points = build_net(args.net, args.image_size, batch, args.num_classes)
     output = main_output(logits, end_points) if args.output == "predictions" else logits
     if args.weights:
         weights = st.load_weights(args.weights)
@@ -56,13 +66,37 @@ def main(args) -> int:
         weights = st.init_weights(g, seed=args.seed)
         print(f"weights: RANDOM (init_weights seed {args.seed}; no --weights given)")
     start = time.perf_counter()
-    model = st.compile(g, output, weights, dtype=args.dtype, precision=args.precision)
+    model = st.compile(g, output, weights, dtype=args.dtype, precision=args.precision, **dynamic)
     compiled = time.perf_counter() - start
     kind = "logits" if output is logits else "predictions"
     path = model.save(args.out, archs=tuple(args.arch), overwrite=args.overwrite,
                       meta={"net": args.net, "output": kind, "image_size": int(images.shape[1])})
     saved = time.perf_counter() - start - compiled
-    print(f"compiled {args.net} (input {list(images.shape)}, {args.dtype}) into {len(model.kernels)} kernels in "
+    buckets = f", batch buckets {model.batch_sizes}" if model.plans else ""
+    print(f"compiled {args.net} (input {list(images.shape)}{buckets}, {args.dtype}) into {len(model.kernels)} "
+          f"kernels in "
           f"{compiled:.1f} s; wrote engine {path} in {saved:.1f} s"
           + (f" (ahead-of-time kernels for sm_{', sm_'.join(map(str, args.arch))})" if args.arch else ""))
     return 0
+
+
+def dynamic_batch_options(args) -> dict:
+    """{max_batch: N} or {batch_sizes: [...]} for `st.compile` from --max-batch / --batch-sizes
+    ({} for a static engine); UsageError for a mix with --batch or a bad list."""
+    from .errors import UsageError
+    given = [flag for flag, value in (("--batch", args.batch), ("--max-batch", args.max_batch),
+                                      ("--batch-sizes", args.batch_sizes)) if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)}: give one (--batch N: a static engine; --max-batch N or "
+                         f"--batch-sizes B,B,...: a dynamic-batch engine)")
+    if args.max_batch is not None:
+        return {"max_batch": args.max_batch}
+    if args.batch_sizes is not None:
+        try:
+            sizes = [int(p) for p in args.batch_sizes.split(",") if p.strip()]
+        except ValueError:
+            sizes = []
+        if not sizes or min(sizes) < 1:
+            raise UsageError(f"--batch-sizes {args.batch_sizes!r}: expected positive integers, e.g. 1,8,32")
+        return {"batch_sizes": sizes}
+    return {}

@@ -18,7 +18,9 @@ checked before anything long runs.
 pass, the saved parameters); NET may be omitted (the engine names its net), and the input is
 --input, --image (the engine's net's preprocessing at its image size) or a random image of
 the engine's input shape. Flags that define the net or its weights (--weights, --backend,
---dtype, --num-classes, --image-size, --batch) belong to `slimtriton compile` then.
+--dtype, --num-classes, --image-size, --batch) belong to `slimtriton compile` then; an engine
+compiled with --max-batch N takes --batch B (the random image's batch, any B <= N) and an
+--input of any batch <= N.
 """
 from __future__ import annotations
 
@@ -247,24 +249,32 @@ def run_engine(args) -> int:
     from slimtriton.engine import read_manifest
     from slimtriton.preprocessing import preprocess_for
 
-    given = [f"--{name.replace('_', '-')}" for name in ENGINE_EXCLUDES if getattr(args, name) is not None]
+    manifest = read_manifest(args.engine, verify_files=False)  # load_compiled hashes the files
+    dynamic = "batch_sizes" in manifest  # a dynamic-batch engine takes --batch (any batch in its range)
+    excluded = [name for name in ENGINE_EXCLUDES if not (dynamic and name == "batch")]
+    given = [f"--{name.replace('_', '-')}" for name in excluded if getattr(args, name) is not None]
     if args.backend != "triton":
         given.append(f"--backend {args.backend}")
     if given:
         raise UsageError(f"{', '.join(given)}: an engine's net, weights, dtype and input shape were fixed by "
-                         f"`slimtriton compile`; run --engine takes only the input and output flags")
+                         f"`slimtriton compile`; run --engine takes only the input and output flags"
+                         + (" (and --batch for a dynamic-batch engine)" if dynamic else ""))
     check_flags(args)
-    meta = read_manifest(args.engine, verify_files=False).get("meta", {})  # load_compiled hashes the files
+    meta = manifest.get("meta", {})
     net = meta.get("net")
     if args.net is not None and net is not None and args.net != net:
         raise UsageError(f"NET {args.net}: the engine {args.engine} was compiled from {net}")
     args.net = args.net or net
+    if dynamic and args.batch is not None and args.batch > manifest["batch_range"][1]:
+        raise UsageError(f"--batch {args.batch}: the engine {args.engine} takes batches 1..{manifest['batch_range'][1]} "
+                         f"(batch buckets {manifest['batch_sizes']})")
     t0 = time.perf_counter()
     model = st.load_compiled(args.engine)
     t1 = time.perf_counter()
-    (shape,) = [tuple(n.shape) for n in model.plan.inputs]
+    (shape,) = [tuple(i["shape"]) for i in manifest["inputs"]]  # [None, ...] for a dynamic-batch engine
+    buckets = f", any batch 1..{model.max_batch} (buckets {model.batch_sizes})" if model.plans else ""
     print(f"loaded engine {args.engine} ({net or 'net not recorded'}: {len(model.kernels)} kernels, "
-          f"{model.dtype}, input {list(shape)}) in {t1 - t0:.2f} s", flush=True)
+          f"{model.dtype}, input {list(shape)}{buckets}) in {t1 - t0:.2f} s", flush=True)
     if args.input:
         x = load_input(args.input, shape[1])
     elif args.image:
@@ -272,8 +282,14 @@ def run_engine(args) -> int:
             raise UsageError("--image needs the engine's net to preprocess it; give NET")
         x = preprocess_for(args.net, args.image, shape[1], _preprocessing_name(args))
     else:
-        x = np.random.default_rng(args.seed).uniform(-1, 1, shape).astype(np.float32)
-    if tuple(x.shape) != shape:
+        random_shape = ((args.batch or 1), *shape[1:]) if dynamic else shape
+        x = np.random.default_rng(args.seed).uniform(-1, 1, random_shape).astype(np.float32)
+    if dynamic and args.batch is not None and x.shape[0] != args.batch:
+        raise UsageError(f"--batch {args.batch} does not match the {'--input' if args.input else '--image'} "
+                         f"batch of {x.shape[0]}")
+    if dynamic and not 1 <= x.shape[0] <= model.max_batch:
+        raise UsageError(f"input batch {x.shape[0]}: the engine {args.engine} takes batches 1..{model.max_batch}")
+    if tuple(x.shape[1 if dynamic else 0:]) != shape[1 if dynamic else 0:]:
         raise UsageError(f"input shape {list(x.shape)} does not match the engine's input {list(shape)}")
     kind = "embedding" if args.net in EMBEDDING_NETS else meta.get("output", "predictions")
     if args.labels:  # checked before the run, as `run NET` does
@@ -283,7 +299,7 @@ def run_engine(args) -> int:
           f"{time.perf_counter() - t1:.3f} s")
     if args.iterations:
         print(latency_summary(_timed_call(model, x), args.iterations, 1 if args.warmup is None else args.warmup,
-                              shape[0]))
+                              x.shape[0]))
     print_scores(probs, kind, args.labels)
     if args.out:
         np.savez(args.out, output=probs)

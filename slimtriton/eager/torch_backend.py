@@ -27,9 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..executor import needed_nodes
+from ..executor import Interpreter
+from ..feeds import check_value
 from ..ir.node import FLOAT_DTYPES, Node
-from ..ir.ops import ACTIVATION_OPS, Act, Op, lookup, node_act, parse_act
+from ..ir.ops import ACTIVATION_OPS, Act, Op, node_act, parse_act
 from ..weights import check_weights
 from ..ir.shapes import window_attrs
 
@@ -39,8 +40,9 @@ _TORCH_DTYPES = {
 }
 
 
-def resolve_device(device=None) -> torch.device:
-    """None -> CUDA when present, else CPU."""
+def torch_device(device=None) -> torch.device:
+    """The torch device of the eager backend: None -> CUDA when present, else CPU (nothing is
+    checked; compare compiler.kernel_device, the device the Triton kernels can run on)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -87,7 +89,7 @@ def convert_weights(weights: Mapping, variables: Mapping, device, dtype) -> dict
 
     variables: {name: VariableSpec} giving each variable's dtype; names not listed are skipped.
     """
-    device, float_dtype = resolve_device(device), torch_dtype(dtype)
+    device, float_dtype = torch_device(device), torch_dtype(dtype)
     return {name: to_torch(weights[name], spec.dtype, device, float_dtype)
             for name, spec in variables.items() if name in weights}
 
@@ -132,7 +134,7 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
     cache_weight_layouts: keep the OIHW copy of each variable's conv weights after first use
     (right when one table serves fixed weights, as in a Session or build_torch_callable).
     """
-    device, float_dtype = resolve_device(device), torch_dtype(dtype)
+    device, float_dtype = torch_device(device), torch_dtype(dtype)
     layouts: dict = {}
 
     def weight_layout(node: Node, w: torch.Tensor, convert: Callable) -> torch.Tensor:
@@ -382,87 +384,89 @@ _WEIGHT_LAYOUTS = {
 TORCH = make_torch_table(device="cpu", dtype="float32")
 
 
+class TorchCallable(Interpreter):
+    """The TORCH interpreter of a fixed graph, fixed weights and fixed device/dtype, called with
+    one feed per placeholder (`build_torch_callable`, which documents the call).
+
+    Weights and constants are converted once, here, and loaded from `constants`; the
+    placeholders' values are the call's feeds. The walk is `Interpreter.run` (one
+    liveness rule), straight-line over slots, so `torch.compile` traces a call."""
+
+    def __init__(self, nodes, out_nodes, weights: Mapping, device: torch.device, float_dtype: torch.dtype):
+        nodes = list(nodes)
+        table = make_torch_table(device, float_dtype, cache_weight_layouts=True)
+        constants = [n for n in nodes if n.op is Op.CONSTANT]  # made once: a per-call torch.tensor would
+        super().__init__(nodes, out_nodes, table, "TORCH", loaded=constants)  # copy host -> device each call
+        self.device, self.float_dtype = device, float_dtype
+        self.placeholders = [n for n in self.order if n.op is Op.PLACEHOLDER]
+        self.constants: dict[int, torch.Tensor] = {}
+        for n in self.order:
+            if n.op is Op.VARIABLE:
+                self.constants[id(n)] = to_torch(weights[n.attrs["var"]], n.dtype, device, float_dtype)
+            elif n.op is Op.CONSTANT:
+                self.constants[id(n)] = table[Op.CONSTANT](n, [])
+        for n, ins in zip(self.order, self.input_slots):  # channels_last weight copies, made once, here
+            if len(ins) > 1 and id(self.order[ins[1]]) in self.constants:
+                table.prepare(n, self.constants[id(self.order[ins[1]])])
+        self._feed_dtypes = [float_dtype if p.dtype in FLOAT_DTYPES else torch_dtype(p.dtype)
+                             for p in self.placeholders]
+        self._feeds: dict[int, torch.Tensor] = {}
+
+    def load(self, node: Node):
+        value = self.constants.get(id(node))
+        return self._feeds[id(node)] if value is None else value
+
+    def __call__(self, *feeds) -> tuple:
+        """The outputs' tensors for one feed per placeholder (in `self.placeholders` order)."""
+        if len(feeds) != len(self.placeholders):
+            raise TypeError(f"expected {len(self.placeholders)} feeds ({[p.name for p in self.placeholders]}), "
+                            f"got {len(feeds)}")
+        converted = {}
+        for p, v, target in zip(self.placeholders, feeds, self._feed_dtypes):
+            if not isinstance(v, torch.Tensor):
+                check_value(p, v, "placeholder")  # a host value: the check every executor makes
+            elif tuple(v.shape) != tuple(p.shape) or v.is_floating_point() != (p.dtype in FLOAT_DTYPES):
+                check_value(p, v, "placeholder")  # raises (tensor attributes only, so a trace stays one graph)
+            if not isinstance(v, torch.Tensor) or v.device != self.device or v.dtype != target:
+                v = to_torch(v, p.dtype, self.device, self.float_dtype)  # e.g. a CPU float32 tensor for CUDA fp16
+            converted[id(p)] = v
+        self._feeds = converted
+        try:
+            return tuple(self.run())
+        finally:
+            self._feeds = {}
+
+
 def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None, dtype="float32"):
     """A plain function `f(*feeds) -> outputs` of torch ops computing `outputs`.
 
     feeds: one value per placeholder the outputs need, in graph order (`f.placeholders`
-    lists their names); torch tensors on the right device and dtype go straight in, other
-    values are converted. Returns a tuple of tensors, or one tensor when `outputs` is a
-    single Tensor/Node. Weights are converted once, here; the body is straight-line torch
-    code over a precomputed plan, so `torch.compile(f)` can trace it (fullgraph). The
+    lists their names), checked like every feed (slimtriton/feeds.py `check_value`); torch
+    tensors on the right device and dtype go straight in, other values are converted.
+    Returns a tuple of tensors, or one tensor when `outputs` is a single Tensor/Node.
+    Weights are converted once, here; the body is `TorchCallable`, the one interpreter loop
+    over a precomputed order, so `torch.compile(f)` can trace it (fullgraph). The
     channels_last copies of conv weights are made here, once.
     """
     nodes = list(getattr(graph_or_nodes, "nodes", graph_or_nodes))
     single = not isinstance(outputs, (list, tuple))
     out_nodes = [getattr(o, "node", o) for o in ([outputs] if single else outputs)]
-    position = {id(n): k for k, n in enumerate(nodes)}
+    listed = {id(n) for n in nodes}
     for o in out_nodes:
-        if id(o) not in position:
+        if id(o) not in listed:
             raise ValueError(f"output {o.name} is not in the node list")
-
-    needed = needed_nodes(out_nodes)
-    order = [n for n in nodes if id(n) in needed]
-    if len(order) != len(needed):
-        raise ValueError("an input of a needed node is not in the node list")
-    placeholders = [n for n in order if n.op is Op.PLACEHOLDER]
-
-    var_nodes = {n.attrs["var"]: n for n in order if n.op is Op.VARIABLE}
     check_weights(graph_or_nodes, weights, outputs=out_nodes)  # the one check: unexpected names too
-    device, float_dtype = resolve_device(device), torch_dtype(dtype)
+    device, float_dtype = torch_device(device), torch_dtype(dtype)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # compares equal to its tensors' .device
-    table = make_torch_table(device, float_dtype, cache_weight_layouts=True)
-
-    slot = {id(n): k for k, n in enumerate(order)}
-    constants: dict[int, torch.Tensor] = {}
-    plan = []  # (slot, fn, node, input slots) for computed nodes
-    for n in order:
-        if n.op is Op.VARIABLE:
-            constants[slot[id(n)]] = to_torch(weights[n.attrs["var"]], n.dtype, device, float_dtype)
-        elif n.op is Op.CONSTANT:  # made once: a per-call torch.tensor would copy host -> device each call
-            constants[slot[id(n)]] = table[Op.CONSTANT](n, [])
-        elif n.op is Op.PLACEHOLDER:
-            continue
-        else:
-            plan.append((slot[id(n)], lookup(table, n.op, "TORCH"), n, tuple(slot[id(i)] for i in n.inputs)))
-    for _, _, n, ins in plan:  # channels_last weight copies, made once, here
-        if len(ins) > 1 and ins[1] in constants:
-            table.prepare(n, constants[ins[1]])
-    # Free each intermediate after its last consumer (weights and outputs stay).
-    last_use: dict[int, int] = {}
-    for step, (_, _, _, ins) in enumerate(plan):
-        for i in ins:
-            last_use[i] = step
-    keep = set(constants) | {slot[id(o)] for o in out_nodes}
-    frees = [tuple(sorted({i for i in ins if last_use[i] == step and i not in keep}))
-             for step, (_, _, _, ins) in enumerate(plan)]
-    plan = [p + (fr,) for p, fr in zip(plan, frees)]
-    placeholder_slots = [slot[id(p)] for p in placeholders]
-    out_slots = [slot[id(o)] for o in out_nodes]
-    feed_info = [(p.name, p.dtype, tuple(p.shape)) for p in placeholders]
-    feed_dtypes = {slot[id(p)]: float_dtype if p.dtype in FLOAT_DTYPES else torch_dtype(p.dtype)
-                   for p in placeholders}
+    interpreter = TorchCallable(nodes, out_nodes, weights, device, float_dtype)
 
     def f(*feeds):
-        if len(feeds) != len(placeholder_slots):
-            raise TypeError(f"expected {len(placeholder_slots)} feeds ({[p[0] for p in feed_info]}), got {len(feeds)}")
-        values = [None] * len(order)
-        for k, v in constants.items():
-            values[k] = v
-        for k, v, (name, pdtype, shape) in zip(placeholder_slots, feeds, feed_info):
-            if tuple(v.shape) != shape:
-                raise ValueError(f"placeholder {name}: expected shape {list(shape)}, got {list(v.shape)}")
-            if not isinstance(v, torch.Tensor) or v.device != device or v.dtype != feed_dtypes[k]:
-                v = to_torch(v, pdtype, device, float_dtype)  # a CPU / float32 tensor fed to a CUDA fp16 f
-            values[k] = v
-        for k, fn, n, ins, free in plan:
-            values[k] = fn(n, [values[i] for i in ins])
-            for i in free:
-                values[i] = None
-        results = tuple(values[k] for k in out_slots)
+        results = interpreter(*feeds)
         return results[0] if single else results
 
-    f.placeholders = [p.name for p in placeholders]
+    f.placeholders = [p.name for p in interpreter.placeholders]
     f.device = device
     f.dtype = float_dtype
+    f.interpreter = interpreter
     return f

@@ -1,9 +1,17 @@
-"""The one list of fusion passes, in order; the IR verifier runs after every pass.
+"""The compiler's table of contents: every pass, in order, in two flat lists.
 
-IR passes rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint): every
-fusion is one of them, so the reference and torch executors run each pass's result. The plan
-passes then act on the kernel plan built from the result, in slimtriton.runtime.plan
-(build_plan) and runtime.memory: routing of channel slices, concat elimination and the memory plan.
+`IR_PASSES` rewrite the program (slimtriton.fusion.program.rewrite, to a fixpoint), the IR
+verifier after each: every fusion is one of them, so the reference and torch executors run
+each pass's result. Then `slimtriton.runtime.plan.build_plan` lowers every node of the
+result to one plan step (`runtime.lowering.LOWERINGS[op](node)`) and runs `PLAN_PASSES` on
+the plan, in this order.
+
+Why the plan passes are listed here by name: they act on the kernel plan (layer 4,
+`slimtriton.runtime`), which this package (layer 2) must not import (tests/test_imports.py).
+So this file owns the order and the names, and `runtime.plan.PLAN_PASS_FUNCTIONS` maps each
+name to its function (`plan -> plan`) -- one table keyed by pass name, checked complete by
+tests/fusion/test_plan_passes.py; an unknown name is a NotImplementedError when a plan is
+built. A new plan pass is one line here and one entry there.
 """
 from __future__ import annotations
 
@@ -27,11 +35,13 @@ IR_PASSES = [
     ("horizontal", horizontal.RULES),                # 8: sibling convs of one input -> one wide conv + CHANNEL_SLICEs
 ]
 
-# Plan passes, in slimtriton.runtime.plan.build_plan / runtime.memory, in this order:
+# then runtime.plan.build_plan: lowering (one step per node, LOWERINGS), and on the plan, by name
+# (runtime.plan.PLAN_PASS_FUNCTIONS):
 PLAN_PASSES = [
-    ("route_channel_slices", None),              # 9: a wide sibling conv writes each CHANNEL_SLICE's storage
-    ("concat_elimination", None),                # 10: producers write straight into channel slices of concats
-    ("memory_plan", None),                       # 11: buffers reused by liveness; peak activation bytes
+    "route_channel_slices",  # 9: a wide sibling conv (IR pass 8): one step writing every CHANNEL_SLICE
+    "eliminate_concats",     # 10: producers write straight into channel slices of concats; copies for the rest
+    "collect_parameters",    # 11: every parameter the steps read, and how it is prepared once (PREP_*)
+    "plan_memory",           # 12: activation buffers reused by liveness; peak activation bytes
 ]
 
 

@@ -107,13 +107,14 @@ if "TRITON_INTERPRET" not in os.environ:
 
 from .common import KernelArgumentError  # noqa: E402
 from .config import interpreting  # noqa: E402
-from .conv import (PackedWeight, conv2d, conv2d_routed, conv2d_transpose, matmul, prepack_conv2d,  # noqa: E402
-                   prepack_conv2d_transpose, prepack_matmul)
-from .depthwise import depthwise_conv2d, prepack_depthwise  # noqa: E402
+from .conv import conv2d, conv2d_routed, conv2d_transpose, matmul  # noqa: E402
+from .depthwise import depthwise_conv2d  # noqa: E402
 from .elementwise import affine_act, binary, copy_channels, pad, unary  # noqa: E402
 from .launch import KernelLaunch, poison_enabled, record_launches, set_poison  # noqa: E402
 from .mean_gemm import mean_matmul  # noqa: E402
 from .norm import softmax, unit_norm  # noqa: E402
+from .packing import (PackedWeight, prepack_conv2d, prepack_conv2d_transpose, prepack_depthwise,  # noqa: E402
+                      prepack_matmul)
 from .pool import avg_pool2d, global_mean, max_pool2d  # noqa: E402
 from .prologue_gemm import window_conv2d  # noqa: E402
 

@@ -84,6 +84,25 @@ def pixel_of_row(offs_m, OH, OW):
     return t // OH, t % OH, ow
 
 
+@triton.jit
+def tap_coords(oh, ow, kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w):
+    """(ih, iw): the input row and column that output pixel (oh, ow) reads at kernel tap
+    (kh, kw) of a window with strides, padding before (pad_t, pad_l) and dilations,
+
+        ih = oh*stride_h - pad_t + kh*dil_h,   iw = ow*stride_w - pad_l + kw*dil_w
+
+    (outside the image, `in_image`, the tap reads padding). The one statement of the conv /
+    depthwise / pool / window geometry in the kernels; a kernel that hoists the tap-(0, 0)
+    coordinates out of its loop calls it with kh = kw = 0."""
+    return oh * stride_h - pad_t + kh * dil_h, ow * stride_w - pad_l + kw * dil_w
+
+
+@triton.jit
+def in_image(ih, iw, H, W):
+    """Whether input coordinates (ih, iw) lie in the H x W image."""
+    return (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+
+
 class KernelArgumentError(ValueError):
     """A kernel wrapper was called with arguments it cannot run (shape, dtype, device)."""
 
@@ -203,6 +222,33 @@ def padding_pairs(padding, what: str) -> tuple[tuple[int, int], tuple[int, int]]
     if min(out[0] + out[1]) < 0:
         raise KernelArgumentError(f"{what}: negative padding {padding!r}")
     return out
+
+
+def check_prologue(what, x, in_scale, in_shift, prologue_act) -> None:
+    """The prologue arguments of layer `what`: per-input-channel in_scale / in_shift (both or
+    neither) and prologue_act (only with them)."""
+    if (in_scale is None) != (in_shift is None):
+        raise KernelArgumentError(f"{what}: in_scale and in_shift must be given together")
+    if in_scale is None and prologue_act != "none":
+        raise KernelArgumentError(f"{what}: prologue_act={prologue_act!r} needs in_scale/in_shift")
+    check_channel_vector(in_scale, f"{what}: in_scale", x.shape[-1], x.device)
+    check_channel_vector(in_shift, f"{what}: in_shift", x.shape[-1], x.device)
+
+
+def conv_output_geometry(what, x, kh, kw, strides, padding, dilations):
+    """Checked conv geometry shared by conv2d, depthwise_conv2d and window_conv2d:
+    ((sh, sw), (dh, dw), (pt, pl), (oh, ow)); an empty output is an error naming the shapes."""
+    (sh, sw), (dh, dw) = pair(strides, f"{what}: strides"), pair(dilations, f"{what}: dilations")
+    if min(sh, sw, dh, dw) < 1:
+        raise KernelArgumentError(f"{what}: strides {strides} and dilations {dilations} must be >= 1")
+    (pt, pb), (pl, pr) = padding_pairs(padding, what)
+    h, w = x.shape[1], x.shape[2]
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    if oh < 1 or ow < 1:
+        raise KernelArgumentError(f"{what}: input {tuple(x.shape)} with kernel {kh}x{kw}, padding "
+                                  f"{padding}, dilations {(dh, dw)} gives an empty output {oh}x{ow}")
+    return (sh, sw), (dh, dw), (pt, pl), (oh, ow)
 
 
 # ---------------------------------------------------------------------------------------

@@ -40,20 +40,18 @@ and masked back to zero afterwards, so padding is applied *after* the prologue.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (DTYPES, INT32_LIMIT, KernelArgumentError, act_code, apply_act, check_activation,
-                     check_channel_vector, check_precision, check_tensor, dtype_name, grouped_tile, output_buffer,
-                     padding_pairs, pair, pixel_of_row)
-from .epilogue import epilogue_store_routed, residual_offsets, splitk_reduce_kernel
-from .epilogue import scale_shift_act  # noqa: F401  (re-exported: depthwise.py and mean_gemm.py import it from here)
+from .common import (INT32_LIMIT, KernelArgumentError, act_code, apply_act, check_channel_vector, check_precision,
+                     check_prologue, check_tensor, conv_output_geometry, dtype_name, grouped_tile, in_image,
+                     output_buffer, pair, pixel_of_row, tap_coords)
+from .epilogue import epilogue_args, epilogue_store_routed, residual_offsets, splitk_reduce_kernel
 from .launch import KernelLaunch
+from .packing import PackedWeight, check_packed, check_weight_input
 
 
 OUT_OF_IMAGE: tl.constexpr = tl.constexpr(-(1 << 24))  # a row offset no image reaches (|H|, |W| < 2**23)
@@ -127,8 +125,7 @@ def conv_gemm_kernel(
         th0 = oh + pad_t
         tw0 = ow + pad_l
     else:
-        ih0 = oh * stride_h - pad_t
-        iw0 = ow * stride_w - pad_l
+        ih0, iw0 = tap_coords(oh, ow, 0, 0, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w)
         row0 = ((n * H + ih0) * W + iw0) * C_in
         if FLAT_K:
             ih0_rows = tl.where(m_mask, ih0, OUT_OF_IMAGE)
@@ -179,9 +176,8 @@ def conv_gemm_kernel(
                 valid = valid & (ih < H) & (iw < W)
                 row = ((n * H + ih) * W + iw) * C_in
             else:
-                ih = ih0 + kh * dil_h
-                iw = iw0 + kw * dil_w
-                valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                ih, iw = tap_coords(oh, ow, kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w)
+                valid = in_image(ih, iw, H, W)
                 row = row0 + (kh * dil_h * W + kw * dil_w) * C_in
             a = _load_a(x_ptr, row[:, None] + ck[None, :], (valid & m_mask)[:, None] & k_mask[None, :],
                         ck, C_in, in_scale_ptr, in_shift_ptr, HAS_PROLOGUE, PROLOGUE_ACT)
@@ -208,142 +204,7 @@ def conv_gemm_kernel(
 
 
 # ---------------------------------------------------------------------------------------
-# Weight pre-packing (once, at compile time).
-
-@dataclass(frozen=True)
-class PackedWeight:
-    """A weight packed for a kernel. For conv2d / conv2d_transpose / matmul, `data` is a
-    row-major [KH*KW*Cin, Cout] matrix (row (kh*KW + kw)*Cin + ci); for depthwise it is
-    [KH*KW, Cin*dm]. `kind` names the layer type it was packed for."""
-    kind: str
-    data: torch.Tensor
-    kh: int
-    kw: int
-    cin: int
-    cout: int
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.data.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.data.device
-
-
-def _as_tensor(w, dtype, device, what: str) -> torch.Tensor:
-    if isinstance(w, np.ndarray):
-        w = torch.from_numpy(np.ascontiguousarray(w))
-    if not isinstance(w, torch.Tensor):
-        raise KernelArgumentError(f"{what}: expected a numpy array or torch tensor, got {type(w).__name__}")
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise KernelArgumentError(f"{what}: dtype {dtype!r} not in {sorted(DTYPES)}")
-        dtype = DTYPES[dtype]
-    return w.to(device=device if device is not None else w.device, dtype=dtype or w.dtype)
-
-
-def prepack_conv2d(w, dtype=None, device=None) -> PackedWeight:
-    """Pack a conv2d weight w[KH, KW, Cin, Cout] (numpy or torch) into [KH*KW*Cin, Cout]."""
-    w = _as_tensor(w, dtype, device, "prepack_conv2d: w")
-    if w.dim() != 4:
-        raise KernelArgumentError(f"prepack_conv2d: w must be [kh, kw, cin, cout], got shape {tuple(w.shape)}")
-    kh, kw, cin, cout = w.shape
-    return PackedWeight("conv2d", w.reshape(kh * kw * cin, cout).contiguous(), kh, kw, cin, cout)
-
-
-def prepack_conv2d_transpose(w, dtype=None, device=None) -> PackedWeight:
-    """Pack a conv2d_transpose weight w[KH, KW, Cout, Cin] into [KH*KW*Cin, Cout]."""
-    w = _as_tensor(w, dtype, device, "prepack_conv2d_transpose: w")
-    if w.dim() != 4:
-        raise KernelArgumentError(f"prepack_conv2d_transpose: w must be [kh, kw, cout, cin], "
-                                  f"got shape {tuple(w.shape)}")
-    kh, kw, cout, cin = w.shape
-    data = w.permute(0, 1, 3, 2).reshape(kh * kw * cin, cout).contiguous()
-    return PackedWeight("conv2d_transpose", data, kh, kw, cin, cout)
-
-
-def prepack_matmul(w, dtype=None, device=None) -> PackedWeight:
-    """Pack a fully-connected weight w[K, N] (row-major, contiguous)."""
-    w = _as_tensor(w, dtype, device, "prepack_matmul: w")
-    if w.dim() != 2:
-        raise KernelArgumentError(f"prepack_matmul: w must be [K, N], got shape {tuple(w.shape)}")
-    k, n = w.shape
-    return PackedWeight("matmul", w.contiguous(), 1, 1, k, n)
-
-
-# ---------------------------------------------------------------------------------------
 # Host side.
-
-def _check_packed(w, kind: str, what: str, prepack) -> PackedWeight:
-    if isinstance(w, PackedWeight):
-        if w.kind != kind:
-            raise KernelArgumentError(f"{what}: weight was packed for {w.kind}, not {kind}")
-        return w
-    if isinstance(w, (torch.Tensor, np.ndarray)):
-        return prepack(w)  # convenience: pack on the fly (compiled models pack once)
-    raise KernelArgumentError(f"{what}: expected a PackedWeight (from prepack_{kind}) or an array, "
-                              f"got {type(w).__name__}")
-
-
-def _epilogue_args(what, x, cout, lead_shape, scale, shift, act, residual, residual_scale, act2,
-                   out, out_channel_offset, residual_strides=(1, 1)):
-    """Validate the shared epilogue/output arguments; returns (out, out_c_total, flags).
-
-    With `residual_strides` (s_h, s_w) != (1, 1) (conv2d only) the residual is the
-    unsubsampled [N, RH, RW, Cout] tensor, read at [n, oh*s_h, ow*s_w] (needs (RH-1)//s_h + 1
-    == OH, as a 1x1 stride-s max pool would give)."""
-    dev = x.device
-    check_channel_vector(scale, f"{what}: scale", cout, dev)
-    check_channel_vector(shift, f"{what}: shift", cout, dev)
-    flags = {"HAS_SCALE": scale is not None, "HAS_SHIFT": shift is not None,
-             "ACT": act_code(act, f"{what}: act"), "HAS_RESIDUAL": residual is not None,
-             "ACT2": act_code(act2, f"{what}: act2")}
-    rsh, rsw = pair(residual_strides, f"{what}: residual_strides")
-    if residual is not None:
-        if (rsh, rsw) == (1, 1):
-            check_tensor(residual, f"{what}: residual", shape=(*lead_shape, cout), dtype=x.dtype, device=dev)
-        else:
-            _check_strided_residual(what, x, residual, lead_shape, cout, (rsh, rsw))
-    elif act2 != "none":
-        raise KernelArgumentError(f"{what}: act2={act2!r} needs a residual")
-    elif (rsh, rsw) != (1, 1):
-        raise KernelArgumentError(f"{what}: residual_strides={residual_strides} needs a residual")
-    out, total = output_buffer(out, what, x, lead_shape, cout, out_channel_offset)
-    if residual is not None and residual.device.type != "meta" and residual.data_ptr() == out.data_ptr() \
-            and (total != cout or out_channel_offset != 0 or (rsh, rsw) != (1, 1)):
-        raise KernelArgumentError(f"{what}: residual aliases out (a channel slice, or read strided)")
-    return out, total, flags
-
-
-def _check_strided_residual(what, x, residual, lead_shape, cout, strides):
-    if len(lead_shape) != 3 or min(strides) < 1:
-        raise KernelArgumentError(f"{what}: residual_strides {strides} need an NHWC output and strides >= 1")
-    check_tensor(residual, f"{what}: residual", ndim=4, dtype=x.dtype, device=x.device)
-    n, oh, ow = lead_shape
-    rn, rh, rw, rc = residual.shape
-    if (rn, rc) != (n, cout) or (rh - 1) // strides[0] + 1 != oh or (rw - 1) // strides[1] + 1 != ow:
-        raise KernelArgumentError(
-            f"{what}: residual of shape {tuple(residual.shape)} read with strides {strides} does not give the "
-            f"output's [{n}, {oh}, {ow}, {cout}] (needs [{n}, RH, RW, {cout}] with (RH-1)//{strides[0]}+1 == {oh} "
-            f"and (RW-1)//{strides[1]}+1 == {ow})")
-
-
-def conv_output_geometry(what, x, kh, kw, strides, padding, dilations):
-    """Checked conv geometry shared by conv2d and depthwise_conv2d:
-    ((sh, sw), (dh, dw), (pt, pl), (oh, ow)); an empty output is an error naming the shapes."""
-    (sh, sw), (dh, dw) = pair(strides, f"{what}: strides"), pair(dilations, f"{what}: dilations")
-    if min(sh, sw, dh, dw) < 1:
-        raise KernelArgumentError(f"{what}: strides {strides} and dilations {dilations} must be >= 1")
-    (pt, pb), (pl, pr) = padding_pairs(padding, what)
-    h, w = x.shape[1], x.shape[2]
-    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    if oh < 1 or ow < 1:
-        raise KernelArgumentError(f"{what}: input {tuple(x.shape)} with kernel {kh}x{kw}, padding "
-                                  f"{padding}, dilations {(dh, dw)} gives an empty output {oh}x{ow}")
-    return (sh, sw), (dh, dw), (pt, pl), (oh, ow)
-
 
 def _gemm_plan(dtype: str, m: int, n: int, k_steps_of, spec_key: str, device, bench_factory,
               lean_epilogue: bool, min_ctas_per_sm: int, flat_k: bool) -> cfg.GemmPlan:
@@ -463,27 +324,6 @@ def _run(launches) -> None:
         launch.run()
 
 
-def _check_prologue(what, x, in_scale, in_shift, prologue_act):
-    if (in_scale is None) != (in_shift is None):
-        raise KernelArgumentError(f"{what}: in_scale and in_shift must be given together")
-    if in_scale is None and prologue_act != "none":
-        raise KernelArgumentError(f"{what}: prologue_act={prologue_act!r} needs in_scale/in_shift")
-    check_channel_vector(in_scale, f"{what}: in_scale", x.shape[-1], x.device)
-    check_channel_vector(in_shift, f"{what}: in_shift", x.shape[-1], x.device)
-
-
-def _check_input(what, x, pw: PackedWeight):
-    """x is a supported 4-d activation matching the packed weight's dtype, device and Cin."""
-    check_activation(x, what, ndim=4)
-    if pw.data.dtype != x.dtype:
-        raise KernelArgumentError(f"{what}: weight dtype {pw.data.dtype} differs from x dtype {x.dtype}")
-    if pw.data.device != x.device:
-        raise KernelArgumentError(f"{what}: weight on {pw.data.device}, x on {x.device}")
-    if x.shape[-1] != pw.cin:
-        raise KernelArgumentError(f"{what}: x has {x.shape[-1]} channels (shape {tuple(x.shape)}) but the "
-                                  f"weight expects Cin={pw.cin} (kernel {pw.kh}x{pw.kw}x{pw.cin}x{pw.cout})")
-
-
 def conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1),
            scale=None, shift=None, act="none", residual=None, residual_scale=1.0, act2="none",
            residual_strides=(1, 1), in_scale=None, in_shift=None, prologue_act="none", out=None,
@@ -493,14 +333,14 @@ def conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(
     `residual_strides` (s_h, s_w): the residual is [N, RH, RW, Cout] read at [n, oh*s_h, ow*s_w]
     (ResNet's subsampled shortcut, without the subsample kernel)."""
     what = name
-    pw = _check_packed(w_packed, "conv2d", what, prepack_conv2d)
-    _check_input(what, x, pw)
+    pw = check_packed(w_packed, "conv2d", what)
+    check_weight_input(what, x, pw)
     check_precision(precision, what)
     (sh, sw), (dh, dw), (pt, pl), (oh, ow) = conv_output_geometry(what, x, pw.kh, pw.kw, strides, padding,
                                                                   dilations)
-    _check_prologue(what, x, in_scale, in_shift, prologue_act)
-    out, total, flags = _epilogue_args(what, x, pw.cout, (x.shape[0], oh, ow), scale, shift, act, residual,
-                                       residual_scale, act2, out, out_channel_offset, residual_strides)
+    check_prologue(what, x, in_scale, in_shift, prologue_act)
+    out, total, flags = epilogue_args(what, x, pw.cout, (x.shape[0], oh, ow), scale, shift, act, residual,
+                                      residual_scale, act2, out, out_channel_offset, residual_strides)
     geometry = {"out_hw": (oh, ow), "strides": (sh, sw), "pad_before": (pt, pl), "dilations": (dh, dw)}
     _run(_conv_launches(what, x, pw, out, total, out_channel_offset, geometry, flags, scale, shift, residual,
                         residual_scale, in_scale, in_shift, prologue_act, precision, transposed=False,
@@ -520,8 +360,8 @@ def conv2d_routed(x, w_packed, *, destinations, strides=(1, 1), padding=((0, 0),
     [N, OH, OW, channels] tensor when out is None). The channel counts must add up to the
     weight's Cout, so the ranges cover [0, Cout) once. Returns the destination tensors."""
     what = name
-    pw = _check_packed(w_packed, "conv2d", what, prepack_conv2d)
-    _check_input(what, x, pw)
+    pw = check_packed(w_packed, "conv2d", what)
+    check_weight_input(what, x, pw)
     check_precision(precision, what)
     dests = list(destinations)
     if not 1 <= len(dests) <= MAX_DESTINATIONS:
@@ -565,8 +405,8 @@ def conv2d_transpose(x, w_packed, *, strides, pad_before, output_hw, scale=None,
     """Fused conv2d_transpose: out[o] += x[i] w[k] with o = i*stride + k - pad_before, output
     size `output_hw` given; same epilogue and channel-offset output as conv2d."""
     what = name
-    pw = _check_packed(w_packed, "conv2d_transpose", what, prepack_conv2d_transpose)
-    _check_input(what, x, pw)
+    pw = check_packed(w_packed, "conv2d_transpose", what)
+    check_weight_input(what, x, pw)
     check_precision(precision, what)
     sh, sw = pair(strides, f"{what}: strides")
     pt, pl = pair(pad_before, f"{what}: pad_before")
@@ -575,8 +415,8 @@ def conv2d_transpose(x, w_packed, *, strides, pad_before, output_hw, scale=None,
         raise KernelArgumentError(f"{what}: strides {strides}, pad_before {pad_before}, output_hw "
                                   f"{output_hw} must be positive")
     n = x.shape[0]
-    out, total, flags = _epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, residual,
-                                       residual_scale, act2, out, out_channel_offset)
+    out, total, flags = epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, residual,
+                                      residual_scale, act2, out, out_channel_offset)
     geometry = {"out_hw": (oh, ow), "strides": (sh, sw), "pad_before": (pt, pl), "dilations": (1, 1)}
     _run(_conv_launches(what, x, pw, out, total, out_channel_offset, geometry, flags, scale, shift, residual,
                         residual_scale, None, None, "none", precision, transposed=True))
@@ -587,7 +427,7 @@ def matmul(x, w_packed, *, scale=None, shift=None, act="none", residual=None, re
            act2="none", out=None, out_channel_offset=0, precision="ieee", name="matmul") -> torch.Tensor:
     """Fused fully-connected layer: x[..., K] @ w[K, N] with the conv epilogue; result [..., N]."""
     what = name
-    pw = _check_packed(w_packed, "matmul", what, prepack_matmul)
+    pw = check_packed(w_packed, "matmul", what)
     check_tensor(x, f"{what}: x")
     if x.dim() < 1 or x.shape[-1] != pw.cin:
         raise KernelArgumentError(f"{what}: x shape {tuple(x.shape)} does not end in K={pw.cin} "
@@ -596,9 +436,9 @@ def matmul(x, w_packed, *, scale=None, shift=None, act="none", residual=None, re
     lead = tuple(x.shape[:-1])
     rows = int(np.prod(lead)) if lead else 1
     x4 = x.reshape(rows, 1, 1, pw.cin)
-    _check_input(what, x4, pw)
-    out, total, flags = _epilogue_args(what, x, pw.cout, lead, scale, shift, act, residual,
-                                       residual_scale, act2, out, out_channel_offset)
+    check_weight_input(what, x4, pw)
+    out, total, flags = epilogue_args(what, x, pw.cout, lead, scale, shift, act, residual,
+                                      residual_scale, act2, out, out_channel_offset)
     res4 = residual.reshape(rows, 1, 1, pw.cout) if residual is not None else None
     geometry = {"out_hw": (1, 1), "strides": (1, 1), "pad_before": (0, 0), "dilations": (1, 1)}
     _run(_conv_launches(what, x4, pw, out, total, out_channel_offset, geometry, flags, scale, shift, res4,

@@ -22,10 +22,11 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import KernelArgumentError, act_code, apply_act, filled_tile_2d, pixel_of_row
-from .conv import (PackedWeight, _as_tensor, _check_input, _check_packed, _check_prologue, _epilogue_args,
-                   conv_output_geometry, scale_shift_act)
+from .common import (act_code, apply_act, check_prologue, conv_output_geometry, filled_tile_2d, in_image,
+                     pixel_of_row, tap_coords)
+from .epilogue import epilogue_args, epilogue_store
 from .launch import KernelLaunch
+from .packing import check_packed, check_weight_input
 
 
 @triton.jit
@@ -52,12 +53,9 @@ def depthwise_conv_kernel(
 
     acc = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
     for kh in tl.static_range(KH):
-        ih = oh * stride_h - pad_t + kh * dil_h
-        row_ok = (ih >= 0) & (ih < H) & m_mask
         for kw in tl.static_range(KW):
-            iw = ow * stride_w - pad_l + kw * dil_w
-            valid = row_ok & (iw >= 0) & (iw < W)
-            mask = valid[:, None] & c_mask[None, :]
+            ih, iw = tap_coords(oh, ow, kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w)
+            mask = (in_image(ih, iw, H, W) & m_mask)[:, None] & c_mask[None, :]
             xv = tl.load(x_ptr + (((n * H + ih) * W + iw) * C_in)[:, None] + ci[None, :],
                          mask=mask, other=0.0).to(tl.float32)
             if HAS_PROLOGUE:
@@ -65,22 +63,12 @@ def depthwise_conv_kernel(
             wv = tl.load(w_ptr + (kh * KW + kw) * C_out + offs_c, mask=c_mask, other=0.0).to(tl.float32)
             acc += xv * wv[None, :]
 
-    acc = scale_shift_act(acc, scale_ptr, shift_ptr, offs_c, c_mask, HAS_SCALE, HAS_SHIFT, ACT)
-    out_mask = m_mask[:, None] & c_mask[None, :]
+    res = 0.0
     if HAS_RESIDUAL:
-        res = tl.load(res_ptr + offs_m[:, None] * C_out + offs_c[None, :], mask=out_mask, other=0.0)
-        acc = apply_act(res.to(tl.float32) + residual_scale * acc, ACT2)
-    out_offs = offs_m[:, None] * out_c_total + out_c_offset + offs_c[None, :]
-    tl.store(out_ptr + out_offs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
-
-
-def prepack_depthwise(w, dtype=None, device=None) -> PackedWeight:
-    """Pack a depthwise weight w[KH, KW, Cin, dm] into [KH*KW, Cin*dm] (column c*dm + m)."""
-    w = _as_tensor(w, dtype, device, "prepack_depthwise: w")
-    if w.dim() != 4:
-        raise KernelArgumentError(f"prepack_depthwise: w must be [kh, kw, cin, dm], got shape {tuple(w.shape)}")
-    kh, kw, cin, dm = w.shape
-    return PackedWeight("depthwise", w.reshape(kh * kw, cin * dm).contiguous(), kh, kw, cin, cin * dm)
+        res = tl.load(res_ptr + offs_m[:, None] * C_out + offs_c[None, :], mask=m_mask[:, None] & c_mask[None, :],
+                      other=0.0)
+    epilogue_store(acc, res, offs_m, offs_c, m_mask, c_mask, out_ptr, scale_ptr, shift_ptr, out_c_total,
+                   out_c_offset, residual_scale, HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2)
 
 
 def depthwise_conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1),
@@ -89,14 +77,14 @@ def depthwise_conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), d
                      name="depthwise_conv2d") -> torch.Tensor:
     """Fused depthwise conv: x[N,H,W,Cin], w[kh,kw,Cin,dm] -> [N,OH,OW,Cin*dm] (channel c*dm + m)."""
     what = name
-    pw = _check_packed(w_packed, "depthwise", what, prepack_depthwise)
-    _check_input(what, x, pw)
+    pw = check_packed(w_packed, "depthwise", what)
+    check_weight_input(what, x, pw)
     (sh, sw), (dh, dw), (pt, pl), (oh, ow) = conv_output_geometry(what, x, pw.kh, pw.kw, strides, padding,
                                                                   dilations)
     n, h, w, cin = x.shape
-    _check_prologue(what, x, in_scale, in_shift, prologue_act)
-    out, total, flags = _epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, residual,
-                                       residual_scale, act2, out, out_channel_offset)
+    check_prologue(what, x, in_scale, in_shift, prologue_act)
+    out, total, flags = epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, residual,
+                                      residual_scale, act2, out, out_channel_offset)
     m = n * oh * ow
     tile = filled_tile_2d(m, pw.cout, x.device)
     dummy = x

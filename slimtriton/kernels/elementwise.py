@@ -18,8 +18,9 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (UNARY_CODES, KernelArgumentError, act_code, apply_act, check_activation, check_channel_vector,
-                     check_output, check_tensor, dtype_name, filled_tile_2d, output_buffer)
+from .common import (UNARY_CODES, KernelArgumentError, act_code, apply_act, check_activation, check_output, check_tensor,
+                     dtype_name, filled_tile_2d)
+from .epilogue import epilogue_args, epilogue_store
 from .launch import KernelLaunch, alloc
 
 BINARY_CODES = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "minimum": 5}
@@ -32,22 +33,20 @@ def affine_act_kernel(
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    """The epilogue (`epilogue.apply_epilogue`) on x itself: x[r, c] loaded in fp32 plays the
+    GEMM kernels' accumulator."""
     offs_r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    r_mask = offs_r < R
     c_mask = offs_c < C
-    mask = (offs_r < R)[:, None] & c_mask[None, :]
+    mask = r_mask[:, None] & c_mask[None, :]
     in_offs = offs_r[:, None] * C + offs_c[None, :]
     y = tl.load(x_ptr + in_offs, mask=mask, other=0.0).to(tl.float32)
-    if HAS_SCALE:
-        y = y * tl.load(scale_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)[None, :]
-    if HAS_SHIFT:
-        y = y + tl.load(shift_ptr + offs_c, mask=c_mask, other=0.0).to(tl.float32)[None, :]
-    y = apply_act(y, ACT)
+    res = 0.0
     if HAS_RESIDUAL:
-        res = tl.load(res_ptr + in_offs, mask=mask, other=0.0).to(tl.float32)
-        y = apply_act(res + residual_scale * y, ACT2)
-    tl.store(out_ptr + offs_r[:, None] * out_c_total + out_c_offset + offs_c[None, :],
-             y.to(out_ptr.dtype.element_ty), mask=mask)
+        res = tl.load(res_ptr + in_offs, mask=mask, other=0.0)
+    epilogue_store(y, res, offs_r, offs_c, r_mask, c_mask, out_ptr, scale_ptr, shift_ptr, out_c_total, out_c_offset,
+                   residual_scale, HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2)
 
 
 @triton.jit
@@ -151,23 +150,15 @@ def affine_act(x, scale, shift, act="none", residual=None, residual_scale=1.0, a
     if x.dim() < 1:
         raise KernelArgumentError(f"{what}: x must have a channel axis, got shape {tuple(x.shape)}")
     c = x.shape[-1]
-    lead = tuple(x.shape[:-1])
-    check_channel_vector(scale, f"{what}: scale", c, x.device)
-    check_channel_vector(shift, f"{what}: shift", c, x.device)
-    if residual is not None:
-        check_tensor(residual, f"{what}: residual", shape=x.shape, dtype=x.dtype, device=x.device)
-    elif act2 != "none":
-        raise KernelArgumentError(f"{what}: act2={act2!r} needs a residual")
-    out, total = output_buffer(out, what, x, lead, c, out_channel_offset)
+    out, total, flags = epilogue_args(what, x, c, tuple(x.shape[:-1]), scale, shift, act, residual, residual_scale,
+                                      act2, out, out_channel_offset)
     rows = x.numel() // c if c else 0
     tile = filled_tile_2d(rows, c, x.device, gpu_elems=4096, max_cols=128)
     dummy = x
     args = (x, out, scale if scale is not None else dummy, shift if shift is not None else dummy,
             residual if residual is not None else dummy, rows, c, total, out_channel_offset,
             float(residual_scale))
-    constexprs = {"HAS_SCALE": scale is not None, "HAS_SHIFT": shift is not None,
-                  "ACT": act_code(act, f"{what}: act"), "HAS_RESIDUAL": residual is not None,
-                  "ACT2": act_code(act2, f"{what}: act2"), **tile.constexprs()}
+    constexprs = {**flags, **tile.constexprs()}
     grid = (triton.cdiv(rows, tile.BLOCK_R), triton.cdiv(c, tile.BLOCK_C))
     KernelLaunch(what, affine_act_kernel, args, constexprs, grid, tile.num_warps, 1).run()
     return out

@@ -35,9 +35,10 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import KernelArgumentError, act_code, check_activation, check_precision, sm_count
-from .conv import PackedWeight, _check_packed, _check_prologue, _epilogue_args, prepack_matmul, scale_shift_act
+from .common import KernelArgumentError, act_code, check_activation, check_precision, check_prologue, sm_count
+from .epilogue import epilogue_args, epilogue_store
 from .launch import KernelLaunch, alloc
+from .packing import PackedWeight, check_packed
 from .pool import mean_launch
 
 
@@ -71,9 +72,8 @@ def pooled_gemm_kernel(
         w = tl.load(w_ptr + offs_k[:, None] * N + offs_n[None, :], mask=k_mask[:, None] & n_mask[None, :],
                     other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
-    acc = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
-    tl.store(out_ptr + offs_m[:, None] * out_c_total + out_c_offset + offs_n[None, :],
-             acc.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & n_mask[None, :])
+    epilogue_store(acc, 0.0, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total, out_c_offset,
+                   1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)
 
 
 STAGE_BYTES = 40 * 1024  # shared memory of one pipeline stage (A + W tiles): 4 stages = 160 KB
@@ -126,7 +126,7 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
                                       f"{w_packed.kh}x{w_packed.kw}x{w_packed.cin}x{w_packed.cout} kernel")
         pw = w_packed
     else:
-        pw = _check_packed(w_packed, "matmul", what, prepack_matmul)
+        pw = check_packed(w_packed, "matmul", what)
     dtype = check_activation(x, what, ndim=4)
     if pw.data.dtype != x.dtype or pw.data.device != x.device:
         raise KernelArgumentError(f"{what}: weight {pw.data.dtype} on {pw.data.device} does not match "
@@ -138,10 +138,10 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
     if h * w < 1:
         raise KernelArgumentError(f"{what}: x of shape {tuple(x.shape)} has no pixel to average")
     check_precision(precision, what)
-    _check_prologue(what, x, in_scale, in_shift, prologue_act)
+    check_prologue(what, x, in_scale, in_shift, prologue_act)
     lead = (n, 1, 1) if keepdims else (n,)
-    out, total, flags = _epilogue_args(what, x, pw.cout, lead, scale, shift, act, None, 1.0, "none", out,
-                                       out_channel_offset)
+    out, total, flags = epilogue_args(what, x, pw.cout, lead, scale, shift, act, None, 1.0, "none", out,
+                                      out_channel_offset)
 
     pooled = alloc((n, c), x.dtype, x.device)
     mean = mean_launch(what, x, pooled, c, 0, in_scale, in_shift, act_code(prologue_act, f"{what}: prologue_act"))

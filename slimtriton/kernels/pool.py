@@ -25,8 +25,8 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (DTYPE_NAMES, KernelArgumentError, apply_act, check_activation, filled_tile_2d, output_buffer,
-                     padding_pairs, pair, pixel_of_row, sm_count)
+from .common import (DTYPE_NAMES, KernelArgumentError, apply_act, check_activation, filled_tile_2d, in_image,
+                     output_buffer, padding_pairs, pair, pixel_of_row, sm_count, tap_coords)
 from .launch import KernelLaunch
 
 
@@ -49,11 +49,9 @@ def pool2d_kernel(
         acc = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
     count = tl.zeros((BLOCK_R,), dtype=tl.float32)
     for kh in tl.static_range(KH):
-        ih = oh * stride_h - pad_t + kh
-        row_ok = (ih >= 0) & (ih < H) & m_mask
         for kw in tl.static_range(KW):
-            iw = ow * stride_w - pad_l + kw
-            valid = row_ok & (iw >= 0) & (iw < W)
+            ih, iw = tap_coords(oh, ow, kh, kw, stride_h, stride_w, pad_t, pad_l, 1, 1)
+            valid = in_image(ih, iw, H, W) & m_mask
             mask = valid[:, None] & c_mask[None, :]
             offs = (((n * H + ih) * W + iw) * C)[:, None] + offs_c[None, :]
             if IS_MAX:

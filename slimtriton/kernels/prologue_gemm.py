@@ -26,12 +26,11 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (KernelArgumentError, act_code, apply_act, check_channel_vector, check_precision,
-                     dtype_name, grouped_tile, pixel_of_row)
-from .conv import (PackedWeight, _check_input, _check_packed, _epilogue_args, conv_output_geometry,
-                   prepack_conv2d, scale_shift_act)
-from .depthwise import prepack_depthwise
+from .common import (KernelArgumentError, act_code, check_channel_vector, check_precision, conv_output_geometry,
+                     dtype_name, grouped_tile, in_image, pixel_of_row, tap_coords)
+from .epilogue import epilogue_args, epilogue_store, scale_shift_act
 from .launch import KernelLaunch
+from .packing import check_packed, check_weight_input
 
 WINDOWS = {"avg_pool": 1, "depthwise": 2}
 # The GPU tile's widest N: the fusion pass's recompute bound counts N tiles of this width.
@@ -59,15 +58,12 @@ def window_gemm_kernel(
     m_mask = offs_m < M
     n_mask = offs_n < C_out
     n, oh, ow = pixel_of_row(offs_m, OH, OW)
-    ih0 = oh * stride_h - pad_t
-    iw0 = ow * stride_w - pad_l
     if WINDOW == 1:  # average pool: divide by the taps inside the image (>= 1 for a valid row)
         count = tl.zeros((BLOCK_M,), dtype=tl.float32)
         for kh in tl.static_range(KH):
             for kw in tl.static_range(KW):
-                ih = ih0 + kh * dil_h
-                iw = iw0 + kw * dil_w
-                count += ((ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)).to(tl.float32)
+                ih, iw = tap_coords(oh, ow, kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w)
+                count += in_image(ih, iw, H, W).to(tl.float32)
         inv_count = 1.0 / tl.maximum(count, 1.0)
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -77,9 +73,8 @@ def window_gemm_kernel(
         win = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
         for kh in tl.static_range(KH):
             for kw in tl.static_range(KW):
-                ih = ih0 + kh * dil_h
-                iw = iw0 + kw * dil_w
-                valid = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W) & m_mask
+                ih, iw = tap_coords(oh, ow, kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w)
+                valid = in_image(ih, iw, H, W) & m_mask
                 row = ((n * H + ih) * W + iw) * C_in
                 xv = tl.load(x_ptr + row[:, None] + ck[None, :], mask=valid[:, None] & k_mask[None, :],
                              other=0.0).to(tl.float32)
@@ -99,10 +94,8 @@ def window_gemm_kernel(
         acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
 
     # -- epilogue on the fp32 accumulator, before the downcast ---------------------------
-    acc = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
-    out_mask = m_mask[:, None] & n_mask[None, :]
-    out_offs = offs_m[:, None] * out_c_total + out_c_offset + offs_n[None, :]
-    tl.store(out_ptr + out_offs, acc.to(out_ptr.dtype.element_ty), mask=out_mask)
+    epilogue_store(acc, 0.0, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total, out_c_offset,
+                   1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)
 
 
 def _tile(dtype: str, m: int, cout: int, cin: int, device) -> cfg.TileConfig:
@@ -129,10 +122,10 @@ def window_conv2d(x, w_packed, *, window, ksize, strides=(1, 1), padding=((0, 0)
     what = name
     if window not in WINDOWS:
         raise KernelArgumentError(f"{what}: window {window!r} not in {sorted(WINDOWS)}")
-    pw = _check_packed(w_packed, "conv2d", what, prepack_conv2d)
+    pw = check_packed(w_packed, "conv2d", what)
     if (pw.kh, pw.kw) != (1, 1):
         raise KernelArgumentError(f"{what}: the GEMM weight must be 1x1, got {pw.kh}x{pw.kw}x{pw.cin}x{pw.cout}")
-    _check_input(what, x, pw)
+    check_weight_input(what, x, pw)
     check_precision(precision, what)
     kh, kw = (int(k) for k in ksize)
     (sh, sw), (dh, dw), (pt, pl), (oh, ow) = conv_output_geometry(what, x, kh, kw, strides, padding, dilations)
@@ -141,7 +134,7 @@ def window_conv2d(x, w_packed, *, window, ksize, strides=(1, 1), padding=((0, 0)
     if window == "depthwise":
         if win_w is None:
             raise KernelArgumentError(f"{what}: window='depthwise' needs win_w")
-        dwp = _check_packed(win_w, "depthwise", f"{what}: win_w", prepack_depthwise)
+        dwp = check_packed(win_w, "depthwise", f"{what}: win_w")
         if (dwp.kh, dwp.kw, dwp.cin, dwp.cout) != (kh, kw, cin, cin):
             raise KernelArgumentError(f"{what}: win_w is {dwp.kh}x{dwp.kw}x{dwp.cin} (x{dwp.cout // dwp.cin}), "
                                       f"expected {kh}x{kw}x{cin} with depth multiplier 1 for x {tuple(x.shape)}")
@@ -154,8 +147,8 @@ def window_conv2d(x, w_packed, *, window, ksize, strides=(1, 1), padding=((0, 0)
         win_data = dummy
     check_channel_vector(win_scale, f"{what}: win_scale", cin, x.device)
     check_channel_vector(win_shift, f"{what}: win_shift", cin, x.device)
-    out, total, flags = _epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, None, 1.0, "none",
-                                       out, out_channel_offset)
+    out, total, flags = epilogue_args(what, x, pw.cout, (n, oh, ow), scale, shift, act, None, 1.0, "none",
+                                      out, out_channel_offset)
     dtype = dtype_name(x, f"{what}: x")
     m = n * oh * ow
     tile = _tile(dtype, m, pw.cout, cin, x.device)

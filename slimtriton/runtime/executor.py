@@ -14,10 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import kernels
 from ..ir.ops import PARAMETER_OPS, Op
 from ..kernels.common import DTYPES as TORCH_DTYPES  # compute dtype name -> torch dtype
 from . import lowering as L
 from .memory import ARENA, EXTERNAL, KERNEL, OUTPUT
+from .step import CONCAT, VIEW
 
 PACKERS = {L.PREP_CONV: "prepack_conv2d", L.PREP_DEPTHWISE: "prepack_depthwise",
            L.PREP_TRANSPOSE: "prepack_conv2d_transpose", L.PREP_MATMUL: "prepack_matmul"}
@@ -28,7 +30,6 @@ def prepare_parameters(plan, values: dict, device, progress=None) -> dict:
     of the compute dtype, packed weights, per-channel vectors in float32, anything else in the
     compute dtype. `values`: {variable name: float64 array} (meta tensors when only the
     launches are recorded)."""
-    from .. import kernels
     dtype = TORCH_DTYPES[plan.dtype]
     prepared = {}
     items = list(plan.prep.items())
@@ -98,8 +99,8 @@ class PlanExecutor:
         self.dtype = TORCH_DTYPES[plan.dtype]
         self._arena_views = None
         self._shared_arena = arena
-        self._concats = {s.node.name: s for s in plan.steps if s.kernel == "concat"}
-        self._slices = {s.node.name: s for s in plan.steps if s.kernel == "channel_slice"}
+        self._concats = {s.node.name: s for s in plan.steps if s.kernel == CONCAT}
+        self._kernels = {s.index: getattr(kernels, s.kernel) for s in plan.steps if s.launches_kernel}
 
     def _arena(self) -> dict:
         """{arena storage key: its view of its slot}; the slots are allocated at the first run."""
@@ -156,45 +157,55 @@ class PlanExecutor:
         return lambda node: self.params[keys[node.name]] if node.name in keys else get(node)
 
     def _run_step(self, step, env, buffers, buffer, get):
+        """Run one step's record: resolve its argument roles to tensors, add the output buffer
+        and precision, and call kernels.<kernel> (slimtriton.runtime.step)."""
         mem = self.plan.memory
-        name = step.node.name
+        if len(step.outputs) != 1:
+            return self._run_routed(step, env, buffer, self._step_getter(step, get))
+        output = step.outputs[0]
+        name = output.node.name
         get = self._step_getter(step, get)
-        if step.kernel == "view":
-            env[name] = step.lowered.call(get, None, 0, self.precision)
+        if step.kernel == VIEW:
+            env[name] = get(step.inputs[0]).reshape(output.node.shape)
             return
         key = mem.alias.get(name)
-        if step.kernel == "concat" or (step.kernel == "channel_slice" and step.target is None):
+        if step.kernel == CONCAT:
             env[name] = buffer(key)
             return
-        if step.kernel == "channel_slice":  # written into its concat's buffer, read by nothing else
-            return
-        if step.kernel == "copy_channels":
-            from .. import kernels
-            concat = step.target[0]
-            kernels.copy_channels(get(step.copy_from), buffer(mem.alias[concat.name]), self._offset(step),
-                                  name=f"{concat.name} <- {step.copy_from.name}")
-            return
-        if step.lowered.routes:  # a routed conv: each channel slice's buffer (or concat slice) is a destination
-            outs = []
-            for sl in step.lowered.routes:
-                slice_step = self._slices[sl.name]
-                outs.append((buffer(mem.alias[sl.name]), self._offset(slice_step) if slice_step.target else 0))
-            step.lowered.call(get, outs, self.precision)
-            return
-        st = mem.storages[key]
-        offset = 0
-        out = None
-        if step.target is not None:
-            out, offset = buffer(key), self._offset(step)
-        elif st.kind in (ARENA, OUTPUT) and step.lowered.supports_out:
-            out = buffer(key)
-        result = step.lowered.call(get, out, offset, self.precision)
-        if step.target is None:
-            if out is not None and result.data_ptr() != out.data_ptr():
+        args, kwargs = step.call_arguments(get)
+        if step.takes_out:
+            out, offset = None, 0
+            if output.target is not None:
+                out, offset = buffer(key), self._offset(output)
+            elif mem.storages[key].kind in (ARENA, OUTPUT):
+                out = buffer(key)
+            kwargs.update(out=out, out_channel_offset=offset)
+        if step.takes_precision:
+            kwargs["precision"] = self.precision
+        result = self._kernels[step.index](*args, **kwargs)
+        if output.target is None:
+            if step.takes_out and kwargs["out"] is not None and result.data_ptr() != kwargs["out"].data_ptr():
                 raise RuntimeError(f"{name}: kernel {step.kernel} ignored its out= buffer")
             env[name] = result
-            if st.kind == KERNEL:
+            if mem.storages[key].kind == KERNEL:
                 buffers[key] = result
+
+    def _run_routed(self, step, env, buffer, get):
+        """A step with several outputs (kernels.conv2d_routed): each output's buffer -- its own
+        storage or its concat slice -- is one of the kernel's `destinations`, in output order."""
+        mem = self.plan.memory
+        destinations = []
+        for o in step.outputs:
+            out = buffer(mem.alias[o.node.name])
+            destinations.append((out, self._offset(o) if o.target is not None else 0, o.shape[-1]))
+        args, kwargs = step.call_arguments(get)
+        kwargs["destinations"] = destinations
+        if step.takes_precision:
+            kwargs["precision"] = self.precision
+        self._kernels[step.index](*args, **kwargs)
+        for o, (out, _, _) in zip(step.outputs, destinations):
+            if o.target is None:
+                env[o.node.name] = out
 
     def _outputs(self, env) -> list:
         mem = self.plan.memory
@@ -208,9 +219,9 @@ class PlanExecutor:
                 results.append(env[o.name])
         return results
 
-    def _offset(self, step) -> int:
-        """Channel offset of a producer inside its outermost concat buffer (nested concats add up)."""
-        concat, offset = step.target
+    def _offset(self, output) -> int:
+        """Channel offset of an output inside its outermost concat buffer (nested concats add up)."""
+        concat, offset = output.target
         while self._concats[concat.name].target is not None:
             concat, extra = self._concats[concat.name].target
             offset += extra

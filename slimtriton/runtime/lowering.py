@@ -1,10 +1,12 @@
-"""The lowering table: `LOWERINGS[op](node) -> Lowered`, one Triton kernel call per node.
+"""The lowering table: `LOWERINGS[op](node) -> Step`, one Triton kernel call per node, as data.
 
-A `Lowered` names the kernel, the nodes it reads (activations and parameters, each with
-how a parameter is prepared: packed conv weights, per-channel vectors, scalars) and a
-`call(get, out, offset, precision)` that launches the kernel (`get(node)` returns the
-tensor for an input node). `supports_out` tells whether the kernel can write into a
-channel slice of a wider buffer (concat elimination, memory planning).
+A lowering returns the node's `Step` (slimtriton.runtime.step): the kernel's name, its
+arguments (a `Node` where the kernel reads that node's tensor, plain values for geometry,
+epilogue activations and the layer name; None for an epilogue operand the kernel need not
+load), whether it takes `out=` / `out_channel_offset=` (it can write a channel slice of a
+wider buffer: concat elimination, memory planning) and `precision=`, every node it reads and
+how each parameter is prepared once (packed conv weights, per-channel vectors, scalars).
+Nothing is called here; the executor makes the call.
 
 An op the Triton backend cannot run raises `NotImplementedError` naming the op and the
 scope when the plan is built (compile time), never at run time; nothing falls back to
@@ -12,12 +14,12 @@ torch ops (reshape is a view, not a kernel).
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable, Optional
+from typing import Callable
 
 from ..fusion.common import epilogue_operands
 from ..ir.node import Node
 from ..ir.ops import ACTIVATION_OPS, Op, node_act
+from .step import CONCAT, SLICE, VIEW, Output, Step
 
 # How a parameter node is prepared once, at compile time (see runtime.executor).
 PREP_CONV = "conv2d"            # kernels.prepack_conv2d
@@ -27,21 +29,6 @@ PREP_MATMUL = "matmul"
 PREP_VECTOR = "vector"          # per-channel scale/shift: float32 (the kernels load them as fp32)
 PREP_TENSOR = "tensor"          # any other parameter read as an activation: compute dtype
 PREP_SCALAR = "scalar"          # a CONSTANT, as a 0-d tensor of the compute dtype
-
-
-@dataclasses.dataclass
-class Lowered:
-    kernel: str                      # kernels.<kernel> (or 'view' / 'concat')
-    reads: tuple[Node, ...]          # every input node, in kernel-argument order
-    prep: dict[str, str]             # parameter node name -> PREP_*
-    call: Optional[Callable]         # (get, out, offset, precision) -> torch.Tensor
-    supports_out: bool = True
-    is_view: bool = False
-    absorbed: tuple[Node, ...] = ()  # program nodes a plan pass merged into this kernel (no step of their own)
-    read_shapes: Optional[tuple] = None  # per `reads` entry: the elements actually read (None: all)
-    # a routed kernel (plan pass route_channel_slices): the CHANNEL_SLICE nodes it writes, in column
-    # order; its `call(get, outs, precision)` takes one (buffer, channel offset) per slice
-    routes: tuple[Node, ...] = ()
 
 
 def _k():
@@ -87,13 +74,23 @@ def _kept_reads(node: Node) -> tuple:
     return tuple(n for n in node.inputs if id(n) not in dropped)
 
 
-def _epilogue(node: Node, get):
+def _epilogue(node: Node) -> dict:
+    """The epilogue (and prologue) keyword arguments of a fused node: each operand by role (None
+    for a neutral fill), the activations and the residual scale."""
     a = node.attrs
-    kw = {role: None if is_neutral(role, n) else get(n) for role, n in epilogue_operands(node).items()}
+    kw = {role: None if is_neutral(role, n) else n for role, n in epilogue_operands(node).items()}
     kw.update(act=a["act"], act2=a["act2"], residual_scale=float(a["residual_scale"]))
     if a.get("prologue"):
         kw["prologue_act"] = a["prologue_act"]
     return kw
+
+
+def _kernel_step(node: Node, kernel: str, args: tuple, kwargs: dict | None = None, inputs=None, prep=None,
+                 takes_out: bool = True, takes_precision: bool = False, read_shapes=None) -> Step:
+    """The step of `node` calling kernels.<kernel>(*args, **kwargs, name=node.name)."""
+    return Step(kernel, (Output.of(node),), tuple(args), {**(kwargs or {}), "name": node.name},
+                takes_out=takes_out, takes_precision=takes_precision,
+                inputs=tuple(node.inputs if inputs is None else inputs), read_shapes=read_shapes, prep=prep or {})
 
 
 def _vector_preps(node: Node) -> dict[str, str]:
@@ -102,15 +99,17 @@ def _vector_preps(node: Node) -> dict[str, str]:
             if role != "residual" and n.op is Op.VARIABLE}
 
 
-def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision_arg: bool = True):
-    def lower(node: Node) -> Lowered:
-        fn = kernel_fn(kernel, node)
-        w = node.inputs[1]
+def _packed_weights(node: Node, *weights: Node) -> None:
+    for w in weights:
         if w.op is not Op.VARIABLE:
             unsupported(node, f"its weights {w.name} are computed at run time ({w.op.short}); "
                               f"the kernels take packed parameter weights")
-        prep = {w.name: prep_kind, **_vector_preps(node)}
 
+
+def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision_arg: bool = True):
+    def lower(node: Node) -> Step:
+        x, w = node.inputs[:2]
+        _packed_weights(node, w)
         strides = tuple(node.attrs.get("residual_strides", (1, 1)))
         extra = {"residual_strides": strides} if strides != (1, 1) else {}
         reads = _kept_reads(node)
@@ -118,186 +117,124 @@ def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision
         if extra:  # a strided residual reads the output's cells of its input only (byte model)
             residual = epilogue_operands(node)["residual"]
             read_shapes = tuple(node.shape if n is residual else None for n in reads)
-
-        def call(get, out, offset, precision):
-            kw = dict(geometry(node.attrs), **_epilogue(node, get), out=out, out_channel_offset=offset,
-                      name=node.name, **extra)
-            if precision_arg:
-                kw["precision"] = precision
-            return fn(get(node.inputs[0]), get(w), **kw)
-        return Lowered(kernel, reads, prep, call, read_shapes=read_shapes)
+        return _kernel_step(node, kernel, (x, w), {**geometry(node.attrs), **_epilogue(node), **extra},
+                            inputs=reads, prep={w.name: prep_kind, **_vector_preps(node)},
+                            takes_precision=precision_arg, read_shapes=read_shapes)
     return lower
 
 
-def lower_routed_conv2d(node: Node, slices) -> Lowered:
-    """A FUSED_CONV2D read only by CHANNEL_SLICEs covering its channels (fusion/horizontal.py) as
-    kernels.conv2d_routed: each slice's channels go straight to that slice's destination, the
-    wide output is never stored."""
-    plain = LOWERINGS[Op.FUSED_CONV2D](node)
-    fn = kernel_fn("conv2d_routed", node)
-    w = node.inputs[1]
-
-    def call(get, outs, precision):
-        kw = _epilogue(node, get)
-        del kw["act2"], kw["residual_scale"]  # no residual: the horizontal fusion pass merges none
-        dests = [(out, offset, s.shape[-1]) for (out, offset), s in zip(outs, slices)]
-        return fn(get(node.inputs[0]), get(w), destinations=dests, **_conv_geometry(node.attrs), **kw,
-                  precision=precision, name=node.name)
-    return dataclasses.replace(plain, kernel="conv2d_routed", call=call, routes=tuple(slices))
-
-
-def _lower_channel_slice(node: Node) -> Lowered:
-    """Launches nothing: the slice's producer is a routed wide conv (plan pass route_channel_slices)
-    that writes it; a CHANNEL_SLICE of anything else is not run by the Triton backend."""
-    return Lowered("channel_slice", node.inputs, {}, None)
+def _lower_channel_slice(node: Node) -> Step:
+    """No kernel of its own: plan pass route_channel_slices makes it an output of the routed step
+    of its wide conv (fusion/horizontal.py), which writes it; a CHANNEL_SLICE of anything else is
+    refused there (NotImplementedError naming it)."""
+    x = node.inputs[0]
+    return Step(SLICE, (Output.of(node),), (x,), {"begin": node.attrs["begin"], "size": node.attrs["size"]},
+                inputs=(x,))
 
 
 def _conv_geometry(a):
     return dict(strides=a["strides"], padding=a["padding"], dilations=a["dilations"])
 
 
-def _lower_mean_matmul(node: Node) -> Lowered:
+def _lower_mean_matmul(node: Node) -> Step:
     """FUSED_MEAN_MATMUL: kernels.mean_matmul (the mean over H, W computed while loading A)."""
-    fn = kernel_fn("mean_matmul", node)
     x, w = node.inputs[:2]
-    if w.op is not Op.VARIABLE:
-        unsupported(node, f"its weights {w.name} are computed at run time ({w.op.short}); "
-                          f"the kernels take packed parameter weights")
-    prep = {w.name: PREP_CONV if len(w.shape) == 4 else PREP_MATMUL, **_vector_preps(node)}
-
-    def call(get, out, offset, precision):
-        kw = _epilogue(node, get)
-        del kw["act2"], kw["residual_scale"]  # no residual: the kernel takes neither
-        return fn(get(x), get(w), keepdims=bool(node.attrs["keepdims"]), out=out, out_channel_offset=offset,
-                  precision=precision, name=node.name, **kw)
-    return Lowered("mean_matmul", _kept_reads(node), prep, call)
+    _packed_weights(node, w)
+    kw = _epilogue(node)
+    del kw["act2"], kw["residual_scale"]  # no residual: the kernel takes neither
+    return _kernel_step(node, "mean_matmul", (x, w), {"keepdims": bool(node.attrs["keepdims"]), **kw},
+                        inputs=_kept_reads(node), takes_precision=True,
+                        prep={w.name: PREP_CONV if len(w.shape) == 4 else PREP_MATMUL, **_vector_preps(node)})
 
 
-def _lower_window_conv2d(node: Node) -> Lowered:
+def _lower_window_conv2d(node: Node) -> Step:
     """FUSED_WINDOW_CONV2D: kernels.window_conv2d (the avg pool / depthwise window in the A load)."""
-    fn = kernel_fn("window_conv2d", node)
     a = node.attrs
-    w = node.inputs[1]
+    x, w = node.inputs[:2]
     win = node.inputs[4:]  # depthwise: win_w, win_scale, win_shift
-    for p in (w,) + win[:1]:
-        if p.op is not Op.VARIABLE:
-            unsupported(node, f"its weights {p.name} are computed at run time ({p.op.short}); "
-                              f"the kernels take packed parameter weights")
+    _packed_weights(node, w, *win[:1])
     prep = {w.name: PREP_CONV, **_vector_preps(node)}
+    kw = dict(window=a["window"], ksize=a["ksize"], strides=a["win_strides"], padding=a["win_padding"],
+              dilations=a["win_dilations"], act=a["act"])
+    kw.update({role: None if is_neutral(role, v) else v for role, v in epilogue_operands(node).items()})
     if win:
         prep[win[0].name] = PREP_DEPTHWISE
         prep.update({v.name: PREP_VECTOR for v in win[1:] if v.op is Op.VARIABLE})
-    keep_win = tuple(v for role, v in zip(("win_w", "scale", "shift"), win)
-                     if not is_neutral(role, v))
-
-    def call(get, out, offset, precision):
-        kw = dict(window=a["window"], ksize=a["ksize"], strides=a["win_strides"], padding=a["win_padding"],
-                  dilations=a["win_dilations"], act=a["act"], out=out, out_channel_offset=offset,
-                  precision=precision, name=node.name)
-        for role, v in epilogue_operands(node).items():
-            kw[role] = None if is_neutral(role, v) else get(v)
-        if win:
-            kw.update(win_w=get(win[0]), win_act=a["win_act"],
-                      win_scale=None if is_neutral("scale", win[1]) else get(win[1]),
-                      win_shift=None if is_neutral("shift", win[2]) else get(win[2]))
-        return fn(get(node.inputs[0]), get(w), **kw)
+        kw.update(win_w=win[0], win_act=a["win_act"],
+                  win_scale=None if is_neutral("scale", win[1]) else win[1],
+                  win_shift=None if is_neutral("shift", win[2]) else win[2])
+    keep_win = tuple(v for role, v in zip(("win_w", "scale", "shift"), win) if not is_neutral(role, v))
     dropped = {id(v) for role, v in epilogue_operands(node).items() if is_neutral(role, v)}
     reads = tuple(v for v in node.inputs[:4] if id(v) not in dropped) + keep_win
-    return Lowered("window_conv2d", reads, prep, call)
+    return _kernel_step(node, "window_conv2d", (x, w), kw, inputs=reads, prep=prep, takes_precision=True)
 
 
-def _lower_elementwise(node: Node) -> Lowered:
-    fn = kernel_fn("affine_act", node)
-
-    def call(get, out, offset, precision):
-        return fn(get(node.inputs[0]), **_epilogue(node, get), out=out, out_channel_offset=offset, name=node.name)
-    return Lowered("affine_act", _kept_reads(node), _vector_preps(node), call)
+def _lower_elementwise(node: Node) -> Step:
+    return _kernel_step(node, "affine_act", node.inputs[:1], _epilogue(node), inputs=_kept_reads(node),
+                        prep=_vector_preps(node))
 
 
 def _lower_pool(kernel: str):
-    def lower(node: Node) -> Lowered:
-        fn = kernel_fn(kernel, node)
+    def lower(node: Node) -> Step:
         a = node.attrs
-
-        def call(get, out, offset, precision):
-            return fn(get(node.inputs[0]), a["ksize"], a["strides"], a["padding"], out=out,
-                      out_channel_offset=offset, name=node.name)
-        return Lowered(kernel, node.inputs, {}, call)
+        return _kernel_step(node, kernel, (node.inputs[0], a["ksize"], a["strides"], a["padding"]))
     return lower
 
 
-def _lower_reduce_mean(node: Node) -> Lowered:
+def _lower_reduce_mean(node: Node) -> Step:
     x = node.inputs[0]
     if len(x.shape) != 4 or tuple(node.attrs["axes"]) != (1, 2):
         unsupported(node, f"only the spatial mean (axes [1, 2] of an NHWC tensor) has a kernel; got axes "
                           f"{list(node.attrs['axes'])} of shape {list(x.shape)}")
-    fn = kernel_fn("global_mean", node)
-    keep = bool(node.attrs["keepdims"])
-
-    def call(get, out, offset, precision):
-        return fn(get(x), keepdims=keep, out=out, out_channel_offset=offset, name=node.name)
-    return Lowered("global_mean", node.inputs, {}, call)
+    return _kernel_step(node, "global_mean", (x,), {"keepdims": bool(node.attrs["keepdims"])})
 
 
-def _lower_softmax(node: Node) -> Lowered:
+def _lower_softmax(node: Node) -> Step:
     if node.attrs["axis"] != len(node.shape) - 1:
         unsupported(node, f"softmax over axis {node.attrs['axis']} of shape {list(node.shape)}; "
                           f"the kernel normalizes the last axis")
-    fn = kernel_fn("softmax", node)
-    return Lowered("softmax", node.inputs, {}, lambda get, out, offset, p: fn(get(node.inputs[0]), name=node.name),
-                   supports_out=False)
+    return _kernel_step(node, "softmax", node.inputs[:1], takes_out=False)
 
 
-def _lower_unit_norm(node: Node) -> Lowered:
-    fn = kernel_fn("unit_norm", node)
+def _lower_unit_norm(node: Node) -> Step:
     a = node.attrs
-    return Lowered("unit_norm", node.inputs, {},
-                   lambda get, out, offset, p: fn(get(node.inputs[0]), a["axis"], a["epsilon"], name=node.name),
-                   supports_out=False)
+    return _kernel_step(node, "unit_norm", (node.inputs[0], a["axis"], a["epsilon"]), takes_out=False)
 
 
 _BINARY = {Op.ADD: "add", Op.SUB: "sub", Op.MUL: "mul", Op.DIV: "div", Op.MAXIMUM: "maximum",
            Op.MINIMUM: "minimum"}
 
 
-def _lower_binary(node: Node) -> Lowered:
-    fn = kernel_fn("binary", node)
+def _lower_binary(node: Node) -> Step:
     name = "add" if node.op is Op.BIAS_ADD else _BINARY[node.op]
     a, b = node.inputs
-    return Lowered("binary", node.inputs, {}, lambda get, out, offset, p: fn(name, get(a), get(b), name=node.name),
-                   supports_out=False)
+    return _kernel_step(node, "binary", (name, a, b), takes_out=False)
 
 
-def _lower_unary(node: Node) -> Lowered:
+def _lower_unary(node: Node) -> Step:
     """An activation (its attribute value, e.g. ("leaky_relu", 0.2)) or neg, as kernels.unary."""
-    fn = kernel_fn("unary", node)
     op = "neg" if node.op is Op.NEG else node_act(node)
-    return Lowered("unary", node.inputs, {},
-                   lambda get, out, offset, p: fn(op, get(node.inputs[0]), name=node.name),
-                   supports_out=False)
+    return _kernel_step(node, "unary", (op, node.inputs[0]), takes_out=False)
 
 
-def _lower_pad(node: Node) -> Lowered:
-    fn = kernel_fn("pad", node)
+def _lower_pad(node: Node) -> Step:
     a = node.attrs
-    return Lowered("pad", node.inputs, {},
-                   lambda get, out, offset, p: fn(get(node.inputs[0]), a["paddings"], value=float(a.get("value", 0.0)),
-                                                  name=node.name),
-                   supports_out=False)
+    return _kernel_step(node, "pad", (node.inputs[0], a["paddings"]), {"value": float(a.get("value", 0.0))},
+                        takes_out=False)
 
 
-def _lower_reshape(node: Node) -> Lowered:
-    shape = tuple(node.shape)
-    return Lowered("view", node.inputs, {}, lambda get, out, offset, p: get(node.inputs[0]).reshape(shape),
-                   supports_out=False, is_view=True)
+def _lower_reshape(node: Node) -> Step:
+    """A view of its input (no kernel, no bytes): the executor reshapes the input's tensor."""
+    return Step(VIEW, (Output.of(node),), args=node.inputs[:1], inputs=node.inputs)
 
 
-def _lower_concat(node: Node) -> Lowered:
+def _lower_concat(node: Node) -> Step:
+    """The concat's buffer (no kernel): eliminate_concats makes its inputs write into it."""
     if node.attrs["axis"] != len(node.shape) - 1:
         unsupported(node, f"concat along axis {node.attrs['axis']} of shape {list(node.shape)}; only the "
                           f"channel (last) axis is written in place / copied by the kernels")
     kernel_fn("copy_channels", node)  # needed for inputs that cannot be written in place
-    return Lowered("concat", node.inputs, {}, None)
+    return Step(CONCAT, (Output.of(node),))
 
 
 def _training_only(why: str):
@@ -306,7 +243,7 @@ def _training_only(why: str):
     return lower
 
 
-def _bias_or_bn(node: Node) -> Lowered:
+def _bias_or_bn(node: Node) -> Step:
     if node.op is Op.BATCH_NORM:
         if node.attrs["is_training"]:
             unsupported(node, "training-mode batch norm (batch statistics) is not supported; build the net "
@@ -333,7 +270,7 @@ NOT_LOWERED = {
     Op.MATMUL: "always lifted to FUSED_MATMUL by the epilogue pass before lowering",
 }
 
-LOWERINGS: dict[Op, Callable[[Node], Lowered]] = {
+LOWERINGS: dict[Op, Callable[[Node], Step]] = {
     Op.FUSED_CONV2D: _lower_fused_gemm("conv2d", PREP_CONV, _conv_geometry),
     Op.FUSED_DEPTHWISE_CONV2D: _lower_fused_gemm("depthwise_conv2d", PREP_DEPTHWISE, _conv_geometry,
                                                  precision_arg=False),

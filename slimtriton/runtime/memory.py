@@ -1,11 +1,9 @@
-"""Memory plan (pass 8): activation buffers reused by liveness.
+"""The memory plan (plan pass `plan_memory`): activation buffers reused by liveness.
 
 Every value a step produces lives in a *storage*: its own, or an alias -- a view (reshape)
 shares its input's storage, a producer written in place into a concat shares the concat's
 (nested concats share the outermost one), and a concat buffer lives from its first
-producer; a channel slice written by a routed conv (runtime/plan.py route_channel_slices) has its
-own storage (or its concat's), defined by its buffer-only step just before the conv, and the wide
-conv output has none. A storage is live from the first step that writes it to the last step that reads
+producer. A storage is live from the first step that writes it to the last step that reads
 any of its aliases. Storages holding a requested output are allocated fresh per call (the
 caller keeps them); storages of kernels that cannot write into a given buffer are allocated
 by the kernel. The rest share arena slots: greedy best fit, a slot freed after the last
@@ -18,6 +16,7 @@ import dataclasses
 
 from ..ir.cost import tensor_bytes
 from ..ir.ops import SOURCE_OPS
+from .step import CONCAT, VIEW
 
 ARENA, OUTPUT, KERNEL, EXTERNAL = "arena", "output", "kernel", "external"
 
@@ -50,7 +49,14 @@ class MemoryPlan:
         return self.storages.get(key) if key else None
 
 
-def plan_memory(plan) -> MemoryPlan:
+def plan_memory(plan):
+    """Plan pass: `plan.memory`, the MemoryPlan of the plan's steps (last of the plan passes)."""
+    plan.memory = memory_plan_of(plan)
+    return plan
+
+
+def memory_plan_of(plan) -> MemoryPlan:
+    """Storages, their aliases, arena slots and the peak, as the module docstring describes."""
     alias: dict[str, str] = {}
     storages: dict[str, Storage] = {}
     for n in plan.program.nodes:
@@ -59,23 +65,23 @@ def plan_memory(plan) -> MemoryPlan:
             storages[n.name] = Storage(n.name, n.shape, 0, EXTERNAL, -1, -1)
 
     for s in plan.steps:
-        name = s.node.name
-        if s.kernel == "view":
-            alias[name] = alias[(s.reads or s.params)[0].name]
-            continue
-        if s.kernel == "copy_channels" or (s.lowered is not None and s.lowered.routes):
-            continue  # writes into the concat's / the channel slices' storages, defined by their steps
-        if s.target is not None:
-            key = alias[s.target[0].name]
-        else:
-            kind = KERNEL if (s.lowered is not None and not s.lowered.supports_out and s.kernel != "concat") else ARENA
-            key = name
-            storages[key] = Storage(key, s.node.shape, tensor_bytes(s.node.shape, plan.dtype), kind, s.index, s.index)
-        alias[name] = key
+        for out in s.outputs:
+            name = out.node.name
+            if s.kernel == VIEW:
+                alias[name] = alias[s.inputs[0].name]
+                continue
+            if out.target is not None:  # in place in a concat's buffer (a copy: into its own concat's)
+                key = alias[out.target[0].name]
+            else:
+                kind = ARENA if s.kernel == CONCAT or s.takes_out else KERNEL
+                key = name
+                storages[key] = Storage(key, out.node.shape, tensor_bytes(out.node.shape, plan.dtype), kind,
+                                        s.index, s.index)
+            alias[name] = key
     # liveness
     for s in plan.steps:
-        if s.node.name in alias:
-            st = storages[alias[s.node.name]]
+        for out in s.outputs:
+            st = storages[alias[out.node.name]]
             st.first = min(st.first, s.index) if st.first >= 0 else s.index
             st.last = max(st.last, s.index)
         for r in s.reads:

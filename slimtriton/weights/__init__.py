@@ -17,7 +17,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..executor import dtype_name, needed_nodes
+from ..executor import needed_nodes
+from ..feeds import dtype_name
 from ..ir.node import FLOAT_DTYPES
 from ..ir.ops import Op
 from .errors import WeightsFileError

@@ -123,20 +123,24 @@ def test_compiled_block_matches_reference(dtype):
     model = check_numerics(g, out, dtype=dtype)  # poison mode: an unwritten or early-freed buffer is NaN
     kernels = [k.kernel for k in model.kernels]
     assert kernels.count("conv2d_routed") == 1 and len(kernels) == 5  # stem, routed, 2 x 3x3, window conv
-    routed = next(s for s in model.plan.steps if s.kernel == "conv2d_routed")
-    slices = {s.node.name: s for s in model.plan.steps if s.kernel == "channel_slice"}
-    assert [sl.name for sl in routed.lowered.routes] == list(slices)
-    b0 = slices["Branch_0/Conv2d_0a_1x1/Relu"]
-    assert b0.target is not None and b0.target[0].name == "concat" and b0.target[1] == 0
-    assert all(slices[n].index < routed.index for n in slices)  # the slices' storages exist before the write
+    (routed,) = [s for s in model.plan.steps if s.kernel == "conv2d_routed"]
+    assert [o.node.name for o in routed.outputs] == ["Branch_0/Conv2d_0a_1x1/Relu", "Branch_1/Conv2d_0a_1x1/Relu",
+                                                     "Branch_2/Conv2d_0a_1x1/Relu"]
+    assert [o.target[0].name if o.target else None for o in routed.outputs] == ["concat", None, None]
+    assert not any(s.kernel == "channel_slice" for s in model.plan.steps)
     assert routed.bytes_written == 2 * 7 * 7 * (8 + 6 + 5) * {"float32": 4}.get(dtype, 2)
+    mem = model.plan.memory
+    for o in routed.outputs[1:]:  # live from the routed conv's write to their 3x3 conv's read
+        assert mem.storage_of(o.node.name).first == routed.index
 
 
 def test_compiled_block_with_a_requested_branch_output():
     g, outs = inception_block(requested_branch=True)
     model = check_numerics(g, outs, dtype="float32")
-    b0 = next(s for s in model.plan.steps if s.node.name == "Branch_0/Conv2d_0a_1x1/Relu")
-    assert b0.kernel == "channel_slice" and b0.target is None  # an output: its own buffer, copied into the concat
+    (routed,) = [s for s in model.plan.steps if s.kernel == "conv2d_routed"]
+    assert routed.outputs[0].node.name == "Branch_0/Conv2d_0a_1x1/Relu"
+    assert routed.outputs[0].target is None  # an output: its own buffer, copied into the concat
+    assert any(s.kernel == "copy_channels" for s in model.plan.steps)
 
 
 def test_torch_executor_runs_the_merged_form():

@@ -11,6 +11,7 @@ import slimtriton as st
 from slimtriton import slim, tf
 from slimtriton.fusion.pipeline import PLAN_PASSES
 from slimtriton.nets import resnet_utils
+from slimtriton.runtime.plan import PLAN_PASS_FUNCTIONS
 from tests.helpers import assert_close
 from tests.test_compile import randomize_bn
 
@@ -37,9 +38,10 @@ def check_numerics(g, outputs, dtype="float32", seed=0):
     return model
 
 
-def test_pipeline_lists_the_plan_passes():
-    names = [name for name, _ in PLAN_PASSES]
-    assert names == ["route_channel_slices", "concat_elimination", "memory_plan"]
+def test_pipeline_lists_the_plan_passes_and_each_has_its_function():
+    assert PLAN_PASSES == ["route_channel_slices", "eliminate_concats", "collect_parameters", "plan_memory"]
+    assert set(PLAN_PASS_FUNCTIONS) == set(PLAN_PASSES)
+    assert all(fn.__name__ == name for name, fn in PLAN_PASS_FUNCTIONS.items())
 
 
 def head_graph(mean="reduce_mean", head="conv", postnorm=False, hw=7, c=37, requested_mean=False):

@@ -164,7 +164,7 @@ def test_session_triton_and_model_io_types_on_a_net():
     assert isinstance(from_torch, torch.Tensor) and from_torch.dtype == torch.float32
     np.testing.assert_array_equal(from_torch.numpy(), from_numpy)
     np.testing.assert_array_equal(model(x.astype(np.float64)), from_numpy)
-    with pytest.raises(ValueError, match=r"images: expected float32\[1, 32, 32, 3\], got float32\[1, 16, 32, 3\]"):
+    with pytest.raises(ValueError, match=r"placeholder images: expected float32\[1,32,32,3\], got float32\[1,16,32,3\]"):
         model(x[:, :16])
 
 
