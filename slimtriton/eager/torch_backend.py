@@ -326,6 +326,7 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         Op.REDUCE_MEAN: lambda n, i: torch.mean(i[0], dim=tuple(n.attrs["axes"]), keepdim=bool(n.attrs["keepdims"])),
         Op.RESHAPE: lambda n, i: torch.reshape(i[0], tuple(n.attrs["shape"])),
         Op.CONCAT: lambda n, i: torch.cat(list(i), dim=n.attrs["axis"]),
+        Op.CHANNEL_SLICE: lambda n, i: i[0][..., n.attrs["begin"]:n.attrs["begin"] + n.attrs["size"]].contiguous(),
         Op.PAD: pad,
         Op.TILE: lambda n, i: i[0].repeat(*n.attrs["multiples"]),
         Op.ONE_HOT: one_hot,

@@ -173,8 +173,7 @@ class PlanExecutor:
         and precision, and call kernels.<kernel> (slimtriton.runtime.step)."""
         mem = self.plan.memory
         if len(step.outputs) != 1:
-            raise NotImplementedError(f"step {step.index} ({step.kernel}) writes {len(step.outputs)} outputs; "
-                                      f"the executor runs single-output steps")
+            return self._run_routed(step, env, buffer, self._step_getter(step, get))
         output = step.outputs[0]
         name = output.node.name
         get = self._step_getter(step, get)
@@ -202,6 +201,23 @@ class PlanExecutor:
             env[name] = result
             if mem.storages[key].kind == KERNEL:
                 buffers[key] = result
+
+    def _run_routed(self, step, env, buffer, get):
+        """A step with several outputs (kernels.conv2d_routed): each output's buffer -- its own
+        storage or its concat slice -- is one of the kernel's `destinations`, in output order."""
+        mem = self.plan.memory
+        destinations = []
+        for o in step.outputs:
+            out = buffer(mem.alias[o.node.name])
+            destinations.append((out, self._offset(o) if o.target is not None else 0, o.shape[-1]))
+        args, kwargs = step.call_arguments(get)
+        kwargs["destinations"] = destinations
+        if step.takes_precision:
+            kwargs["precision"] = self.precision
+        self._kernels[step.index](*args, **kwargs)
+        for o, (out, _, _) in zip(step.outputs, destinations):
+            if o.target is None:
+                env[o.node.name] = out
 
     def _outputs(self, env) -> list:
         mem = self.plan.memory
