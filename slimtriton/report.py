@@ -103,6 +103,20 @@ def plan_summary(plan) -> dict:
     }
 
 
+def bucket_summary(plans: dict) -> tuple[str, list[dict]]:
+    """(a text table, its JSON rows) of a dynamic-batch model's plans, {batch bucket: plan}: per
+    bucket the kernels, FLOPs, modeled DRAM bytes (the slimtriton plan) and arena bytes."""
+    rows = []
+    for b, p in sorted(plans.items()):
+        summary = plan_summary(p)
+        rows.append({"batch": b, "kernels": summary["kernels"]["slimtriton"], "flops": summary["flops"],
+                     "bytes": summary["bytes"]["slimtriton"], "arena_bytes": summary["arena_bytes"]})
+    lines = [f"{'bucket':>6} {'kernels':>8} {'MFLOP':>11} {'DRAM bytes':>12} {'arena':>12}"]
+    lines += [f"{r['batch']:>6} {r['kernels']:>8} {r['flops'] / 1e6:>11.2f} {_fmt_bytes(r['bytes']):>12} "
+              f"{_fmt_bytes(r['arena_bytes']):>12}" for r in rows]
+    return "\n".join(lines), rows
+
+
 def _fmt_bytes(n: float) -> str:
     """Binary units, named as such (KiB, MiB, GiB: powers of 1024)."""
     if abs(n) < 1024:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..ir.ops import Op
-from .executor import TORCH_DTYPES, PlanExecutor, prepare_parameters
+from .executor import TORCH_COMPUTE_DTYPES, PlanExecutor, prepare_parameters
 
 
 def record_plan_launches(plan, precision: str = "ieee") -> list[list]:
@@ -21,7 +21,7 @@ def record_plan_launches(plan, precision: str = "ieee") -> list[list]:
     params = prepare_parameters(plan, values, "meta")
     executor = PlanExecutor(plan, params, "meta", precision, poison=False)
     per_step: list[list] = [[] for _ in plan.steps]
-    inputs = {n.name: torch.empty(n.shape, dtype=TORCH_DTYPES[plan.dtype], device="meta") for n in plan.inputs}
+    inputs = {n.name: torch.empty(n.shape, dtype=TORCH_COMPUTE_DTYPES[plan.dtype], device="meta") for n in plan.inputs}
 
     # Run step by step so each launch is attributed to its step.
     with kernels.record_launches(execute=False) as launches:
