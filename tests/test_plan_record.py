@@ -111,6 +111,10 @@ def test_a_step_with_two_outputs_is_planned_and_run_per_output():
     assert [o["target"][1] for o in routed.to_json()["outputs"]] == [0, 5]
     images = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
     assert_close(model(images), reference(g, out, {x: images}, w), "float32")
+    # the report: one row, the wide output's channels summed, the repeated op kinds folded
+    from slimtriton.report import fusion_report
+    row = next(line for line in fusion_report(p).splitlines() if "conv2d_routed" in line)
+    assert "[1, 4, 4, 12]" in row and "2x(conv2d+bias_add+relu)" in row and "-> concat[+0] -> concat[+5]" in row
 
 
 def test_a_saved_engine_keeps_the_plan_record_and_loads_the_same_steps(tmp_path):
