@@ -26,10 +26,15 @@ processes run at once (default: the CPU count, at most 8, at least 4 specializat
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
+
+import slimtriton as st
 
 
 def register(subparsers) -> None:
+    # lazy, but register runs at every CLI start: these choices import torch and triton there (~4 s)
     from slimtriton.kernels.audit import SUPPORTED_ARCHS
     from slimtriton.kernels.perf_model import GPUS
     parser = subparsers.add_parser(
@@ -60,7 +65,6 @@ def register(subparsers) -> None:
 def plan_step_launches(graph, outputs, dtype: str = "float16", precision: str = "ieee") -> list[tuple]:
     """[(plan Step, [its KernelLaunch...]) for every kernel step, in step order]. Plans without
     weights and records the launches on meta tensors: nothing runs."""
-    import slimtriton as st
     model = st.compile(graph, outputs, None, dtype=dtype, precision=precision)
     per_step = model.launches()
     return [(step, per_step[step.index]) for step in model.plan.steps if step.launches_kernel]
@@ -77,7 +81,7 @@ def net_step_launches(name: str, image_size: int | None = None, batch: int = 1, 
                       num_classes: int | None = None, precision: str = "ieee") -> tuple[list, list]:
     """`plan_step_launches` of factory net `name` (inference, its predictions end point when it
     has one), and the input shape."""
-    from ..nets.build import build_net, main_output
+    from ..nets.build import build_net, main_output  # lazy: when the command runs
     g, images, logits, end_points = build_net(name, image_size, batch, num_classes)
     return plan_step_launches(g, main_output(logits, end_points), dtype, precision), list(images.shape)
 
@@ -92,8 +96,8 @@ def net_launches(name: str, image_size: int | None = None, batch: int = 1, dtype
 def model_plan(step_launches, rows_by_key: dict, gpu, dtype: str, batch: int) -> tuple[list[dict], dict]:
     """(one performance-model row per launch, totals) for [(step or None, launches)]; a None
     step (ad-hoc --shapes) charges 2*M*N*K FLOPs and the bytes of the tensor arguments."""
-    from slimtriton.kernels import perf_model as P
-    from slimtriton.kernels.audit import config_label, layer_label
+    from slimtriton.kernels import perf_model as P  # lazy: when the command runs
+    from slimtriton.kernels.audit import config_label, layer_label  # lazy: when the command runs
     out = []
     for step, launches in step_launches:
         if step is None:
@@ -132,8 +136,6 @@ def _fail(message: str) -> int:
 
 def _check_outputs(json_path, sass_dir) -> str | None:
     """A one-line reason when --json FILE or --sass DIR cannot be written, else None."""
-    import os
-    from pathlib import Path
     if json_path:
         parent = Path(json_path).resolve().parent
         if Path(json_path).is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
@@ -193,9 +195,9 @@ def print_totals(totals: list[dict], gpu, file=None) -> None:
 
 
 def run(args) -> int:
-    from slimtriton.kernels import audit as A
-    from slimtriton.kernels import perf_model as P
-    from slimtriton.nets import nets_factory
+    from slimtriton.kernels import audit as A  # lazy: when the command runs
+    from slimtriton.kernels import perf_model as P  # lazy: when the command runs
+    from slimtriton.nets import nets_factory  # lazy: when the command runs
 
     reason = A.check_arch(args.arch)
     if reason:

@@ -25,6 +25,11 @@ import argparse
 import os
 import sys
 
+import slimtriton as st
+
+from ._netbuild import check_at_least
+from .errors import UsageError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("report", help="fusion report of a net (no weights, nothing runs)",
@@ -47,11 +52,8 @@ def register(subparsers) -> None:
 
 
 def main(args) -> int:
-    import slimtriton as st
-    from slimtriton.report import fusion_report
-    from ..nets.build import build_net, main_output
-    from ._netbuild import check_at_least
-    from .errors import UsageError
+    from slimtriton.report import fusion_report  # lazy: when the command runs
+    from ..nets.build import build_net, main_output  # lazy: when the command runs
 
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes")
     if args.dump and os.path.exists(args.dump) and not os.path.isdir(args.dump):
@@ -71,7 +73,7 @@ def main(args) -> int:
     if not to_stdout:
         print(text)
     if args.why:
-        from slimtriton.fusion.log import format_fusion_log
+        from slimtriton.fusion.log import format_fusion_log  # lazy: when the command runs
         print("\nfusion decisions (pass: what fused; each declined match and why):", file=log)
         print(format_fusion_log(model.plan.fusion_log), file=log)
     if args.dump:
@@ -84,8 +86,8 @@ def main(args) -> int:
 
 def dump_reproducers(model, launches, directory: str) -> int:
     """One runnable file per kernel launch of the plan; returns how many were written."""
-    from slimtriton.report import scope_prefix, step_layer_and_ops
-    from slimtriton.reproducer import reproducer_source
+    from slimtriton.report import scope_prefix, step_layer_and_ops  # lazy: when the command runs
+    from slimtriton.reproducer import reproducer_source  # lazy: when the command runs
     os.makedirs(directory, exist_ok=True)
     program = model.plan.baseline if model.plan.baseline is not None else model.plan.program
     prefix = scope_prefix(model.plan)
