@@ -48,7 +48,7 @@ from .fusion.program import Program, resolve_parameters
 from .ir.node import COMPUTE_DTYPES, FLOAT_DTYPES, Node, Tensor
 from .ir.ops import Op
 from .ir.specialize import specialize
-from .report import fusion_report, plan_summary
+from .report import bucket_summary, fusion_report, plan_summary
 from .runtime.buckets import bucket_for, pad_batch
 from .runtime.plan import build_plan
 from .weights import check_weights
@@ -60,7 +60,7 @@ from .weights import check_weights
 PRECISIONS = ("ieee", "tf32")
 
 
-def _flatten_outputs(outputs, graph) -> tuple[list[Node], Any]:
+def flatten_outputs(outputs, graph) -> tuple[list[Node], Any]:
     """Nodes of `outputs` (a tensor, a name, or a list/tuple/dict of them) and a rebuild spec
     (slimtriton/feeds.py `flatten_fetches` / `rebuild`)."""
     def node_of(o) -> Node:
@@ -94,7 +94,7 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None, batch: 
     (slimtriton.fusion.fold_affine.keep_scale); `plan.program.kept_scale` names those layers."""
     if dtype not in COMPUTE_DTYPES:
         raise ValueError(f"dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
-    nodes, _ = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
+    nodes, _ = flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
     graph_nodes = _graph_nodes(graph)
     needed = needed_nodes(nodes)
     if any(n.dynamic_batch for n in graph_nodes if id(n) in needed):
@@ -345,23 +345,45 @@ class CompiledModel:
             self._launches = record_plan_launches(self.plan, self.precision)
         return self._launches
 
-    def report(self, json_path=None) -> str:
+    def report(self, json_path=None, batch: int | None = None) -> str:
         """The fusion report, and which layers kept their batch norm scale in the epilogue
-        (JSON: `kept_bn_scale`, {layer: why})."""
-        # the launches this model makes (recorded once, at its precision, and cached)
-        text = fusion_report(self.plan, json_path=json_path, launches=self.launches())
-        kept = self.plan.program.kept_scale
+        (JSON: `kept_bn_scale`, {layer: why}).
+
+        A dynamic-batch model reports the plan of one batch bucket, the one that runs `batch`
+        (default: the largest bucket), then one row per bucket (kernels, FLOPs, modeled DRAM
+        bytes, arena; JSON: `batch_buckets`, and `bucket`, the bucket reported). `batch` on a
+        static model is an error."""
+        plan, bucket = self.plan, self.max_batch
+        if batch is not None:
+            if not self.plans:
+                raise ValueError(f"report(batch={batch!r}) applies to a dynamic-batch model (compiled with max_batch or "
+                                 f"batch_sizes); this model's plan has the static input shapes "
+                                 f"{[list(n.shape) for n in plan.inputs]}")
+            bucket = bucket_for(batch, self.batch_sizes)
+            plan = self.plans[bucket]
+        if plan is self.plan:
+            launches = self.launches()  # the launches this model makes (recorded once, at its precision, and cached)
+        else:
+            from .runtime.launches import record_plan_launches  # lazy: torch, kernels
+            launches = record_plan_launches(plan, self.precision)
+        text = fusion_report(plan, json_path=json_path, launches=launches)
+        kept = plan.program.kept_scale
+        buckets = None
+        if self.plans:
+            table, buckets = bucket_summary(self.plans)
+            low = max([b for b in self.batch_sizes if b < bucket], default=0) + 1
+            text += (f"\n\ndynamic batch: one plan per batch bucket {self.batch_sizes} (this report: bucket {bucket}, "
+                     f"which runs batches {low}..{bucket}; report(batch=B) for another); parameters prepared "
+                     f"once, arena sized for the largest bucket\n{table}")
         if json_path is not None and os.path.isfile(json_path):
             with open(json_path) as f:
                 data = json.load(f)
             data["kept_bn_scale"] = dict(kept)
+            if buckets is not None:
+                data.update(bucket=bucket, batch_buckets=buckets)
             with open(json_path, "w") as f:
                 json.dump(data, f, indent=1)
-        text = text + "\n" + _kept_scale_text(kept, self.analysis_only)
-        if self.plans:
-            text += (f"\ndynamic batch: one plan per batch bucket {self.batch_sizes} (this report: batch "
-                     f"{self.max_batch}); parameters prepared once, arena sized for the largest bucket")
-        return text
+        return text + "\n" + _kept_scale_text(kept, self.analysis_only)
 
     def save(self, path, archs=(), overwrite: bool = False, meta: dict | None = None):
         """Write this model as an engine directory (`slimtriton.engine`): the fused plan, the
@@ -530,7 +552,7 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "tf32" and dtype != "float32":
         raise ValueError(f"precision 'tf32' applies to float32 only, got dtype {dtype!r}")
-    nodes, spec = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
+    nodes, spec = flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
     for n in nodes:
         if n.dtype not in FLOAT_DTYPES:
             raise NotImplementedError(f"output {n.name} has dtype {n.dtype}; the triton backend computes floats only")

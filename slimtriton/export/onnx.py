@@ -587,6 +587,18 @@ def _concat(ex: _Exporter, node: Node) -> None:
     ex.set(node, out, layout)
 
 
+def _channel_slice(ex: _Exporter, node: Node) -> None:
+    """x[..., begin:begin + size] as ONNX Slice along the channel axis, in the layout x has."""
+    (x,) = node.inputs
+    layout = ex.layout_of(x)
+    begin, size = node.attrs["begin"], node.attrs["size"]
+    axis = _axis_in(layout, len(x.shape) - 1)
+    out = ex.add("Slice", [ex.get(x, layout), ex.int64s(f"{node.name}/starts", [begin]),
+                           ex.int64s(f"{node.name}/ends", [begin + size]), ex.int64s(f"{node.name}/axes", [axis])],
+                 node.name)
+    ex.set(node, out, layout)
+
+
 def _pad(ex: _Exporter, node: Node) -> None:
     (x,) = node.inputs
     paddings = node.attrs["paddings"]
@@ -657,6 +669,7 @@ EXPORTERS: dict[Op, Callable[[_Exporter, Node], None]] = {
     Op.REDUCE_MEAN: _reduce_mean,
     Op.RESHAPE: _reshape,
     Op.CONCAT: _concat,
+    Op.CHANNEL_SLICE: _channel_slice,
     Op.PAD: _pad,
     Op.TILE: _tile,
     Op.ONE_HOT: _one_hot,

@@ -273,6 +273,18 @@ def _concat(name, inputs, attrs):
     return tuple(shape), _same_dtype(name, inputs)
 
 
+def _channel_slice(name, inputs, attrs):
+    """x[..., begin:begin + size]: a non-empty range of the last axis."""
+    _arity(name, inputs, 1)
+    x = inputs[0]
+    begin, size = attrs["begin"], attrs["size"]
+    if not x.shape or not (isinstance(begin, int) and isinstance(size, int)) or begin < 0 or size < 1 \
+            or begin + size > x.shape[-1]:
+        _fail(name, f"channel slice [{begin}:{begin}+{size}] is not a non-empty range of the last axis of "
+                    f"{x.name}{list(x.shape)}")
+    return x.shape[:-1] + (size,), x.dtype
+
+
 def _pad(name, inputs, attrs):
     _arity(name, inputs, 1)
     x = inputs[0]
@@ -430,6 +442,7 @@ SHAPE_RULES = {
     Op.REDUCE_MEAN: _reduce_mean,
     Op.RESHAPE: _reshape,
     Op.CONCAT: _concat,
+    Op.CHANNEL_SLICE: _channel_slice,
     Op.PAD: _pad,
     Op.TILE: _tile,
     Op.ONE_HOT: _one_hot,

@@ -1,6 +1,7 @@
 """Enumerate the `KernelLaunch` specs of a plan without a GPU and without running.
 
-Every step's host wrapper is driven with `device='meta'` tensors inside
+The executor makes every step's recorded call (slimtriton.runtime.step), its host wrapper
+driven with `device='meta'` tensors inside
 `kernels.record_launches(execute=False)`: the wrappers check, pack and build their launch
 exactly as for a real run, so `slimtriton audit` and the benchmark can cold-compile every
 kernel of a net (e.g. for sm_90) from these specs.
