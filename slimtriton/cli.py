@@ -17,6 +17,7 @@ import importlib
 import os
 import sys
 
+from . import __version__
 from .commands.errors import UsageError  # noqa: F401  (re-exported: the CLI's user error)
 from .extras import missing_extra
 
@@ -69,8 +70,7 @@ def exit_status(exc: BaseException) -> int | None:
 
 
 def _version() -> str:
-    from . import __version__
-    try:
+    try:  # lazy: torch and triton take seconds to import; only --version shows theirs
         import torch
         import triton
         return f"slimtriton {__version__} (triton {triton.__version__}, torch {torch.__version__})"

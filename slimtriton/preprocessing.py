@@ -80,7 +80,7 @@ def preprocessing_name(net: str, preprocessing: str | None = None) -> str:
 def load_image(image) -> np.ndarray:
     """A path, a PIL image or an HWC / HW array -> an HWC array (uint8 RGB for files)."""
     if isinstance(image, (str, PathLike)):
-        from PIL import Image
+        from PIL import Image  # lazy: only to decode an image file
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"image {path} does not exist")
@@ -235,7 +235,7 @@ def preprocessing_name_for(net_name: str) -> str:
 
 def _default_image_size(net_name: str) -> int:
     try:
-        from slimtriton.nets import nets_factory
+        from slimtriton.nets import nets_factory  # lazy: the factory imports every net
         return int(nets_factory.networks_map[net_name].default_image_size)
     except Exception as err:  # the nets factory lacks the net or the attribute
         raise ValueError(f"no default image size known for net {net_name!r} ({err}); "

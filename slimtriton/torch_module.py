@@ -37,6 +37,9 @@ import numpy as np
 import torch
 
 from .feeds import rebuild
+from .fusion.program import resolve_parameters
+from .runtime.buckets import bucket_for, pad_batch
+from .runtime.executor import TORCH_COMPUTE_DTYPES, PlanExecutor, SharedArena, prepare_parameters
 
 INFERENCE_ONLY = ("slimtriton modules are inference only: the Triton kernels have no backward. Call it under "
                   "torch.no_grad() or torch.inference_mode(), or pass inputs that do not require grad "
@@ -120,8 +123,6 @@ class CompiledModule(torch.nn.Module):
         current buffers (re-packed, and the executors rebuilt, when they changed)."""
         signature = self._signature()
         if self._params is None or signature != self._packed_from:
-            from .fusion.program import resolve_parameters
-            from .runtime.executor import TORCH_COMPUTE_DTYPES, SharedArena, prepare_parameters
             device = self._kernel_device(self.device)  # a clear error for a device the kernels cannot run on
             for var, t in self.weights().items():
                 if t.device != device:
@@ -139,7 +140,6 @@ class CompiledModule(torch.nn.Module):
             self._executors = {}
             self._packed_from, self._packed_device = signature, device
         if bucket not in self._executors:
-            from .runtime.executor import PlanExecutor
             plan = self._plans[bucket] if bucket is not None else self._plan
             self._executors[bucket] = PlanExecutor(plan, self._params, self._packed_device, self._precision,
                                                    arena=self._arena)
@@ -196,8 +196,6 @@ def _graph_break(fn):
 
 @_graph_break
 def _run(module: CompiledModule, args, kwargs):
-    from .runtime.buckets import bucket_for, pad_batch
-    from .runtime.executor import TORCH_COMPUTE_DTYPES
     feeds = module._feeds(args, kwargs)
     if torch.is_grad_enabled() and any(v.requires_grad for v in feeds.values()):
         names = [k for k, v in feeds.items() if v.requires_grad]

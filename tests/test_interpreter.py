@@ -116,3 +116,15 @@ def test_the_plan_executor_frees_by_the_same_rule():
     reads = [[names.index(r.name) for r in s.reads if r.name in names] for s in p.steps]
     frees = frees_after_last_use(reads, keep=[names.index(d.node.name)])
     assert {k: [names[i] for i in fr] for k, fr in enumerate(frees) if fr} == p.memory.frees_after
+
+
+def test_one_torch_callable_serves_concurrent_calls():
+    """A call's feeds go to `run(given)`, not onto the interpreter: threads do not mix them."""
+    from concurrent.futures import ThreadPoolExecutor
+    g, x, a, b, c, d = _chain()
+    f = build_torch_callable(g, [a], {}, device="cpu")
+    feeds = [torch.full((2, 3), float(k)) for k in range(16)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda v: f(v)[0], feeds))
+    for k, r in enumerate(results):
+        assert torch.equal(r, torch.full((2, 3), float(k)))

@@ -2,10 +2,13 @@
 net is slimtriton/nets/build.py, shared with the data pipeline and the demo.)"""
 from __future__ import annotations
 
+import slimtriton as st
+
+from .errors import UsageError
+
 
 def check_at_least(args, minimum: int, *flags: str) -> None:
     """UsageError naming the flag unless each given (not None) `--flag` value is >= minimum."""
-    from .errors import UsageError
     for flag in flags:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None and value < minimum:
@@ -16,7 +19,6 @@ def load_or_init_weights(g, path: str | None, source: str, seed: int, graph_word
     """`--weights PATH` loaded, else `init_weights(g, seed)`. ValueError when none of the file's
     variables is a variable of `g` (`source`: the net's name or FILE.py:FUNCTION): the weights
     of another net, named with both sides' top scopes."""
-    import slimtriton as st
     if not path:
         return st.init_weights(g, seed=seed)
     weights = st.load_weights(path)

@@ -33,10 +33,16 @@ processes run at once (default: the CPU count, at most 8, at least 4 specializat
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
+
+import slimtriton as st
 
 
 def register(subparsers) -> None:
+    # lazy, but register runs at every CLI start: these choices import torch and triton there (~4 s)
+    # lazy, but register runs at every CLI start: these choices import torch and triton there (~4 s)
     from slimtriton.kernels.audit import SUPPORTED_ARCHS
     from slimtriton.kernels.perf_model import GPUS
     parser = subparsers.add_parser(
@@ -78,7 +84,6 @@ def plan_step_launches(graph, outputs, dtype: str = "float16", precision: str = 
 def graph_step_launches(graph, outputs, dtype: str = "float16", precision: str = "ieee",
                         batch: int | None = None) -> tuple[list[tuple], list]:
     """(`plan_step_launches`, the shape of the plan's first input)."""
-    import slimtriton as st
     sizes = {} if batch is None else {"batch_sizes": [batch]}  # one bucket: the plan at `batch`
     model = st.compile(graph, outputs, None, dtype=dtype, precision=precision, **sizes)
     per_step = model.launches()
@@ -97,7 +102,7 @@ def net_step_launches(name: str, image_size: int | None = None, batch: int = 1, 
                       num_classes: int | None = None, precision: str = "ieee") -> tuple[list, list]:
     """`plan_step_launches` of factory net `name` (inference, its predictions end point when it
     has one), and the input shape."""
-    from ..nets.build import build_net, main_output
+    from ..nets.build import build_net, main_output  # lazy: when the command runs
     g, images, logits, end_points = build_net(name, image_size, batch, num_classes)
     return plan_step_launches(g, main_output(logits, end_points), dtype, precision), list(images.shape)
 
@@ -112,8 +117,8 @@ def net_launches(name: str, image_size: int | None = None, batch: int = 1, dtype
 def model_plan(step_launches, rows_by_key: dict, gpu, dtype: str, batch: int) -> tuple[list[dict], dict]:
     """(one performance-model row per launch, totals) for [(step or None, launches)]; a None
     step (ad-hoc --shapes) charges 2*M*N*K FLOPs and the bytes of the tensor arguments."""
-    from slimtriton.kernels import perf_model as P
-    from slimtriton.kernels.audit import config_label, layer_label
+    from slimtriton.kernels import perf_model as P  # lazy: when the command runs
+    from slimtriton.kernels.audit import config_label, layer_label  # lazy: when the command runs
     out = []
     for step, launches in step_launches:
         if step is None:
@@ -152,8 +157,6 @@ def _fail(message: str) -> int:
 
 def _check_outputs(json_path, sass_dir) -> str | None:
     """A one-line reason when --json FILE or --sass DIR cannot be written, else None."""
-    import os
-    from pathlib import Path
     if json_path:
         parent = Path(json_path).resolve().parent
         if Path(json_path).is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
@@ -182,7 +185,7 @@ def audit_batches(args, graph) -> list[int]:
     """The batches to plan: --batch (default 1), or every bucket of --max-batch; a GRAPH recorded
     with a static batch takes only its own. ValueError (one line) otherwise."""
     if args.max_batch is not None:
-        from slimtriton.compiler import bucket_sizes
+        from slimtriton.compiler import bucket_sizes  # lazy: when the command runs
         if args.batch is not None:
             raise ValueError(f"--batch {args.batch} and --max-batch {args.max_batch}: give one (--max-batch audits "
                              f"every batch bucket up to N)")
@@ -193,7 +196,6 @@ def audit_batches(args, graph) -> list[int]:
         return bucket_sizes(max_batch=args.max_batch)
     batches = parse_batches("1" if args.batch is None else args.batch)
     if graph is not None and not graph[2]:
-        import slimtriton as st
         recorded = sorted({int(n.shape[0]) for n in st.compile(graph[0], graph[1], None).plan.inputs if n.shape})
         if args.batch is not None and [b for b in batches] != recorded:
             raise ValueError(f"--batch {args.batch}: {args.net} is recorded with the static batch "
@@ -239,9 +241,9 @@ def print_totals(totals: list[dict], gpu, file=None) -> None:
 
 
 def run(args) -> int:
-    from slimtriton.kernels import audit as A
-    from slimtriton.kernels import perf_model as P
-    from slimtriton.nets import nets_factory
+    from slimtriton.kernels import audit as A  # lazy: when the command runs
+    from slimtriton.kernels import perf_model as P  # lazy: when the command runs
+    from slimtriton.nets import nets_factory  # lazy: when the command runs
 
     reason = A.check_arch(args.arch)
     if reason:
@@ -255,8 +257,8 @@ def run(args) -> int:
                          f"(or FILE.py:FUNCTION, or use --shapes)")
         if args.image_size is not None or args.num_classes is not None:
             return _fail(f"--image-size and --num-classes apply to a NET; GRAPH {args.net} is planned as recorded")
-        from .export import load_graph_function
-        from .report import dynamic_placeholders
+        from .export import load_graph_function  # lazy: when the command runs
+        from .report import dynamic_placeholders  # lazy: when the command runs
         graph = load_graph_function(args.net)
         graph = (*graph, bool(dynamic_placeholders(*graph)))
     try:

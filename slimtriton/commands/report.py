@@ -31,8 +31,15 @@ constexprs, warps and stages, random inputs of the recorded shapes): `python DIR
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+
+import slimtriton as st
+
+from ..executor import needed_nodes
+from ._netbuild import check_at_least
+from .errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -62,9 +69,8 @@ def build_source(source: str, image_size, num_classes, output_choice: str, batch
     """(graph, outputs, a description of what is planned) of NET (built at `batch`; None: an
     unknown batch) or GRAPH (FILE.py:FUNCTION, as recorded). UsageError for an unknown NET and
     for NET-only flags given with a GRAPH."""
-    from slimtriton.nets import nets_factory
-    from ..nets.build import build_net, main_output
-    from .errors import UsageError
+    from slimtriton.nets import nets_factory  # lazy: when the command runs
+    from ..nets.build import build_net, main_output  # lazy: when the command runs
     if source in nets_factory.networks_map:
         g, images, logits, end_points = build_net(source, image_size, batch, num_classes)
         output = main_output(logits, end_points) if output_choice == "predictions" else logits
@@ -77,26 +83,24 @@ def build_source(source: str, image_size, num_classes, output_choice: str, batch
     given = [flag for flag, value in (("--image-size", image_size), ("--num-classes", num_classes)) if value is not None]
     if given:
         raise UsageError(f"{', '.join(given)}: only for a NET; GRAPH {source} is planned as its function records it")
-    from .export import load_graph_function
+    from .export import load_graph_function  # lazy: when the command runs
     g, outputs = load_graph_function(source)
     return g, outputs, f"planned outputs of {source}"
 
 
 def dynamic_placeholders(g, outputs) -> list[str]:
     """The placeholders with an unknown batch that `outputs` need."""
-    from slimtriton.compiler import _flatten_outputs, _needed
-    from slimtriton.ir.ops import Op
-    nodes, _ = _flatten_outputs(outputs, g)
-    needed = _needed(nodes)
+    from slimtriton.compiler import flatten_outputs  # lazy: when the command runs
+    from slimtriton.ir.ops import Op  # lazy: when the command runs
+    nodes, _ = flatten_outputs(outputs, g)
+    needed = needed_nodes(nodes)
     return [n.name for n in g.nodes if id(n) in needed and n.op is Op.PLACEHOLDER and n.dynamic_batch]
 
 
 def compile_for_analysis(args, precision: str = "ieee"):
     """(analysis-only model, its graph, the planned description) of NET|GRAPH for --batch and
     --max-batch (see the module docstring); UsageError for a flag the source cannot take."""
-    import slimtriton as st
-    from .errors import UsageError
-    from slimtriton.nets import nets_factory
+    from slimtriton.nets import nets_factory  # lazy: when the command runs
     is_net = args.net in nets_factory.networks_map
     batch = None if (args.max_batch is not None or not is_net) else (args.batch or 1)
     g, outputs, what = build_source(args.net, args.image_size, args.num_classes, args.output, batch)
@@ -119,9 +123,7 @@ def compile_for_analysis(args, precision: str = "ieee"):
 
 
 def main(args) -> int:
-    from slimtriton.report import bucket_summary, fusion_report
-    from ._netbuild import check_at_least
-    from .errors import UsageError
+    from slimtriton.report import bucket_summary, fusion_report  # lazy: when the command runs
 
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes", "--max-batch")
     if args.dump and os.path.exists(args.dump) and not os.path.isdir(args.dump):
@@ -129,7 +131,7 @@ def main(args) -> int:
     model, what = compile_for_analysis(args)
     plan, launches, buckets, rows = model.plan, None, "", None
     if args.max_batch is not None:  # the bucket that runs --batch, then every bucket
-        from slimtriton.runtime.buckets import bucket_for
+        from slimtriton.runtime.buckets import bucket_for  # lazy: when the command runs
         bucket = bucket_for(args.batch or model.max_batch, model.batch_sizes)
         plan = model.plans[bucket]
         table, rows = bucket_summary(model.plans)
@@ -138,7 +140,7 @@ def main(args) -> int:
     if plan is model.plan:
         launches = model.launches()
     else:
-        from slimtriton.runtime.launches import record_plan_launches
+        from slimtriton.runtime.launches import record_plan_launches  # lazy: when the command runs
         launches = record_plan_launches(plan, model.precision)
     to_stdout = args.json == "-"
     log = sys.stderr if to_stdout else sys.stdout  # stdout carries only the JSON then
@@ -151,7 +153,7 @@ def main(args) -> int:
     if buckets:
         print("\n" + buckets, file=log)
     if args.why:
-        from slimtriton.fusion.log import format_fusion_log
+        from slimtriton.fusion.log import format_fusion_log  # lazy: when the command runs
         print("\nfusion decisions (pass: what fused; each declined match and why):", file=log)
         print(format_fusion_log(plan.fusion_log), file=log)
     if args.dump:
@@ -159,7 +161,6 @@ def main(args) -> int:
         print(f"wrote {count} kernel reproducers to {args.dump} (run one: python {args.dump}/FILE.py)", file=log)
     if args.json and not to_stdout:
         if rows is not None:  # the dynamic-batch model: which bucket the steps are, and every bucket
-            import json
             with open(args.json) as f:
                 document = json.load(f)
             document.update(bucket=bucket, batch_buckets=rows)
@@ -172,8 +173,8 @@ def main(args) -> int:
 def dump_reproducers(plan, launches, directory: str) -> int:
     """One runnable file per kernel launch of `plan` (`launches`: per step); returns how many
     were written."""
-    from slimtriton.report import scope_prefix, step_layer_and_ops
-    from slimtriton.reproducer import reproducer_source
+    from slimtriton.report import scope_prefix, step_layer_and_ops  # lazy: when the command runs
+    from slimtriton.reproducer import reproducer_source  # lazy: when the command runs
     os.makedirs(directory, exist_ok=True)
     program = plan.baseline if plan.baseline is not None else plan.program
     prefix = scope_prefix(plan)

@@ -28,9 +28,14 @@ import argparse
 import os
 import time
 
+import numpy as np
+
+import slimtriton as st
+
 from ..ir.node import COMPUTE_DTYPES
-from ..nets.build import EMBEDDING_NETS
-from ..preprocessing import preprocessing_name
+from ..nets.build import EMBEDDING_NETS, build_net, main_output
+from ..preprocessing import format_top_k, preprocess_for, preprocessing_name, top_k
+from ._netbuild import check_at_least, load_or_init_weights
 from .errors import UsageError
 
 PROGRESS_AFTER_S = 1.0  # a run shorter than this shows no progress bar
@@ -73,7 +78,6 @@ def register(subparsers) -> None:
 
 def check_flags(args) -> None:
     """Every flag error that needs no file and no net, before anything is built."""
-    from ._netbuild import check_at_least
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes", "--iterations")
     check_at_least(args, 0, "--seed", "--warmup")
     if args.image and args.input:
@@ -110,7 +114,6 @@ def check_out_path(path: str) -> None:
 
 def load_input(path: str, image_size: int | None):
     """--input as float32 [N, H, W, 3], with errors that name the flag, the file and the layout."""
-    import numpy as np
     try:
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -139,8 +142,6 @@ def load_input(path: str, image_size: int | None):
 
 def _check_labels(path: str, num_outputs: int, kind: str) -> None:
     """--labels is read and its length checked against the net's outputs before running."""
-    import numpy as np
-    from slimtriton.preprocessing import top_k
     if kind == "embedding":
         raise UsageError("--labels: this net outputs a face embedding, not class scores")
     if not os.path.isfile(path):
@@ -152,11 +153,6 @@ def _check_labels(path: str, num_outputs: int, kind: str) -> None:
 
 
 def main(args) -> int:
-    import numpy as np
-    import slimtriton as st
-    from slimtriton.preprocessing import preprocess_for
-    from ..nets.build import build_net, main_output
-    from ._netbuild import load_or_init_weights
 
     if args.engine is not None:
         return run_engine(args)
@@ -226,8 +222,6 @@ def main(args) -> int:
 def print_scores(probs, kind: str, labels) -> None:
     """Per image: the top-5 classes (softmax of logits when `kind` is 'logits') or the
     embedding's norm."""
-    import numpy as np
-    from slimtriton.preprocessing import format_top_k, top_k
     for i in range(probs.shape[0]):
         row = probs[i].reshape(-1).astype(np.float64)
         if kind == "embedding":
@@ -245,10 +239,7 @@ ENGINE_EXCLUDES = ("weights", "num_classes", "image_size", "batch", "dtype")
 
 def run_engine(args) -> int:
     """`run --engine DIR`: load the engine, run it once on the input, print the scores."""
-    import numpy as np
-    import slimtriton as st
-    from slimtriton.engine import read_manifest
-    from slimtriton.preprocessing import preprocess_for
+    from slimtriton.engine import read_manifest  # lazy: when the command runs
 
     manifest = read_manifest(args.engine, verify_files=False)  # load_compiled hashes the files
     dynamic = "batch_sizes" in manifest  # a dynamic-batch engine takes --batch (any batch in its range)
@@ -315,7 +306,7 @@ def _run_with_progress(model, x):
     if model.device.type == "cuda":
         return model(x)
     try:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # lazy: optional here (no bar without it)
     except ImportError:
         return model(x)
     bar = tqdm(total=len(model.kernels), desc="running", unit="kernel", delay=PROGRESS_AFTER_S, leave=False)
@@ -335,7 +326,7 @@ def _run_with_progress(model, x):
 def _timed_call(model, x):
     """A call of the compiled model on a device-resident input, synchronized: what the
     latency summary times (the input copy is not timed; on the CPU the output stays a tensor)."""
-    import torch
+    import torch  # lazy: when the command runs
     inp = torch.from_numpy(x).to(model.device)
 
     def call():
@@ -349,7 +340,6 @@ def _timed_call(model, x):
 def latency_summary(call, iterations: int, warmup: int, batch: int = 1) -> str:
     """trtexec-style: W untimed warm-up calls, then N timed calls; median/p90/min/max/mean ms
     and the throughput at the median (images per second)."""
-    import numpy as np
     for _ in range(warmup):
         call()
     times = []

@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from ..extras import require
+from ..preprocessing import preprocess_image
 from .pipeline import (Model, ModelSpec, ParquetSink, Summary, Tally, _progress_bar, _summary, _update_bar,
                        output_kind, score_rows)
 from .sources import Item, Unit, decode_image, read_unit
@@ -65,7 +66,6 @@ def _item(batch: dict, i: int) -> Item:
 
 
 def _prepare(batch: dict, size: int, preprocessing: str) -> dict:
-    from slimtriton.preprocessing import preprocess_image
     n = len(batch["path"])
     images = np.zeros((n, size, size, 3), np.float32)
     errors = np.array(batch["error"], dtype=object)
