@@ -40,10 +40,9 @@ import numpy as np
 from .fusion.pipeline import run_passes
 from .fusion.program import Program, resolve_parameters
 from .feeds import check_value, feed_name, flatten_fetches, rebuild, to_numpy
-from .ir.node import FLOAT_DTYPES, Node, Tensor
+from .ir.node import COMPUTE_DTYPES, FLOAT_DTYPES, Node, Tensor
 from .ir.ops import Op
 
-DTYPES = ("float32", "float16", "bfloat16")
 PRECISIONS = ("ieee", "tf32")
 
 
@@ -79,8 +78,8 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None, batch: 
     epilogue then loads no scale). With `weights` (checked), a layer whose folded weights would
     lose precision in `dtype` keeps its scale in the fp32 epilogue instead
     (slimtriton.fusion.fold_affine.keep_scale); `plan.program.kept_scale` names those layers."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
     from .fusion.fold_affine import keep_scale
     from .runtime.plan import build_plan
     nodes, _ = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
@@ -192,8 +191,8 @@ class CompiledModel:
         self._params, self._precision, self._poison = params, precision, poison
         self._graph_per_bucket = self.device.type == "cuda" and cuda_graph  # dynamic batch: one CUDA graph per bucket
         if self.plans:  # one executor per bucket, built at its first call (_bucket), sharing params and arena
-            from .runtime.executor import TORCH_DTYPES, SharedArena
-            self._arena = SharedArena(list(self.plans.values()), TORCH_DTYPES[self.dtype], self.device, poison)
+            from .runtime.executor import TORCH_COMPUTE_DTYPES, SharedArena
+            self._arena = SharedArena(list(self.plans.values()), TORCH_COMPUTE_DTYPES[self.dtype], self.device, poison)
         else:
             self._executor = PlanExecutor(plan, params, self.device, precision, poison)
         if self.device.type == "cuda":
@@ -297,13 +296,13 @@ class CompiledModel:
         tensor never goes through NumPy: it is detached and moved/cast by torch's `.to()` (on
         its own device for a CUDA tensor), so bfloat16, requires_grad and CUDA tensors work."""
         import torch
-        from .runtime.executor import TORCH_DTYPES
+        from .runtime.executor import TORCH_COMPUTE_DTYPES
         value = self._check_feed(node, value)
         if isinstance(value, torch.Tensor):
             t = value.detach()
         else:
             t = torch.from_numpy(np.ascontiguousarray(value))
-        return t.to(device=self.device, dtype=TORCH_DTYPES[self.dtype]).contiguous()
+        return t.to(device=self.device, dtype=TORCH_COMPUTE_DTYPES[self.dtype]).contiguous()
 
     def to_module(self):
         """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
@@ -338,24 +337,47 @@ class CompiledModel:
             self._launches = record_plan_launches(self.plan, self.precision)
         return self._launches
 
-    def report(self, json_path=None) -> str:
+    def report(self, json_path=None, batch: int | None = None) -> str:
         """The fusion report, and which layers kept their batch norm scale in the epilogue
-        (JSON: `kept_bn_scale`, {layer: why})."""
-        from .report import fusion_report
-        # the launches this model makes (recorded once, at its precision, and cached)
-        text = fusion_report(self.plan, json_path=json_path, launches=self.launches())
-        kept = self.plan.program.kept_scale
+        (JSON: `kept_bn_scale`, {layer: why}).
+
+        A dynamic-batch model reports the plan of one batch bucket, the one that runs `batch`
+        (default: the largest bucket), then one row per bucket (kernels, FLOPs, modeled DRAM
+        bytes, arena; JSON: `batch_buckets`, and `bucket`, the bucket reported). `batch` on a
+        static model is an error."""
+        from .report import bucket_summary, fusion_report
+        plan, bucket = self.plan, self.max_batch
+        if batch is not None:
+            if not self.plans:
+                raise ValueError(f"report(batch={batch!r}) applies to a dynamic-batch model (compiled with max_batch or "
+                                 f"batch_sizes); this model's plan has the static input shapes "
+                                 f"{[list(n.shape) for n in plan.inputs]}")
+            from .runtime.buckets import bucket_for
+            bucket = bucket_for(batch, self.batch_sizes)
+            plan = self.plans[bucket]
+        if plan is self.plan:
+            launches = self.launches()  # the launches this model makes (recorded once, at its precision, and cached)
+        else:
+            from .runtime.launches import record_plan_launches
+            launches = record_plan_launches(plan, self.precision)
+        text = fusion_report(plan, json_path=json_path, launches=launches)
+        kept = plan.program.kept_scale
+        buckets = None
+        if self.plans:
+            table, buckets = bucket_summary(self.plans)
+            low = max([b for b in self.batch_sizes if b < bucket], default=0) + 1
+            text += (f"\n\ndynamic batch: one plan per batch bucket {self.batch_sizes} (this report: bucket {bucket}, "
+                     f"which runs batches {low}..{bucket}; report(batch=B) for another); parameters prepared "
+                     f"once, arena sized for the largest bucket\n{table}")
         if json_path is not None and os.path.isfile(json_path):
             with open(json_path) as f:
                 data = json.load(f)
             data["kept_bn_scale"] = dict(kept)
+            if buckets is not None:
+                data.update(bucket=bucket, batch_buckets=buckets)
             with open(json_path, "w") as f:
                 json.dump(data, f, indent=1)
-        text = text + "\n" + _kept_scale_text(kept, self.analysis_only)
-        if self.plans:
-            text += (f"\ndynamic batch: one plan per batch bucket {self.batch_sizes} (this report: batch "
-                     f"{self.max_batch}); parameters prepared once, arena sized for the largest bucket")
-        return text
+        return text + "\n" + _kept_scale_text(kept, self.analysis_only)
 
     def save(self, path, archs=(), overwrite: bool = False, meta: dict | None = None):
         """Write this model as an engine directory (`slimtriton.engine`): the fused plan, the
@@ -526,8 +548,8 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
     model for any batch up to max_batch (see the module docstring); required for such a
     graph, refused for a static one.
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "tf32" and dtype != "float32":

@@ -103,6 +103,20 @@ def plan_summary(plan) -> dict:
     }
 
 
+def bucket_summary(plans: dict) -> tuple[str, list[dict]]:
+    """(a text table, its JSON rows) of a dynamic-batch model's plans, {batch bucket: plan}: per
+    bucket the kernels, FLOPs, modeled DRAM bytes (the slimtriton plan) and arena bytes."""
+    rows = []
+    for b, p in sorted(plans.items()):
+        summary = plan_summary(p)
+        rows.append({"batch": b, "kernels": summary["kernels"]["slimtriton"], "flops": summary["flops"],
+                     "bytes": summary["bytes"]["slimtriton"], "arena_bytes": summary["arena_bytes"]})
+    lines = [f"{'bucket':>6} {'kernels':>8} {'MFLOP':>11} {'DRAM bytes':>12} {'arena':>12}"]
+    lines += [f"{r['batch']:>6} {r['kernels']:>8} {r['flops'] / 1e6:>11.2f} {_fmt_bytes(r['bytes']):>12} "
+              f"{_fmt_bytes(r['arena_bytes']):>12}" for r in rows]
+    return "\n".join(lines), rows
+
+
 def _fmt_bytes(n: float) -> str:
     """Binary units, named as such (KiB, MiB, GiB: powers of 1024)."""
     if abs(n) < 1024:
@@ -155,6 +169,12 @@ def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:
     if not layer:
         layer = "+".join(dict.fromkeys(n.split("/")[0] for n in scoped))
     return layer, "+".join(kinds)
+
+
+def _call_json(step) -> dict:
+    """The step's kernel call as its plan record holds it (runtime/step.py; nodes as {"node": name})."""
+    record = step.to_json()
+    return {k: record[k] for k in ("args", "kwargs", "takes_out", "takes_precision")}
 
 
 def launch_tile(launch) -> str:
@@ -220,7 +240,8 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
                            "inputs": [list(n.shape) for n in s.reads], "output": list(shape), "flops": s.flops,
                            "bytes_read": s.bytes_read, "bytes_written": s.bytes_written,
                            "writes_into": s.target[0].name if s.target is not None else None,
-                           "channel_offset": s.target[1] if s.target is not None else None})
+                           "channel_offset": s.target[1] if s.target is not None else None,
+                           "call": _call_json(s)})
     lines += LEGEND + ([CONCAT_LEGEND] if any(s.target is not None for s, *_ in rows) else [])
     lines.append("")
     lines.append(f"{'plan':<28} {'kernels':>8} {'DRAM bytes':>14} {'vs unfused':>11} {'vs extern':>10}")

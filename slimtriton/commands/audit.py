@@ -1,5 +1,5 @@
-"""`slimtriton audit NET | --shapes SPEC...`: static audit and performance model of the kernels a
-compiled net launches, for an sm_80/86/89/90 GPU, without a GPU.
+"""`slimtriton audit NET|GRAPH | --shapes SPEC...`: static audit and performance model of the
+kernels a compiled net launches, for an sm_80/86/89/90 GPU, without a GPU.
 
 NET (any name from `slimtriton nets`) is built at --image-size and each --batch, and planned
 by the compiler at --dtype without weights; every step's kernel launches are recorded on
@@ -17,6 +17,13 @@ fill, roofline and modeled time, and per batch the modeled and roofline images/s
 model, not a measurement. --batch 1,32,256 prints the totals at each batch; with one batch
 the per-launch table is printed too. --json FILE writes everything; --sass DIR writes each
 specialization's disassembly.
+
+GRAPH is `FILE.py:FUNCTION` (as `slimtriton export`), a function that records a graph and
+returns `(graph, outputs)`: recorded with an unknown batch (`st.placeholder([None, ...])`), it
+is planned at each --batch; recorded with a static batch, at that batch only. `--max-batch N`
+audits every batch bucket of the dynamic-batch model (powers of two and N: the kernels
+`slimtriton compile --max-batch N --arch CC` builds ahead of time), NET then recorded with a
+None batch; it replaces --batch.
 
 --shapes N,H,W,Cin,Cout,KH,KW,stride[,dilation] adds ad-hoc conv layers (SAME padding, folded
 BN + ReLU epilogue). GPU tiles are the cached autotune winners or the defaults (an empty
@@ -36,10 +43,13 @@ def register(subparsers) -> None:
         "audit", help="static audit and performance model of a net's kernels (registers, spills, "
                       "tensor cores, pipelining, modeled images/s)",
         description=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("net", metavar="NET", nargs="?", help="a name from `slimtriton nets`")
+    parser.add_argument("net", metavar="NET|GRAPH", nargs="?",
+                        help="a name from `slimtriton nets`, or FILE.py:FUNCTION")
     parser.add_argument("--image-size", type=int, default=None, help="input height and width (default: the net's)")
-    parser.add_argument("--batch", default="1", metavar="N[,N...]",
+    parser.add_argument("--batch", default=None, metavar="N[,N...]",
                         help="batch size(s), comma-separated, e.g. 1,32,256 (default 1)")
+    parser.add_argument("--max-batch", type=int, default=None, metavar="N",
+                        help="audit every batch bucket of the dynamic-batch model for batches up to N")
     parser.add_argument("--num-classes", type=int, default=None, help="logits width (default: the net's checkpoint)")
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
                         help="activation/weight dtype (default float16)")
@@ -57,13 +67,23 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def plan_step_launches(graph, outputs, dtype: str = "float16", precision: str = "ieee") -> list[tuple]:
+def plan_step_launches(graph, outputs, dtype: str = "float16", precision: str = "ieee",
+                       batch: int | None = None) -> list[tuple]:
     """[(plan Step, [its KernelLaunch...]) for every kernel step, in step order]. Plans without
-    weights and records the launches on meta tensors: nothing runs."""
+    weights and records the launches on meta tensors: nothing runs. `batch`: the batch to plan
+    a graph recorded with an unknown batch at (required for one, refused for a static graph)."""
+    return graph_step_launches(graph, outputs, dtype, precision, batch)[0]
+
+
+def graph_step_launches(graph, outputs, dtype: str = "float16", precision: str = "ieee",
+                        batch: int | None = None) -> tuple[list[tuple], list]:
+    """(`plan_step_launches`, the shape of the plan's first input)."""
     import slimtriton as st
-    model = st.compile(graph, outputs, None, dtype=dtype, precision=precision)
+    sizes = {} if batch is None else {"batch_sizes": [batch]}  # one bucket: the plan at `batch`
+    model = st.compile(graph, outputs, None, dtype=dtype, precision=precision, **sizes)
     per_step = model.launches()
-    return [(step, per_step[step.index]) for step in model.plan.steps if step.launches_kernel]
+    steps = [(step, per_step[step.index]) for step in model.plan.steps if step.launches_kernel]
+    return steps, list(model.plan.inputs[0].shape) if model.plan.inputs else []
 
 
 def plan_launches(graph, outputs, dtype: str = "float16", precision: str = "ieee") -> tuple[list, int]:
@@ -77,7 +97,7 @@ def net_step_launches(name: str, image_size: int | None = None, batch: int = 1, 
                       num_classes: int | None = None, precision: str = "ieee") -> tuple[list, list]:
     """`plan_step_launches` of factory net `name` (inference, its predictions end point when it
     has one), and the input shape."""
-    from ._netbuild import build_net, main_output
+    from ..nets.build import build_net, main_output
     g, images, logits, end_points = build_net(name, image_size, batch, num_classes)
     return plan_step_launches(g, main_output(logits, end_points), dtype, precision), list(images.shape)
 
@@ -158,6 +178,30 @@ def parse_batches(text: str) -> list[int]:
     return list(dict.fromkeys(batches))
 
 
+def audit_batches(args, graph) -> list[int]:
+    """The batches to plan: --batch (default 1), or every bucket of --max-batch; a GRAPH recorded
+    with a static batch takes only its own. ValueError (one line) otherwise."""
+    if args.max_batch is not None:
+        from slimtriton.compiler import bucket_sizes
+        if args.batch is not None:
+            raise ValueError(f"--batch {args.batch} and --max-batch {args.max_batch}: give one (--max-batch audits "
+                             f"every batch bucket up to N)")
+        if graph is not None and not graph[2]:
+            raise ValueError(f"--max-batch {args.max_batch}: {args.net} is recorded with a static batch")
+        if args.max_batch < 1:
+            raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
+        return bucket_sizes(max_batch=args.max_batch)
+    batches = parse_batches("1" if args.batch is None else args.batch)
+    if graph is not None and not graph[2]:
+        import slimtriton as st
+        recorded = sorted({int(n.shape[0]) for n in st.compile(graph[0], graph[1], None).plan.inputs if n.shape})
+        if args.batch is not None and [b for b in batches] != recorded:
+            raise ValueError(f"--batch {args.batch}: {args.net} is recorded with the static batch "
+                             f"{recorded[0] if len(recorded) == 1 else recorded}")
+        return recorded[:1] or [1]
+    return batches
+
+
 def print_launch_table(entries: list[dict], file=None) -> None:
     file = file or sys.stdout
     width = max([len("layer")] + [len(e["layer"]) for e in entries])
@@ -185,9 +229,11 @@ def print_totals(totals: list[dict], gpu, file=None) -> None:
     for t in totals:
         fill = "-" if t["fill_flop_weighted"] is None else f"{t['fill_flop_weighted']:.2f}"
         pipe = "-" if t["gemm_flops_pipelined"] is None else f"{t['gemm_flops_pipelined']:.0%}"
+        def num(key, width, digits):  # None: a time that rounds to 0 (a tiny graph) has no rate
+            return f"{'-':>{width}}" if t[key] is None else f"{t[key]:>{width}.{digits}f}"
         print(f"{t['batch']:>5} {t['launches']:>8} {t['gflops']:>8.2f} {t['mbytes']:>9.1f} {fill:>5} {pipe:>9} "
-              f"{t['roofline_us']:>11.1f} {t['modeled_us']:>10.1f} {t['roofline_images_per_s']:>14.0f} "
-              f"{t['modeled_images_per_s']:>13.0f} {t['modeled_tflops']:>13.1f}", file=file)
+              f"{t['roofline_us']:>11.1f} {t['modeled_us']:>10.1f} {num('roofline_images_per_s', 14, 0)} "
+              f"{num('modeled_images_per_s', 13, 0)} {num('modeled_tflops', 13, 1)}", file=file)
     print("fill: FLOP-weighted wave x tile fill of the GEMM launches; pipelined: share of GEMM FLOPs "
           "whose main loop is pipelined; MB = 10^6 bytes", file=file)
 
@@ -202,11 +248,19 @@ def run(args) -> int:
         return _fail(reason)
     if args.net is None and not args.shapes:
         return _fail("give a NET or --shapes")
+    graph = None  # GRAPH's (graph, outputs)
     if args.net is not None and args.net not in nets_factory.networks_map:
-        return _fail(f"unknown NET {args.net!r}; known: {', '.join(sorted(nets_factory.networks_map))} "
-                     f"(or use --shapes)")
+        if not args.net.rpartition(":")[0].endswith(".py"):
+            return _fail(f"unknown NET {args.net!r}; known: {', '.join(sorted(nets_factory.networks_map))} "
+                         f"(or FILE.py:FUNCTION, or use --shapes)")
+        if args.image_size is not None or args.num_classes is not None:
+            return _fail(f"--image-size and --num-classes apply to a NET; GRAPH {args.net} is planned as recorded")
+        from .export import load_graph_function
+        from .report import dynamic_placeholders
+        graph = load_graph_function(args.net)
+        graph = (*graph, bool(dynamic_placeholders(*graph)))
     try:
-        batches = parse_batches(args.batch)
+        batches = audit_batches(args, graph)
     except ValueError as exc:
         return _fail(str(exc))
     if args.image_size is not None and args.image_size < 1:
@@ -224,7 +278,15 @@ def run(args) -> int:
     what = []
     for batch in batches:
         plans[batch] = []
-        if args.net is not None:
+        if graph is not None:
+            g, outputs, dynamic = graph
+            try:
+                steps, input_shape = graph_step_launches(g, outputs, args.dtype, args.precision,
+                                                         batch if dynamic else None)
+            except (ValueError, TypeError, NotImplementedError) as exc:
+                return _fail(f"{args.net}: {exc}")
+            plans[batch] += steps
+        elif args.net is not None:
             try:
                 steps, input_shape = net_step_launches(args.net, args.image_size, batch, args.dtype,
                                                        args.num_classes, args.precision)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .common import DTYPES, KernelArgumentError, check_activation
+from .common import TORCH_COMPUTE_DTYPES, KernelArgumentError, check_activation
 
 ROW_ALIGN = 16  # GEMM weight rows are padded to a multiple of this many elements (see above)
 
@@ -57,15 +57,15 @@ class PackedWeight:
 
 
 def as_tensor(w, dtype, device, what: str) -> torch.Tensor:
-    """`w` (numpy or torch) as a torch tensor of `dtype` (a torch dtype or a DTYPES name) on `device`."""
+    """`w` (numpy or torch) as a torch tensor of `dtype` (a torch dtype or a TORCH_COMPUTE_DTYPES name) on `device`."""
     if isinstance(w, np.ndarray):
         w = torch.from_numpy(np.ascontiguousarray(w))
     if not isinstance(w, torch.Tensor):
         raise KernelArgumentError(f"{what}: expected a numpy array or torch tensor, got {type(w).__name__}")
     if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise KernelArgumentError(f"{what}: dtype {dtype!r} not in {sorted(DTYPES)}")
-        dtype = DTYPES[dtype]
+        if dtype not in TORCH_COMPUTE_DTYPES:
+            raise KernelArgumentError(f"{what}: dtype {dtype!r} not in {sorted(TORCH_COMPUTE_DTYPES)}")
+        dtype = TORCH_COMPUTE_DTYPES[dtype]
     return w.to(device=device if device is not None else w.device, dtype=dtype or w.dtype)
 
 
