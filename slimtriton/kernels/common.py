@@ -66,6 +66,17 @@ def apply_act(x, ACT: tl.constexpr):
 
 
 @triton.jit
+def masked_prologue(v, mask, in_scale, in_shift, HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr):
+    """The prologue of a direct kernel on a loaded block `v`, in fp32: PROLOGUE_ACT(v*in_scale +
+    in_shift) where `mask` (a loaded element), 0 elsewhere -- padding stays zero after the
+    prologue, as in the reference. Without HAS_PROLOGUE, v in fp32."""
+    v = v.to(tl.float32)
+    if HAS_PROLOGUE:
+        v = tl.where(mask, apply_act(v * in_scale + in_shift, PROLOGUE_ACT), 0.0)
+    return v
+
+
+@triton.jit
 def grouped_tile(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
     """(pid_m, pid_n) of program `pid` in GROUP_M-row groups: consecutive programs share weight
     columns and input rows in L2 (the Triton matmul tutorial's ordering)."""
