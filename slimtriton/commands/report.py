@@ -83,16 +83,24 @@ def build_source(source: str, image_size, num_classes, output_choice: str, batch
 
 
 def dynamic_placeholders(g, outputs) -> list[str]:
-    """The placeholders with an unknown batch that `outputs` need."""
-    from slimtriton.compiler import _flatten_outputs, _needed
+    """The placeholders with an unknown batch that `outputs` (a tensor or name, or a list, tuple
+    or dict of them) need."""
+    from slimtriton.executor import needed_nodes
     from slimtriton.ir.ops import Op
-    nodes, _ = _flatten_outputs(outputs, g)
-    needed = _needed(nodes)
+
+    def leaves(o):
+        if isinstance(o, dict):
+            return [x for v in o.values() for x in leaves(v)]
+        if isinstance(o, (list, tuple)):
+            return [x for v in o for x in leaves(v)]
+        node = g.node_by_name(o) if isinstance(o, str) else getattr(o, "node", o)
+        return [node]
+    needed = needed_nodes(leaves(outputs))
     return [n.name for n in g.nodes if id(n) in needed and n.op is Op.PLACEHOLDER and n.dynamic_batch]
 
 
-def compile_for_analysis(args, precision: str = "ieee"):
-    """(analysis-only model, its graph, the planned description) of NET|GRAPH for --batch and
+def compile_for_analysis(args):
+    """(analysis-only model, a description of what it plans) of NET|GRAPH for --batch and
     --max-batch (see the module docstring); UsageError for a flag the source cannot take."""
     import slimtriton as st
     from .errors import UsageError
@@ -105,7 +113,7 @@ def compile_for_analysis(args, precision: str = "ieee"):
         if args.max_batch is not None:
             raise UsageError(f"--max-batch {args.max_batch}: {args.net} is recorded with a static batch; "
                              f"--max-batch applies to a graph recorded with st.placeholder([None, ...])")
-        model = st.compile(g, outputs, None, dtype=args.dtype, precision=precision)
+        model = st.compile(g, outputs, None, dtype=args.dtype)
         recorded = sorted({int(n.shape[0]) for n in model.plan.inputs if n.shape})
         if args.batch is not None and recorded != [args.batch]:
             raise UsageError(f"--batch {args.batch}: {args.net} is recorded with the static batch "
@@ -114,8 +122,8 @@ def compile_for_analysis(args, precision: str = "ieee"):
     if args.max_batch is not None:
         if args.batch is not None and args.batch > args.max_batch:
             raise UsageError(f"--batch {args.batch}: the dynamic-batch model takes batches 1..{args.max_batch}")
-        return st.compile(g, outputs, None, dtype=args.dtype, precision=precision, max_batch=args.max_batch), what
-    return st.compile(g, outputs, None, dtype=args.dtype, precision=precision, batch_sizes=[args.batch or 1]), what
+        return st.compile(g, outputs, None, dtype=args.dtype, max_batch=args.max_batch), what
+    return st.compile(g, outputs, None, dtype=args.dtype, batch_sizes=[args.batch or 1]), what
 
 
 def main(args) -> int:
