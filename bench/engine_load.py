@@ -22,7 +22,7 @@ ENGINES = {"static": ("static batch 1", 1, {}), "dynamic": ("dynamic max_batch 8
 
 def measure(which: str) -> str:
     import slimtriton as st
-    from slimtriton.commands._netbuild import build_net, main_output
+    from slimtriton.nets.build import build_net, main_output
 
     label, batch, options = ENGINES[which]
     engine = Path(tempfile.mkdtemp()) / f"r50_224_{which}.engine"

@@ -40,10 +40,9 @@ import numpy as np
 from .fusion.pipeline import run_passes
 from .fusion.program import Program, resolve_parameters
 from .feeds import check_value, feed_name, flatten_fetches, rebuild, to_numpy
-from .ir.node import FLOAT_DTYPES, Node, Tensor
+from .ir.node import COMPUTE_DTYPES, FLOAT_DTYPES, Node, Tensor
 from .ir.ops import Op
 
-DTYPES = ("float32", "float16", "bfloat16")
 PRECISIONS = ("ieee", "tf32")
 
 
@@ -79,8 +78,8 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None, batch: 
     epilogue then loads no scale). With `weights` (checked), a layer whose folded weights would
     lose precision in `dtype` keeps its scale in the fp32 epilogue instead
     (slimtriton.fusion.fold_affine.keep_scale); `plan.program.kept_scale` names those layers."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
     from .fusion.fold_affine import keep_scale
     from .runtime.plan import build_plan
     nodes, _ = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
@@ -192,8 +191,8 @@ class CompiledModel:
         self._params, self._precision, self._poison = params, precision, poison
         self._graph_per_bucket = self.device.type == "cuda" and cuda_graph  # dynamic batch: one CUDA graph per bucket
         if self.plans:  # one executor per bucket, built at its first call (_bucket), sharing params and arena
-            from .runtime.executor import TORCH_DTYPES, SharedArena
-            self._arena = SharedArena(list(self.plans.values()), TORCH_DTYPES[self.dtype], self.device, poison)
+            from .runtime.executor import TORCH_COMPUTE_DTYPES, SharedArena
+            self._arena = SharedArena(list(self.plans.values()), TORCH_COMPUTE_DTYPES[self.dtype], self.device, poison)
         else:
             self._executor = PlanExecutor(plan, params, self.device, precision, poison)
         if self.device.type == "cuda":
@@ -297,13 +296,13 @@ class CompiledModel:
         tensor never goes through NumPy: it is detached and moved/cast by torch's `.to()` (on
         its own device for a CUDA tensor), so bfloat16, requires_grad and CUDA tensors work."""
         import torch
-        from .runtime.executor import TORCH_DTYPES
+        from .runtime.executor import TORCH_COMPUTE_DTYPES
         value = self._check_feed(node, value)
         if isinstance(value, torch.Tensor):
             t = value.detach()
         else:
             t = torch.from_numpy(np.ascontiguousarray(value))
-        return t.to(device=self.device, dtype=TORCH_DTYPES[self.dtype]).contiguous()
+        return t.to(device=self.device, dtype=TORCH_COMPUTE_DTYPES[self.dtype]).contiguous()
 
     def to_module(self):
         """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
@@ -549,8 +548,8 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
     model for any batch up to max_batch (see the module docstring); required for such a
     graph, refused for a static one.
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "tf32" and dtype != "float32":

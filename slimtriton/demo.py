@@ -15,7 +15,7 @@ import numpy as np
 def main() -> int:
     import torch
     import slimtriton as st
-    from slimtriton.commands._netbuild import build_net
+    from slimtriton.nets.build import build_net
 
     on_gpu = torch.cuda.is_available()
     size = 224

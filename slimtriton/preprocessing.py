@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = [
-    "IMAGENET_RGB_MEANS", "RESIZE_SIDE", "INCEPTION_CENTRAL_FRACTION", "PREPROCESSING_BY_NET",
+    "IMAGENET_RGB_MEANS", "RESIZE_SIDE", "INCEPTION_CENTRAL_FRACTION", "PREPROCESSING_BY_NET", "preprocessing_name",
     "load_image", "resize_bilinear", "central_crop", "resize_with_crop_or_pad",
     "inception_preprocessing", "vgg_preprocessing", "cifarnet_preprocessing", "lenet_preprocessing",
     "preprocess_image", "preprocessing_name_for", "preprocess_for",
@@ -59,6 +59,18 @@ PREPROCESSING_BY_NET = {
     "resnet_v2_50": "vgg", "resnet_v2_101": "vgg", "resnet_v2_152": "vgg", "resnet_v2_200": "vgg",
     "vgg": "vgg", "vgg_a": "vgg", "vgg_16": "vgg", "vgg_19": "vgg",
 }
+
+
+def preprocessing_name(net: str, preprocessing: str | None = None) -> str:
+    """`preprocessing` when given, else preprocessing_factory's entry for the net (or for the net
+    it is a width variant of: mobilenet_v1_075 is mobilenet_v1 with a depth multiplier)."""
+    if preprocessing:
+        return preprocessing
+    family = net.rsplit("_", 1)[0] if net.startswith("mobilenet_v1_") else net
+    if family not in PREPROCESSING_BY_NET:
+        raise ValueError(f"TF-Slim's preprocessing_factory has no preprocessing for {net}; "
+                         f"choose one with --preprocessing (inception, vgg, cifarnet, lenet)")
+    return PREPROCESSING_BY_NET[family]
 
 
 # ---------------------------------------------------------------------------------------------

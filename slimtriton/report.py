@@ -171,6 +171,12 @@ def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:
     return layer, "+".join(kinds)
 
 
+def _call_json(step) -> dict:
+    """The step's kernel call as its plan record holds it (runtime/step.py; nodes as {"node": name})."""
+    record = step.to_json()
+    return {k: record[k] for k in ("args", "kwargs", "takes_out", "takes_precision")}
+
+
 def launch_tile(launch) -> str:
     """'fn BLOCKS/wWsS' of a KernelLaunch: the jit function, its BLOCK_* tile (in the order the
     kernel declares them), warps and pipeline stages."""
@@ -234,7 +240,8 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
                            "inputs": [list(n.shape) for n in s.reads], "output": list(shape), "flops": s.flops,
                            "bytes_read": s.bytes_read, "bytes_written": s.bytes_written,
                            "writes_into": s.target[0].name if s.target is not None else None,
-                           "channel_offset": s.target[1] if s.target is not None else None})
+                           "channel_offset": s.target[1] if s.target is not None else None,
+                           "call": _call_json(s)})
     lines += LEGEND + ([CONCAT_LEGEND] if any(s.target is not None for s, *_ in rows) else [])
     lines.append("")
     lines.append(f"{'plan':<28} {'kernels':>8} {'DRAM bytes':>14} {'vs unfused':>11} {'vs extern':>10}")

@@ -121,7 +121,7 @@ class CompiledModule(torch.nn.Module):
         signature = self._signature()
         if self._params is None or signature != self._packed_from:
             from .fusion.program import resolve_parameters
-            from .runtime.executor import TORCH_DTYPES, SharedArena, prepare_parameters
+            from .runtime.executor import TORCH_COMPUTE_DTYPES, SharedArena, prepare_parameters
             device = self._kernel_device(self.device)  # a clear error for a device the kernels cannot run on
             for var, t in self.weights().items():
                 if t.device != device:
@@ -134,7 +134,7 @@ class CompiledModule(torch.nn.Module):
                 values = resolve_parameters(self._plan.program, host)
                 # every bucket's plan reads the same prepared parameters (checked by compile)
                 self._params = prepare_parameters(self._plan, values, device)
-                self._arena = (SharedArena(list(self._plans.values()), TORCH_DTYPES[self._plan.dtype], device)
+                self._arena = (SharedArena(list(self._plans.values()), TORCH_COMPUTE_DTYPES[self._plan.dtype], device)
                                if self._plans else None)
             self._executors = {}
             self._packed_from, self._packed_device = signature, device
@@ -197,7 +197,7 @@ def _graph_break(fn):
 @_graph_break
 def _run(module: CompiledModule, args, kwargs):
     from .runtime.buckets import bucket_for, pad_batch
-    from .runtime.executor import TORCH_DTYPES
+    from .runtime.executor import TORCH_COMPUTE_DTYPES
     feeds = module._feeds(args, kwargs)
     if torch.is_grad_enabled() and any(v.requires_grad for v in feeds.values()):
         names = [k for k, v in feeds.items() if v.requires_grad]
@@ -219,7 +219,7 @@ def _run(module: CompiledModule, args, kwargs):
         batch = next(iter(batches.values()))
         bucket = bucket_for(batch, module._batch_sizes)  # a ValueError naming the batch and the range
     executor = module._prepared_executor(bucket)
-    dtype = TORCH_DTYPES[module._plan.dtype]
+    dtype = TORCH_COMPUTE_DTYPES[module._plan.dtype]
     tensors = {}
     for node in executor.plan.inputs:
         t = feeds[node.name].detach().to(device=executor.device, dtype=dtype).contiguous()

@@ -204,6 +204,11 @@ OP_CASES = [
     (Op.CONCAT, lambda x: {"channels": tf.concat([_conv(x), x, _conv(x, 2)], 3),
                            "width": tf.concat([_conv(x), _conv(x)], 2),
                            "rank2": tf.concat([slim.flatten(x), slim.flatten(x)], 1)}),
+    # made by the horizontal fusion pass only; recorded directly here (the front end has no call for it)
+    (Op.CHANNEL_SLICE, lambda x: {"of_conv": x.graph.record(Op.CHANNEL_SLICE, [_conv(x)], {"begin": 1, "size": 2},
+                                                            "ChannelSlice"),
+                                  "of_input": x.graph.record(Op.CHANNEL_SLICE, [x], {"begin": 3, "size": 2},
+                                                             "ChannelSlice")}),
     (Op.PAD, lambda x: {"conv_pad": tf.pad(_conv(x), [[0, 0], [1, 2], [0, 3], [1, 0]]),
                         "input_pad": tf.pad(x, [[0, 0], [2, 2], [1, 1], [0, 0]], constant_values=0.5)}),
     (Op.TILE, lambda x: {"tile": tf.tile(_conv(x), [1, 2, 1, 3])}),

@@ -123,3 +123,56 @@ def test_a_step_with_two_outputs_is_planned_per_output():
     executor = PlanExecutor(p, {}, "cpu")
     with pytest.raises(NotImplementedError, match="2 outputs"):
         executor.run({p.inputs[0].name: torch.zeros(tuple(x.shape))})
+
+
+def test_a_saved_engine_keeps_the_plan_record_and_loads_the_same_steps(tmp_path):
+    import hashlib
+
+    from slimtriton.engine import EngineError
+    from slimtriton.runtime.plan import plan_to_json
+    g, x, outs = resnet_like_graph()
+    model = st.compile(g, outs, randomize_bn(st.init_weights(g, seed=0)))
+    path = model.save(tmp_path / "e.engine")
+    loaded = st.load_compiled(path, device="cpu")
+    assert plan_to_json(loaded.plan) == plan_to_json(model.plan)  # FLOPs included (taken from the record)
+    assert [k.flops for k in loaded.kernels] == [k.flops for k in model.kernels]
+
+    # a lowering that no longer matches the saved record is refused, naming the step
+    program = json.loads((path / "program.json").read_text())
+    conv = next(k for k, s in enumerate(program["plan"]["steps"]) if s["kernel"] == "conv2d")
+    program["plan"]["steps"][conv]["kwargs"]["act"] = "relu6"
+    (path / "program.json").write_text(json.dumps(program))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["program.json"] = hashlib.sha256((path / "program.json").read_bytes()).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(EngineError, match=rf"program\.json: .*step {conv} \(conv2d .*kwargs differ"):
+        st.load_compiled(path, device="cpu")
+
+
+def test_the_report_json_shows_each_kernel_call_from_its_record(tmp_path):
+    from slimtriton.report import fusion_report
+    g, x, y = conv_bn_relu_graph()
+    p = plan(g, y, "float32")
+    fusion_report(p, json_path=tmp_path / "r.json")
+    (step,) = json.loads((tmp_path / "r.json").read_text())["steps"]
+    assert step["call"]["args"][0] == {"node": p.inputs[0].name}
+    assert step["call"]["kwargs"]["act"] == "relu" and step["call"]["takes_out"] is True
+
+
+def test_a_lowering_whose_call_and_reads_disagree_and_an_unknown_plan_pass_are_refused(monkeypatch):
+    import slimtriton.runtime.plan as plan_module
+    from slimtriton.ir.ops import Op
+    g, x, y = conv_bn_relu_graph()
+    real = plan_module.LOWERINGS[Op.FUSED_CONV2D]
+
+    def forgets_its_shift(node):
+        step = real(node)
+        step.inputs = step.inputs[:2]  # the call still binds the shift
+        return step
+    monkeypatch.setitem(plan_module.LOWERINGS, Op.FUSED_CONV2D, forgets_its_shift)
+    with pytest.raises(RuntimeError, match="internal: the lowering of fused_conv2d at .* binds"):
+        plan(g, y, "float32")
+    monkeypatch.setitem(plan_module.LOWERINGS, Op.FUSED_CONV2D, real)
+    monkeypatch.setattr(plan_module, "PLAN_PASSES", ["eliminate_concats", "fuse_everything"])
+    with pytest.raises(NotImplementedError, match="'fuse_everything'"):
+        plan(g, y, "float32")

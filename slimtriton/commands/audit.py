@@ -97,7 +97,7 @@ def net_step_launches(name: str, image_size: int | None = None, batch: int = 1, 
                       num_classes: int | None = None, precision: str = "ieee") -> tuple[list, list]:
     """`plan_step_launches` of factory net `name` (inference, its predictions end point when it
     has one), and the input shape."""
-    from ._netbuild import build_net, main_output
+    from ..nets.build import build_net, main_output
     g, images, logits, end_points = build_net(name, image_size, batch, num_classes)
     return plan_step_launches(g, main_output(logits, end_points), dtype, precision), list(images.shape)
 

@@ -46,7 +46,8 @@ def register(subparsers) -> None:
 def main(args) -> int:
     import slimtriton as st
     from slimtriton.engine import SUPPORTED_AOT_ARCHS
-    from ._netbuild import build_net, check_at_least, main_output
+    from ..nets.build import build_net, main_output
+    from ._netbuild import check_at_least
     from .errors import UsageError
 
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes", "--max-batch")

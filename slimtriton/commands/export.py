@@ -58,7 +58,8 @@ def main(args) -> int:
 
     from slimtriton.export import export_onnx
     from slimtriton.nets import nets_factory
-    from ._netbuild import build_net, check_at_least, load_or_init_weights, main_output
+    from ..nets.build import build_net, main_output
+    from ._netbuild import check_at_least, load_or_init_weights
     from .errors import UsageError
 
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes")

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 def builds_at(name: str, size: int) -> bool:
     """Whether factory net `name` builds (default arguments, batch 1) at `size` x `size`."""
-    from ._netbuild import build_net
+    from ..nets.build import build_net
     try:
         build_net(name, size, 1, None)
     except (ValueError, TypeError):  # a layer refusing its input shape names itself

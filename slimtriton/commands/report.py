@@ -63,7 +63,7 @@ def build_source(source: str, image_size, num_classes, output_choice: str, batch
     unknown batch) or GRAPH (FILE.py:FUNCTION, as recorded). UsageError for an unknown NET and
     for NET-only flags given with a GRAPH."""
     from slimtriton.nets import nets_factory
-    from ._netbuild import build_net, main_output
+    from ..nets.build import build_net, main_output
     from .errors import UsageError
     if source in nets_factory.networks_map:
         g, images, logits, end_points = build_net(source, image_size, batch, num_classes)

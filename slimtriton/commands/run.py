@@ -28,11 +28,11 @@ import argparse
 import os
 import time
 
+from ..ir.node import COMPUTE_DTYPES
+from ..nets.build import EMBEDDING_NETS
+from ..preprocessing import preprocessing_name
 from .errors import UsageError
 
-# Nets whose output is an embedding, not class scores (FaceNet's; num_classes is its size).
-EMBEDDING_NETS = ("inception_resnet_v1",)
-DTYPES = ("float32", "float16", "bfloat16")
 PROGRESS_AFTER_S = 1.0  # a run shorter than this shows no progress bar
 
 
@@ -59,7 +59,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch", type=int, default=None, metavar="N", help="batch of the random image (default 1)")
     parser.add_argument("--num-classes", type=int, default=None, metavar="N",
                         help="logits width (default: the net's checkpoint)")
-    parser.add_argument("--dtype", default=None, choices=DTYPES,
+    parser.add_argument("--dtype", default=None, choices=COMPUTE_DTYPES,
                         help="compute dtype of the triton and torch backends (default float32)")
     parser.add_argument("--backend", default="triton", choices=("triton", "reference", "torch"))
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights and image (default 0)")
@@ -155,7 +155,8 @@ def main(args) -> int:
     import numpy as np
     import slimtriton as st
     from slimtriton.preprocessing import preprocess_for
-    from ._netbuild import build_net, load_or_init_weights, main_output
+    from ..nets.build import build_net, main_output
+    from ._netbuild import load_or_init_weights
 
     if args.engine is not None:
         return run_engine(args)
@@ -168,7 +169,7 @@ def main(args) -> int:
         x = load_input(args.input, image_size)
         image_size = x.shape[1]
     elif args.image:
-        x = preprocess_for(args.net, args.image, image_size, _preprocessing_name(args))
+        x = preprocess_for(args.net, args.image, image_size, preprocessing_name(args.net, args.preprocessing))
         image_size = x.shape[1]
     if x is not None and args.batch is not None and args.batch != x.shape[0]:
         raise UsageError(f"--batch {args.batch} does not match the {'--input' if args.input else '--image'} "
@@ -280,7 +281,7 @@ def run_engine(args) -> int:
     elif args.image:
         if args.net is None:
             raise UsageError("--image needs the engine's net to preprocess it; give NET")
-        x = preprocess_for(args.net, args.image, shape[1], _preprocessing_name(args))
+        x = preprocess_for(args.net, args.image, shape[1], preprocessing_name(args.net, args.preprocessing))
     else:
         random_shape = ((args.batch or 1), *shape[1:]) if dynamic else shape
         x = np.random.default_rng(args.seed).uniform(-1, 1, random_shape).astype(np.float32)
@@ -360,16 +361,3 @@ def latency_summary(call, iterations: int, warmup: int, batch: int = 1) -> str:
     return (f"latency: {warmup} warm-up, {iterations} iterations: median {np.median(ms):.3f} ms, "
             f"p90 {np.percentile(ms, 90):.3f} ms, min {ms.min():.3f} ms, max {ms.max():.3f} ms, "
             f"mean {ms.mean():.3f} ms; throughput {batch * 1e3 / np.median(ms):.2f} images/s (batch {batch})")
-
-
-def _preprocessing_name(args) -> str:
-    """--preprocessing, else preprocessing_factory's entry for the net (or for the net it is a
-    width variant of: mobilenet_v1_075 is mobilenet_v1 with a depth multiplier)."""
-    from slimtriton.preprocessing import PREPROCESSING_BY_NET
-    if args.preprocessing:
-        return args.preprocessing
-    family = args.net.rsplit("_", 1)[0] if args.net.startswith("mobilenet_v1_") else args.net
-    if family not in PREPROCESSING_BY_NET:
-        raise ValueError(f"TF-Slim's preprocessing_factory has no preprocessing for {args.net}; "
-                         f"choose one with --preprocessing (inception, vgg, cifarnet, lenet)")
-    return PREPROCESSING_BY_NET[family]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import signal
 import time
-import types
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..extras import require
+from ..nets.build import EMBEDDING_NETS, build_net, main_output
+from ..preprocessing import preprocessing_name
 from .sources import Item, Unit, decode_image, read_unit
 from .tfrecord import ShardStats
 
@@ -57,7 +59,6 @@ def model_spec(net: str, weights=None, *, backend: str = "triton", dtype: str = 
                image_size: int | None = None, batch: int = 32, num_classes: int | None = None,
                preprocessing: str | None = None, logits: bool = False, seed: int = 0) -> ModelSpec:
     from slimtriton.nets import nets_factory
-    from slimtriton.commands.run import _preprocessing_name
     if net not in nets_factory.networks_map:
         raise ValueError(f"unknown net {net!r}; known: {sorted(nets_factory.networks_map)}")
     if backend not in BACKENDS:
@@ -67,7 +68,7 @@ def model_spec(net: str, weights=None, *, backend: str = "triton", dtype: str = 
     if isinstance(weights, Path):
         weights = str(weights)
     size = int(image_size or nets_factory.networks_map[net].default_image_size)
-    name = _preprocessing_name(types.SimpleNamespace(net=net, preprocessing=preprocessing))
+    name = preprocessing_name(net, preprocessing)
     return ModelSpec(net, weights, seed, backend, dtype, size, batch, num_classes, name,
                      "logits" if logits else "scores")
 
@@ -77,7 +78,6 @@ class Model:
 
     def __init__(self, spec: ModelSpec):
         import slimtriton as st
-        from slimtriton.commands._netbuild import build_net, main_output
         self.spec = spec
         g, images, logits, end_points = build_net(spec.net, spec.image_size, spec.batch, spec.num_classes)
         if spec.weights is None:
@@ -120,7 +120,6 @@ def output_kind(spec: ModelSpec) -> str:
     """What a row of the model's output is: FaceNet's `embedding`, `logits` (asked for), or class
     `probabilities` (VGG / AlexNet have no softmax end point: their logits are ranked, and
     softmaxed for predict's probabilities)."""
-    from slimtriton.commands.run import EMBEDDING_NETS
     if spec.net in EMBEDDING_NETS:
         return "embedding"
     return "logits" if spec.output == "logits" else "probabilities"
@@ -259,11 +258,8 @@ class ParquetSink:
     """Per-image rows streamed to one Parquet file (one row group per batch written)."""
 
     def __init__(self, path, kind: str, has_labels: bool = True):
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ImportError("writing Parquet needs pyarrow: pip install 'slimtriton[data]'") from None
+        pa = require("pyarrow", "writing Parquet")
+        pq = require("pyarrow.parquet", "writing Parquet")
         self.path, self.kind = str(path), kind
         fields = [("path", pa.string()), ("record", pa.int64()), ("label", pa.int64())]
         if kind in ("embedding", "logits"):

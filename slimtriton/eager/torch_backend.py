@@ -34,7 +34,7 @@ from ..ir.ops import ACTIVATION_OPS, Act, Op, node_act, parse_act
 from ..weights import check_weights
 from ..ir.shapes import window_attrs
 
-_TORCH_DTYPES = {
+_TORCH_NODE_DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
     "float64": torch.float64, "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
 }
@@ -68,9 +68,9 @@ def torch_dtype(dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     try:
-        return _TORCH_DTYPES[str(dtype)]
+        return _TORCH_NODE_DTYPES[str(dtype)]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; expected one of {tuple(_TORCH_DTYPES)}") from None
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {tuple(_TORCH_NODE_DTYPES)}") from None
 
 
 def to_torch(value, node_dtype: str, device: torch.device, float_dtype: torch.dtype) -> torch.Tensor:
@@ -326,6 +326,7 @@ def make_torch_table(device=None, dtype="float32", cache_weight_layouts: bool = 
         Op.REDUCE_MEAN: lambda n, i: torch.mean(i[0], dim=tuple(n.attrs["axes"]), keepdim=bool(n.attrs["keepdims"])),
         Op.RESHAPE: lambda n, i: torch.reshape(i[0], tuple(n.attrs["shape"])),
         Op.CONCAT: lambda n, i: torch.cat(list(i), dim=n.attrs["axis"]),
+        Op.CHANNEL_SLICE: lambda n, i: i[0][..., n.attrs["begin"]:n.attrs["begin"] + n.attrs["size"]].contiguous(),
         Op.PAD: pad,
         Op.TILE: lambda n, i: i[0].repeat(*n.attrs["multiples"]),
         Op.ONE_HOT: one_hot,

@@ -54,6 +54,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..executor import needed_nodes
+from ..extras import require
 from ..fusion.folding import batch_norm_affine, fold_batch_norm
 from ..ir.node import Node, Tensor
 from ..ir.ops import Op, lookup
@@ -74,11 +75,8 @@ _ONNX_DTYPES = {"float32": "FLOAT", "float16": "FLOAT16", "float64": "DOUBLE", "
 
 
 def _onnx():
-    try:
-        import onnx
-    except ImportError:  # pragma: no cover - the extra is installed by `make setup`
-        raise ImportError("ONNX export needs the 'onnx' package: pip install 'slimtriton[onnx]'") from None
-    return onnx
+    # lazy: onnx is an optional extra (slimtriton/extras.py), imported only when exporting
+    return require("onnx", "ONNX export")
 
 
 def _axis_in(layout: str, ir_axis: int) -> int:
@@ -589,6 +587,18 @@ def _concat(ex: _Exporter, node: Node) -> None:
     ex.set(node, out, layout)
 
 
+def _channel_slice(ex: _Exporter, node: Node) -> None:
+    """x[..., begin:begin + size] as ONNX Slice along the channel axis, in the layout x has."""
+    (x,) = node.inputs
+    layout = ex.layout_of(x)
+    begin, size = node.attrs["begin"], node.attrs["size"]
+    axis = _axis_in(layout, len(x.shape) - 1)
+    out = ex.add("Slice", [ex.get(x, layout), ex.int64s(f"{node.name}/starts", [begin]),
+                           ex.int64s(f"{node.name}/ends", [begin + size]), ex.int64s(f"{node.name}/axes", [axis])],
+                 node.name)
+    ex.set(node, out, layout)
+
+
 def _pad(ex: _Exporter, node: Node) -> None:
     (x,) = node.inputs
     paddings = node.attrs["paddings"]
@@ -659,6 +669,7 @@ EXPORTERS: dict[Op, Callable[[_Exporter, Node], None]] = {
     Op.REDUCE_MEAN: _reduce_mean,
     Op.RESHAPE: _reshape,
     Op.CONCAT: _concat,
+    Op.CHANNEL_SLICE: _channel_slice,
     Op.PAD: _pad,
     Op.TILE: _tile,
     Op.ONE_HOT: _one_hot,

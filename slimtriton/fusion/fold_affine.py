@@ -19,8 +19,10 @@ A plan without weights (the audit's) assumes every layer folds.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir.ops import Op
-from . import folding
+from . import folding, horizontal
 from .common import (BASE_OPS, FUSED_OF, bn_foldable, bn_recipe, compose_into_epilogue, fused_attrs, is_var,
                      plain_epilogue, var)
 from .pattern import Pat, Rule
@@ -105,21 +107,75 @@ def _folds(program: Program, node) -> list[tuple[int, int, FoldedScale]]:
     return found
 
 
+def _wide_members(program: Program, node) -> tuple[str, ...]:
+    """The member weights (parameter names, in column order) of a wide conv of sibling convs
+    (fusion/horizontal.py), or () for any other node."""
+    if node.op is not Op.FUSED_CONV2D or not is_var(node.inputs[1]):
+        return ()
+    d = program.derived.get(var(node.inputs[1]))
+    return d.sources if d is not None and d.why == horizontal.WEIGHTS_WHY else ()
+
+
+def _unfold_wide(ctx, node, losing_members: dict):
+    """A wide conv with the members in `losing_members` ({member weights name: fold}) unfolded:
+    their unfolded weights in the concatenation, their BN scale in their range of the epilogue scale."""
+    program = ctx.program
+    members = _wide_members(program, node)
+    losing_members = {m: f for m, f in losing_members.items() if m in members}
+    if not losing_members:
+        return None  # already unfolded (the rewrite's next sweep)
+    scale = node.inputs[2]
+    sd = program.derived.get(var(scale))
+    scale_parts = sd.sources if sd is not None and sd.why == horizontal.SCALE_WHY else None
+    fill = scale.attrs.get("fill", 1.0)
+    parts = tuple(var(losing_members[m].weights) if m in losing_members else m for m in members)
+    for m in members:
+        if m in losing_members:
+            ctx.emit(losing_members[m].weights)
+    new_w = ctx.param(f"{node.name}/weights", node.inputs[1].shape, parts,
+                      lambda v, p=parts: folding.concat_output_channels([v[n] for n in p]),
+                      horizontal.WEIGHTS_WHY, node.inputs[1].dtype)
+
+    def wide_scale(v):
+        cols = []
+        for k, m in enumerate(members):
+            s = v[scale_parts[k]] if scale_parts else np.full(v[m].shape[-1], fill)
+            cols.append(s * losing_members[m].scale(v) if m in losing_members else s)
+        return folding.concat_output_channels(cols)
+    sources = list(members) + list(scale_parts or ()) + [s for f in losing_members.values() for s in f.sources]
+    new_scale = ctx.param(f"{node.name}/epilogue_scale", scale.shape, tuple(dict.fromkeys(sources)), wide_scale,
+                          "sibling epilogue scales side by side, batch norm scale kept out of the weights of "
+                          + ", ".join(f.layer for f in losing_members.values()), scale.dtype)
+    return ctx.node(node.op, (node.inputs[0], new_w, new_scale) + node.inputs[3:], dict(node.attrs), node.name)
+
+
 def keep_scale(program: Program, weights, dtype: str, log=None) -> Program:
     """`program` with the BN scale moved back from the weights into the fp32 epilogue of every
     layer whose folded weights lose precision in `dtype`; `program.kept_scale` says which and why
-    (keyed by the fused node, or `node:window` for a window conv's depthwise weights)."""
+    (keyed by the fused node, `node:window` for a window conv's depthwise weights, or `node:<batch norm>`
+    for a member of a wide conv of sibling convs)."""
     value = parameter_values(program, weights)
     losing: dict[str, str] = {}
+    wide_losing: dict[str, dict] = {}  # wide conv (fusion/horizontal.py) -> {member weights name: fold}
     for node in program.nodes:
         for wi, _, fold in _folds(program, node):
             why = folding.folding_precision_loss(value(var(fold.weights)), fold.scale(
                 {s: value(s) for s in fold.sources}), fold.layout, dtype)
             if why is not None:
                 losing[_key(node, wi)] = why
+        for member in _wide_members(program, node):
+            fold = program.folds.get(member)
+            if fold is not None:
+                why = folding.folding_precision_loss(value(var(fold.weights)), fold.scale(
+                    {s: value(s) for s in fold.sources}), fold.layout, dtype)
+                if why is not None:
+                    losing[f"{node.name}:{fold.layer}"] = why
+                    wide_losing.setdefault(node.name, {})[member] = fold
 
     def unfold(match, ctx):
         node = match["root"]
+        if node.name in wide_losing:
+            return _unfold_wide(ctx, node, wide_losing[node.name])
         ins = list(node.inputs)
         for wi, si, fold in _folds(ctx.program, node):
             if _key(node, wi) not in losing:

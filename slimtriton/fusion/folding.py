@@ -53,6 +53,12 @@ def fold_batch_norm(w, b, mean, var, gamma, beta, eps, layout: str = "hwio"):
     return scale_output_channels(w, scale, layout), shift
 
 
+def concat_output_channels(arrays) -> np.ndarray:
+    """Weights (hwio / matmul layout) or per-channel vectors side by side along the output-channel
+    (last) axis: the operands of one GEMM computing several sibling convs (fusion/horizontal.py)."""
+    return np.concatenate([_f64(a) for a in arrays], axis=-1)
+
+
 def compose_affine(scale, shift, scale2, shift2):
     """(x * scale + shift) * scale2 + shift2 as one affine map."""
     scale, shift, scale2, shift2 = map(_f64, (scale, shift, scale2, shift2))

@@ -15,8 +15,8 @@ built. A new plan pass is one line here and one entry there.
 """
 from __future__ import annotations
 
-from . import (activation_idioms, const_fold, epilogue, fold_affine, fold_pad, mean_gemm, prologue, remove_identities,
-               strided_residual, window_prologue)
+from . import (activation_idioms, const_fold, epilogue, fold_affine, fold_pad, horizontal, mean_gemm, prologue,
+               remove_identities, strided_residual, window_prologue)
 from .log import pass_lines
 from .program import Program, rewrite
 
@@ -32,14 +32,16 @@ IR_PASSES = [
     ("window_prologue", window_prologue.RULES),      # 5b: avg pool / depthwise -> 1x1 conv's A load (byte model)
     ("strided_residual", strided_residual.RULES),    # 6: subsample(x, s) shortcut -> residual read x[::s, ::s]
     ("mean_gemm", mean_gemm.RULES),                  # 7: global mean (+ pointwise) + 1x1 conv / FC -> FUSED_MEAN_MATMUL
+    ("horizontal", horizontal.RULES),                # 8: sibling convs of one input -> one wide conv + CHANNEL_SLICEs
 ]
 
 # then runtime.plan.build_plan: lowering (one step per node, LOWERINGS), and on the plan, by name
 # (runtime.plan.PLAN_PASS_FUNCTIONS):
 PLAN_PASSES = [
-    "eliminate_concats",   # 8: producers write straight into channel slices of concats; copies for the rest
-    "collect_parameters",  # 9: every parameter the steps read, and how it is prepared once (PREP_*)
-    "plan_memory",         # 10: activation buffers reused by liveness; peak activation bytes
+    "route_channel_slices",  # 9: a wide sibling conv (IR pass 8): one step writing every CHANNEL_SLICE
+    "eliminate_concats",     # 10: producers write straight into channel slices of concats; copies for the rest
+    "collect_parameters",    # 11: every parameter the steps read, and how it is prepared once (PREP_*)
+    "plan_memory",           # 12: activation buffers reused by liveness; peak activation bytes
 ]
 
 

@@ -166,6 +166,10 @@ class RewriteContext:
         self._consumers = None
         self._names = {n.name for n in program.nodes} | set(program.derived)
         self.reason: str | None = None  # why the current replacement declined (decline())
+        self.skipped = False  # the current replacement found nothing to do and nothing to explain (skip())
+        self.pending: dict[str, tuple] = {}  # node name -> (its replacement, detail), built earlier in this
+        #                                  sweep by a rule that rewrites several nodes at once (fusion/horizontal.py)
+        self.detail: str | None = None  # what the current replacement did, for the fusion log (default: the ops)
 
     @property
     def consumers(self) -> dict[str, list[Node]]:
@@ -177,6 +181,12 @@ class RewriteContext:
     def decline(self, why: str) -> None:
         """Say why the current replacement declines; returns None, for `return ctx.decline(...)`."""
         self.reason = why
+        return None
+
+    def skip(self) -> None:
+        """The pattern matched but the rewrite does not apply here and there is nothing to explain
+        (not logged as declined); returns None, for `return ctx.skip()`."""
+        self.skipped = True
         return None
 
     def unique(self, base: str) -> str:
@@ -239,16 +249,19 @@ def rewrite(program: Program, rules, after: str, max_sweeps: int = 50) -> Progra
                 match = rule.pattern.match(cur, uses)
                 if match is None:
                     continue
-                ctx.reason = None
+                ctx.reason, ctx.skipped, ctx.detail = None, False, None
                 out = rule.replace(match, ctx)
+                if out is None and ctx.skipped:
+                    continue
                 if out is None:
                     declined[(rule.name, cur.name)] = ctx.reason or "the replacement declined (no reason given)"
                     continue
                 if out is not cur:
                     if out.op not in (Op.VARIABLE, Op.PLACEHOLDER) and id(out) not in ctx.emitted_ids:
                         program.origin[out.name] = _absorbed_origin(program, cur, out, match.values())
+                    what = f"{cur.op.short} -> {out.op.short} {out.name}"
                     program.fusion_log.append(FusionRecord(pass_name, rule.name, cur.name, True,
-                                                           f"{cur.op.short} -> {out.op.short} {out.name}"))
+                                                           f"{what}: {ctx.detail}" if ctx.detail else what))
                     changed = True
                     cur = out
                 break

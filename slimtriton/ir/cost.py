@@ -6,7 +6,7 @@ Byte model: a kernel reads each of its inputs (activations, weights, per-channel
 from DRAM once and writes each of its outputs once, all in the compute dtype.
 
 Conventions: a multiply-add counts 2 FLOPs; an elementwise add/mul/compare counts 1 per
-output element; data movement (reshape, concat, pad, tile, identity, variables) counts 0.
+output element; data movement (reshape, concat, channel_slice, pad, tile, identity, variables) counts 0.
 
   CONV2D            2 * N*OH*OW*Cout * kh*kw*Cin
   DEPTHWISE_CONV2D  2 * N*OH*OW*(Cin*dm) * kh*kw
@@ -136,6 +136,7 @@ FLOPS = {
     Op.REDUCE_MEAN: _reduce_mean,
     Op.RESHAPE: _zero,
     Op.CONCAT: _zero,
+    Op.CHANNEL_SLICE: _zero,
     Op.PAD: _zero,
     Op.TILE: _zero,
     Op.ONE_HOT: _zero,

@@ -27,6 +27,9 @@ Attributes per op (all values immutable: ints, floats, strs, bools, tuples):
   UNIT_NORM         axis (non-negative), epsilon: x / sqrt(eps + sum(x^2, axis))
   RESHAPE           shape
   CONCAT            axis (non-negative), variadic inputs
+  CHANNEL_SLICE     begin, size: x[..., begin:begin + size] (the last axis). Made by the horizontal
+                    fusion pass: each branch's channels of a wide sibling-conv GEMM, which writes
+                    every slice to its own destination (the wide tensor is never stored)
   PAD               paddings ((before, after) per axis), value
   TILE              multiples
   ONE_HOT           depth, on_value, off_value, dtype (input: integer labels)
@@ -93,6 +96,7 @@ class Op(enum.Enum):
 
     RESHAPE = (Group.SHAPE, "reshape")
     CONCAT = (Group.SHAPE, "concat")
+    CHANNEL_SLICE = (Group.SHAPE, "channel_slice")
     PAD = (Group.SHAPE, "pad")
     TILE = (Group.SHAPE, "tile")
     ONE_HOT = (Group.SHAPE, "one_hot")

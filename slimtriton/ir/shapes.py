@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .node import DTYPES, FLOAT_DTYPES
+from .node import NODE_DTYPES, FLOAT_DTYPES
 from .ops import ACTIVATION_OPS, ELEMENTWISE_BINARY, Op, act_of_op, lookup, parse_act
 
 
@@ -78,7 +78,7 @@ def broadcast_shapes(name, a, b):
 
 def _source(name, inputs, attrs):
     _arity(name, inputs, 0)
-    if attrs["dtype"] not in DTYPES:
+    if attrs["dtype"] not in NODE_DTYPES:
         _fail(name, f"unknown dtype {attrs['dtype']!r}", TypeError)
     shape = tuple(attrs.get("shape", ()))
     if None in shape and ("var" in attrs or None in shape[1:]):
@@ -273,6 +273,18 @@ def _concat(name, inputs, attrs):
     return tuple(shape), _same_dtype(name, inputs)
 
 
+def _channel_slice(name, inputs, attrs):
+    """x[..., begin:begin + size]: a non-empty range of the last axis."""
+    _arity(name, inputs, 1)
+    x = inputs[0]
+    begin, size = attrs["begin"], attrs["size"]
+    if not x.shape or not (isinstance(begin, int) and isinstance(size, int)) or begin < 0 or size < 1 \
+            or begin + size > x.shape[-1]:
+        _fail(name, f"channel slice [{begin}:{begin}+{size}] is not a non-empty range of the last axis of "
+                    f"{x.name}{list(x.shape)}")
+    return x.shape[:-1] + (size,), x.dtype
+
+
 def _pad(name, inputs, attrs):
     _arity(name, inputs, 1)
     x = inputs[0]
@@ -430,6 +442,7 @@ SHAPE_RULES = {
     Op.REDUCE_MEAN: _reduce_mean,
     Op.RESHAPE: _reshape,
     Op.CONCAT: _concat,
+    Op.CHANNEL_SLICE: _channel_slice,
     Op.PAD: _pad,
     Op.TILE: _tile,
     Op.ONE_HOT: _one_hot,

@@ -43,6 +43,10 @@ goes to `out[..., out_channel_offset : out_channel_offset + Cout]` of a wider bu
         pass 7), two launches: the mean writes the pooled [N, C] (compute dtype, the only
         intermediate), then a GEMM with narrow column tiles and deep pipelined K steps streams
         w once and applies the epilogue. w: prepack_matmul or a 1x1 prepack_conv2d.
+    conv2d_routed(x, w_packed, *, destinations=[(out | None, out_channel_offset, channels), ...],
+           strides, padding, dilations, scale, shift, act, precision, name) -> [tensors]
+        one GEMM whose consecutive column ranges go to up to 4 destinations (sibling convs merged
+        by the horizontal fusion pass: each branch's buffer or concat slice; no residual)
     conv2d(..., residual_strides=(s_h, s_w)) reads the residual at [n, oh*s_h, ow*s_w] of an
         [N, RH, RW, Cout] tensor (ResNet's subsample(x, s) shortcut without its kernel).
 
@@ -103,7 +107,7 @@ if "TRITON_INTERPRET" not in os.environ:
 
 from .common import KernelArgumentError  # noqa: E402
 from .config import interpreting  # noqa: E402
-from .conv import conv2d, conv2d_transpose, matmul  # noqa: E402
+from .conv import conv2d, conv2d_routed, conv2d_transpose, matmul  # noqa: E402
 from .depthwise import depthwise_conv2d  # noqa: E402
 from .elementwise import affine_act, binary, copy_channels, pad, unary  # noqa: E402
 from .launch import KernelLaunch, poison_enabled, record_launches, set_poison  # noqa: E402
@@ -117,7 +121,7 @@ from .prologue_gemm import window_conv2d  # noqa: E402
 __all__ = [
     "KernelArgumentError", "KernelLaunch", "PackedWeight", "interpreting", "poison_enabled",
     "record_launches", "set_poison",
-    "conv2d", "conv2d_transpose", "matmul", "prepack_conv2d", "prepack_conv2d_transpose",
+    "conv2d", "conv2d_routed", "conv2d_transpose", "matmul", "prepack_conv2d", "prepack_conv2d_transpose",
     "prepack_matmul", "depthwise_conv2d", "prepack_depthwise", "mean_matmul", "window_conv2d",
     "max_pool2d", "avg_pool2d", "global_mean", "softmax", "unit_norm",
     "affine_act", "binary", "unary", "copy_channels", "pad",

@@ -5,6 +5,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..ir.node import COMPUTE_DTYPES
 from ..ir.ops import Act, parse_act
 from .launch import alloc
 
@@ -17,8 +18,8 @@ ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4
 # The unary kernel's ops beyond the activations (its OP constexpr shares apply_act's codes).
 UNARY_CODES = {"neg": 5}
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+TORCH_COMPUTE_DTYPES = {name: getattr(torch, name) for name in COMPUTE_DTYPES}  # compute dtype name -> torch
+DTYPE_NAMES = {v: k for k, v in TORCH_COMPUTE_DTYPES.items()}
 PRECISIONS = ("ieee", "tf32")
 INT32_LIMIT = 2**31 - 1
 
@@ -126,7 +127,7 @@ def act_code(act, what: str, extra_codes=None) -> int | float:
 def dtype_name(t: torch.Tensor, what: str) -> str:
     if t.dtype not in DTYPE_NAMES:
         raise KernelArgumentError(f"{what}: dtype {t.dtype} is not supported; "
-                                  f"expected one of {sorted(DTYPES)}")
+                                  f"expected one of {sorted(TORCH_COMPUTE_DTYPES)}")
     return DTYPE_NAMES[t.dtype]
 
 

@@ -1,6 +1,7 @@
 """Implicit-GEMM convolution, conv2d_transpose and fully-connected GEMM: one kernel.
 
-Algorithm (NHWC activations, weights pre-packed to a row-major [K, Cout] matrix):
+Algorithm (NHWC activations, weights pre-packed to a row-major [K, Cout] matrix, rows w_row_stride
+>= Cout apart: `packing.ROW_ALIGN`):
 
     GEMM view   M = N*OH*OW output pixels, N = Cout, K = KH*KW*Cin
     row m       -> (n, oh, ow);   column j -> output channel
@@ -14,6 +15,8 @@ Algorithm (NHWC activations, weights pre-packed to a row-major [K, Cout] matrix)
                 (a strided residual, ResNet's `subsample(x, s)` shortcut, is read in place as
                 res[n, oh*s_h, ow*s_w, j] of the unsubsampled [N, RH, RW, Cout] tensor)
     store       out[m, out_c_offset + j]  in a [M, out_c_total] NHWC buffer (concat in place)
+                routed (NUM_OUT > 1, `conv2d_routed`: sibling convs merged into one GEMM): column
+                range d of the output goes to its own buffer / concat slice (epilogue.py)
 
 One flat K loop for every shape: k-step ks of KH*KW*cdiv(Cin, BLOCK_K) covers tap
 ks // cdiv(Cin, BLOCK_K) and a BLOCK_K chunk of its Cin (contiguous, vectorised loads, one
@@ -44,10 +47,10 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (INT32_LIMIT, KernelArgumentError, act_code, apply_act, check_precision, check_prologue,
-                     check_tensor, conv_output_geometry, dtype_name, grouped_tile, in_image, pair, pixel_of_row,
-                     tap_coords)
-from .epilogue import epilogue_args, epilogue_store, residual_offsets, splitk_reduce_kernel
+from .common import (INT32_LIMIT, KernelArgumentError, act_code, apply_act, check_channel_vector, check_precision,
+                     check_prologue, check_tensor, conv_output_geometry, dtype_name, grouped_tile, in_image,
+                     output_buffer, pair, pixel_of_row, tap_coords)
+from .epilogue import epilogue_args, epilogue_store_routed, residual_offsets, splitk_reduce_kernel
 from .launch import KernelLaunch
 from .packing import PackedWeight, check_packed, check_weight_input
 
@@ -73,12 +76,14 @@ def conv_gemm_kernel(
     M, H, W, C_in, OH, OW, C_out,
     KH, KW, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w,
     out_c_total, out_c_offset, residual_scale, RES_H, RES_W, res_stride_h, res_stride_w,
-    K_PER_SPLIT,
+    K_PER_SPLIT, w_row_stride,
+    out1_ptr, out2_ptr, out3_ptr, out1_c_total, out2_c_total, out3_c_total,
+    out1_c_offset, out2_c_offset, out3_c_offset, col1, col2, col3,
     IS_1X1: tl.constexpr, FLAT_K: tl.constexpr, TRANSPOSED: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, RES_STRIDED: tl.constexpr,
     HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    SPLIT: tl.constexpr, RES_PREFETCH: tl.constexpr,
+    SPLIT: tl.constexpr, RES_PREFETCH: tl.constexpr, NUM_OUT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     # -- grouped program ordering (L2 reuse); axis 1 is the K split -----------------------
@@ -178,8 +183,9 @@ def conv_gemm_kernel(
             a = _load_a(x_ptr, row[:, None] + ck[None, :], (valid & m_mask)[:, None] & k_mask[None, :],
                         ck, C_in, in_scale_ptr, in_shift_ptr, HAS_PROLOGUE, PROLOGUE_ACT)
             w_rows = tap * C_in + ck
-        b = tl.load(w_ptr + w_rows[:, None] * C_out + offs_n[None, :],
-                    mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+        # packed rows are w_row_stride >= C_out apart, zero past C_out (packing.aligned_rows)
+        b = tl.load(w_ptr + w_rows[:, None] * w_row_stride + offs_n[None, :],
+                    mask=k_mask[:, None] & (offs_n < w_row_stride)[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
 
     if SPLIT:
@@ -193,8 +199,10 @@ def conv_gemm_kernel(
             res = tl.load(res_ptr + residual_offsets(offs_m, offs_n, OH, OW, C_out, RES_H, RES_W, res_stride_h,
                                                      res_stride_w, RES_STRIDED),
                           mask=m_mask[:, None] & n_mask[None, :], other=0.0)
-        epilogue_store(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total,
-                       out_c_offset, residual_scale, HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2)
+        epilogue_store_routed(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total,
+                              out_c_offset, residual_scale, out1_ptr, out2_ptr, out3_ptr, out1_c_total,
+                              out2_c_total, out3_c_total, out1_c_offset, out2_c_offset, out3_c_offset,
+                              col1, col2, col3, C_out, HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2, NUM_OUT)
 
 
 # ---------------------------------------------------------------------------------------
@@ -217,8 +225,10 @@ def _gemm_plan(dtype: str, m: int, n: int, k_steps_of, spec_key: str, device, be
 
 def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, geometry, flags,
                    scale, shift, residual, residual_scale, in_scale, in_shift, prologue_act,
-                   precision: str, transposed: bool, residual_strides=(1, 1)) -> list[KernelLaunch]:
-    """The launches of one conv / matmul: the GEMM kernel, and with split-K the reduction."""
+                   precision: str, transposed: bool, residual_strides=(1, 1), routes=()) -> list[KernelLaunch]:
+    """The launches of one conv / matmul: the GEMM kernel, and with split-K the reduction.
+    `routes`: destinations 1.. of a routed store, (buffer, c_total, c_offset, first column) each
+    (destination 0 is `out` for columns [0, routes[0][3]))."""
     n, h, w, cin = x.shape
     oh, ow = geometry["out_hw"]
     (sh, sw), (pt, pl), (dh, dw) = geometry["strides"], geometry["pad_before"], geometry["dilations"]
@@ -235,8 +245,14 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
     constexprs = dict(IS_1X1=is_1x1, FLAT_K=flat_k, TRANSPOSED=transposed, **flags, RES_STRIDED=res_strided,
                       HAS_PROLOGUE=in_scale is not None,
                       PROLOGUE_ACT=act_code(prologue_act, f"{what}: prologue_act"),
-                      DOT_PRECISION=dot_precision)
+                      DOT_PRECISION=dot_precision, NUM_OUT=1 + len(routes))
     k_total = pw.kh * pw.kw * cin
+
+    def route_args(out_buf, route_bufs):
+        """out1..3 pointers, c_totals, c_offsets, first columns (unused: `out_buf` and zeros)."""
+        ptrs = list(route_bufs) + [out_buf] * (MAX_DESTINATIONS - 1 - len(routes))
+        pad = [0] * (MAX_DESTINATIONS - 1 - len(routes))
+        return (*ptrs, *[r[1] for r in routes], *pad, *[r[2] for r in routes], *pad, *[r[3] for r in routes], *pad)
 
     def k_steps_of(tile):
         """k-steps of the flat K loop (the K extent itself for tile None)."""
@@ -246,7 +262,7 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
             return triton.cdiv(k_total, tile.BLOCK_K)
         return pw.kh * pw.kw * triton.cdiv(cin, tile.BLOCK_K)
 
-    def make(plan: cfg.GemmPlan, out_buf) -> list[KernelLaunch]:
+    def make(plan: cfg.GemmPlan, out_buf, route_bufs) -> list[KernelLaunch]:
         tile, split = plan.tile, plan.split_k
         k_steps = k_steps_of(tile)
         per_split = triton.cdiv(k_steps, split)
@@ -261,7 +277,7 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
                 partial if partial is not None else dummy,
                 m, h, w, cin, oh, ow, cout, pw.kh, pw.kw, sh, sw, pt, pl, dh, dw,
                 out_total, out_offset, float(residual_scale), res_h, res_w, *residual_strides,
-                per_split * tile.BLOCK_K)
+                per_split * tile.BLOCK_K, pw.row_stride, *route_args(out_buf, route_bufs))
         meta = {"M": m, "N": cout, "K": k_total, "dtype": dtype, "split_k": split}
         # the residual is prefetched before the K loop unless that costs the tile its
         # second CTA per SM (the 128x128 tile on 8 warps has no registers to spare)
@@ -275,17 +291,18 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
         reduce_args = (partial, out_buf, scale if scale is not None else dummy,
                        shift if shift is not None else dummy, residual if residual is not None else dummy,
                        m, cout, oh, ow, split, out_total, out_offset, float(residual_scale), res_h, res_w,
-                       *residual_strides)
+                       *residual_strides, *route_args(out_buf, route_bufs))
         reduce = KernelLaunch(f"{what}/splitk_reduce", splitk_reduce_kernel, reduce_args,
                               {**{k: constexprs[k] for k in ("HAS_SCALE", "HAS_SHIFT", "ACT", "HAS_RESIDUAL",
-                                                             "ACT2", "RES_STRIDED")}, **red.constexprs()},
+                                                             "ACT2", "RES_STRIDED", "NUM_OUT")},
+                               **red.constexprs()},
                               (triton.cdiv(m, red.BLOCK_R), triton.cdiv(cout, red.BLOCK_C)), red.num_warps, 1,
                               kind="splitk_reduce", meta={"M": m, "N": cout, "splits": split, "dtype": dtype})
         return [gemm, reduce]
 
     def bench(plan):
         scratch = torch.empty_like(out)  # never overwrite live data while timing
-        launches = make(plan, scratch)
+        launches = make(plan, scratch, [torch.empty_like(r[0]) for r in routes])
 
         def run_all():
             for launch in launches:
@@ -296,7 +313,7 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
     lean = not (flags["HAS_SCALE"] or flags["HAS_RESIDUAL"] or in_scale is not None)  # see config.CTAS_PER_SM_90
     plan = _gemm_plan(dtype, m, cout, k_steps_of, spec_key, x.device, bench if x.device.type == "cuda" else None,
                       lean, 2 if is_1x1 else 1, flat_k)
-    return make(plan, out)
+    return make(plan, out, [r[0] for r in routes])
 
 
 def alloc_workspace(shape, device) -> torch.Tensor:
@@ -331,6 +348,57 @@ def conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(
                         residual_scale, in_scale, in_shift, prologue_act, precision, transposed=False,
                         residual_strides=pair(residual_strides, f"{what}: residual_strides")))
     return out
+
+
+MAX_DESTINATIONS = 4  # destinations of a routed store (the kernel's out, out1..out3 pointers)
+
+
+def conv2d_routed(x, w_packed, *, destinations, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1),
+                  scale=None, shift=None, act="none", precision="ieee", name="conv2d_routed") -> list:
+    """One conv whose output channels go to several destinations (sibling convs merged into one
+    GEMM, fusion/horizontal.py): `destinations` is a list of (out or None, out_channel_offset,
+    channels), in column order -- destination d receives the next `channels` output channels
+    of act(conv(x, w)*scale + shift) into out[..., offset:offset + channels] (a new
+    [N, OH, OW, channels] tensor when out is None). The channel counts must add up to the
+    weight's Cout, so the ranges cover [0, Cout) once. Returns the destination tensors."""
+    what = name
+    pw = check_packed(w_packed, "conv2d", what)
+    check_weight_input(what, x, pw)
+    check_precision(precision, what)
+    dests = list(destinations)
+    if not 1 <= len(dests) <= MAX_DESTINATIONS:
+        raise KernelArgumentError(f"{what}: {len(dests)} destinations; the routed store takes 1 to "
+                                  f"{MAX_DESTINATIONS}")
+    try:
+        counts = [int(c) for _, _, c in dests]
+    except (TypeError, ValueError):
+        raise KernelArgumentError(f"{what}: destinations must be (out or None, channel offset, channels) "
+                                  f"triples, got {destinations!r}") from None
+    if min(counts) < 1 or sum(counts) != pw.cout:
+        raise KernelArgumentError(f"{what}: destination channel counts {counts} must be >= 1 and add up to the "
+                                  f"weight's Cout={pw.cout}")
+    (sh, sw), (dh, dw), (pt, pl), (oh, ow) = conv_output_geometry(what, x, pw.kh, pw.kw, strides, padding,
+                                                                  dilations)
+    check_channel_vector(scale, f"{what}: scale", pw.cout, x.device)
+    check_channel_vector(shift, f"{what}: shift", pw.cout, x.device)
+    lead = (x.shape[0], oh, ow)
+    bufs, col = [], 0
+    for d, ((out, offset, _), channels) in enumerate(zip(dests, counts)):
+        buf, total = output_buffer(out, f"{what}: destination {d}", x, lead, channels, int(offset))
+        for e, (other, o_total, o_offset, o_col, o_channels) in enumerate(bufs):
+            if buf.data_ptr() == other.data_ptr() and buf.device.type != "meta" and \
+                    max(o_offset, int(offset)) < min(o_offset + o_channels, int(offset) + channels):
+                raise KernelArgumentError(f"{what}: destinations {e} and {d} overlap in one buffer (channels "
+                                          f"[{o_offset}, {o_offset + o_channels}) and [{offset}, {offset + channels}))")
+        bufs.append((buf, total, int(offset), col, channels))
+        col += channels
+    flags = {"HAS_SCALE": scale is not None, "HAS_SHIFT": shift is not None, "ACT": act_code(act, f"{what}: act"),
+             "HAS_RESIDUAL": False, "ACT2": act_code("none", f"{what}: act2")}
+    geometry = {"out_hw": (oh, ow), "strides": (sh, sw), "pad_before": (pt, pl), "dilations": (dh, dw)}
+    first = bufs[0]
+    _run(_conv_launches(what, x, pw, first[0], first[1], first[2], geometry, flags, scale, shift, None, 1.0,
+                        None, None, "none", precision, transposed=False, routes=[b[:4] for b in bufs[1:]]))
+    return [b[0] for b in bufs]
 
 
 def conv2d_transpose(x, w_packed, *, strides, pad_before, output_hw, scale=None, shift=None,

@@ -6,7 +6,7 @@ Algorithm (NHWC; weight w[kh, kw, cin, dm] packed to [KH*KW, Cin*dm], column c*d
     input channel  ci = oc // dm
     acc[p, oc]     = sum_{kh,kw} prologue(x[n, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw, ci]) * Wp[kh*KW + kw, oc]
                      (out-of-image taps contribute 0: padding is applied after the prologue)
-    epilogue       as conv2d: act2(res + rs*act(acc*scale + shift)) -> out[m, offset + oc]
+    epilogue       the GEMMs' (`epilogue.epilogue_store`): act2(res + rs*act(acc*scale + shift)) -> out[m, offset + oc]
 
 A direct kernel (no tensor cores: each output channel reads one input channel), fp32
 accumulation, loads contiguous along channels. KH and KW are constexprs: the tap loop is

@@ -16,6 +16,13 @@ Host side: `epilogue_args` checks scale / shift / act / residual / act2 / out an
 output buffer and the epilogue's constexpr flags (HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2)
 that every kernel above takes under the same names.
 
+Routed store (NUM_OUT > 1, `epilogue_store_routed`; the wide GEMM of sibling convs merged by the
+horizontal fusion pass): the channels are split into NUM_OUT consecutive ranges, destination d
+holding columns [col_d, col_{d+1}) (col_0 = 0, col_NUM_OUT = C_out) and writing column j to
+out_d[m, out_d_c_offset + j - col_d] of its own [M, out_d_c_total] buffer -- a branch's
+tensor or its slice of a concat. One masked store per destination; a tile inside one range
+stores nothing through the others' masks. The wide tensor itself is never stored.
+
 Split-K (`splitk_reduce_kernel`): the GEMM kernel's SPLIT_K programs of one output tile each
 write their fp32 partial sum to a [SPLIT_K, M, C_out] workspace (no epilogue); this kernel
 adds the SPLIT_K partials of each element in split order 0, 1, ... (a fixed order: the
@@ -79,12 +86,51 @@ def epilogue_store(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr,
 
 
 @triton.jit
+def _store_columns(y, offs_m, offs_n, mask, ptr, c_total, c_offset, col_lo, col_hi):
+    """Columns [col_lo, col_hi) of the block `y` into ptr[m, c_offset + j - col_lo] ([M, c_total])."""
+    cols = offs_n - col_lo
+    in_range = (offs_n >= col_lo) & (offs_n < col_hi)
+    tl.store(ptr + offs_m[:, None] * c_total + c_offset + cols[None, :], y.to(ptr.dtype.element_ty),
+             mask=mask & in_range[None, :])
+
+
+@triton.jit
+def epilogue_store_routed(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr,
+                          out_c_total, out_c_offset, residual_scale,
+                          out1_ptr, out2_ptr, out3_ptr, out1_c_total, out2_c_total, out3_c_total,
+                          out1_c_offset, out2_c_offset, out3_c_offset, col1, col2, col3, C_out,
+                          HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
+                          HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, NUM_OUT: tl.constexpr):
+    """`epilogue_store`, or with NUM_OUT > 1 (no residual) the routed store of the module docstring:
+    destination 0 is (out_ptr, out_c_total, out_c_offset) for columns [0, col1), destination d
+    (out{d}_ptr, ...) for [col_d, col_{d+1})."""
+    if NUM_OUT == 1:
+        epilogue_store(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total,
+                       out_c_offset, residual_scale, HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2)
+    else:
+        y = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
+        mask = m_mask[:, None] & n_mask[None, :]
+        _store_columns(y, offs_m, offs_n, mask, out_ptr, out_c_total, out_c_offset, 0, col1)
+        if NUM_OUT == 2:
+            _store_columns(y, offs_m, offs_n, mask, out1_ptr, out1_c_total, out1_c_offset, col1, C_out)
+        else:
+            _store_columns(y, offs_m, offs_n, mask, out1_ptr, out1_c_total, out1_c_offset, col1, col2)
+            if NUM_OUT == 3:
+                _store_columns(y, offs_m, offs_n, mask, out2_ptr, out2_c_total, out2_c_offset, col2, C_out)
+            else:
+                _store_columns(y, offs_m, offs_n, mask, out2_ptr, out2_c_total, out2_c_offset, col2, col3)
+                _store_columns(y, offs_m, offs_n, mask, out3_ptr, out3_c_total, out3_c_offset, col3, C_out)
+
+
+@triton.jit
 def splitk_reduce_kernel(
     partial_ptr, out_ptr, scale_ptr, shift_ptr, res_ptr,
     M, C_out, OH, OW, SPLITS,
     out_c_total, out_c_offset, residual_scale, RES_H, RES_W, res_stride_h, res_stride_w,
+    out1_ptr, out2_ptr, out3_ptr, out1_c_total, out2_c_total, out3_c_total,
+    out1_c_offset, out2_c_offset, out3_c_offset, col1, col2, col3,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
-    HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, RES_STRIDED: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, RES_STRIDED: tl.constexpr, NUM_OUT: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """out = epilogue(sum over s = 0..SPLITS-1, in order, of partial[s, m, j])."""
@@ -101,8 +147,10 @@ def splitk_reduce_kernel(
     acc = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
     for s in range(0, SPLITS):  # fixed order: deterministic
         acc += tl.load(partial_ptr + s * M * C_out + offs, mask=mask, other=0.0)
-    epilogue_store(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total,
-                   out_c_offset, residual_scale, HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2)
+    epilogue_store_routed(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total,
+                          out_c_offset, residual_scale, out1_ptr, out2_ptr, out3_ptr, out1_c_total, out2_c_total,
+                          out3_c_total, out1_c_offset, out2_c_offset, out3_c_offset, col1, col2, col3, C_out,
+                          HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2, NUM_OUT)
 
 
 # ---------------------------------------------------------------------------------------

@@ -157,6 +157,7 @@ REFERENCE = {
     Op.REDUCE_MEAN: lambda n, i: ref.reduce_mean(i[0], n.attrs["axes"], n.attrs["keepdims"]),
     Op.RESHAPE: lambda n, i: np.reshape(i[0], n.attrs["shape"]),
     Op.CONCAT: lambda n, i: np.concatenate(i, axis=n.attrs["axis"]),
+    Op.CHANNEL_SLICE: lambda n, i: np.ascontiguousarray(i[0][..., n.attrs["begin"]:n.attrs["begin"] + n.attrs["size"]]),
     Op.PAD: _pad,
     Op.TILE: lambda n, i: np.tile(i[0], n.attrs["multiples"]),
     Op.ONE_HOT: _one_hot,

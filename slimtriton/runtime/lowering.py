@@ -19,7 +19,7 @@ from typing import Callable
 from ..fusion.common import epilogue_operands
 from ..ir.node import Node
 from ..ir.ops import ACTIVATION_OPS, Op, node_act
-from .step import CONCAT, VIEW, Output, Step
+from .step import CONCAT, SLICE, VIEW, Output, Step
 
 # How a parameter node is prepared once, at compile time (see runtime.executor).
 PREP_CONV = "conv2d"            # kernels.prepack_conv2d
@@ -121,6 +121,15 @@ def _lower_fused_gemm(kernel: str, prep_kind: str, geometry: Callable, precision
                             inputs=reads, prep={w.name: prep_kind, **_vector_preps(node)},
                             takes_precision=precision_arg, read_shapes=read_shapes)
     return lower
+
+
+def _lower_channel_slice(node: Node) -> Step:
+    """No kernel of its own: plan pass route_channel_slices makes it an output of the routed step
+    of its wide conv (fusion/horizontal.py), which writes it; a CHANNEL_SLICE of anything else is
+    refused there (NotImplementedError naming it)."""
+    x = node.inputs[0]
+    return Step(SLICE, (Output.of(node),), (x,), {"begin": node.attrs["begin"], "size": node.attrs["size"]},
+                inputs=(x,))
 
 
 def _conv_geometry(a):
@@ -286,6 +295,7 @@ LOWERINGS: dict[Op, Callable[[Node], Step]] = {
     Op.DROPOUT: _dropout,
     Op.RESHAPE: _lower_reshape,
     Op.CONCAT: _lower_concat,
+    Op.CHANNEL_SLICE: _lower_channel_slice,
     Op.PAD: _lower_pad,
     Op.TILE: _training_only("tile of an activation has no kernel (a tile of weights is folded at compile time)"),
     Op.ONE_HOT: _training_only("one_hot of run-time labels has no kernel"),

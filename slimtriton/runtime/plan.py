@@ -7,6 +7,10 @@ modeled bytes (`Step.read_shapes` where a kernel reads only part of an input), t
 plan passes in the order of slimtriton.fusion.pipeline.PLAN_PASSES, each a function
 `plan -> plan` named in `PLAN_PASS_FUNCTIONS`:
 
+* `route_channel_slices`: a FUSED_CONV2D read only by CHANNEL_SLICEs (sibling convs merged by
+  IR pass 8, fusion/horizontal.py) and its slices become one `conv2d_routed` step whose outputs
+  are the slices: the kernel writes each slice's column range straight to that slice's storage
+  (or, after eliminate_concats, its concat slice); the wide tensor has no storage.
 * `eliminate_concats`: a CONCAT along the channel axis owns one buffer; each input produced
   by a kernel that can write a channel slice (`out=`, `out_channel_offset=`), read by nothing
   else and not itself requested, writes straight into its slice (its `Output.target`) --
@@ -18,14 +22,15 @@ plan passes in the order of slimtriton.fusion.pipeline.PLAN_PASSES, each a funct
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from ..fusion.pipeline import PLAN_PASSES
 from ..ir.cost import fused_flops, tensor_bytes
 from ..ir.node import Node
 from ..ir.ops import PARAMETER_OPS, SOURCE_OPS, Op, lookup
-from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, kernel_fn
+from .lowering import LOWERINGS, PREP_SCALAR, PREP_TENSOR, kernel_fn, unsupported
 from .memory import plan_memory
-from .step import CONCAT, COPY, Output, Step
+from .step import CONCAT, COPY, SLICE, Output, Step
 
 
 @dataclasses.dataclass
@@ -92,6 +97,44 @@ def _check_step(step: Step, node: Node) -> None:
                            f"{sorted(n.name for _, n in step.roles())} but reads {[n.name for n in step.inputs]}")
 
 
+def route_channel_slices(plan: Plan) -> Plan:
+    """Plan pass: each conv2d step of a FUSED_CONV2D read only by CHANNEL_SLICEs (not itself
+    requested) becomes a `conv2d_routed` step whose outputs are those slices, in column order; the
+    slices' own steps go. A CHANNEL_SLICE of anything else has no kernel: NotImplementedError."""
+    consumers = plan.program.consumers()
+    requested = {o.name for o in plan.outputs}
+    routed: dict[str, Step] = {}
+    for step in plan.steps:
+        node = step.node
+        users = consumers.get(node.name, [])
+        if (step.kernel == "conv2d" and node.op is Op.FUSED_CONV2D and users and node.name not in requested
+                and all(u.op is Op.CHANNEL_SLICE for u in users)):
+            routed[node.name] = _routed_step(step, sorted(users, key=lambda u: u.attrs["begin"]), plan.dtype)
+    steps = []
+    for step in plan.steps:
+        if step.kernel == SLICE:
+            if step.inputs[0].name not in routed:
+                unsupported(step.node, f"its input {step.inputs[0].name} ({step.inputs[0].op.short}) is not a conv "
+                                       f"read only by channel slices, which a routed conv kernel writes")
+            continue
+        steps.append(routed.get(step.node.name, step))
+    for k, s in enumerate(steps):
+        s.index = k
+    plan.steps = steps
+    return plan
+
+
+def _routed_step(conv: Step, slices, dtype: str) -> Step:
+    """kernels.conv2d_routed of the conv step `conv`, writing `slices` (no residual: IR pass 8 merges none)."""
+    kwargs = {k: v for k, v in conv.kwargs.items() if k not in ("act2", "residual_scale")}
+    step = Step("conv2d_routed", tuple(Output.of(s) for s in slices), conv.args, kwargs, takes_out=True,
+                takes_precision=conv.takes_precision, inputs=conv.inputs, read_shapes=conv.read_shapes,
+                prep=dict(conv.prep), index=conv.index, fused_ops=conv.fused_ops, flops=conv.flops,
+                bytes_read=conv.bytes_read)
+    step.bytes_written = sum(tensor_bytes(o.shape, dtype) for o in step.outputs)
+    return step
+
+
 def eliminate_concats(plan: Plan) -> Plan:
     """Plan pass: each producer that can write a channel slice (`out=`, not a view), read by
     nothing else, not requested and not already written into another concat, writes straight
@@ -151,8 +194,16 @@ def collect_parameters(plan: Plan) -> Plan:
     return plan
 
 
+def plan_to_json(plan: Plan) -> dict:
+    """Every step's record (`Step.to_json`: the kernel call as data, nodes by name) and how each
+    parameter is prepared, as plain JSON values: what a saved engine keeps next to its program,
+    and checks the plan it rebuilds against (slimtriton.engine)."""
+    return json.loads(json.dumps({"steps": [s.to_json() for s in plan.steps], "prep": plan.prep}))
+
+
 # The plan passes by name (their order: slimtriton.fusion.pipeline.PLAN_PASSES); each plan -> plan.
 PLAN_PASS_FUNCTIONS = {
+    "route_channel_slices": route_channel_slices,
     "eliminate_concats": eliminate_concats,
     "collect_parameters": collect_parameters,
     "plan_memory": plan_memory,

@@ -22,21 +22,24 @@ executor, the launch recorder (runtime/launches.py, which the audit and the fusi
 read), the report, the saved engine's `plan.json` and `CompiledModel.kernels` (a view of the
 kernel steps, slimtriton.compiler.KernelInfo) all read this record.
 
-Several outputs: `outputs` is a tuple so that one kernel may write several values (e.g. a
-horizontally fused GEMM writing column ranges to several destinations); the plan passes and
-the memory plan handle each output; the executor runs single-output steps (binding several
-output buffers to a kernel's arguments is the multi-output kernel's to define).
+Several outputs: `outputs` is a tuple so that one kernel may write several values: the
+routed GEMM of sibling convs (plan pass route_channel_slices, `kernels.conv2d_routed`) writes
+each CHANNEL_SLICE output's column range straight to its storage. The plan passes and the
+memory plan handle each output; the executor passes a multi-output step's buffers as
+`destinations=[(out, out_channel_offset, channels), ...]`, in output order, instead of `out=`.
 """
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any, Optional
 
 from ..ir.node import Node
 from ..ir.ops import PARAMETER_OPS
 
 VIEW, CONCAT, COPY = "view", "concat", "copy_channels"  # step kinds that are not a node's own kernel
-NO_KERNEL = (VIEW, CONCAT)                               # a reshape of its input; a concat's buffer
+SLICE = "channel_slice"  # a CHANNEL_SLICE before route_channel_slices makes it an output of its wide conv's step
+NO_KERNEL = (VIEW, CONCAT, SLICE)                        # a reshape of its input; a concat's buffer
 
 
 @dataclasses.dataclass
@@ -138,6 +141,8 @@ class Step:
         def value(v):
             if isinstance(v, Node):
                 return {"node": v.name}
+            if isinstance(v, enum.Enum):
+                return v.name
             if isinstance(v, (tuple, list)):
                 return [value(x) for x in v]
             return v

@@ -63,7 +63,7 @@ def test_pattern_matcher_commutative_and_one_use():
 def test_pipeline_lists_every_pass_once():
     names = [n for n, _ in IR_PASSES]
     assert names == ["const_fold", "remove_identities", "activation_idioms", "fold_pad", "fold_affine", "epilogue", "pointwise",
-                     "prologue", "window_prologue", "strided_residual", "mean_gemm"]
+                     "prologue", "window_prologue", "strided_residual", "mean_gemm", "horizontal"]
 
 
 def test_fold_batch_norm_matches_unfolded_affine():

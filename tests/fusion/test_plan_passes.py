@@ -39,7 +39,7 @@ def check_numerics(g, outputs, dtype="float32", seed=0):
 
 
 def test_pipeline_lists_the_plan_passes_and_each_has_its_function():
-    assert PLAN_PASSES == ["eliminate_concats", "collect_parameters", "plan_memory"]
+    assert PLAN_PASSES == ["route_channel_slices", "eliminate_concats", "collect_parameters", "plan_memory"]
     assert set(PLAN_PASS_FUNCTIONS) == set(PLAN_PASSES)
     assert all(fn.__name__ == name for name, fn in PLAN_PASS_FUNCTIONS.items())
 
