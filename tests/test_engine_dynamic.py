@@ -189,7 +189,7 @@ def test_cli_compile_max_batch_then_run_engine_at_several_batches(tmp_path, caps
         cache_dir.mkdir(parents=True)
         return []
     monkeypatch.setattr(engine_mod, "_compile_ahead_of_time", fake_aot)
-    from slimtriton.commands._netbuild import build_net
+    from slimtriton.nets.build import build_net
     engine = tmp_path / "dyn.engine"
     common = ["--image-size", "32", "--num-classes", "7"]
     g = build_net("mobilenet_v1_025", 32, None, 7)[0]
