@@ -99,9 +99,11 @@ def test_load_in_a_fresh_process_takes_every_batch_bit_exact_and_runs_no_pass(sa
 
 
 def test_loaded_dynamic_model_matches_the_reference_and_keeps_the_shared_arena(saved):
-    path, images, expected, _, (g, x, out, weights) = saved
+    path, images, expected, compiled, (g, x, out, weights) = saved
     model = st.load_compiled(path, device="cpu")
     assert model.batch_sizes == [1, 2, 4] and model.max_batch == 4
+    table = model.report(batch=3).split("dynamic batch:")[1]  # the buckets' kernels, FLOPs, bytes, arenas
+    assert table == compiled.report(batch=3).split("dynamic batch:")[1]
     want = st.Session(g, weights, backend="reference").run(out, {x: images})
     for batch in (3, 2):
         got = model(images[:batch])
