@@ -105,14 +105,22 @@ def _decode(value):
     return value
 
 
+def _placeholder_json(n) -> dict:
+    return {"name": n.name, "attrs": {k: _encode(v) for k, v in n.attrs.items()}, "shape": list(n.shape),
+            "dtype": n.dtype}
+
+
+def _placeholder_from_json(d) -> Node:
+    attrs = {k: _decode(v) for k, v in d["attrs"].items()}
+    return Node.make(Op.PLACEHOLDER, (), attrs, tuple(d["shape"]), d["dtype"], d["name"])
+
+
 def program_to_json(program) -> dict:
     """The fused program's nodes (in order; inputs by name), outputs and the graph's placeholders."""
     nodes = [{"name": n.name, "op": n.op.name, "inputs": [i.name for i in n.inputs],
               "attrs": {k: _encode(v) for k, v in n.attrs.items()}, "shape": list(n.shape), "dtype": n.dtype}
              for n in program.nodes]
-    placeholders = [{"name": n.name, "attrs": {k: _encode(v) for k, v in n.attrs.items()},
-                     "shape": list(n.shape), "dtype": n.dtype}
-                    for n in program.recorded.values() if n.op is Op.PLACEHOLDER]
+    placeholders = [_placeholder_json(n) for n in program.recorded.values() if n.op is Op.PLACEHOLDER]
     return {"nodes": nodes, "outputs": [o.name for o in program.outputs], "placeholders": placeholders,
             "origin": {k: list(v) for k, v in program.origin.items() if k in {n.name for n in program.nodes}},
             "kept_scale": dict(program.kept_scale)}
@@ -138,8 +146,7 @@ def program_from_json(data: dict):
     recorded = dict(by_name)
     for d in data["placeholders"]:
         if d["name"] not in recorded:
-            attrs = {k: _decode(v) for k, v in d["attrs"].items()}
-            recorded[d["name"]] = Node.make(Op.PLACEHOLDER, (), attrs, d["shape"], d["dtype"], d["name"])
+            recorded[d["name"]] = _placeholder_from_json(d)
     outputs = [by_name[o] for o in data["outputs"]]
     origin = {k: tuple(v) for k, v in data["origin"].items()}
     program = Program(nodes, outputs, {}, origin, recorded)
@@ -288,16 +295,6 @@ def save(model, path, archs=(), overwrite: bool = False, meta: dict | None = Non
 def program_file(batch: int) -> str:
     """The file of a dynamic-batch engine's program for batch bucket `batch`."""
     return f"program_batch{batch}.json"
-
-
-def _placeholder_json(n) -> dict:
-    return {"name": n.name, "attrs": {k: _encode(v) for k, v in n.attrs.items()}, "shape": list(n.shape),
-            "dtype": n.dtype}
-
-
-def _placeholder_from_json(d) -> Node:
-    attrs = {k: _decode(v) for k, v in d["attrs"].items()}
-    return Node.make(Op.PLACEHOLDER, (), attrs, tuple(d["shape"]), d["dtype"], d["name"])
 
 
 def _bucket_launches(model) -> list[tuple]:

@@ -105,11 +105,13 @@ def plan_summary(plan) -> dict:
 
 def bucket_summary(plans: dict) -> tuple[str, list[dict]]:
     """(a text table, its JSON rows) of a dynamic-batch model's plans, {batch bucket: plan}: per
-    bucket the kernels, FLOPs, modeled DRAM bytes (the slimtriton plan) and arena bytes."""
+    bucket the kernels, their FLOPs (the steps' own counts, which a saved engine keeps: a loaded
+    plan has no recorded graph to recount), modeled DRAM bytes and arena bytes."""
     rows = []
     for b, p in sorted(plans.items()):
         summary = plan_summary(p)
-        rows.append({"batch": b, "kernels": summary["kernels"]["slimtriton"], "flops": summary["flops"],
+        flops = sum(s.flops for s in p.kernels)
+        rows.append({"batch": b, "kernels": summary["kernels"]["slimtriton"], "flops": int(flops),
                      "bytes": summary["bytes"]["slimtriton"], "arena_bytes": summary["arena_bytes"]})
     lines = [f"{'bucket':>6} {'kernels':>8} {'MFLOP':>11} {'DRAM bytes':>12} {'arena':>12}"]
     lines += [f"{r['batch']:>6} {r['kernels']:>8} {r['flops'] / 1e6:>11.2f} {_fmt_bytes(r['bytes']):>12} "

@@ -22,8 +22,8 @@ GRAPH is `FILE.py:FUNCTION` (as `slimtriton export`), a function that records a 
 returns `(graph, outputs)`: recorded with an unknown batch (`st.placeholder([None, ...])`), it
 is planned at each --batch; recorded with a static batch, at that batch only. `--max-batch N`
 audits every batch bucket of the dynamic-batch model (powers of two and N: the kernels
-`slimtriton compile --max-batch N --arch CC` builds ahead of time), NET then recorded with a
-None batch; it replaces --batch.
+`slimtriton compile --max-batch N --arch CC` builds ahead of time: a NET's plan at each bucket
+is the plan of its None-batch graph specialized to it); it replaces --batch.
 
 --shapes N,H,W,Cin,Cout,KH,KW,stride[,dilation] adds ad-hoc conv layers (SAME padding, folded
 BN + ReLU epilogue). GPU tiles are the cached autotune winners or the defaults (an empty

@@ -97,8 +97,8 @@ def dynamic_placeholders(g, outputs) -> list[str]:
     return [n.name for n in g.nodes if id(n) in needed and n.op is Op.PLACEHOLDER and n.dynamic_batch]
 
 
-def compile_for_analysis(args, precision: str = "ieee"):
-    """(analysis-only model, its graph, the planned description) of NET|GRAPH for --batch and
+def compile_for_analysis(args):
+    """(analysis-only model, a description of what it plans) of NET|GRAPH for --batch and
     --max-batch (see the module docstring); UsageError for a flag the source cannot take."""
     from slimtriton.nets import nets_factory  # lazy: when the command runs
     is_net = args.net in nets_factory.networks_map
@@ -109,7 +109,7 @@ def compile_for_analysis(args, precision: str = "ieee"):
         if args.max_batch is not None:
             raise UsageError(f"--max-batch {args.max_batch}: {args.net} is recorded with a static batch; "
                              f"--max-batch applies to a graph recorded with st.placeholder([None, ...])")
-        model = st.compile(g, outputs, None, dtype=args.dtype, precision=precision)
+        model = st.compile(g, outputs, None, dtype=args.dtype)
         recorded = sorted({int(n.shape[0]) for n in model.plan.inputs if n.shape})
         if args.batch is not None and recorded != [args.batch]:
             raise UsageError(f"--batch {args.batch}: {args.net} is recorded with the static batch "
@@ -118,8 +118,8 @@ def compile_for_analysis(args, precision: str = "ieee"):
     if args.max_batch is not None:
         if args.batch is not None and args.batch > args.max_batch:
             raise UsageError(f"--batch {args.batch}: the dynamic-batch model takes batches 1..{args.max_batch}")
-        return st.compile(g, outputs, None, dtype=args.dtype, precision=precision, max_batch=args.max_batch), what
-    return st.compile(g, outputs, None, dtype=args.dtype, precision=precision, batch_sizes=[args.batch or 1]), what
+        return st.compile(g, outputs, None, dtype=args.dtype, max_batch=args.max_batch), what
+    return st.compile(g, outputs, None, dtype=args.dtype, batch_sizes=[args.batch or 1]), what
 
 
 def main(args) -> int:
