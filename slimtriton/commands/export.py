@@ -76,7 +76,8 @@ def main(args) -> int:
         outputs = {"logits" if output is logits else "predictions": output}
     else:
         if ":" not in args.source:
-            raise UsageError(f"unknown net {args.source!r} (see `slimtriton nets`), and not FILE.py:FUNCTION")
+            raise UsageError(f"unknown network {args.source!r} (known: {', '.join(sorted(nets_factory.networks_map))}"
+                             f"; see `slimtriton nets`), and not FILE.py:FUNCTION")
         g, outputs = load_graph_function(args.source)
     weights = load_or_init_weights(g, args.weights, args.source, args.seed, graph_word="graph")
     model = export_onnx(g, outputs, weights, args.out, dynamic_batch=not args.static_batch,

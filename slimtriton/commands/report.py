@@ -79,7 +79,8 @@ def build_source(source: str, image_size, num_classes, output_choice: str, batch
                 "; --output logits plans one kernel fewer (as the README's table)" if output is not logits else "")
         return g, output, f"planned output: {what}{note}"
     if ":" not in source or not source.rpartition(":")[0].endswith(".py"):
-        raise UsageError(f"unknown net {source!r} (see `slimtriton nets`), and not FILE.py:FUNCTION")
+        raise UsageError(f"unknown network {source!r} (known: {', '.join(sorted(nets_factory.networks_map))}"
+                         f"; see `slimtriton nets`), and not FILE.py:FUNCTION")
     given = [flag for flag, value in (("--image-size", image_size), ("--num-classes", num_classes)) if value is not None]
     if given:
         raise UsageError(f"{', '.join(given)}: only for a NET; GRAPH {source} is planned as its function records it")
