@@ -7,16 +7,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import slimtriton as st
 from slimtriton import kernels, slim, tf
 from slimtriton.compiler import plan
 from slimtriton.ir.node import Node
-from slimtriton.runtime.executor import PlanExecutor
-from slimtriton.runtime.memory import plan_memory
-from slimtriton.runtime.plan import eliminate_concats
-from slimtriton.runtime.step import Output, Step
 from tests.helpers import assert_close
 from tests.test_compile import conv_bn_relu_graph, randomize_bn, reference, resnet_like_graph
 
@@ -94,8 +89,9 @@ def test_kernel_info_is_a_view_of_its_step():
 
 
 def test_a_step_with_two_outputs_is_planned_per_output():
-    """Multi-output steps (one kernel writing several values) go through concat elimination and
-    the memory plan output by output; the executor refuses them by name."""
+    """Multi-output steps (one kernel writing several values: the routed GEMM of sibling convs,
+    plan pass route_channel_slices) go through concat elimination and the memory plan output by
+    output, and the executor binds each output's buffer as one of the kernel's destinations."""
     with st.Graph() as g:
         x = st.placeholder([1, 4, 4, 3], name="x")
         a = slim.conv2d(x, 5, [1, 1], scope="a")
@@ -103,23 +99,13 @@ def test_a_step_with_two_outputs_is_planned_per_output():
         cat = tf.concat([a, b], axis=3)
         out = slim.conv2d(cat, 2, [1, 1], scope="out")
     p = plan(g, out, "float32")
-    first, second = [s for s in p.steps if s.kernel == "conv2d" and s.target is not None]
-    assert first.target is not None and second.target is not None  # both written in place
-    # merge the two producers into one step writing both values (as a horizontal fusion would)
-    merged = Step(first.kernel, (Output.of(first.node), Output.of(second.node)), first.args, dict(first.kwargs),
-                  takes_out=True, takes_precision=True, inputs=first.inputs, prep=dict(first.prep))
-    steps = [s for s in p.steps if s not in (first, second)]
-    steps.insert(steps.index(next(s for s in steps if s.kernel == "concat")), merged)
-    for k, s in enumerate(steps):
-        s.index = k
-        for o in s.outputs:
-            o.target = None
-    p.steps = steps
-    p = plan_memory(eliminate_concats(p))
-    assert [o.target[1] for o in merged.outputs] == [0, 5]
+    (merged,) = [s for s in p.steps if len(s.outputs) == 2]
+    assert merged.kernel == "conv2d_routed"
+    assert [o.target[1] for o in merged.outputs] == [0, 5]  # both written in place
     concat_key = p.memory.alias[merged.target[0].name]
     assert p.memory.alias[merged.outputs[0].node.name] == p.memory.alias[merged.outputs[1].node.name] == concat_key
     assert p.memory.storages[concat_key].first <= merged.index
-    executor = PlanExecutor(p, {}, "cpu")
-    with pytest.raises(NotImplementedError, match="2 outputs"):
-        executor.run({p.inputs[0].name: torch.zeros(tuple(x.shape))})
+    weights = st.init_weights(g, seed=0)
+    images = np.random.default_rng(0).standard_normal(tuple(x.shape)).astype(np.float32)
+    assert_close(st.compile(g, out, weights, poison=True)(images),
+                 st.Session(g, weights, backend="reference").run(out, {x: images}), "float32")
