@@ -451,8 +451,8 @@ def free_gpu() -> None:
 
 
 def _torch_dtype(dtype: str):
-    from slimtriton.kernels.common import DTYPES
-    return DTYPES[dtype]
+    from slimtriton.kernels.common import TORCH_COMPUTE_DTYPES
+    return TORCH_COMPUTE_DTYPES[dtype]
 
 
 def build_runner(task: Task, state: NetState):

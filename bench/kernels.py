@@ -63,9 +63,9 @@ def main(argv=None) -> int:
     from triton.testing import do_bench
 
     from slimtriton.kernels.audit import resnet_v1_50_conv_shapes
-    from slimtriton.kernels.common import DTYPES
+    from slimtriton.kernels.common import TORCH_COMPUTE_DTYPES
 
-    dtype = DTYPES[args.dtype]
+    dtype = TORCH_COMPUTE_DTYPES[args.dtype]
     dev = "cuda"
     torch.backends.cudnn.benchmark = True
     gen = torch.Generator(device=dev).manual_seed(0)

@@ -17,7 +17,9 @@ import importlib
 import os
 import sys
 
+from . import __version__
 from .commands.errors import UsageError  # noqa: F401  (re-exported: the CLI's user error)
+from .extras import missing_extra
 
 # Sub-command modules, in the order `slimtriton --help` lists them (adding one is one line).
 COMMANDS = [
@@ -48,7 +50,9 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE 
 
 # What a user's input causes (an unknown net, an image size the net cannot take, a missing
 # or mismatched weights file, an unreadable image) is printed as one message, not a
-# traceback; SLIMTRITON_TRACEBACK=1 shows the traceback.
+# traceback; SLIMTRITON_TRACEBACK=1 shows the traceback. So is a missing optional dependency
+# (pyarrow for predict's Parquet, ray for --ray, onnx for export): one line naming the extra
+# to install (slimtriton/extras.py).
 USER_ERRORS = (ValueError, OSError, NotImplementedError)
 MAX_ERROR_LINES = 25
 
@@ -60,14 +64,13 @@ def exit_status(exc: BaseException) -> int | None:
         return EXIT_BROKEN_PIPE
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(exc, USER_ERRORS):
+    if isinstance(exc, USER_ERRORS) or missing_extra(exc) is not None:
         return EXIT_USER_ERROR
     return None
 
 
 def _version() -> str:
-    from . import __version__
-    try:
+    try:  # lazy: torch and triton take seconds to import; only --version shows theirs
         import torch
         import triton
         return f"slimtriton {__version__} (triton {triton.__version__}, torch {torch.__version__})"
@@ -102,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_error(command: str, exc: BaseException) -> None:
-    lines = (str(exc) or type(exc).__name__).splitlines()
+    lines = (missing_extra(exc) or str(exc) or type(exc).__name__).splitlines()
     if len(lines) > MAX_ERROR_LINES:
         lines = lines[:MAX_ERROR_LINES] + [f"  ... and {len(lines) - MAX_ERROR_LINES} more lines"]
     print(f"slimtriton {command}: error: " + "\n".join(lines), file=sys.stderr)

@@ -29,6 +29,7 @@ as before; `max_batch`/`batch_sizes` with a static graph is an error.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import threading
@@ -37,17 +38,29 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .engine import load as load_engine
+from .engine import save as save_engine
+from .executor import needed_nodes
+from .feeds import check_value, feed_name, flatten_fetches, rebuild, to_numpy
+from .fusion.fold_affine import keep_scale
 from .fusion.pipeline import run_passes
 from .fusion.program import Program, resolve_parameters
-from .feeds import check_value, feed_name, flatten_fetches, rebuild, to_numpy
-from .ir.node import FLOAT_DTYPES, Node, Tensor
+from .ir.node import COMPUTE_DTYPES, FLOAT_DTYPES, Node, Tensor
 from .ir.ops import Op
+from .ir.specialize import specialize
+from .report import bucket_summary, fusion_report, plan_summary
+from .runtime.buckets import bucket_for, pad_batch
+from .runtime.plan import build_plan
+from .weights import check_weights
 
-DTYPES = ("float32", "float16", "bfloat16")
+# Imports marked `# lazy` stay inside their functions: torch, and the runtime modules that import
+# torch and the Triton kernels, load only when a model is built to run, so `plan`, `report` and
+# analysis-only models (weights=None) work without them.
+
 PRECISIONS = ("ieee", "tf32")
 
 
-def _flatten_outputs(outputs, graph) -> tuple[list[Node], Any]:
+def flatten_outputs(outputs, graph) -> tuple[list[Node], Any]:
     """Nodes of `outputs` (a tensor, a name, or a list/tuple/dict of them) and a rebuild spec
     (slimtriton/feeds.py `flatten_fetches` / `rebuild`)."""
     def node_of(o) -> Node:
@@ -79,18 +92,15 @@ def plan(graph, outputs, dtype: str = "float32", log=None, weights=None, batch: 
     epilogue then loads no scale). With `weights` (checked), a layer whose folded weights would
     lose precision in `dtype` keeps its scale in the fp32 epilogue instead
     (slimtriton.fusion.fold_affine.keep_scale); `plan.program.kept_scale` names those layers."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    from .fusion.fold_affine import keep_scale
-    from .runtime.plan import build_plan
-    nodes, _ = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
+    nodes, _ = flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
     graph_nodes = _graph_nodes(graph)
-    needed = _needed(nodes)
+    needed = needed_nodes(nodes)
     if any(n.dynamic_batch for n in graph_nodes if id(n) in needed):
         if batch is None:
             raise ValueError("the graph has an unknown batch (None): plan it at a batch (plan(..., batch=N)) or "
                              "compile it with max_batch=N")
-        from .ir.specialize import specialize
         graph_nodes = specialize([n for n in graph_nodes if id(n) in needed], batch)
         by_name = {n.name: n for n in graph_nodes}
         nodes = [by_name[n.name] for n in nodes]
@@ -132,7 +142,6 @@ class KernelInfo:
 
     @property
     def source(self) -> str:
-        import inspect
         texts = []
         for launch in self.launches:
             fn = getattr(launch.fn, "fn", launch.fn)
@@ -181,8 +190,8 @@ class CompiledModel:
         self._lock = threading.Lock()  # calls share one arena of activation buffers: one call at a time
         if self.analysis_only:
             return
-        import torch
-        from .runtime.executor import PlanExecutor, prepare_parameters
+        import torch  # lazy: torch
+        from .runtime.executor import PlanExecutor, prepare_parameters  # lazy: torch, kernels
         self.device = torch.device(device)
         if prepared is not None:
             params = prepared
@@ -192,12 +201,12 @@ class CompiledModel:
         self._params, self._precision, self._poison = params, precision, poison
         self._graph_per_bucket = self.device.type == "cuda" and cuda_graph  # dynamic batch: one CUDA graph per bucket
         if self.plans:  # one executor per bucket, built at its first call (_bucket), sharing params and arena
-            from .runtime.executor import TORCH_DTYPES, SharedArena
-            self._arena = SharedArena(list(self.plans.values()), TORCH_DTYPES[self.dtype], self.device, poison)
+            from .runtime.executor import TORCH_COMPUTE_DTYPES, SharedArena  # lazy: torch, kernels
+            self._arena = SharedArena(list(self.plans.values()), TORCH_COMPUTE_DTYPES[self.dtype], self.device, poison)
         else:
             self._executor = PlanExecutor(plan, params, self.device, precision, poison)
         if self.device.type == "cuda":
-            from .runtime.cuda_graph import CudaGraphRunner, StreamOrder
+            from .runtime.cuda_graph import CudaGraphRunner, StreamOrder  # lazy: torch, kernels
             self._stream_order = StreamOrder()  # calls share the arena: order them across streams
             if cuda_graph and not self.plans:
                 self._cuda_graph = CudaGraphRunner(self._executor, plan)
@@ -205,15 +214,14 @@ class CompiledModel:
     def _bucket(self, batch: int) -> tuple[int, object, object]:
         """(the bucket that runs `batch`, its executor, its CUDA graph runner or None); the
         executor and runner are built at the bucket's first call."""
-        from .runtime.buckets import bucket_for
         bucket = bucket_for(batch, self.batch_sizes)  # a ValueError naming the batch and the range
         if bucket not in self._buckets:
-            from .runtime.executor import PlanExecutor
+            from .runtime.executor import PlanExecutor  # lazy: torch, kernels
             bplan = self.plans[bucket]
             executor = PlanExecutor(bplan, self._params, self.device, self._precision, self._poison, arena=self._arena)
             runner = None
             if self._graph_per_bucket:
-                from .runtime.cuda_graph import CudaGraphRunner
+                from .runtime.cuda_graph import CudaGraphRunner  # lazy: torch, kernels
                 runner = CudaGraphRunner(executor, bplan)
             self._buckets[bucket] = (executor, runner)
         return (bucket, *self._buckets[bucket])
@@ -234,7 +242,7 @@ class CompiledModel:
         if self.analysis_only:
             raise RuntimeError("this model was compiled without weights (analysis only): it has .report() "
                                "and .kernels but cannot run; pass weights to slimtriton.compile")
-        import torch
+        import torch  # lazy: torch
         inputs = self.plan.inputs
         if args:
             if len(args) != 1:
@@ -267,7 +275,6 @@ class CompiledModel:
                 self._stream_order()
             if self.plans:
                 bucket, executor, runner = self._bucket(batch)
-                from .runtime.buckets import pad_batch
                 tensors = {k: pad_batch(t, bucket) if k in self._dynamic_inputs else t for k, t in tensors.items()}
                 results = (executor.run(tensors, after_step=after_step) if runner is None or after_step is not None
                            else runner.run(tensors))
@@ -296,24 +303,24 @@ class CompiledModel:
         """A feed as a contiguous tensor of the compute dtype on the model's device. A torch
         tensor never goes through NumPy: it is detached and moved/cast by torch's `.to()` (on
         its own device for a CUDA tensor), so bfloat16, requires_grad and CUDA tensors work."""
-        import torch
-        from .runtime.executor import TORCH_DTYPES
+        import torch  # lazy: torch
+        from .runtime.executor import TORCH_COMPUTE_DTYPES  # lazy: torch, kernels
         value = self._check_feed(node, value)
         if isinstance(value, torch.Tensor):
             t = value.detach()
         else:
             t = torch.from_numpy(np.ascontiguousarray(value))
-        return t.to(device=self.device, dtype=TORCH_DTYPES[self.dtype]).contiguous()
+        return t.to(device=self.device, dtype=TORCH_COMPUTE_DTYPES[self.dtype]).contiguous()
 
     def to_module(self):
         """This model as a torch.nn.Module (weights as buffers; slimtriton/torch_module.py)."""
-        from .torch_module import to_module  # a dynamic-batch model's module takes any batch <= max_batch
+        from .torch_module import to_module  # lazy: torch
         return to_module(self, kernel_device)
 
     def _check_feed(self, node: Node, value):
         """`value` (a torch tensor as is, anything else as a NumPy array) after checking its shape
         and dtype against the placeholder's; ValueError naming the placeholder otherwise."""
-        import torch
+        import torch  # lazy: torch
         if not isinstance(value, torch.Tensor):
             value = np.asarray(value)
         shape = tuple(int(d) for d in value.shape)
@@ -334,28 +341,49 @@ class CompiledModel:
     def launches(self) -> list[list]:
         """Per plan step, the `KernelLaunch` specs it makes, recorded with meta tensors."""
         if self._launches is None:
-            from .runtime.launches import record_plan_launches
+            from .runtime.launches import record_plan_launches  # lazy: torch, kernels
             self._launches = record_plan_launches(self.plan, self.precision)
         return self._launches
 
-    def report(self, json_path=None) -> str:
+    def report(self, json_path=None, batch: int | None = None) -> str:
         """The fusion report, and which layers kept their batch norm scale in the epilogue
-        (JSON: `kept_bn_scale`, {layer: why})."""
-        from .report import fusion_report
-        # the launches this model makes (recorded once, at its precision, and cached)
-        text = fusion_report(self.plan, json_path=json_path, launches=self.launches())
-        kept = self.plan.program.kept_scale
+        (JSON: `kept_bn_scale`, {layer: why}).
+
+        A dynamic-batch model reports the plan of one batch bucket, the one that runs `batch`
+        (default: the largest bucket), then one row per bucket (kernels, FLOPs, modeled DRAM
+        bytes, arena; JSON: `batch_buckets`, and `bucket`, the bucket reported). `batch` on a
+        static model is an error."""
+        plan, bucket = self.plan, self.max_batch
+        if batch is not None:
+            if not self.plans:
+                raise ValueError(f"report(batch={batch!r}) applies to a dynamic-batch model (compiled with max_batch or "
+                                 f"batch_sizes); this model's plan has the static input shapes "
+                                 f"{[list(n.shape) for n in plan.inputs]}")
+            bucket = bucket_for(batch, self.batch_sizes)
+            plan = self.plans[bucket]
+        if plan is self.plan:
+            launches = self.launches()  # the launches this model makes (recorded once, at its precision, and cached)
+        else:
+            from .runtime.launches import record_plan_launches  # lazy: torch, kernels
+            launches = record_plan_launches(plan, self.precision)
+        text = fusion_report(plan, json_path=json_path, launches=launches)
+        kept = plan.program.kept_scale
+        buckets = None
+        if self.plans:
+            table, buckets = bucket_summary(self.plans)
+            low = max([b for b in self.batch_sizes if b < bucket], default=0) + 1
+            text += (f"\n\ndynamic batch: one plan per batch bucket {self.batch_sizes} (this report: bucket {bucket}, "
+                     f"which runs batches {low}..{bucket}; report(batch=B) for another); parameters prepared "
+                     f"once, arena sized for the largest bucket\n{table}")
         if json_path is not None and os.path.isfile(json_path):
             with open(json_path) as f:
                 data = json.load(f)
             data["kept_bn_scale"] = dict(kept)
+            if buckets is not None:
+                data.update(bucket=bucket, batch_buckets=buckets)
             with open(json_path, "w") as f:
                 json.dump(data, f, indent=1)
-        text = text + "\n" + _kept_scale_text(kept, self.analysis_only)
-        if self.plans:
-            text += (f"\ndynamic batch: one plan per batch bucket {self.batch_sizes} (this report: batch "
-                     f"{self.max_batch}); parameters prepared once, arena sized for the largest bucket")
-        return text
+        return text + "\n" + _kept_scale_text(kept, self.analysis_only)
 
     def save(self, path, archs=(), overwrite: bool = False, meta: dict | None = None):
         """Write this model as an engine directory (`slimtriton.engine`): the fused plan, the
@@ -364,11 +392,9 @@ class CompiledModel:
         needed). `st.load_compiled(path)` runs it without the compiler. A dynamic-batch model
         saves one plan per batch bucket over one copy of the parameters, and loads as the same
         dynamic model."""
-        from .engine import save
-        return save(self, path, archs=archs, overwrite=overwrite, meta=meta)
+        return save_engine(self, path, archs=archs, overwrite=overwrite, meta=meta)
 
     def summary(self) -> dict:
-        from .report import plan_summary
         return {**plan_summary(self.plan), "kept_bn_scale": dict(self.plan.program.kept_scale)}
 
     def __repr__(self) -> str:
@@ -405,7 +431,7 @@ def _dynamic_plans(graph, nodes: list[Node], dtype: str, log, weights, max_batch
     if static:
         raise ValueError(f"outputs {static} do not have the unknown batch as their leading dimension; a "
                          f"dynamic-batch model pads the batch and slices it off every output")
-    needed = _needed(nodes)
+    needed = needed_nodes(nodes)
     graph_nodes = [n for n in _graph_nodes(graph) if id(n) in needed]
     mixing = [n.name for n in graph_nodes if n.op is Op.BATCH_NORM and n.attrs.get("is_training")]
     if mixing:
@@ -422,11 +448,6 @@ def _dynamic_plans(graph, nodes: list[Node], dtype: str, log, weights, max_batch
     return plans
 
 
-def _needed(nodes) -> set:
-    from .executor import needed_nodes
-    return needed_nodes(nodes)
-
-
 def _kept_scale_text(kept: dict, analysis_only: bool) -> str:
     if analysis_only:
         return "batch norm: every scale assumed folded into the conv weights (no weights given)"
@@ -439,14 +460,14 @@ def _kept_scale_text(kept: dict, analysis_only: bool) -> str:
 
 
 def _torch_dtype(dtype: str):
-    import torch
+    import torch  # lazy: torch
     return getattr(torch, dtype)  # a float dtype name (compile refuses other outputs)
 
 
 def _progress(desc: str):
     def wrap(items):
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # lazy: optional (no bar without it)
         except ImportError:
             return items
         return tqdm(items, desc=desc, leave=False, disable=len(items) < 50)
@@ -457,9 +478,8 @@ def load_compiled(path, device=None, cuda_graph: bool = True) -> CompiledModel:
     """The model saved by `CompiledModel.save` at `path` (slimtriton.engine: no fusion pass runs,
     the parameters are used as saved), on `device` (None: CUDA when present, else the CPU with
     the Triton interpreter)."""
-    from .engine import load
     dev = kernel_device(device)
-    e = load(path, dev)  # a dynamic-batch engine: one plan per batch bucket, as `compile(..., max_batch=N)`
+    e = load_engine(path, dev)  # a dynamic-batch engine: one plan per batch bucket, as `compile(..., max_batch=N)`
     return CompiledModel(e.plan, e.output_spec, None, dev, e.precision, cuda_graph, prepared=e.params,
                          bucket_plans=e.plans, recorded_inputs=e.dynamic_inputs)
 
@@ -472,9 +492,9 @@ def kernel_device(device):
     either compiled for the GPU or interpreted (`TRITON_INTERPRET=1`, fixed before
     `slimtriton.kernels` is imported), so 'cpu' on a process that compiles for the GPU is
     refused, as is 'cuda' without a CUDA device."""
-    import torch
+    import torch  # lazy: torch
 
-    from .kernels.config import interpreting  # importing kernels sets TRITON_INTERPRET without a GPU
+    from .kernels.config import interpreting  # lazy: importing kernels sets TRITON_INTERPRET without a GPU
     if device is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -526,20 +546,19 @@ def compile(graph, outputs, weights=None, dtype: str = "float32", precision: str
     model for any batch up to max_batch (see the module docstring); required for such a
     graph, refused for a static one.
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "tf32" and dtype != "float32":
         raise ValueError(f"precision 'tf32' applies to float32 only, got dtype {dtype!r}")
-    nodes, spec = _flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
+    nodes, spec = flatten_outputs(outputs, graph if hasattr(graph, "node_by_name") else None)
     for n in nodes:
         if n.dtype not in FLOAT_DTYPES:
             raise NotImplementedError(f"output {n.name} has dtype {n.dtype}; the triton backend computes floats only")
     if weights is not None:  # the check Session makes, before any pass reads a value
-        from .weights import check_weights
         check_weights(graph, weights, outputs=nodes)
-    needed = _needed(nodes)
+    needed = needed_nodes(nodes)
     dynamic = [n for n in _graph_nodes(graph) if id(n) in needed and n.op is Op.PLACEHOLDER and n.dynamic_batch]
     if not dynamic:
         if max_batch is not None or batch_sizes is not None:

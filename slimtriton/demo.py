@@ -10,12 +10,13 @@ import time
 import warnings
 
 import numpy as np
+import torch
+
+import slimtriton as st
+from slimtriton.nets.build import build_net
 
 
 def main() -> int:
-    import torch
-    import slimtriton as st
-    from slimtriton.commands._netbuild import build_net
 
     on_gpu = torch.cuda.is_available()
     size = 224

@@ -11,7 +11,8 @@ An engine directory holds
                          output specs, target archs, the ahead-of-time kernels, and the SHA-256 of
                          every other file and of every prepared parameter
     program.json         the fused program (after every IR pass): nodes in order with op, input
-                         names, attrs, shape, dtype; outputs; the graph's placeholders
+                         names, attrs, shape, dtype; outputs; the graph's placeholders; and its
+                         plan record (`plan`: every step's kernel call as data, runtime/step.py)
     params.safetensors   the prepared parameters exactly as the kernels read them (packed conv
                          weights in the compute dtype, fp32 epilogue vectors), keyed by plan key
     params.json          how to rebuild each prepared parameter (PackedWeight fields)
@@ -31,7 +32,9 @@ Loading checks the format and the hashes first (a damaged or edited file is one
 `EngineError` naming the file), then the versions: another slimtriton or Triton version is an
 error (the plan's kernels and their cache keys belong to a version), another torch version one
 warning. The plan is rebuilt from program.json by the lowering table only (`build_plan`: no
-fusion pass runs), the parameters come from params.safetensors as they were (no folding, no
+fusion pass runs) and must equal the saved plan record step by step (else one error naming
+the step: the parameters and kernels were made for those calls; the steps' FLOPs come from the
+record, as program.json lacks the recorded ops they count), the parameters come from params.safetensors as they were (no folding, no
 packing), so the outputs are bit for bit those of the saved model on the same device and dtype.
 A dynamic-batch engine loads as the dynamic model it was: one plan per bucket rebuilt the same
 way, the shared arena, any batch up to its largest bucket (a batch outside is one error).
@@ -58,6 +61,7 @@ import numpy as np
 
 from .ir.node import Node
 from .ir.ops import Op
+from .runtime.plan import build_plan, plan_to_json
 
 FORMAT = "slimtriton-engine/1"
 MANIFEST = "manifest.json"
@@ -101,14 +105,22 @@ def _decode(value):
     return value
 
 
+def _placeholder_json(n) -> dict:
+    return {"name": n.name, "attrs": {k: _encode(v) for k, v in n.attrs.items()}, "shape": list(n.shape),
+            "dtype": n.dtype}
+
+
+def _placeholder_from_json(d) -> Node:
+    attrs = {k: _decode(v) for k, v in d["attrs"].items()}
+    return Node.make(Op.PLACEHOLDER, (), attrs, tuple(d["shape"]), d["dtype"], d["name"])
+
+
 def program_to_json(program) -> dict:
     """The fused program's nodes (in order; inputs by name), outputs and the graph's placeholders."""
     nodes = [{"name": n.name, "op": n.op.name, "inputs": [i.name for i in n.inputs],
               "attrs": {k: _encode(v) for k, v in n.attrs.items()}, "shape": list(n.shape), "dtype": n.dtype}
              for n in program.nodes]
-    placeholders = [{"name": n.name, "attrs": {k: _encode(v) for k, v in n.attrs.items()},
-                     "shape": list(n.shape), "dtype": n.dtype}
-                    for n in program.recorded.values() if n.op is Op.PLACEHOLDER]
+    placeholders = [_placeholder_json(n) for n in program.recorded.values() if n.op is Op.PLACEHOLDER]
     return {"nodes": nodes, "outputs": [o.name for o in program.outputs], "placeholders": placeholders,
             "origin": {k: list(v) for k, v in program.origin.items() if k in {n.name for n in program.nodes}},
             "kept_scale": dict(program.kept_scale)}
@@ -134,8 +146,7 @@ def program_from_json(data: dict):
     recorded = dict(by_name)
     for d in data["placeholders"]:
         if d["name"] not in recorded:
-            attrs = {k: _decode(v) for k, v in d["attrs"].items()}
-            recorded[d["name"]] = Node.make(Op.PLACEHOLDER, (), attrs, d["shape"], d["dtype"], d["name"])
+            recorded[d["name"]] = _placeholder_from_json(d)
     outputs = [by_name[o] for o in data["outputs"]]
     origin = {k: tuple(v) for k, v in data["origin"].items()}
     program = Program(nodes, outputs, {}, origin, recorded)
@@ -225,7 +236,9 @@ def save(model, path, archs=(), overwrite: bool = False, meta: dict | None = Non
     buckets = dict(model.plans)  # batch bucket -> plan; {} for a static model
     programs = {b: program_file(b) for b in buckets} if buckets else {None: PROGRAM}
     for b, name in programs.items():
-        (path / name).write_text(json.dumps(program_to_json((buckets[b] if b else plan).program), indent=1))
+        bucket_plan = buckets[b] if b else plan
+        saved = {**program_to_json(bucket_plan.program), "plan": plan_to_json(bucket_plan)}
+        (path / name).write_text(json.dumps(saved, indent=1))
 
     tensors, how = {}, {}
     for key, value in model._params.items():  # prepared once; every bucket's plan reads them
@@ -282,16 +295,6 @@ def save(model, path, archs=(), overwrite: bool = False, meta: dict | None = Non
 def program_file(batch: int) -> str:
     """The file of a dynamic-batch engine's program for batch bucket `batch`."""
     return f"program_batch{batch}.json"
-
-
-def _placeholder_json(n) -> dict:
-    return {"name": n.name, "attrs": {k: _encode(v) for k, v in n.attrs.items()}, "shape": list(n.shape),
-            "dtype": n.dtype}
-
-
-def _placeholder_from_json(d) -> Node:
-    attrs = {k: _decode(v) for k, v in d["attrs"].items()}
-    return Node.make(Op.PLACEHOLDER, (), attrs, tuple(d["shape"]), d["dtype"], d["name"])
 
 
 def _bucket_launches(model) -> list[tuple]:
@@ -398,12 +401,41 @@ class LoadedEngine:
 
 
 def _load_program(path: Path, name: str, dtype: str):
-    from .runtime.plan import build_plan
+    """The plan rebuilt from program file `name`, checked step by step against the plan record
+    saved with it (the kernel calls the parameters and ahead-of-time kernels were made for)."""
     try:
-        program = program_from_json(json.loads((path / name).read_text()))
+        data = json.loads((path / name).read_text())
+        program = program_from_json(data)
     except (KeyError, ValueError, TypeError) as exc:
         _fail(path, f"{name} does not describe a valid program ({type(exc).__name__}: {exc})")
-    return build_plan(program, dtype)
+    plan = build_plan(program, dtype)
+    saved, rebuilt = data.get("plan"), _without_flops(plan_to_json(plan))
+    if not isinstance(saved, dict) or _without_flops(saved) != rebuilt:
+        where = "it holds no plan record" if not isinstance(saved, dict) else _first_difference(saved, rebuilt)
+        _fail(path, f"{name}: the plan this slimtriton builds from the program differs from the saved one "
+                    f"({where}); compile and save the engine again")
+    for step, record in zip(plan.steps, saved["steps"]):
+        step.flops = record["flops"]  # counted on the recorded graph's ops, which program.json does not hold
+    return plan
+
+
+def _without_flops(plan_json: dict) -> dict:
+    """A plan record without the steps' FLOPs (the one field the program alone cannot give)."""
+    steps = plan_json.get("steps")
+    if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+        return {"steps": None}
+    return {**plan_json, "steps": [{k: v for k, v in s.items() if k != "flops"} for s in steps]}
+
+
+def _first_difference(saved: dict, rebuilt: dict) -> str:
+    steps, now = _without_flops(saved)["steps"] or [], rebuilt["steps"]
+    for k, (a, b) in enumerate(zip(steps, now)):
+        if a != b:
+            keys = sorted(f for f in set(a) | set(b) if a.get(f) != b.get(f)) if isinstance(a, dict) else []
+            return f"step {k} ({b['kernel']} {b['outputs'][0]['node']}): {', '.join(keys) or 'record'} differ"
+    if len(steps) != len(now):
+        return f"{len(steps)} saved steps, {len(now)} rebuilt"
+    return "the parameter preparation differs"
 
 
 def _load_bucket_plans(path: Path, manifest: dict) -> tuple[dict, list]:

@@ -7,7 +7,8 @@ each through `run_node`, which looks the op up in the backend's table (`REFERENC
 NumPy, the definition; `TORCH`: eager torch; a missing entry is a NotImplementedError
 naming the op and the table). Each table entry is ``table[op](node, inputs) -> value``.
 Nodes whose values come from outside the walk (placeholders, variables, fed nodes, values
-prepared once) are *loaded*: `load(node)`, which each subclass defines.
+prepared once) are *loaded*: given to `run` by the caller (a call's feeds), else
+`load(node)`, which each subclass defines.
 
 One liveness rule (`frees_after_last_use`): a value is dropped right after the last node
 that reads it, unless it is a requested output. It is computed once per interpreter, over
@@ -115,11 +116,16 @@ class Interpreter:
                 raise
             raise type(e)(f"{node.name} ({node.op.short}, {self.table_name}): {e}") from e
 
-    def run(self) -> list:
-        """The outputs' values, in order."""
+    def run(self, given: Mapping[int, Any] | None = None) -> list:
+        """The outputs' values, in order. given: {slot: value} of loaded nodes whose values the
+        caller has (a call's feeds), so that `load` is not asked and one interpreter serves
+        concurrent calls."""
+        given = {} if given is None else given
         values: list = [None] * len(self.order)
         for k, node in enumerate(self.order):
-            if self.loads[k]:
+            if k in given:
+                values[k] = given[k]
+            elif self.loads[k]:
                 values[k] = self.load(node)
             else:
                 values[k] = self.run_node(node, [values[i] for i in self.input_slots[k]])

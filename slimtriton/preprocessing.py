@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = [
-    "IMAGENET_RGB_MEANS", "RESIZE_SIDE", "INCEPTION_CENTRAL_FRACTION", "PREPROCESSING_BY_NET",
+    "IMAGENET_RGB_MEANS", "RESIZE_SIDE", "INCEPTION_CENTRAL_FRACTION", "PREPROCESSING_BY_NET", "preprocessing_name",
     "load_image", "resize_bilinear", "central_crop", "resize_with_crop_or_pad",
     "inception_preprocessing", "vgg_preprocessing", "cifarnet_preprocessing", "lenet_preprocessing",
     "preprocess_image", "preprocessing_name_for", "preprocess_for",
@@ -61,6 +61,18 @@ PREPROCESSING_BY_NET = {
 }
 
 
+def preprocessing_name(net: str, preprocessing: str | None = None) -> str:
+    """`preprocessing` when given, else preprocessing_factory's entry for the net (or for the net
+    it is a width variant of: mobilenet_v1_075 is mobilenet_v1 with a depth multiplier)."""
+    if preprocessing:
+        return preprocessing
+    family = net.rsplit("_", 1)[0] if net.startswith("mobilenet_v1_") else net
+    if family not in PREPROCESSING_BY_NET:
+        raise ValueError(f"TF-Slim's preprocessing_factory has no preprocessing for {net}; "
+                         f"choose one with --preprocessing (inception, vgg, cifarnet, lenet)")
+    return PREPROCESSING_BY_NET[family]
+
+
 # ---------------------------------------------------------------------------------------------
 # Image primitives (HWC arrays)
 # ---------------------------------------------------------------------------------------------
@@ -68,7 +80,7 @@ PREPROCESSING_BY_NET = {
 def load_image(image) -> np.ndarray:
     """A path, a PIL image or an HWC / HW array -> an HWC array (uint8 RGB for files)."""
     if isinstance(image, (str, PathLike)):
-        from PIL import Image
+        from PIL import Image  # lazy: only to decode an image file
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"image {path} does not exist")
@@ -223,7 +235,7 @@ def preprocessing_name_for(net_name: str) -> str:
 
 def _default_image_size(net_name: str) -> int:
     try:
-        from slimtriton.nets import nets_factory
+        from slimtriton.nets import nets_factory  # lazy: the factory imports every net
         return int(nets_factory.networks_map[net_name].default_image_size)
     except Exception as err:  # the nets factory lacks the net or the attribute
         raise ValueError(f"no default image size known for net {net_name!r} ({err}); "

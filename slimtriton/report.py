@@ -103,6 +103,22 @@ def plan_summary(plan) -> dict:
     }
 
 
+def bucket_summary(plans: dict) -> tuple[str, list[dict]]:
+    """(a text table, its JSON rows) of a dynamic-batch model's plans, {batch bucket: plan}: per
+    bucket the kernels, their FLOPs (the steps' own counts, which a saved engine keeps: a loaded
+    plan has no recorded graph to recount), modeled DRAM bytes and arena bytes."""
+    rows = []
+    for b, p in sorted(plans.items()):
+        summary = plan_summary(p)
+        flops = sum(s.flops for s in p.kernels)
+        rows.append({"batch": b, "kernels": summary["kernels"]["slimtriton"], "flops": int(flops),
+                     "bytes": summary["bytes"]["slimtriton"], "arena_bytes": summary["arena_bytes"]})
+    lines = [f"{'bucket':>6} {'kernels':>8} {'MFLOP':>11} {'DRAM bytes':>12} {'arena':>12}"]
+    lines += [f"{r['batch']:>6} {r['kernels']:>8} {r['flops'] / 1e6:>11.2f} {_fmt_bytes(r['bytes']):>12} "
+              f"{_fmt_bytes(r['arena_bytes']):>12}" for r in rows]
+    return "\n".join(lines), rows
+
+
 def _fmt_bytes(n: float) -> str:
     """Binary units, named as such (KiB, MiB, GiB: powers of 1024)."""
     if abs(n) < 1024:
@@ -157,6 +173,22 @@ def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:
     return layer, "+".join(kinds)
 
 
+def _repeats_folded(kinds: str) -> str:
+    """'3x(conv2d+batch_norm+relu)' for 'conv2d+batch_norm+relu' three times over (sibling convs
+    in one routed kernel); other op-kind lists as they are."""
+    parts = kinds.split("+")
+    for period in range(1, len(parts) // 2 + 1):
+        if len(parts) % period == 0 and parts == parts[:period] * (len(parts) // period):
+            return f"{len(parts) // period}x({'+'.join(parts[:period])})"
+    return kinds
+
+
+def _call_json(step) -> dict:
+    """The step's kernel call as its plan record holds it (runtime/step.py; nodes as {"node": name})."""
+    record = step.to_json()
+    return {k: record[k] for k in ("args", "kwargs", "takes_out", "takes_precision")}
+
+
 def launch_tile(launch) -> str:
     """'fn BLOCKS/wWsS' of a KernelLaunch: the jit function, its BLOCK_* tile (in the order the
     kernel declares them), warps and pipeline stages."""
@@ -207,20 +239,26 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
         ops = list(s.fused_ops)
         shape = s.output_shape
         where = ""
-        if s.target is not None:  # the concat, named relative to the scope it shares with the layer
-            full = f"{prefix}/{layer}/x" if prefix else f"{layer}/x"
-            shared = common_scope([full, s.target[0].name])
-            where = f" -> {s.target[0].name[len(shared) + 1 if shared else 0:]}[+{s.target[1]}]"
-        lines.append(f"{k:>3}  {s.kernel:<{kind_w}} {tile:<{ktile}} {str(list(shape)):<{out_w}} {s.flops / 1e6:>9.2f} "
+        for o in s.outputs:  # each concat written in place, named relative to the scope it shares with the layer
+            if o.target is not None:
+                full = f"{prefix}/{layer}/x" if prefix else f"{layer}/x"
+                shared = common_scope([full, o.target[0].name])
+                where += f" -> {o.target[0].name[len(shared) + 1 if shared else 0:]}[+{o.target[1]}]"
+        lines.append(f"{k:>3}  {s.kernel:<{kind_w}} {tile:<{ktile}} {str(list(s.output_shape)):<{out_w}} {s.flops / 1e6:>9.2f} "
                      f"{_fmt_bytes(s.bytes_read):>10} {_fmt_bytes(s.bytes_written):>10}  "
-                     f"{layer:<{layer_w}}  {kinds}{where}")
+                     f"{layer:<{layer_w}}  {_repeats_folded(kinds)}{where}")
         steps_json.append({"index": k, "name": s.node.name, "kernel": s.kernel,
                            "layer": f"{prefix}/{layer}" if prefix else layer, "op_kinds": kinds,
                            "fused_ops": ops, "triton_kernels": [_launch_json(l) for l in launches[s.index]],
                            "inputs": [list(n.shape) for n in s.reads], "output": list(shape), "flops": s.flops,
                            "bytes_read": s.bytes_read, "bytes_written": s.bytes_written,
                            "writes_into": s.target[0].name if s.target is not None else None,
-                           "channel_offset": s.target[1] if s.target is not None else None})
+                           "channel_offset": s.target[1] if s.target is not None else None,
+                           "outputs": [{"name": o.node.name, "shape": list(o.shape),
+                                        "writes_into": o.target[0].name if o.target is not None else None,
+                                        "channel_offset": o.target[1] if o.target is not None else None}
+                                       for o in s.outputs],
+                           "call": _call_json(s)})
     lines += LEGEND + ([CONCAT_LEGEND] if any(s.target is not None for s, *_ in rows) else [])
     lines.append("")
     lines.append(f"{'plan':<28} {'kernels':>8} {'DRAM bytes':>14} {'vs unfused':>11} {'vs extern':>10}")

@@ -30,6 +30,8 @@ from .ir.graph import Graph
 from .ir.node import Node, Tensor
 from .ir.ops import Op
 from .ir.specialize import feed_batch, has_dynamic_batch, specialize
+from .reference import REFERENCE
+from .weights import check_weights
 
 BACKENDS = ("reference", "torch", "triton")
 _TORCH_OPTIONS = ("dtype",)
@@ -43,7 +45,6 @@ def used_variables(graph: Graph, nodes=None) -> "dict[str, Any]":
 
 class Session:
     def __init__(self, graph: Graph, weights, backend: str = "reference", device=None, **compile_options):
-        from .weights import check_weights
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
         if not isinstance(graph, Graph):
@@ -105,7 +106,6 @@ class Session:
             nodes = [by_name[n.name] for n in nodes]
             feeds = {by_name[n.name]: v for n, v in feeds.items()}
         if self.backend == "reference":
-            from .reference import REFERENCE
             values = evaluate(graph_nodes, nodes, feeds, self.weights, REFERENCE, "REFERENCE")
         elif self.backend == "torch":
             values = self._run_torch(graph_nodes, nodes, feeds)
@@ -123,7 +123,7 @@ class Session:
 
     # -- backends -------------------------------------------------------------------------------
     def _run_torch(self, graph_nodes, nodes, feeds):
-        from .eager.torch_backend import convert_weights, ieee_float32, make_torch_table, torch_device
+        from .eager.torch_backend import convert_weights, ieee_float32, make_torch_table, torch_device  # lazy: torch
         dtype = self.compile_options.get("dtype", "float32")
         device = torch_device(self.device)
         if self._torch is None:
@@ -135,7 +135,7 @@ class Session:
 
     def _run_triton(self, nodes, feeds):
         """Compile once per fetch set; call the model with feeds by placeholder name."""
-        from . import compiler
+        from . import compiler  # lazy: the fusion pipeline and torch, for this backend only
         if not nodes:
             return []
         for node, value in feeds.items():

@@ -37,6 +37,9 @@ import numpy as np
 import torch
 
 from .feeds import rebuild
+from .fusion.program import resolve_parameters
+from .runtime.buckets import bucket_for, pad_batch
+from .runtime.executor import TORCH_COMPUTE_DTYPES, PlanExecutor, SharedArena, prepare_parameters
 
 INFERENCE_ONLY = ("slimtriton modules are inference only: the Triton kernels have no backward. Call it under "
                   "torch.no_grad() or torch.inference_mode(), or pass inputs that do not require grad "
@@ -120,8 +123,6 @@ class CompiledModule(torch.nn.Module):
         current buffers (re-packed, and the executors rebuilt, when they changed)."""
         signature = self._signature()
         if self._params is None or signature != self._packed_from:
-            from .fusion.program import resolve_parameters
-            from .runtime.executor import TORCH_DTYPES, SharedArena, prepare_parameters
             device = self._kernel_device(self.device)  # a clear error for a device the kernels cannot run on
             for var, t in self.weights().items():
                 if t.device != device:
@@ -134,12 +135,11 @@ class CompiledModule(torch.nn.Module):
                 values = resolve_parameters(self._plan.program, host)
                 # every bucket's plan reads the same prepared parameters (checked by compile)
                 self._params = prepare_parameters(self._plan, values, device)
-                self._arena = (SharedArena(list(self._plans.values()), TORCH_DTYPES[self._plan.dtype], device)
+                self._arena = (SharedArena(list(self._plans.values()), TORCH_COMPUTE_DTYPES[self._plan.dtype], device)
                                if self._plans else None)
             self._executors = {}
             self._packed_from, self._packed_device = signature, device
         if bucket not in self._executors:
-            from .runtime.executor import PlanExecutor
             plan = self._plans[bucket] if bucket is not None else self._plan
             self._executors[bucket] = PlanExecutor(plan, self._params, self._packed_device, self._precision,
                                                    arena=self._arena)
@@ -196,8 +196,6 @@ def _graph_break(fn):
 
 @_graph_break
 def _run(module: CompiledModule, args, kwargs):
-    from .runtime.buckets import bucket_for, pad_batch
-    from .runtime.executor import TORCH_DTYPES
     feeds = module._feeds(args, kwargs)
     if torch.is_grad_enabled() and any(v.requires_grad for v in feeds.values()):
         names = [k for k, v in feeds.items() if v.requires_grad]
@@ -219,7 +217,7 @@ def _run(module: CompiledModule, args, kwargs):
         batch = next(iter(batches.values()))
         bucket = bucket_for(batch, module._batch_sizes)  # a ValueError naming the batch and the range
     executor = module._prepared_executor(bucket)
-    dtype = TORCH_DTYPES[module._plan.dtype]
+    dtype = TORCH_COMPUTE_DTYPES[module._plan.dtype]
     tensors = {}
     for node in executor.plan.inputs:
         t = feeds[node.name].detach().to(device=executor.device, dtype=dtype).contiguous()

@@ -326,3 +326,17 @@ def test_report_why_prints_the_fusion_decisions(capsys):
                  "prologue: fused pointwise_into_prologue x20", "strided_residual: fused strided_residual x3",
                  "mean_gemm: fused mean_gemm x1"):
         assert line in why, why
+
+
+def test_a_missing_optional_module_is_a_user_error_naming_its_extra(monkeypatch):
+    """Any ModuleNotFoundError of an optional dependency (slimtriton/extras.py) maps to exit 2."""
+    from slimtriton.cli import EXIT_USER_ERROR, exit_status
+    from slimtriton.extras import MissingExtraError, missing_extra, require
+    onnx_missing = ModuleNotFoundError("No module named 'onnx'", name="onnx")
+    assert exit_status(onnx_missing) == EXIT_USER_ERROR
+    assert "pip install 'slimtriton[onnx]'" in missing_extra(onnx_missing)
+    assert exit_status(ModuleNotFoundError("No module named 'foo'", name="foo")) is None  # a bug: traceback
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ModuleNotFoundError
+    with pytest.raises(MissingExtraError, match=r"--ray needs ray, which is not installed: .*slimtriton\[ray\]"):
+        require("ray", "--ray")
+    assert exit_status(MissingExtraError("x")) == EXIT_USER_ERROR

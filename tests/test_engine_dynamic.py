@@ -99,9 +99,11 @@ def test_load_in_a_fresh_process_takes_every_batch_bit_exact_and_runs_no_pass(sa
 
 
 def test_loaded_dynamic_model_matches_the_reference_and_keeps_the_shared_arena(saved):
-    path, images, expected, _, (g, x, out, weights) = saved
+    path, images, expected, compiled, (g, x, out, weights) = saved
     model = st.load_compiled(path, device="cpu")
     assert model.batch_sizes == [1, 2, 4] and model.max_batch == 4
+    table = model.report(batch=3).split("dynamic batch:")[1]  # the buckets' kernels, FLOPs, bytes, arenas
+    assert table == compiled.report(batch=3).split("dynamic batch:")[1]
     want = st.Session(g, weights, backend="reference").run(out, {x: images})
     for batch in (3, 2):
         got = model(images[:batch])
@@ -178,20 +180,34 @@ def test_ahead_of_time_kernels_of_every_bucket_for_sm90_are_listed(saved, tmp_pa
     assert all(str(c.relative_to(path)) in manifest["files"] for c in cubins)
 
 
-def test_cli_compile_max_batch_then_run_engine_at_several_batches(tmp_path, capsys):
+def test_cli_compile_max_batch_then_run_engine_at_several_batches(tmp_path, capsys, monkeypatch):
+    import slimtriton.engine as engine_mod
     from slimtriton.cli import main
+    built = []  # --arch 90: every bucket's launches go to the ahead-of-time compile (the real one
+    # is tested above on a small net; here it would compile ~40 specializations)
+
+    def fake_aot(launches, cache_dir, arch):
+        built.append((arch, {b for b, _ in launches}))
+        cache_dir.mkdir(parents=True)
+        return []
+    monkeypatch.setattr(engine_mod, "_compile_ahead_of_time", fake_aot)
+    from slimtriton.nets.build import build_net
     engine = tmp_path / "dyn.engine"
     common = ["--image-size", "32", "--num-classes", "7"]
-    assert main(["compile", "mobilenet_v1_025", "--max-batch", "3", "-o", str(engine), "--dtype", "float32",
-                 *common]) == 0
+    g = build_net("mobilenet_v1_025", 32, None, 7)[0]
+    np.savez(tmp_path / "w.npz", **st.init_weights(g, seed=3))  # --weights W (not the default seed)
+    weights = ["--weights", str(tmp_path / "w.npz")]
+    assert main(["compile", "mobilenet_v1_025", "--max-batch", "3", "--arch", "90", "-o", str(engine),
+                 "--dtype", "float32", *weights, *common]) == 0
     assert "batch buckets [1, 2, 3]" in capsys.readouterr().out
     manifest = read_manifest(engine)
     assert manifest["batch_sizes"] == [1, 2, 3] and manifest["inputs"][0]["shape"] == [None, 32, 32, 3]
+    assert manifest["target_archs"] == [90] and built == [(90, {1, 2, 3})]
     # batch 2 runs the bucket-2 plan, the plan `run NET --batch 2` compiles: the same bits
     assert main(["run", "--engine", str(engine), "--batch", "2", "--out", str(tmp_path / "e2.npz")]) == 0
     text = capsys.readouterr().out
     assert "any batch 1..3 (buckets [1, 2, 3])" in text and "input [2, 32, 32, 3]" in text
-    assert main(["run", "mobilenet_v1_025", "--batch", "2", "--dtype", "float32", *common,
+    assert main(["run", "mobilenet_v1_025", "--batch", "2", "--dtype", "float32", *weights, *common,
                  "--out", str(tmp_path / "r2.npz")]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "e2.npz")["output"], np.load(tmp_path / "r2.npz")["output"])
     # an --input of another batch in range; out of range and mixed flags are one line each

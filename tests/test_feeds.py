@@ -82,3 +82,18 @@ def test_session_and_compiled_model_word_a_bad_feed_the_same():
                 lambda: st.compile(g, y, {})(bad)):
         with pytest.raises(ValueError, match=message):
             run()
+
+
+def test_names_say_which_dtypes_and_which_device_they_are():
+    """Issue 11: one name per meaning (there were three DTYPES and two resolve_device)."""
+    import slimtriton.compiler as compiler
+    import slimtriton.eager.torch_backend as eager
+    import slimtriton.ir.node as node
+    import slimtriton.kernels.common as kernels_common
+    assert set(node.COMPUTE_DTYPES) < set(node.FLOAT_DTYPES) < set(node.NODE_DTYPES)
+    assert kernels_common.TORCH_COMPUTE_DTYPES == {name: getattr(torch, name) for name in node.COMPUTE_DTYPES}
+    for module in (node, compiler, kernels_common, eager):
+        assert not hasattr(module, "DTYPES") and not hasattr(module, "resolve_device")
+    assert eager.torch_device("cpu") == compiler.kernel_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="dtype must be one of \\('float32', 'float16', 'bfloat16'\\)"):
+        compiler.plan(Graph(), [], dtype="float64")

@@ -6,7 +6,7 @@ an edge (relative imports resolved; `from pkg import name` is an edge to pkg.nam
 is a module, else to pkg). Layers, bottom to top (a module may import its own layer or
 below):
 
-    ir < reference, eager, slim, nets, tf, executor, feeds, weights < fusion < kernels < runtime
+    ir < reference, eager, slim, nets, tf, executor, feeds, extras, weights < fusion < kernels < runtime
        < compiler, session, report, export, engine, torch_module, preprocessing, reproducer, the package root
        < commands, cli, data, demo
 """
@@ -22,7 +22,7 @@ import slimtriton
 ROOT = Path(slimtriton.__file__).parent
 LAYERS = [
     {"ir"},
-    {"reference", "eager", "slim", "nets", "tf", "executor", "feeds", "weights"},
+    {"reference", "eager", "slim", "nets", "tf", "executor", "feeds", "extras", "weights"},
     {"fusion"},
     {"kernels"},
     {"runtime"},

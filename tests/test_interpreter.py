@@ -96,3 +96,35 @@ def test_a_fed_node_cuts_the_walk_and_the_base_class_loads_nothing():
     np.testing.assert_array_equal(out, np.full((2, 3), -2.0))
     with pytest.raises(NotImplementedError, match="Interpreter does not load placeholder node x"):
         Interpreter(g.nodes, [d], REFERENCE, "REFERENCE").run()
+
+
+def test_the_plan_executor_frees_by_the_same_rule():
+    """PlanExecutor runs steps, not nodes; its frees come from the memory plan. On a plan where
+    every step has its own arena storage, they are the interpreter's rule applied to the steps."""
+    import slimtriton as st
+    from slimtriton import tf
+    from slimtriton.compiler import plan
+    with st.Graph() as g:
+        x = st.placeholder([1, 8, 8, 4], name="x")
+        a = tf.nn.max_pool(x, [1, 2, 2, 1], [1, 1, 1, 1], "SAME")
+        b = tf.nn.avg_pool(a, [1, 3, 3, 1], [1, 1, 1, 1], "SAME")
+        c = tf.nn.max_pool(a + b, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+        d = tf.nn.avg_pool(c, [1, 2, 2, 1], [1, 1, 1, 1], "VALID")
+    p = plan(g, [d])
+    names = [s.node.name for s in p.steps]
+    assert len(names) == 5 and all(p.memory.storage_of(n).key == n for n in names)  # no views, no concats
+    reads = [[names.index(r.name) for r in s.reads if r.name in names] for s in p.steps]
+    frees = frees_after_last_use(reads, keep=[names.index(d.node.name)])
+    assert {k: [names[i] for i in fr] for k, fr in enumerate(frees) if fr} == p.memory.frees_after
+
+
+def test_one_torch_callable_serves_concurrent_calls():
+    """A call's feeds go to `run(given)`, not onto the interpreter: threads do not mix them."""
+    from concurrent.futures import ThreadPoolExecutor
+    g, x, a, b, c, d = _chain()
+    f = build_torch_callable(g, [a], {}, device="cpu")
+    feeds = [torch.full((2, 3), float(k)) for k in range(16)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda v: f(v)[0], feeds))
+    for k, r in enumerate(results):
+        assert torch.equal(r, torch.full((2, 3), float(k)))

@@ -491,7 +491,7 @@ def test_cli_exports_a_factory_net(tmp_path):
     logits = _run_cli("export", "mobilenet_v1_025", "--image-size", "32", "--output", "logits", "--out", str(out))
     assert logits.returncode == 0 and "outputs: logits[batch, 1001]" in logits.stdout, logits.stderr
     bad = _run_cli("export", "no_such_net", "-o", str(out))
-    assert bad.returncode == 2 and "unknown net 'no_such_net'" in bad.stderr
+    assert bad.returncode == 2 and "unknown network 'no_such_net'" in bad.stderr
     other = _run_cli("export", "mobilenet_v1_025", "--image-size", "32", "-o", str(out), "--weights",
                      str(FIXTURES / "tf_checkpoint" / "resnet_v2_tiny.ckpt"))
     assert other.returncode == 2 and "are these the weights of another net?" in other.stderr

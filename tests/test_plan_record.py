@@ -85,27 +85,87 @@ def test_kernel_info_is_a_view_of_its_step():
         assert (info.name, info.kernel, info.fused_ops, info.flops, info.bytes_read, info.bytes_written) == \
             (s.node.name, s.kernel, s.fused_ops, s.flops, s.bytes_read, s.bytes_written)
         assert info.input_shapes == [tuple(n.shape) for n in s.reads]
-        assert info.output_shape == tuple(s.outputs[0].shape)
+        assert info.output_shape == s.output_shape
 
 
-def test_a_step_with_two_outputs_is_planned_per_output():
-    """Multi-output steps (one kernel writing several values: the routed GEMM of sibling convs,
-    plan pass route_channel_slices) go through concat elimination and the memory plan output by
-    output, and the executor binds each output's buffer as one of the kernel's destinations."""
+def test_a_step_with_two_outputs_is_planned_and_run_per_output():
+    """Sibling convs become one routed step (IR pass horizontal + plan pass route_channel_slices)
+    with two outputs: concat elimination targets each, the memory plan aliases each to the
+    concat's storage, the executor hands the kernel one destination per output, and the record
+    serializes both."""
     with st.Graph() as g:
         x = st.placeholder([1, 4, 4, 3], name="x")
         a = slim.conv2d(x, 5, [1, 1], scope="a")
         b = slim.conv2d(x, 7, [1, 1], scope="b")
         cat = tf.concat([a, b], axis=3)
         out = slim.conv2d(cat, 2, [1, 1], scope="out")
-    p = plan(g, out, "float32")
-    (merged,) = [s for s in p.steps if len(s.outputs) == 2]
-    assert merged.kernel == "conv2d_routed"
-    assert [o.target[1] for o in merged.outputs] == [0, 5]  # both written in place
-    concat_key = p.memory.alias[merged.target[0].name]
-    assert p.memory.alias[merged.outputs[0].node.name] == p.memory.alias[merged.outputs[1].node.name] == concat_key
-    assert p.memory.storages[concat_key].first <= merged.index
-    weights = st.init_weights(g, seed=0)
-    images = np.random.default_rng(0).standard_normal(tuple(x.shape)).astype(np.float32)
-    assert_close(st.compile(g, out, weights, poison=True)(images),
-                 st.Session(g, weights, backend="reference").run(out, {x: images}), "float32")
+    w = st.init_weights(g, seed=0)
+    model = st.compile(g, out, w, poison=True)
+    p = model.plan
+    (routed,) = [s for s in p.steps if len(s.outputs) > 1]
+    assert [o.shape[-1] for o in routed.outputs] == [5, 7]
+    assert routed.output_shape == (1, 4, 4, 12)  # the wide GEMM it computes (KernelInfo.output_shape)
+    assert [o.target[1] for o in routed.outputs] == [0, 5]  # both written in place into the concat
+    concat_key = p.memory.alias[routed.outputs[0].target[0].name]
+    assert {p.memory.alias[o.node.name] for o in routed.outputs} == {concat_key}
+    assert p.memory.storages[concat_key].first <= routed.index
+    assert [o["target"][1] for o in routed.to_json()["outputs"]] == [0, 5]
+    images = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+    assert_close(model(images), reference(g, out, {x: images}, w), "float32")
+    # the report: one row, the wide output's channels summed, the repeated op kinds folded
+    from slimtriton.report import fusion_report
+    row = next(line for line in fusion_report(p).splitlines() if "conv2d_routed" in line)
+    assert "[1, 4, 4, 12]" in row and "2x(conv2d+bias_add+relu)" in row and "-> concat[+0] -> concat[+5]" in row
+
+
+def test_a_saved_engine_keeps_the_plan_record_and_loads_the_same_steps(tmp_path):
+    import hashlib
+
+    from slimtriton.engine import EngineError
+    from slimtriton.runtime.plan import plan_to_json
+    g, x, outs = resnet_like_graph()
+    model = st.compile(g, outs, randomize_bn(st.init_weights(g, seed=0)))
+    path = model.save(tmp_path / "e.engine")
+    loaded = st.load_compiled(path, device="cpu")
+    assert plan_to_json(loaded.plan) == plan_to_json(model.plan)  # FLOPs included (taken from the record)
+    assert [k.flops for k in loaded.kernels] == [k.flops for k in model.kernels]
+
+    # a lowering that no longer matches the saved record is refused, naming the step
+    program = json.loads((path / "program.json").read_text())
+    conv = next(k for k, s in enumerate(program["plan"]["steps"]) if s["kernel"] == "conv2d")
+    program["plan"]["steps"][conv]["kwargs"]["act"] = "relu6"
+    (path / "program.json").write_text(json.dumps(program))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["program.json"] = hashlib.sha256((path / "program.json").read_bytes()).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(EngineError, match=rf"program\.json: .*step {conv} \(conv2d .*kwargs differ"):
+        st.load_compiled(path, device="cpu")
+
+
+def test_the_report_json_shows_each_kernel_call_from_its_record(tmp_path):
+    from slimtriton.report import fusion_report
+    g, x, y = conv_bn_relu_graph()
+    p = plan(g, y, "float32")
+    fusion_report(p, json_path=tmp_path / "r.json")
+    (step,) = json.loads((tmp_path / "r.json").read_text())["steps"]
+    assert step["call"]["args"][0] == {"node": p.inputs[0].name}
+    assert step["call"]["kwargs"]["act"] == "relu" and step["call"]["takes_out"] is True
+
+
+def test_a_lowering_whose_call_and_reads_disagree_and_an_unknown_plan_pass_are_refused(monkeypatch):
+    import slimtriton.runtime.plan as plan_module
+    from slimtriton.ir.ops import Op
+    g, x, y = conv_bn_relu_graph()
+    real = plan_module.LOWERINGS[Op.FUSED_CONV2D]
+
+    def forgets_its_shift(node):
+        step = real(node)
+        step.inputs = step.inputs[:2]  # the call still binds the shift
+        return step
+    monkeypatch.setitem(plan_module.LOWERINGS, Op.FUSED_CONV2D, forgets_its_shift)
+    with pytest.raises(RuntimeError, match="internal: the lowering of fused_conv2d at .* binds"):
+        plan(g, y, "float32")
+    monkeypatch.setitem(plan_module.LOWERINGS, Op.FUSED_CONV2D, real)
+    monkeypatch.setattr(plan_module, "PLAN_PASSES", ["eliminate_concats", "fuse_everything"])
+    with pytest.raises(NotImplementedError, match="'fuse_everything'"):
+        plan(g, y, "float32")

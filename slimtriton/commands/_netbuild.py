@@ -1,43 +1,24 @@
-"""Shared by the commands (run, report, export, compile): build a net from the factory, check flags,
-load --weights."""
+"""Shared by the commands (run, report, export, compile): check flags, load --weights. (Building a
+net is slimtriton/nets/build.py, shared with the data pipeline and the demo.)"""
 from __future__ import annotations
+
+import slimtriton as st
+
+from .errors import UsageError
 
 
 def check_at_least(args, minimum: int, *flags: str) -> None:
     """UsageError naming the flag unless each given (not None) `--flag` value is >= minimum."""
-    from .errors import UsageError
     for flag in flags:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None and value < minimum:
             raise UsageError(f"{flag} must be >= {minimum}, got {value}")
 
 
-def build_net(name: str, image_size: int | None, batch: int, num_classes: int | None):
-    """(graph, images placeholder, logits, end_points) for net `name` (inference mode);
-    image_size None is the net's default size."""
-    import slimtriton as st
-    from slimtriton.nets import nets_factory
-    fn = nets_factory.get_network_fn(name, num_classes, is_training=False)
-    size = fn.default_image_size if image_size is None else image_size
-    with st.Graph() as g:
-        images = st.placeholder([batch, size, size, 3], name="images")
-        logits, end_points = fn(images)
-    return g, images, logits, end_points
-
-
-def main_output(logits, end_points):
-    """The predictions end point when the net has one, else the logits."""
-    for key in ("predictions", "Predictions"):
-        if key in end_points:
-            return end_points[key]
-    return logits
-
-
 def load_or_init_weights(g, path: str | None, source: str, seed: int, graph_word: str = "net") -> dict:
     """`--weights PATH` loaded, else `init_weights(g, seed)`. ValueError when none of the file's
     variables is a variable of `g` (`source`: the net's name or FILE.py:FUNCTION): the weights
     of another net, named with both sides' top scopes."""
-    import slimtriton as st
     if not path:
         return st.init_weights(g, seed=seed)
     weights = st.load_weights(path)

@@ -1,5 +1,5 @@
-"""`slimtriton audit NET | --shapes SPEC...`: static audit and performance model of the kernels a
-compiled net launches, for an sm_80/86/89/90 GPU, without a GPU.
+"""`slimtriton audit NET|GRAPH | --shapes SPEC...`: static audit and performance model of the
+kernels a compiled net launches, for an sm_80/86/89/90 GPU, without a GPU.
 
 NET (any name from `slimtriton nets`) is built at --image-size and each --batch, and planned
 by the compiler at --dtype without weights; every step's kernel launches are recorded on
@@ -18,6 +18,13 @@ model, not a measurement. --batch 1,32,256 prints the totals at each batch; with
 the per-launch table is printed too. --json FILE writes everything; --sass DIR writes each
 specialization's disassembly.
 
+GRAPH is `FILE.py:FUNCTION` (as `slimtriton export`), a function that records a graph and
+returns `(graph, outputs)`: recorded with an unknown batch (`st.placeholder([None, ...])`), it
+is planned at each --batch; recorded with a static batch, at that batch only. `--max-batch N`
+audits every batch bucket of the dynamic-batch model (powers of two and N: the kernels
+`slimtriton compile --max-batch N --arch CC` builds ahead of time: a NET's plan at each bucket
+is the plan of its None-batch graph specialized to it); it replaces --batch.
+
 --shapes N,H,W,Cin,Cout,KH,KW,stride[,dilation] adds ad-hoc conv layers (SAME padding, folded
 BN + ReLU epilogue). GPU tiles are the cached autotune winners or the defaults (an empty
 SLIMTRITON_CACHE_DIR gives the defaults). SLIMTRITON_AUDIT_JOBS sets how many compiler
@@ -26,28 +33,41 @@ processes run at once (default: the CPU count, at most 8, at least 4 specializat
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
+
+import slimtriton as st
+
+
+# What --arch and --gpu take, as the help says it. register runs at every CLI start, and the
+# tables they come from (kernels.audit.SUPPORTED_ARCHS, kernels.perf_model.GPUS) import torch and
+# triton (~4 s); run checks the values against those tables, and tests/test_audit_net.py checks
+# that these two lines name exactly what the tables hold.
+ARCHS_HELP = "80, 86, 89, 90"
+GPUS_HELP = ("h100", "h200")
 
 
 def register(subparsers) -> None:
-    from slimtriton.kernels.audit import SUPPORTED_ARCHS
-    from slimtriton.kernels.perf_model import GPUS
     parser = subparsers.add_parser(
         "audit", help="static audit and performance model of a net's kernels (registers, spills, "
                       "tensor cores, pipelining, modeled images/s)",
         description=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("net", metavar="NET", nargs="?", help="a name from `slimtriton nets`")
+    parser.add_argument("net", metavar="NET|GRAPH", nargs="?",
+                        help="a name from `slimtriton nets`, or FILE.py:FUNCTION")
     parser.add_argument("--image-size", type=int, default=None, help="input height and width (default: the net's)")
-    parser.add_argument("--batch", default="1", metavar="N[,N...]",
+    parser.add_argument("--batch", default=None, metavar="N[,N...]",
                         help="batch size(s), comma-separated, e.g. 1,32,256 (default 1)")
+    parser.add_argument("--max-batch", type=int, default=None, metavar="N",
+                        help="audit every batch bucket of the dynamic-batch model for batches up to N")
     parser.add_argument("--num-classes", type=int, default=None, help="logits width (default: the net's checkpoint)")
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
                         help="activation/weight dtype (default float16)")
     parser.add_argument("--precision", default="ieee", choices=["ieee", "tf32"],
                         help="float32 dot precision of the GEMM kernels (default ieee)")
     parser.add_argument("--arch", type=int, default=90,
-                        help=f"CUDA compute capability: one of {', '.join(map(str, SUPPORTED_ARCHS))} (default 90)")
-    parser.add_argument("--gpu", default="h100", choices=sorted(GPUS),
+                        help=f"CUDA compute capability: one of {ARCHS_HELP} (default 90)")
+    parser.add_argument("--gpu", default="h100", metavar="{" + ",".join(GPUS_HELP) + "}",
                         help="ceilings of the performance model (sm_90 only): h100 = datasheet, "
                              "h200 = measured (default h100)")
     parser.add_argument("--shapes", nargs="+", metavar="SPEC", default=[],
@@ -57,13 +77,22 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def plan_step_launches(graph, outputs, dtype: str = "float16", precision: str = "ieee") -> list[tuple]:
+def plan_step_launches(graph, outputs, dtype: str = "float16", precision: str = "ieee",
+                       batch: int | None = None) -> list[tuple]:
     """[(plan Step, [its KernelLaunch...]) for every kernel step, in step order]. Plans without
-    weights and records the launches on meta tensors: nothing runs."""
-    import slimtriton as st
-    model = st.compile(graph, outputs, None, dtype=dtype, precision=precision)
+    weights and records the launches on meta tensors: nothing runs. `batch`: the batch to plan
+    a graph recorded with an unknown batch at (required for one, refused for a static graph)."""
+    return graph_step_launches(graph, outputs, dtype, precision, batch)[0]
+
+
+def graph_step_launches(graph, outputs, dtype: str = "float16", precision: str = "ieee",
+                        batch: int | None = None) -> tuple[list[tuple], list]:
+    """(`plan_step_launches`, the shape of the plan's first input)."""
+    sizes = {} if batch is None else {"batch_sizes": [batch]}  # one bucket: the plan at `batch`
+    model = st.compile(graph, outputs, None, dtype=dtype, precision=precision, **sizes)
     per_step = model.launches()
-    return [(step, per_step[step.index]) for step in model.plan.steps if step.launches_kernel]
+    steps = [(step, per_step[step.index]) for step in model.plan.steps if step.launches_kernel]
+    return steps, list(model.plan.inputs[0].shape) if model.plan.inputs else []
 
 
 def plan_launches(graph, outputs, dtype: str = "float16", precision: str = "ieee") -> tuple[list, int]:
@@ -77,7 +106,7 @@ def net_step_launches(name: str, image_size: int | None = None, batch: int = 1, 
                       num_classes: int | None = None, precision: str = "ieee") -> tuple[list, list]:
     """`plan_step_launches` of factory net `name` (inference, its predictions end point when it
     has one), and the input shape."""
-    from ._netbuild import build_net, main_output
+    from ..nets.build import build_net, main_output  # lazy: when the command runs
     g, images, logits, end_points = build_net(name, image_size, batch, num_classes)
     return plan_step_launches(g, main_output(logits, end_points), dtype, precision), list(images.shape)
 
@@ -92,8 +121,8 @@ def net_launches(name: str, image_size: int | None = None, batch: int = 1, dtype
 def model_plan(step_launches, rows_by_key: dict, gpu, dtype: str, batch: int) -> tuple[list[dict], dict]:
     """(one performance-model row per launch, totals) for [(step or None, launches)]; a None
     step (ad-hoc --shapes) charges 2*M*N*K FLOPs and the bytes of the tensor arguments."""
-    from slimtriton.kernels import perf_model as P
-    from slimtriton.kernels.audit import config_label, layer_label
+    from slimtriton.kernels import perf_model as P  # lazy: when the command runs
+    from slimtriton.kernels.audit import config_label, layer_label  # lazy: when the command runs
     out = []
     for step, launches in step_launches:
         if step is None:
@@ -132,8 +161,6 @@ def _fail(message: str) -> int:
 
 def _check_outputs(json_path, sass_dir) -> str | None:
     """A one-line reason when --json FILE or --sass DIR cannot be written, else None."""
-    import os
-    from pathlib import Path
     if json_path:
         parent = Path(json_path).resolve().parent
         if Path(json_path).is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
@@ -156,6 +183,29 @@ def parse_batches(text: str) -> list[int]:
     if not batches or min(batches) < 1:
         raise ValueError(f"--batch {text!r}: expected positive integers, e.g. 1 or 1,32,256")
     return list(dict.fromkeys(batches))
+
+
+def audit_batches(args, graph) -> list[int]:
+    """The batches to plan: --batch (default 1), or every bucket of --max-batch; a GRAPH recorded
+    with a static batch takes only its own. ValueError (one line) otherwise."""
+    if args.max_batch is not None:
+        from slimtriton.compiler import bucket_sizes  # lazy: when the command runs
+        if args.batch is not None:
+            raise ValueError(f"--batch {args.batch} and --max-batch {args.max_batch}: give one (--max-batch audits "
+                             f"every batch bucket up to N)")
+        if graph is not None and not graph[2]:
+            raise ValueError(f"--max-batch {args.max_batch}: {args.net} is recorded with a static batch")
+        if args.max_batch < 1:
+            raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
+        return bucket_sizes(max_batch=args.max_batch)
+    batches = parse_batches("1" if args.batch is None else args.batch)
+    if graph is not None and not graph[2]:
+        recorded = sorted({int(n.shape[0]) for n in st.compile(graph[0], graph[1], None).plan.inputs if n.shape})
+        if args.batch is not None and [b for b in batches] != recorded:
+            raise ValueError(f"--batch {args.batch}: {args.net} is recorded with the static batch "
+                             f"{recorded[0] if len(recorded) == 1 else recorded}")
+        return recorded[:1] or [1]
+    return batches
 
 
 def print_launch_table(entries: list[dict], file=None) -> None:
@@ -185,28 +235,40 @@ def print_totals(totals: list[dict], gpu, file=None) -> None:
     for t in totals:
         fill = "-" if t["fill_flop_weighted"] is None else f"{t['fill_flop_weighted']:.2f}"
         pipe = "-" if t["gemm_flops_pipelined"] is None else f"{t['gemm_flops_pipelined']:.0%}"
+        def num(key, width, digits):  # None: a time that rounds to 0 (a tiny graph) has no rate
+            return f"{'-':>{width}}" if t[key] is None else f"{t[key]:>{width}.{digits}f}"
         print(f"{t['batch']:>5} {t['launches']:>8} {t['gflops']:>8.2f} {t['mbytes']:>9.1f} {fill:>5} {pipe:>9} "
-              f"{t['roofline_us']:>11.1f} {t['modeled_us']:>10.1f} {t['roofline_images_per_s']:>14.0f} "
-              f"{t['modeled_images_per_s']:>13.0f} {t['modeled_tflops']:>13.1f}", file=file)
+              f"{t['roofline_us']:>11.1f} {t['modeled_us']:>10.1f} {num('roofline_images_per_s', 14, 0)} "
+              f"{num('modeled_images_per_s', 13, 0)} {num('modeled_tflops', 13, 1)}", file=file)
     print("fill: FLOP-weighted wave x tile fill of the GEMM launches; pipelined: share of GEMM FLOPs "
           "whose main loop is pipelined; MB = 10^6 bytes", file=file)
 
 
 def run(args) -> int:
-    from slimtriton.kernels import audit as A
-    from slimtriton.kernels import perf_model as P
-    from slimtriton.nets import nets_factory
+    from slimtriton.kernels import audit as A  # lazy: when the command runs
+    from slimtriton.kernels import perf_model as P  # lazy: when the command runs
+    from slimtriton.nets import nets_factory  # lazy: when the command runs
 
     reason = A.check_arch(args.arch)
     if reason:
         return _fail(reason)
+    if args.gpu not in P.GPUS:
+        return _fail(f"--gpu {args.gpu!r}: the performance model knows {', '.join(sorted(P.GPUS))}")
     if args.net is None and not args.shapes:
         return _fail("give a NET or --shapes")
+    graph = None  # GRAPH's (graph, outputs)
     if args.net is not None and args.net not in nets_factory.networks_map:
-        return _fail(f"unknown NET {args.net!r}; known: {', '.join(sorted(nets_factory.networks_map))} "
-                     f"(or use --shapes)")
+        if not args.net.rpartition(":")[0].endswith(".py"):
+            return _fail(f"unknown NET {args.net!r}; known: {', '.join(sorted(nets_factory.networks_map))} "
+                         f"(or FILE.py:FUNCTION, or use --shapes)")
+        if args.image_size is not None or args.num_classes is not None:
+            return _fail(f"--image-size and --num-classes apply to a NET; GRAPH {args.net} is planned as recorded")
+        from .export import load_graph_function  # lazy: when the command runs
+        from .report import dynamic_placeholders  # lazy: when the command runs
+        graph = load_graph_function(args.net)
+        graph = (*graph, bool(dynamic_placeholders(*graph)))
     try:
-        batches = parse_batches(args.batch)
+        batches = audit_batches(args, graph)
     except ValueError as exc:
         return _fail(str(exc))
     if args.image_size is not None and args.image_size < 1:
@@ -224,7 +286,15 @@ def run(args) -> int:
     what = []
     for batch in batches:
         plans[batch] = []
-        if args.net is not None:
+        if graph is not None:
+            g, outputs, dynamic = graph
+            try:
+                steps, input_shape = graph_step_launches(g, outputs, args.dtype, args.precision,
+                                                         batch if dynamic else None)
+            except (ValueError, TypeError, NotImplementedError) as exc:
+                return _fail(f"{args.net}: {exc}")
+            plans[batch] += steps
+        elif args.net is not None:
             try:
                 steps, input_shape = net_step_launches(args.net, args.image_size, batch, args.dtype,
                                                        args.num_classes, args.precision)

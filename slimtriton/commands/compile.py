@@ -17,6 +17,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import slimtriton as st
+
+from ._netbuild import check_at_least
+from .errors import UsageError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("compile", help="compile a net and save it as an engine directory",
@@ -44,10 +49,8 @@ def register(subparsers) -> None:
 
 
 def main(args) -> int:
-    import slimtriton as st
-    from slimtriton.engine import SUPPORTED_AOT_ARCHS
-    from ._netbuild import build_net, check_at_least, main_output
-    from .errors import UsageError
+    from slimtriton.engine import SUPPORTED_AOT_ARCHS  # lazy: when the command runs
+    from ..nets.build import build_net, main_output  # lazy: when the command runs
 
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes", "--max-batch")
     check_at_least(args, 0, "--seed")
@@ -83,7 +86,6 @@ def main(args) -> int:
 def dynamic_batch_options(args) -> dict:
     """{max_batch: N} or {batch_sizes: [...]} for `st.compile` from --max-batch / --batch-sizes
     ({} for a static engine); UsageError for a mix with --batch or a bad list."""
-    from .errors import UsageError
     given = [flag for flag, value in (("--batch", args.batch), ("--max-batch", args.max_batch),
                                       ("--batch-sizes", args.batch_sizes)) if value is not None]
     if len(given) > 1:

@@ -33,8 +33,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from slimtriton.weights import load_weights, save_weights
-    from slimtriton.weights.tf_checkpoint import is_tf_checkpoint, read_checkpoint
+    from slimtriton.weights import load_weights, save_weights  # lazy: when the command runs
+    from slimtriton.weights.tf_checkpoint import is_tf_checkpoint, read_checkpoint  # lazy: when the command runs
 
     if args.list:
         return _list(args)
@@ -68,8 +68,8 @@ def run(args) -> int:
 
 def _list(args) -> int:
     """Names, dtypes and shapes; TF checkpoints are listed from their index without reading data."""
-    from slimtriton.weights import load_weights
-    from slimtriton.weights.tf_checkpoint import is_tf_checkpoint, list_checkpoint
+    from slimtriton.weights import load_weights  # lazy: when the command runs
+    from slimtriton.weights.tf_checkpoint import is_tf_checkpoint, list_checkpoint  # lazy: when the command runs
 
     try:
         if is_tf_checkpoint(args.checkpoint):

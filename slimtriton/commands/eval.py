@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 
+from ._netbuild import check_at_least
+
 
 def add_data_arguments(parser) -> None:
     """The arguments `eval` and `predict` share (the same flags with and without --ray)."""
@@ -53,7 +55,6 @@ def add_data_arguments(parser) -> None:
 
 def data_options(args) -> dict:
     """The keyword arguments of `st.data.evaluate` / `predict` from the flags (checked)."""
-    from ._netbuild import check_at_least
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes", "--max-images", "--ray-actors")
     check_at_least(args, 0, "--workers", "--seed")
     return dict(backend=args.backend, dtype=args.dtype, image_size=args.image_size, batch=args.batch,
@@ -82,6 +83,6 @@ def register(subparsers) -> None:
 
 
 def main(args) -> int:
-    from slimtriton import data
+    from slimtriton import data  # lazy: when the command runs
     summary = data.evaluate(args.net, args.data, args.weights, **data_options(args))
     return report(summary, args.json)

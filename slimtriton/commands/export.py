@@ -11,6 +11,12 @@ them into the convolutions. The file is checked with onnx.checker before the com
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+
+from ._netbuild import check_at_least, load_or_init_weights
+from .errors import UsageError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("export", help="write a net or graph with its weights as ONNX",
@@ -34,8 +40,6 @@ def register(subparsers) -> None:
 
 def load_graph_function(spec: str):
     """(graph, outputs) from FILE.py:FUNCTION."""
-    import importlib.util
-    import os
     path, _, function = spec.rpartition(":")
     if not path or not function or not path.endswith(".py"):
         raise ValueError(f"{spec!r} is neither a net name nor FILE.py:FUNCTION")
@@ -54,12 +58,10 @@ def load_graph_function(spec: str):
 
 
 def main(args) -> int:
-    import os
 
-    from slimtriton.export import export_onnx
-    from slimtriton.nets import nets_factory
-    from ._netbuild import build_net, check_at_least, load_or_init_weights, main_output
-    from .errors import UsageError
+    from slimtriton.export import export_onnx  # lazy: when the command runs
+    from slimtriton.nets import nets_factory  # lazy: when the command runs
+    from ..nets.build import build_net, main_output  # lazy: when the command runs
 
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes")
     check_at_least(args, 0, "--seed")
@@ -74,7 +76,8 @@ def main(args) -> int:
         outputs = {"logits" if output is logits else "predictions": output}
     else:
         if ":" not in args.source:
-            raise UsageError(f"unknown net {args.source!r} (see `slimtriton nets`), and not FILE.py:FUNCTION")
+            raise UsageError(f"unknown network {args.source!r} (known: {', '.join(sorted(nets_factory.networks_map))}"
+                             f"; see `slimtriton nets`), and not FILE.py:FUNCTION")
         g, outputs = load_graph_function(args.source)
     weights = load_or_init_weights(g, args.weights, args.source, args.seed, graph_word="graph")
     model = export_onnx(g, outputs, weights, args.out, dynamic_batch=not args.static_batch,

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 def builds_at(name: str, size: int) -> bool:
     """Whether factory net `name` builds (default arguments, batch 1) at `size` x `size`."""
-    from ._netbuild import build_net
+    from ..nets.build import build_net  # lazy: when the command runs
     try:
         build_net(name, size, 1, None)
     except (ValueError, TypeError):  # a layer refusing its input shape names itself
@@ -41,7 +41,7 @@ def builds_at(name: str, size: int) -> bool:
 def minimum_image_size(name: str) -> int:
     """The smallest size net `name` builds at: a bisection between 1 and its default size
     (the nets' feature maps grow with the input, so buildability is monotone in the size)."""
-    from slimtriton.nets import nets_factory
+    from slimtriton.nets import nets_factory  # lazy: when the command runs
     hi = nets_factory.networks_map[name].default_image_size
     if builds_at(name, 1):
         return 1
@@ -53,7 +53,7 @@ def minimum_image_size(name: str) -> int:
 
 
 def main(args) -> int:
-    from slimtriton.nets import nets_factory
+    from slimtriton.nets import nets_factory  # lazy: when the command runs
     print(f"{'net':<24} {'image size':>10} {'min size':>8} {'classes':>8}")
     for name in nets_factory.networks_map:
         size = getattr(nets_factory.networks_map[name], "default_image_size", None)

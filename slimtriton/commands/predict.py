@@ -8,6 +8,7 @@ inception_resnet_v1), or `logits` (--logits). Same data, pipeline and --ray flag
 """
 from __future__ import annotations
 
+from ._netbuild import check_at_least
 from .eval import add_data_arguments, data_options, report
 
 
@@ -22,8 +23,7 @@ def register(subparsers) -> None:
 
 
 def main(args) -> int:
-    from slimtriton import data
-    from ._netbuild import check_at_least
+    from slimtriton import data  # lazy: when the command runs
     check_at_least(args, 1, "--top-k")
     summary = data.predict(args.net, args.data, args.output, args.weights, top_k=args.top_k,
                            logits=args.logits, **data_options(args))

@@ -28,11 +28,16 @@ import argparse
 import os
 import time
 
+import numpy as np
+
+import slimtriton as st
+
+from ..ir.node import COMPUTE_DTYPES
+from ..nets.build import EMBEDDING_NETS, build_net, main_output
+from ..preprocessing import format_top_k, preprocess_for, preprocessing_name, top_k
+from ._netbuild import check_at_least, load_or_init_weights
 from .errors import UsageError
 
-# Nets whose output is an embedding, not class scores (FaceNet's; num_classes is its size).
-EMBEDDING_NETS = ("inception_resnet_v1",)
-DTYPES = ("float32", "float16", "bfloat16")
 PROGRESS_AFTER_S = 1.0  # a run shorter than this shows no progress bar
 
 
@@ -59,7 +64,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch", type=int, default=None, metavar="N", help="batch of the random image (default 1)")
     parser.add_argument("--num-classes", type=int, default=None, metavar="N",
                         help="logits width (default: the net's checkpoint)")
-    parser.add_argument("--dtype", default=None, choices=DTYPES,
+    parser.add_argument("--dtype", default=None, choices=COMPUTE_DTYPES,
                         help="compute dtype of the triton and torch backends (default float32)")
     parser.add_argument("--backend", default="triton", choices=("triton", "reference", "torch"))
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights and image (default 0)")
@@ -73,7 +78,6 @@ def register(subparsers) -> None:
 
 def check_flags(args) -> None:
     """Every flag error that needs no file and no net, before anything is built."""
-    from ._netbuild import check_at_least
     check_at_least(args, 1, "--image-size", "--batch", "--num-classes", "--iterations")
     check_at_least(args, 0, "--seed", "--warmup")
     if args.image and args.input:
@@ -110,7 +114,6 @@ def check_out_path(path: str) -> None:
 
 def load_input(path: str, image_size: int | None):
     """--input as float32 [N, H, W, 3], with errors that name the flag, the file and the layout."""
-    import numpy as np
     try:
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -139,8 +142,6 @@ def load_input(path: str, image_size: int | None):
 
 def _check_labels(path: str, num_outputs: int, kind: str) -> None:
     """--labels is read and its length checked against the net's outputs before running."""
-    import numpy as np
-    from slimtriton.preprocessing import top_k
     if kind == "embedding":
         raise UsageError("--labels: this net outputs a face embedding, not class scores")
     if not os.path.isfile(path):
@@ -152,10 +153,6 @@ def _check_labels(path: str, num_outputs: int, kind: str) -> None:
 
 
 def main(args) -> int:
-    import numpy as np
-    import slimtriton as st
-    from slimtriton.preprocessing import preprocess_for
-    from ._netbuild import build_net, load_or_init_weights, main_output
 
     if args.engine is not None:
         return run_engine(args)
@@ -168,7 +165,7 @@ def main(args) -> int:
         x = load_input(args.input, image_size)
         image_size = x.shape[1]
     elif args.image:
-        x = preprocess_for(args.net, args.image, image_size, _preprocessing_name(args))
+        x = preprocess_for(args.net, args.image, image_size, preprocessing_name(args.net, args.preprocessing))
         image_size = x.shape[1]
     if x is not None and args.batch is not None and args.batch != x.shape[0]:
         raise UsageError(f"--batch {args.batch} does not match the {'--input' if args.input else '--image'} "
@@ -225,8 +222,6 @@ def main(args) -> int:
 def print_scores(probs, kind: str, labels) -> None:
     """Per image: the top-5 classes (softmax of logits when `kind` is 'logits') or the
     embedding's norm."""
-    import numpy as np
-    from slimtriton.preprocessing import format_top_k, top_k
     for i in range(probs.shape[0]):
         row = probs[i].reshape(-1).astype(np.float64)
         if kind == "embedding":
@@ -244,10 +239,7 @@ ENGINE_EXCLUDES = ("weights", "num_classes", "image_size", "batch", "dtype")
 
 def run_engine(args) -> int:
     """`run --engine DIR`: load the engine, run it once on the input, print the scores."""
-    import numpy as np
-    import slimtriton as st
-    from slimtriton.engine import read_manifest
-    from slimtriton.preprocessing import preprocess_for
+    from slimtriton.engine import read_manifest  # lazy: when the command runs
 
     manifest = read_manifest(args.engine, verify_files=False)  # load_compiled hashes the files
     dynamic = "batch_sizes" in manifest  # a dynamic-batch engine takes --batch (any batch in its range)
@@ -280,7 +272,7 @@ def run_engine(args) -> int:
     elif args.image:
         if args.net is None:
             raise UsageError("--image needs the engine's net to preprocess it; give NET")
-        x = preprocess_for(args.net, args.image, shape[1], _preprocessing_name(args))
+        x = preprocess_for(args.net, args.image, shape[1], preprocessing_name(args.net, args.preprocessing))
     else:
         random_shape = ((args.batch or 1), *shape[1:]) if dynamic else shape
         x = np.random.default_rng(args.seed).uniform(-1, 1, random_shape).astype(np.float32)
@@ -314,7 +306,7 @@ def _run_with_progress(model, x):
     if model.device.type == "cuda":
         return model(x)
     try:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # lazy: optional here (no bar without it)
     except ImportError:
         return model(x)
     bar = tqdm(total=len(model.kernels), desc="running", unit="kernel", delay=PROGRESS_AFTER_S, leave=False)
@@ -334,7 +326,7 @@ def _run_with_progress(model, x):
 def _timed_call(model, x):
     """A call of the compiled model on a device-resident input, synchronized: what the
     latency summary times (the input copy is not timed; on the CPU the output stays a tensor)."""
-    import torch
+    import torch  # lazy: when the command runs
     inp = torch.from_numpy(x).to(model.device)
 
     def call():
@@ -348,7 +340,6 @@ def _timed_call(model, x):
 def latency_summary(call, iterations: int, warmup: int, batch: int = 1) -> str:
     """trtexec-style: W untimed warm-up calls, then N timed calls; median/p90/min/max/mean ms
     and the throughput at the median (images per second)."""
-    import numpy as np
     for _ in range(warmup):
         call()
     times = []
@@ -360,16 +351,3 @@ def latency_summary(call, iterations: int, warmup: int, batch: int = 1) -> str:
     return (f"latency: {warmup} warm-up, {iterations} iterations: median {np.median(ms):.3f} ms, "
             f"p90 {np.percentile(ms, 90):.3f} ms, min {ms.min():.3f} ms, max {ms.max():.3f} ms, "
             f"mean {ms.mean():.3f} ms; throughput {batch * 1e3 / np.median(ms):.2f} images/s (batch {batch})")
-
-
-def _preprocessing_name(args) -> str:
-    """--preprocessing, else preprocessing_factory's entry for the net (or for the net it is a
-    width variant of: mobilenet_v1_075 is mobilenet_v1 with a depth multiplier)."""
-    from slimtriton.preprocessing import PREPROCESSING_BY_NET
-    if args.preprocessing:
-        return args.preprocessing
-    family = args.net.rsplit("_", 1)[0] if args.net.startswith("mobilenet_v1_") else args.net
-    if family not in PREPROCESSING_BY_NET:
-        raise ValueError(f"TF-Slim's preprocessing_factory has no preprocessing for {args.net}; "
-                         f"choose one with --preprocessing (inception, vgg, cifarnet, lenet)")
-    return PREPROCESSING_BY_NET[family]

@@ -22,6 +22,7 @@ Modules: `tfrecord` (TFRecord framing with crc32c, tf.train.Example parsing), `s
 from __future__ import annotations
 
 from .pipeline import ModelSpec, Summary, model_spec, run_local
+from .ray_runner import run_ray
 from .sources import list_units
 from .tfrecord import DamagedRecordError, parse_example, read_records
 
@@ -78,7 +79,6 @@ def _run(net, data, weights, output, top_k, logits, opts) -> Summary:
     if opts["ray"] is None or opts["ray"] is False:
         return run_local(units, spec, workers=opts["workers"], worker_kind=opts["worker_kind"],
                          on_batch=opts["on_batch"], **common)
-    from .ray_runner import run_ray
     address = None if opts["ray"] is True else str(opts["ray"])
     return run_ray(units, spec, address=address, actors=opts["ray_actors"],
                    actor_hook=opts["actor_hook"], **common)

@@ -18,16 +18,24 @@ with zeros and the padding's outputs are sliced off.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import signal
 import time
-import types
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from tqdm.auto import tqdm
 
+import slimtriton as st
+
+from ..extras import require
+from ..nets import nets_factory
+from ..nets.build import EMBEDDING_NETS, build_net, main_output
+from ..preprocessing import preprocess_image, preprocessing_name
 from .sources import Item, Unit, decode_image, read_unit
 from .tfrecord import ShardStats
 
@@ -56,8 +64,6 @@ class ModelSpec:
 def model_spec(net: str, weights=None, *, backend: str = "triton", dtype: str = "float32",
                image_size: int | None = None, batch: int = 32, num_classes: int | None = None,
                preprocessing: str | None = None, logits: bool = False, seed: int = 0) -> ModelSpec:
-    from slimtriton.nets import nets_factory
-    from slimtriton.commands.run import _preprocessing_name
     if net not in nets_factory.networks_map:
         raise ValueError(f"unknown net {net!r}; known: {sorted(nets_factory.networks_map)}")
     if backend not in BACKENDS:
@@ -67,7 +73,7 @@ def model_spec(net: str, weights=None, *, backend: str = "triton", dtype: str = 
     if isinstance(weights, Path):
         weights = str(weights)
     size = int(image_size or nets_factory.networks_map[net].default_image_size)
-    name = _preprocessing_name(types.SimpleNamespace(net=net, preprocessing=preprocessing))
+    name = preprocessing_name(net, preprocessing)
     return ModelSpec(net, weights, seed, backend, dtype, size, batch, num_classes, name,
                      "logits" if logits else "scores")
 
@@ -76,8 +82,6 @@ class Model:
     """The net of `spec` on its backend, called on up to `batch` images at a time."""
 
     def __init__(self, spec: ModelSpec):
-        import slimtriton as st
-        from slimtriton.commands._netbuild import build_net, main_output
         self.spec = spec
         g, images, logits, end_points = build_net(spec.net, spec.image_size, spec.batch, spec.num_classes)
         if spec.weights is None:
@@ -120,7 +124,6 @@ def output_kind(spec: ModelSpec) -> str:
     """What a row of the model's output is: FaceNet's `embedding`, `logits` (asked for), or class
     `probabilities` (VGG / AlexNet have no softmax end point: their logits are ranked, and
     softmaxed for predict's probabilities)."""
-    from slimtriton.commands.run import EMBEDDING_NETS
     if spec.net in EMBEDDING_NETS:
         return "embedding"
     return "logits" if spec.output == "logits" else "probabilities"
@@ -128,7 +131,6 @@ def output_kind(spec: ModelSpec) -> str:
 
 def prepare_batch(items: list[Item], size: int, preprocessing: str) -> np.ndarray:
     """Decode and preprocess items -> float32 [n, size, size, 3] (runs in a worker)."""
-    from slimtriton.preprocessing import preprocess_image
     return np.concatenate([preprocess_image(decode_image(item), size, size, preprocessing)
                            for item in items])
 
@@ -259,11 +261,8 @@ class ParquetSink:
     """Per-image rows streamed to one Parquet file (one row group per batch written)."""
 
     def __init__(self, path, kind: str, has_labels: bool = True):
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ImportError("writing Parquet needs pyarrow: pip install 'slimtriton[data]'") from None
+        pa = require("pyarrow", "writing Parquet")
+        pq = require("pyarrow.parquet", "writing Parquet")
         self.path, self.kind = str(path), kind
         fields = [("path", pa.string()), ("record", pa.int64()), ("label", pa.int64())]
         if kind in ("embedding", "logits"):
@@ -299,13 +298,11 @@ def _ignore_sigint() -> None:
 
 
 def _make_pool(workers: int, worker_kind: str):
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
     if workers == 0:
         return None
     if worker_kind == "thread":
         return ThreadPoolExecutor(workers, thread_name_prefix="slimtriton-decode")
     if worker_kind == "process":
-        import multiprocessing
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_ignore_sigint)
     raise ValueError(f"worker_kind must be 'process' or 'thread', got {worker_kind!r}")
@@ -405,7 +402,6 @@ def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
 def _progress_bar(total, enabled: bool, desc: str):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True)
 
 

@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from ..extras import require
+from ..preprocessing import preprocess_image
 from .pipeline import (Model, ModelSpec, ParquetSink, Summary, Tally, _progress_bar, _summary, _update_bar,
                        output_kind, score_rows)
 from .sources import Item, Unit, decode_image, read_unit
@@ -64,7 +66,6 @@ def _item(batch: dict, i: int) -> Item:
 
 
 def _prepare(batch: dict, size: int, preprocessing: str) -> dict:
-    from slimtriton.preprocessing import preprocess_image
     n = len(batch["path"])
     images = np.zeros((n, size, size, 3), np.float32)
     errors = np.array(batch["error"], dtype=object)
@@ -121,11 +122,8 @@ class _ModelActor:
 
 def run_ray(units: list[Unit], spec: ModelSpec, *, address, actors, actor_hook, data: str,
             skip_bad: bool, max_images, labels_offset: int, top_k, output, progress: bool) -> Summary:
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise ImportError("--ray needs Ray Data: pip install 'slimtriton[ray]'") from None
+    ray = require("ray", "--ray (Ray Data)")
+    require("ray.data", "--ray (Ray Data)")
     t0 = time.perf_counter()
     if not ray.is_initialized():
         ray.init(address=address)

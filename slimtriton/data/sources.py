@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from PIL import Image
 
 from .tfrecord import ShardStats, parse_example, read_records
 
@@ -144,7 +145,6 @@ def sniff_format(encoded: bytes) -> str | None:
 def decode_image(item: Item) -> np.ndarray:
     """The item's image as an HWC uint8 RGB array; an unknown or mismatched format is one error
     naming the image (or the shard, record and byte offset)."""
-    from PIL import Image
     stored = None if item.format is None else item.format.strip().lower()
     sniffed = sniff_format(item.encoded)
     if stored is not None and stored not in FORMATS:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from slimtriton.weights.tf_checkpoint import _crc32c, _mask, _proto_fields, _signed64
+from ..weights.tf_table import _crc32c, _mask, _proto_fields, _signed64, _varint  # the TF protobuf readers
 
 __all__ = ["DamagedRecordError", "Record", "ShardStats", "read_records", "parse_example"]
 
@@ -147,7 +147,6 @@ def _parse_feature(buf: bytes, where: str) -> list:
 
 
 def _packed_varints(buf: bytes, where: str) -> list:
-    from slimtriton.weights.tf_checkpoint import _varint
     out, pos = [], 0
     while pos < len(buf):
         value, pos = _varint(buf, pos, len(buf), "a packed int64", where)

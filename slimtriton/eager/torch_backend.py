@@ -34,7 +34,7 @@ from ..ir.ops import ACTIVATION_OPS, Act, Op, node_act, parse_act
 from ..weights import check_weights
 from ..ir.shapes import window_attrs
 
-_TORCH_DTYPES = {
+_TORCH_NODE_DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
     "float64": torch.float64, "int32": torch.int32, "int64": torch.int64, "bool": torch.bool,
 }
@@ -68,9 +68,9 @@ def torch_dtype(dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     try:
-        return _TORCH_DTYPES[str(dtype)]
+        return _TORCH_NODE_DTYPES[str(dtype)]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; expected one of {tuple(_TORCH_DTYPES)}") from None
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {tuple(_TORCH_NODE_DTYPES)}") from None
 
 
 def to_torch(value, node_dtype: str, device: torch.device, float_dtype: torch.dtype) -> torch.Tensor:
@@ -411,18 +411,16 @@ class TorchCallable(Interpreter):
                 table.prepare(n, self.constants[id(self.order[ins[1]])])
         self._feed_dtypes = [float_dtype if p.dtype in FLOAT_DTYPES else torch_dtype(p.dtype)
                              for p in self.placeholders]
-        self._feeds: dict[int, torch.Tensor] = {}
 
     def load(self, node: Node):
-        value = self.constants.get(id(node))
-        return self._feeds[id(node)] if value is None else value
+        return self.constants[id(node)]  # placeholders come with each call (`run(given)`)
 
     def __call__(self, *feeds) -> tuple:
         """The outputs' tensors for one feed per placeholder (in `self.placeholders` order)."""
         if len(feeds) != len(self.placeholders):
             raise TypeError(f"expected {len(self.placeholders)} feeds ({[p.name for p in self.placeholders]}), "
                             f"got {len(feeds)}")
-        converted = {}
+        given = {}
         for p, v, target in zip(self.placeholders, feeds, self._feed_dtypes):
             if not isinstance(v, torch.Tensor):
                 check_value(p, v, "placeholder")  # a host value: the check every executor makes
@@ -430,12 +428,8 @@ class TorchCallable(Interpreter):
                 check_value(p, v, "placeholder")  # raises (tensor attributes only, so a trace stays one graph)
             if not isinstance(v, torch.Tensor) or v.device != self.device or v.dtype != target:
                 v = to_torch(v, p.dtype, self.device, self.float_dtype)  # e.g. a CPU float32 tensor for CUDA fp16
-            converted[id(p)] = v
-        self._feeds = converted
-        try:
-            return tuple(self.run())
-        finally:
-            self._feeds = {}
+            given[self.slot[id(p)]] = v
+        return tuple(self.run(given))
 
 
 def build_torch_callable(graph_or_nodes, outputs, weights: Mapping, device=None, dtype="float32"):

@@ -54,6 +54,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..executor import needed_nodes
+from ..extras import require
 from ..fusion.folding import batch_norm_affine, fold_batch_norm
 from ..ir.node import Node, Tensor
 from ..ir.ops import Op, lookup
@@ -74,11 +75,8 @@ _ONNX_DTYPES = {"float32": "FLOAT", "float16": "FLOAT16", "float64": "DOUBLE", "
 
 
 def _onnx():
-    try:
-        import onnx
-    except ImportError:  # pragma: no cover - the extra is installed by `make setup`
-        raise ImportError("ONNX export needs the 'onnx' package: pip install 'slimtriton[onnx]'") from None
-    return onnx
+    # lazy: onnx is an optional extra (slimtriton/extras.py), imported only when exporting
+    return require("onnx", "ONNX export")
 
 
 def _axis_in(layout: str, ir_axis: int) -> int:

@@ -73,7 +73,7 @@ def round_to(a, dtype: str) -> np.ndarray:
     """a (float64) rounded to `dtype` and back: subnormals, flushes to zero and overflows included."""
     a = _f64(a)
     if dtype == "bfloat16":  # NumPy has no bfloat16
-        import torch
+        import torch  # lazy: only to round to bfloat16 (the passes run without torch)
         return torch.from_numpy(a).to(torch.bfloat16).to(torch.float64).numpy()
     with np.errstate(over="ignore", under="ignore"):
         return a.astype(np.dtype(dtype)).astype(np.float64)

@@ -149,7 +149,7 @@ def _float64(value) -> np.ndarray:
     """A weight as a float64 host array; a torch tensor (any dtype or device, requires_grad)
     is converted by torch first, since NumPy reads neither bfloat16 nor device memory."""
     if hasattr(value, "detach"):
-        import torch
+        import torch  # lazy: only for a torch value (the passes run without torch)
         return value.detach().to(device="cpu", dtype=torch.float64).numpy()
     return np.asarray(value, dtype=np.float64)
 

@@ -17,7 +17,7 @@ import threading
 from collections import Counter, OrderedDict
 from typing import Any, Callable, Optional
 
-from .node import DTYPES, Node, Tensor
+from .node import NODE_DTYPES, Node, Tensor
 from .ops import Op
 from .shapes import infer
 
@@ -210,8 +210,8 @@ def check_placeholder_shape(shape, where: str) -> tuple:
 def placeholder(shape, dtype: str = "float32", name: str = "Placeholder") -> Tensor:
     """`shape`: positive ints; the leading (batch) dimension may be None (any batch)."""
     g = get_default_graph()
-    if dtype not in DTYPES:
-        raise TypeError(f"placeholder {name!r}: unknown dtype {dtype!r}; expected one of {DTYPES}")
+    if dtype not in NODE_DTYPES:
+        raise TypeError(f"placeholder {name!r}: unknown dtype {dtype!r}; expected one of {NODE_DTYPES}")
     shape = check_placeholder_shape(shape, f"placeholder {name!r}")
     node = g.add_node(Op.PLACEHOLDER, (), {"shape": shape, "dtype": dtype}, g.name_scope_prefix + name)
     return Tensor(node, g)

@@ -20,7 +20,8 @@ from typing import Any, Mapping
 
 from .ops import Op
 
-DTYPES = ("float32", "float16", "bfloat16", "float64", "int32", "int64", "bool")
+NODE_DTYPES = ("float32", "float16", "bfloat16", "float64", "int32", "int64", "bool")  # a node may carry
+COMPUTE_DTYPES = ("float32", "float16", "bfloat16")  # the Triton kernels compute in (st.compile(dtype=))
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 # Bytes per element of each dtype (memory reports, the byte model).
 DTYPE_ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "bool": 1}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from .node import DTYPES, FLOAT_DTYPES
+from .node import NODE_DTYPES, FLOAT_DTYPES
 from .ops import ACTIVATION_OPS, ELEMENTWISE_BINARY, Op, act_of_op, lookup, parse_act
 
 
@@ -78,7 +78,7 @@ def broadcast_shapes(name, a, b):
 
 def _source(name, inputs, attrs):
     _arity(name, inputs, 0)
-    if attrs["dtype"] not in DTYPES:
+    if attrs["dtype"] not in NODE_DTYPES:
         _fail(name, f"unknown dtype {attrs['dtype']!r}", TypeError)
     shape = tuple(attrs.get("shape", ()))
     if None in shape and ("var" in attrs or None in shape[1:]):

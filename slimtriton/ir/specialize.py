@@ -62,7 +62,7 @@ def feed_batch(feeds: Mapping[Node, object], where: str = "feed_dict") -> "int |
         if hasattr(value, "shape"):  # NumPy arrays, torch tensors
             shape = tuple(value.shape)
         else:  # nested lists, as feed_dict allows
-            import numpy as np
+            import numpy as np  # lazy: the IR imports no NumPy; only nested-list feeds need it
             shape = np.shape(value)
         if len(shape) != len(node.shape):
             raise ValueError(f"{where}: {node.name} expects shape {list(node.shape)} (any batch), got an array "

@@ -9,7 +9,7 @@ it from a placeholder (a variable or a None past dimension 0 is refused by `infe
 """
 from __future__ import annotations
 
-from .node import DTYPES, Node
+from .node import NODE_DTYPES, Node
 from .shapes import infer
 
 
@@ -34,7 +34,7 @@ def verify(nodes, outputs=(), after: str = "recording") -> None:
         for i in node.inputs:
             if id(i) not in seen:
                 fail(node, f"input {i.name} is not defined before its use (dangling or out of order)")
-        if node.dtype not in DTYPES:
+        if node.dtype not in NODE_DTYPES:
             fail(node, f"unknown dtype {node.dtype!r}")
         try:
             shape, dtype = infer(node.op, node.inputs, node.attrs, node.name)

@@ -491,10 +491,10 @@ def conv_launches(shapes, dtype: str = "float16") -> list:
     import torch
 
     from . import conv2d
-    from .common import DTYPES
+    from .common import TORCH_COMPUTE_DTYPES
     from .launch import record_launches
 
-    meta = {"dtype": DTYPES[dtype], "device": "meta"}
+    meta = {"dtype": TORCH_COMPUTE_DTYPES[dtype], "device": "meta"}
     with record_launches(execute=False) as launches:
         for sh in shapes:
             x = torch.empty((sh.n, sh.h, sh.w, sh.cin), **meta)

@@ -5,6 +5,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..ir.node import COMPUTE_DTYPES
 from ..ir.ops import Act, parse_act
 from .launch import alloc
 
@@ -17,8 +18,8 @@ ACT_CODES = {Act.NONE: 0, Act.RELU: 1, Act.RELU6: 2, Act.SIGMOID: 3, Act.TANH: 4
 # The unary kernel's ops beyond the activations (its OP constexpr shares apply_act's codes).
 UNARY_CODES = {"neg": 5}
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+TORCH_COMPUTE_DTYPES = {name: getattr(torch, name) for name in COMPUTE_DTYPES}  # compute dtype name -> torch
+DTYPE_NAMES = {v: k for k, v in TORCH_COMPUTE_DTYPES.items()}
 PRECISIONS = ("ieee", "tf32")
 INT32_LIMIT = 2**31 - 1
 
@@ -62,6 +63,17 @@ def apply_act(x, ACT: tl.constexpr):
         # leaky relu with slope -1 - ACT: x > 0 ? x : slope * x (NaN stays NaN)
         x = tl.where(x > 0.0, x, x * (-1.0 - ACT))
     return x
+
+
+@triton.jit
+def masked_prologue(v, mask, in_scale, in_shift, HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr):
+    """The prologue of a direct kernel on a loaded block `v`, in fp32: PROLOGUE_ACT(v*in_scale +
+    in_shift) where `mask` (a loaded element), 0 elsewhere -- padding stays zero after the
+    prologue, as in the reference. Without HAS_PROLOGUE, v in fp32."""
+    v = v.to(tl.float32)
+    if HAS_PROLOGUE:
+        v = tl.where(mask, apply_act(v * in_scale + in_shift, PROLOGUE_ACT), 0.0)
+    return v
 
 
 @triton.jit
@@ -126,7 +138,7 @@ def act_code(act, what: str, extra_codes=None) -> int | float:
 def dtype_name(t: torch.Tensor, what: str) -> str:
     if t.dtype not in DTYPE_NAMES:
         raise KernelArgumentError(f"{what}: dtype {t.dtype} is not supported; "
-                                  f"expected one of {sorted(DTYPES)}")
+                                  f"expected one of {sorted(TORCH_COMPUTE_DTYPES)}")
     return DTYPE_NAMES[t.dtype]
 
 

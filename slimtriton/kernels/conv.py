@@ -1,6 +1,7 @@
 """Implicit-GEMM convolution, conv2d_transpose and fully-connected GEMM: one kernel.
 
-Algorithm (NHWC activations, weights pre-packed to a row-major [K, Cout] matrix):
+Algorithm (NHWC activations, weights pre-packed to a row-major [K, Cout] matrix, rows w_row_stride
+>= Cout apart: `packing.ROW_ALIGN`):
 
     GEMM view   M = N*OH*OW output pixels, N = Cout, K = KH*KW*Cin
     row m       -> (n, oh, ow);   column j -> output channel
@@ -75,7 +76,7 @@ def conv_gemm_kernel(
     M, H, W, C_in, OH, OW, C_out,
     KH, KW, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w,
     out_c_total, out_c_offset, residual_scale, RES_H, RES_W, res_stride_h, res_stride_w,
-    K_PER_SPLIT,
+    K_PER_SPLIT, w_row_stride,
     out1_ptr, out2_ptr, out3_ptr, out1_c_total, out2_c_total, out3_c_total,
     out1_c_offset, out2_c_offset, out3_c_offset, col1, col2, col3,
     IS_1X1: tl.constexpr, FLAT_K: tl.constexpr, TRANSPOSED: tl.constexpr,
@@ -183,8 +184,9 @@ def conv_gemm_kernel(
             a = _load_a(x_ptr, row[:, None] + ck[None, :], (valid & m_mask)[:, None] & k_mask[None, :],
                         ck, C_in, in_scale_ptr, in_shift_ptr, HAS_PROLOGUE, PROLOGUE_ACT)
             w_rows = tap * C_in + ck
-        b = tl.load(w_ptr + w_rows[:, None] * C_out + offs_n[None, :],
-                    mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+        # packed rows are w_row_stride >= C_out apart, zero past C_out (packing.aligned_rows)
+        b = tl.load(w_ptr + w_rows[:, None] * w_row_stride + offs_n[None, :],
+                    mask=k_mask[:, None] & (offs_n < w_row_stride)[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
 
     if SPLIT:
@@ -280,7 +282,7 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
                 partial if partial is not None else dummy,
                 m, h, w, cin, oh, ow, cout, pw.kh, pw.kw, sh, sw, pt, pl, dh, dw,
                 out_total, out_offset, float(residual_scale), res_h, res_w, *residual_strides,
-                per_split * tile.BLOCK_K, *route_args(out_buf, route_bufs))
+                per_split * tile.BLOCK_K, pw.row_stride, *route_args(out_buf, route_bufs))
         meta = {"M": m, "N": cout, "K": k_total, "dtype": dtype, "split_k": split}
         # the residual is prefetched before the K loop unless that costs the tile its
         # second CTA per SM (the 128x128 tile on 8 warps has no registers to spare)

@@ -6,7 +6,7 @@ Algorithm (NHWC; weight w[kh, kw, cin, dm] packed to [KH*KW, Cin*dm], column c*d
     input channel  ci = oc // dm
     acc[p, oc]     = sum_{kh,kw} prologue(x[n, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw, ci]) * Wp[kh*KW + kw, oc]
                      (out-of-image taps contribute 0: padding is applied after the prologue)
-    epilogue       as conv2d: act2(res + rs*act(acc*scale + shift)) -> out[m, offset + oc]
+    epilogue       the GEMMs' (`epilogue.epilogue_store`): act2(res + rs*act(acc*scale + shift)) -> out[m, offset + oc]
 
 A direct kernel (no tensor cores: each output channel reads one input channel), fp32
 accumulation, loads contiguous along channels. KH and KW are constexprs: the tap loop is
@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import (act_code, apply_act, check_prologue, conv_output_geometry, filled_tile_2d, in_image,
+from .common import (act_code, check_prologue, conv_output_geometry, filled_tile_2d, in_image, masked_prologue,
                      pixel_of_row, tap_coords)
 from .epilogue import epilogue_args, epilogue_store
 from .launch import KernelLaunch
@@ -47,6 +47,8 @@ def depthwise_conv_kernel(
     c_mask = offs_c < C_out
     ci = offs_c // DM
     n, oh, ow = pixel_of_row(offs_m, OH, OW)
+    in_s = 1.0
+    in_b = 0.0
     if HAS_PROLOGUE:
         in_s = tl.load(in_scale_ptr + ci, mask=c_mask, other=0.0).to(tl.float32)[None, :]
         in_b = tl.load(in_shift_ptr + ci, mask=c_mask, other=0.0).to(tl.float32)[None, :]
@@ -56,10 +58,8 @@ def depthwise_conv_kernel(
         for kw in tl.static_range(KW):
             ih, iw = tap_coords(oh, ow, kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w)
             mask = (in_image(ih, iw, H, W) & m_mask)[:, None] & c_mask[None, :]
-            xv = tl.load(x_ptr + (((n * H + ih) * W + iw) * C_in)[:, None] + ci[None, :],
-                         mask=mask, other=0.0).to(tl.float32)
-            if HAS_PROLOGUE:
-                xv = tl.where(mask, apply_act(xv * in_s + in_b, PROLOGUE_ACT), 0.0)
+            xv = tl.load(x_ptr + (((n * H + ih) * W + iw) * C_in)[:, None] + ci[None, :], mask=mask, other=0.0)
+            xv = masked_prologue(xv, mask, in_s, in_b, HAS_PROLOGUE, PROLOGUE_ACT)
             wv = tl.load(w_ptr + (kh * KW + kw) * C_out + offs_c, mask=c_mask, other=0.0).to(tl.float32)
             acc += xv * wv[None, :]
 

@@ -18,8 +18,8 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (UNARY_CODES, KernelArgumentError, act_code, apply_act, check_activation, check_output, check_tensor,
-                     dtype_name, filled_tile_2d)
+from .common import (UNARY_CODES, KernelArgumentError, act_code, apply_act, check_activation, check_output,
+                     check_tensor, dtype_name, filled_tile_2d)
 from .epilogue import epilogue_args, epilogue_store
 from .launch import KernelLaunch, alloc
 

@@ -44,7 +44,7 @@ from .pool import mean_launch
 
 @triton.jit
 def pooled_gemm_kernel(
-    a_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, M, N, K, out_c_total, out_c_offset,
+    a_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, M, N, K, w_row_stride, out_c_total, out_c_offset,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
     K_ALIGN: tl.constexpr, N_ALIGN: tl.constexpr,
     DOT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -53,10 +53,14 @@ def pooled_gemm_kernel(
     w [K, N]. Program (pid 0, 1) = (column tile, row tile): consecutive programs stream
     neighbouring column strips of w.
 
+    w's rows are w_row_stride apart, a multiple of 16 (`packing.ROW_ALIGN`; columns >= N are
+    zero), and its loads are masked at w_row_stride, not N: so every W row looks 16-byte
+    aligned to the compiler and the pipeliner turns the W loads into cp.async copies, also for
+    a 1001-class N (rows of 1001 elements gave 2-byte synchronous loads).
     K_ALIGN / N_ALIGN: powers of two (<= 8) the host guarantees divide K / N. Triton only
-    learns divisibility by 16 from its arguments, so ResNet's N = 1000 would make every W
-    row look unaligned: 2-byte loads, which the pipeliner cannot turn into cp.async. Writing
-    N as (N // 8) * 8 (the same value) shows the compiler 16-byte aligned rows."""
+    learns divisibility by 16 from its arguments, so writing K as (K // K_ALIGN) * K_ALIGN (the
+    same value) is what shows the compiler 16-byte aligned rows of `a` (ResNet's K = 2048 needs
+    no help; N likewise aligns the epilogue's scale / shift vectors)."""
     K = (K // K_ALIGN) * K_ALIGN
     N = (N // N_ALIGN) * N_ALIGN
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -69,11 +73,11 @@ def pooled_gemm_kernel(
         k_mask = offs_k < K
         a = tl.load(a_ptr + offs_m[:, None] * K + offs_k[None, :], mask=m_mask[:, None] & k_mask[None, :],
                     other=0.0)
-        w = tl.load(w_ptr + offs_k[:, None] * N + offs_n[None, :], mask=k_mask[:, None] & n_mask[None, :],
-                    other=0.0)
+        w = tl.load(w_ptr + offs_k[:, None] * w_row_stride + offs_n[None, :],
+                    mask=k_mask[:, None] & (offs_n < w_row_stride)[None, :], other=0.0)
         acc = tl.dot(a, w, acc, input_precision=DOT_PRECISION)
     epilogue_store(acc, 0.0, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total, out_c_offset,
-                   1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)
+                   1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)  # no residual
 
 
 STAGE_BYTES = 40 * 1024  # shared memory of one pipeline stage (A + W tiles): 4 stages = 160 KB
@@ -120,13 +124,11 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
     or `prepack_conv2d` 1x1 weight (or a raw [C, Cout] array). The mean is computed in fp32
     and rounded to x's dtype before the GEMM, as the unfused mean kernel would write it."""
     what = name
-    if isinstance(w_packed, PackedWeight) and w_packed.kind == "conv2d":
-        if (w_packed.kh, w_packed.kw) != (1, 1):
-            raise KernelArgumentError(f"{what}: the mean-GEMM takes a 1x1 conv weight, got a "
-                                      f"{w_packed.kh}x{w_packed.kw}x{w_packed.cin}x{w_packed.cout} kernel")
-        pw = w_packed
-    else:
-        pw = check_packed(w_packed, "matmul", what)
+    is_conv = isinstance(w_packed, PackedWeight) and w_packed.kind == "conv2d"
+    pw = check_packed(w_packed, "conv2d" if is_conv else "matmul", what)
+    if (pw.kh, pw.kw) != (1, 1):
+        raise KernelArgumentError(f"{what}: the mean-GEMM takes a 1x1 conv weight, got a "
+                                  f"{pw.kh}x{pw.kw}x{pw.cin}x{pw.cout} kernel")
     dtype = check_activation(x, what, ndim=4)
     if pw.data.dtype != x.dtype or pw.data.device != x.device:
         raise KernelArgumentError(f"{what}: weight {pw.data.dtype} on {pw.data.device} does not match "
@@ -150,7 +152,7 @@ def mean_matmul(x, w_packed, *, scale=None, shift=None, act="none", in_scale=Non
     tile = gemm_plan(dtype, n, pw.cout, c, x.device)
     dummy = x
     args = (pooled, pw.data, out, scale if scale is not None else dummy, shift if shift is not None else dummy,
-            n, pw.cout, c, total, out_channel_offset)
+            n, pw.cout, c, pw.row_stride, total, out_channel_offset)
     constexprs = dict(HAS_SCALE=flags["HAS_SCALE"], HAS_SHIFT=flags["HAS_SHIFT"], ACT=flags["ACT"],
                       K_ALIGN=_align(c), N_ALIGN=_align(pw.cout),
                       DOT_PRECISION=precision if dtype == "float32" else "ieee",

@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from . import config as cfg
-from .common import (DTYPE_NAMES, KernelArgumentError, apply_act, check_activation, filled_tile_2d, in_image,
+from .common import (DTYPE_NAMES, KernelArgumentError, check_activation, filled_tile_2d, in_image, masked_prologue,
                      output_buffer, padding_pairs, pair, pixel_of_row, sm_count, tap_coords)
 from .launch import KernelLaunch
 
@@ -77,14 +77,6 @@ def _pixel_tile(x_ptr, n, HW, C, p, offs_c, c_mask):
 
 
 @triton.jit
-def _prologue(v, mask, s, b, HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr):
-    v = v.to(tl.float32)
-    if HAS_PROLOGUE:
-        v = tl.where(mask, apply_act(v * s + b, PROLOGUE_ACT), 0.0)
-    return v
-
-
-@triton.jit
 def global_mean_kernel(
     x_ptr, out_ptr, in_scale_ptr, in_shift_ptr, HW, C, inv_hw, out_c_total, out_c_offset,
     HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr, UNROLL4: tl.constexpr,
@@ -111,14 +103,14 @@ def global_mean_kernel(
             v1, m1 = _pixel_tile(x_ptr, n, HW, C, p0 + BLOCK_R + rows, offs_c, c_mask)
             v2, m2 = _pixel_tile(x_ptr, n, HW, C, p0 + 2 * BLOCK_R + rows, offs_c, c_mask)
             v3, m3 = _pixel_tile(x_ptr, n, HW, C, p0 + 3 * BLOCK_R + rows, offs_c, c_mask)
-            acc += (_prologue(v0, m0, s, b, HAS_PROLOGUE, PROLOGUE_ACT) +
-                    _prologue(v1, m1, s, b, HAS_PROLOGUE, PROLOGUE_ACT)) + \
-                   (_prologue(v2, m2, s, b, HAS_PROLOGUE, PROLOGUE_ACT) +
-                    _prologue(v3, m3, s, b, HAS_PROLOGUE, PROLOGUE_ACT))
+            acc += (masked_prologue(v0, m0, s, b, HAS_PROLOGUE, PROLOGUE_ACT) +
+                    masked_prologue(v1, m1, s, b, HAS_PROLOGUE, PROLOGUE_ACT)) + \
+                   (masked_prologue(v2, m2, s, b, HAS_PROLOGUE, PROLOGUE_ACT) +
+                    masked_prologue(v3, m3, s, b, HAS_PROLOGUE, PROLOGUE_ACT))
     else:
         for p0 in range(0, HW, BLOCK_R):
             v, m = _pixel_tile(x_ptr, n, HW, C, p0 + rows, offs_c, c_mask)
-            acc += _prologue(v, m, s, b, HAS_PROLOGUE, PROLOGUE_ACT)
+            acc += masked_prologue(v, m, s, b, HAS_PROLOGUE, PROLOGUE_ACT)
     mean = tl.sum(acc, axis=0) * inv_hw
     tl.store(out_ptr + n * out_c_total + out_c_offset + offs_c, mean.to(out_ptr.dtype.element_ty), mask=c_mask)
 

@@ -40,7 +40,7 @@ WINDOW_GPU_BLOCK_N = 256
 @triton.jit
 def window_gemm_kernel(
     x_ptr, w_ptr, out_ptr, scale_ptr, shift_ptr, win_w_ptr, win_scale_ptr, win_shift_ptr,
-    M, H, W, C_in, OH, OW, C_out,
+    M, H, W, C_in, OH, OW, C_out, w_row_stride,
     stride_h, stride_w, pad_t, pad_l, dil_h, dil_w,
     out_c_total, out_c_offset,
     WINDOW: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
@@ -89,13 +89,14 @@ def window_gemm_kernel(
                                   WIN_ACT)
             win = tl.where(k_mask[None, :], win, 0.0)  # channels past Cin stay zero
         a = win.to(x_ptr.dtype.element_ty)
-        b = tl.load(w_ptr + ck[:, None] * C_out + offs_n[None, :], mask=k_mask[:, None] & n_mask[None, :],
-                    other=0.0)
+        # packed rows are w_row_stride >= C_out apart, zero past C_out (packing.aligned_rows)
+        b = tl.load(w_ptr + ck[:, None] * w_row_stride + offs_n[None, :],
+                    mask=k_mask[:, None] & (offs_n < w_row_stride)[None, :], other=0.0)
         acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
 
     # -- epilogue on the fp32 accumulator, before the downcast ---------------------------
     epilogue_store(acc, 0.0, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total, out_c_offset,
-                   1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)
+                   1.0, HAS_SCALE, HAS_SHIFT, ACT, False, 0)  # no residual
 
 
 def _tile(dtype: str, m: int, cout: int, cin: int, device) -> cfg.TileConfig:
@@ -154,7 +155,7 @@ def window_conv2d(x, w_packed, *, window, ksize, strides=(1, 1), padding=((0, 0)
     tile = _tile(dtype, m, pw.cout, cin, x.device)
     args = (x, pw.data, out, scale if scale is not None else dummy, shift if shift is not None else dummy,
             win_data, win_scale if win_scale is not None else dummy, win_shift if win_shift is not None else dummy,
-            m, h, w, cin, oh, ow, pw.cout, sh, sw, pt, pl, dh, dw, total, out_channel_offset)
+            m, h, w, cin, oh, ow, pw.cout, pw.row_stride, sh, sw, pt, pl, dh, dw, total, out_channel_offset)
     constexprs = dict(WINDOW=WINDOWS[window], KH=kh, KW=kw, HAS_SCALE=flags["HAS_SCALE"],
                       HAS_SHIFT=flags["HAS_SHIFT"], ACT=flags["ACT"], HAS_WIN_SCALE=win_scale is not None,
                       HAS_WIN_SHIFT=win_shift is not None, WIN_ACT=act_code(win_act, f"{what}: win_act"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 
 _MODULES = (
-    "alexnet", "inception", "inception_resnet_v1", "inception_resnet_v2", "inception_utils",
+    "alexnet", "build", "inception", "inception_resnet_v1", "inception_resnet_v2", "inception_utils",
     "inception_v1", "inception_v2", "inception_v3", "inception_v4", "mobilenet_v1", "nets_factory",
     "resnet_utils", "resnet_v1", "resnet_v2", "vgg",
 )

@@ -1,5 +1,7 @@
 """Replay the whole plan as one CUDA graph (static shapes: every launch, buffer and
-argument is fixed once the parameters are prepared and the arena is allocated).
+argument is fixed once the parameters are prepared and the arena is allocated). What is
+captured is the executor's walk over the plan's step records (runtime/step.py): each step's
+kernel call, its arguments resolved to the same tensors at every replay.
 
 Life cycle of a `CudaGraphRunner`:
 

@@ -1,6 +1,13 @@
 """Runs a plan: parameters prepared once (packed, cast, on the device), activations in
 arena slots (slimtriton.runtime.memory), one kernel call per step.
 
+A step is data (slimtriton.runtime.step.Step): the executor resolves each argument bound to a
+node to that node's tensor (a parameter as prepared for this step, `Step.param_keys`), adds
+`out=` / `out_channel_offset=` (the output's arena slot, a fresh buffer for a requested
+output, or its slice of a concat's buffer) when the kernel takes them and `precision=`, and
+calls `kernels.<step.kernel>`. A view reshapes its input's tensor; a concat step names its
+buffer. The CUDA graph (runtime/cuda_graph.py) captures and replays exactly this walk.
+
 Poison mode (`poison=True`, a test mode): every arena slot is NaN-filled when created and
 again right after its tenant's last read, so a kernel reading a freed buffer or leaving
 part of its output unwritten produces NaN in the outputs.
@@ -8,6 +15,11 @@ part of its output unwritten produces NaN in the outputs.
 A shared arena (`SharedArena`): the executors of one dynamic-batch model (one plan per
 batch bucket, slimtriton.compiler) carve their slots out of one backing allocation sized
 for the largest of them; the model's lock runs one call at a time, so they never overlap.
+
+PlanExecutor runs plan steps, not nodes, so it is not a subclass of the node interpreter
+(slimtriton/executor.py `Interpreter`); its liveness is the memory plan's `frees_after`, the
+interpreter's rule (`frees_after_last_use`: dead after the last reader unless an output) over
+arena storages (tests/test_interpreter.py checks that they agree).
 """
 from __future__ import annotations
 
@@ -16,7 +28,7 @@ import torch
 
 from .. import kernels
 from ..ir.ops import PARAMETER_OPS, Op
-from ..kernels.common import DTYPES as TORCH_DTYPES  # compute dtype name -> torch dtype
+from ..kernels.common import TORCH_COMPUTE_DTYPES  # compute dtype name -> torch dtype
 from . import lowering as L
 from .memory import ARENA, EXTERNAL, KERNEL, OUTPUT
 from .step import CONCAT, VIEW
@@ -30,7 +42,7 @@ def prepare_parameters(plan, values: dict, device, progress=None) -> dict:
     of the compute dtype, packed weights, per-channel vectors in float32, anything else in the
     compute dtype. `values`: {variable name: float64 array} (meta tensors when only the
     launches are recorded)."""
-    dtype = TORCH_DTYPES[plan.dtype]
+    dtype = TORCH_COMPUTE_DTYPES[plan.dtype]
     prepared = {}
     items = list(plan.prep.items())
     for key, kind in (progress(items) if progress else items):
@@ -96,7 +108,7 @@ class PlanExecutor:
         self.device = torch.device(device)
         self.precision = precision
         self.poison = poison
-        self.dtype = TORCH_DTYPES[plan.dtype]
+        self.dtype = TORCH_COMPUTE_DTYPES[plan.dtype]
         self._arena_views = None
         self._shared_arena = arena
         self._concats = {s.node.name: s for s in plan.steps if s.kernel == CONCAT}

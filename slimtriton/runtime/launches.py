@@ -1,6 +1,7 @@
 """Enumerate the `KernelLaunch` specs of a plan without a GPU and without running.
 
-Every step's host wrapper is driven with `device='meta'` tensors inside
+The executor makes every step's recorded call (slimtriton.runtime.step), its host wrapper
+driven with `device='meta'` tensors inside
 `kernels.record_launches(execute=False)`: the wrappers check, pack and build their launch
 exactly as for a real run, so `slimtriton audit` and the benchmark can cold-compile every
 kernel of a net (e.g. for sm_90) from these specs.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..ir.ops import Op
-from .executor import TORCH_DTYPES, PlanExecutor, prepare_parameters
+from .executor import TORCH_COMPUTE_DTYPES, PlanExecutor, prepare_parameters
 
 
 def record_plan_launches(plan, precision: str = "ieee") -> list[list]:
@@ -20,7 +21,7 @@ def record_plan_launches(plan, precision: str = "ieee") -> list[list]:
     params = prepare_parameters(plan, values, "meta")
     executor = PlanExecutor(plan, params, "meta", precision, poison=False)
     per_step: list[list] = [[] for _ in plan.steps]
-    inputs = {n.name: torch.empty(n.shape, dtype=TORCH_DTYPES[plan.dtype], device="meta") for n in plan.inputs}
+    inputs = {n.name: torch.empty(n.shape, dtype=TORCH_COMPUTE_DTYPES[plan.dtype], device="meta") for n in plan.inputs}
 
     # Run step by step so each launch is attributed to its step.
     with kernels.record_launches(execute=False) as launches:

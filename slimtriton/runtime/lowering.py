@@ -100,6 +100,7 @@ def _vector_preps(node: Node) -> dict[str, str]:
 
 
 def _packed_weights(node: Node, *weights: Node) -> None:
+    """The kernels read weights packed once at compile time: each must be a parameter."""
     for w in weights:
         if w.op is not Op.VARIABLE:
             unsupported(node, f"its weights {w.name} are computed at run time ({w.op.short}); "

@@ -1,6 +1,6 @@
 """The memory plan (plan pass `plan_memory`): activation buffers reused by liveness.
 
-Every value a step produces lives in a *storage*: its own, or an alias -- a view (reshape)
+Every value a step produces (each of its `outputs`) lives in a *storage*: its own, or an alias -- a view (reshape)
 shares its input's storage, a producer written in place into a concat shares the concat's
 (nested concats share the outermost one), and a concat buffer lives from its first
 producer. A storage is live from the first step that writes it to the last step that reads

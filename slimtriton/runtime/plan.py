@@ -22,6 +22,7 @@ plan passes in the order of slimtriton.fusion.pipeline.PLAN_PASSES, each a funct
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from ..fusion.pipeline import PLAN_PASSES
 from ..ir.cost import fused_flops, tensor_bytes
@@ -141,7 +142,7 @@ def _routed_step(conv: Step, slices, dtype: str) -> Step:
 def eliminate_concats(plan: Plan) -> Plan:
     """Plan pass: each producer that can write a channel slice (`out=`, not a view), read by
     nothing else, not requested and not already written into another concat, writes straight
-    into its concat's buffer (`Step.target`); every other input of the concat gets a
+    into its concat's buffer (its `Output.target`); every other input of the concat gets a
     `copy_channels` step right after the concat's. Then each concat buffer moves before the
     first step writing into it."""
     uses = plan.program.uses()
@@ -195,6 +196,13 @@ def collect_parameters(plan: Plan) -> Plan:
             plan.output_keys[o.name] = o.name if prep.setdefault(o.name, kind) == kind else f"{o.name}#{kind}"
             prep[plan.output_keys[o.name]] = kind
     return plan
+
+
+def plan_to_json(plan: Plan) -> dict:
+    """Every step's record (`Step.to_json`: the kernel call as data, nodes by name) and how each
+    parameter is prepared, as plain JSON values: what a saved engine keeps next to its program,
+    and checks the plan it rebuilds against (slimtriton.engine)."""
+    return json.loads(json.dumps({"steps": [s.to_json() for s in plan.steps], "prep": plan.prep}))
 
 
 # The plan passes by name (their order: slimtriton.fusion.pipeline.PLAN_PASSES); each plan -> plan.

@@ -21,7 +21,7 @@ import functools
 import re
 
 from ..ir.graph import VariableSpec, get_default_graph, graph_of
-from ..ir.node import DTYPES, FLOAT_DTYPES, Tensor
+from ..ir.node import NODE_DTYPES, FLOAT_DTYPES, Tensor
 from ..ir.ops import Op
 from .arg_scope import add_arg_scope
 from .initializers import as_initializer, glorot_uniform_initializer, zeros_initializer
@@ -177,7 +177,7 @@ def variable_scope(name_or_scope, default_name=None, values=None, initializer=No
         raise ValueError(f"variable_scope {name_or_scope or default_name!r}: partitioned variables are not supported")
     if constraint is not None:
         raise ValueError(f"variable_scope {name_or_scope or default_name!r}: variable constraints are not supported")
-    if dtype is not None and str(dtype) not in DTYPES:
+    if dtype is not None and str(dtype) not in NODE_DTYPES:
         raise TypeError(f"variable_scope {name_or_scope or default_name!r}: unknown dtype {dtype!r}")
     if reuse is False:
         reuse = None  # False means "inherit", as in TF1
@@ -292,8 +292,8 @@ def _true_getter(name, shape=None, dtype=None, initializer=None, regularizer=Non
             shape = value.shape
     shape = _check_shape(name, shape)
     dtype = str(dtype or "float32")
-    if dtype not in DTYPES:
-        raise TypeError(f"variable {name}: unknown dtype {dtype!r}; expected one of {DTYPES}")
+    if dtype not in NODE_DTYPES:
+        raise TypeError(f"variable {name}: unknown dtype {dtype!r}; expected one of {NODE_DTYPES}")
     if initializer is None:
         initializer = glorot_uniform_initializer() if dtype in FLOAT_DTYPES else zeros_initializer()
     trainable = True if trainable is None else bool(trainable)

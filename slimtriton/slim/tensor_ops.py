@@ -14,7 +14,7 @@ import numpy as np
 
 from ..ir.graph import (as_tensor, constant as _constant, get_default_graph, graph_of, placeholder as _placeholder,
                         record)
-from ..ir.node import DTYPES, Tensor
+from ..ir.node import NODE_DTYPES, Tensor
 from ..ir.ops import Act, Op
 from ..ir.shapes import broadcast_shapes
 
@@ -459,7 +459,7 @@ def placeholder(dtype="float32", shape=None, name=None):
     if shape is None:
         raise ValueError(f"tf.placeholder {name or 'Placeholder'!r}: argument `shape`: a shape is required "
                          f"(only its leading, batch, dimension may be None)")
-    if str(dtype) not in DTYPES:
+    if str(dtype) not in NODE_DTYPES:
         raise TypeError(f"tf.placeholder {name or 'Placeholder'!r}: argument `dtype`: unknown dtype {dtype!r}")
     return _placeholder(list(shape), str(dtype), name or "Placeholder")
 

@@ -177,7 +177,7 @@ def load_weights(path) -> "OrderedDict[str, np.ndarray]":
         return _read_npz(path)
     if lower.endswith(".safetensors"):
         return _read_safetensors(path)
-    from .tf_checkpoint import is_tf_checkpoint, read_checkpoint
+    from .tf_checkpoint import is_tf_checkpoint, read_checkpoint  # lazy: the TF readers, for a checkpoint only
     if _is_tf_checkpoint(path) or is_tf_checkpoint(path):  # the latter: a V1 table of any name
         return OrderedDict(read_checkpoint(path))
     raise ValueError(f"cannot load weights from {path}: unknown format; supported: {_SUPPORTED}")
@@ -229,7 +229,7 @@ def _read_safetensors(path: str) -> "OrderedDict[str, np.ndarray]":
     if size < 8:
         raise WeightsFileError(path, f"truncated .safetensors file: {size} bytes, shorter than its 8-byte "
                                      f"header length")
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError, safe_open  # lazy: for a .safetensors file only
     name = "(the header)"
     try:
         out = OrderedDict()
@@ -253,7 +253,7 @@ def save_weights(weights: Mapping, path) -> None:
             raise ValueError(f"cannot save weights to {path}: names {clash} clash with np.savez; use .safetensors")
         np.savez(path, **arrays)
     elif lower.endswith(".safetensors"):
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save_file  # lazy: for a .safetensors file only
         save_file(dict(arrays), path)
     else:
         raise ValueError(f"cannot save weights to {path}: unknown extension; supported: .npz, .safetensors")
@@ -261,7 +261,7 @@ def save_weights(weights: Mapping, path) -> None:
 
 def _host(value) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor
-        import torch
+        import torch  # lazy: only for torch tensors (weights load without torch)
         value = value.detach().cpu()
         if value.dtype.is_floating_point and value.dtype not in (torch.float16, torch.float32, torch.float64):
             value = value.float()  # bfloat16, float8: NumPy has no such dtype; the values are exact in float32

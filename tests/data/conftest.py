@@ -70,7 +70,7 @@ def _jpegs(rng, count):
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> DataSet:
     import slimtriton as st
-    from slimtriton.commands._netbuild import build_net
+    from slimtriton.nets.build import build_net
     from slimtriton.preprocessing import preprocess_for
     root = tmp_path_factory.mktemp("dataset")
     rng = np.random.default_rng(1234)

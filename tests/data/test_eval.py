@@ -208,6 +208,18 @@ def test_bad_flag_values_name_the_flag(dataset, tmp_path, capsys, flag, value):
     assert err.startswith(f"slimtriton predict: error: {flag} must be >= ")
 
 
+def test_a_missing_optional_dependency_is_one_line_naming_the_extra(dataset, tmp_path, capsys, monkeypatch):
+    """No pyarrow: predict says which extra to install (exit status 2), no ImportError traceback."""
+    import sys
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` now raises ModuleNotFoundError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    status, _, err = _cli(capsys, "predict", NET, "--data", dataset.shards, "-o", tmp_path / "x.parquet",
+                          "--backend", "reference", *dataset.common_args())
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("slimtriton predict: error: writing Parquet needs pyarrow, which is not installed: "
+                          "pip install 'slimtriton[data]' (or `make setup` in a checkout)"), err
+
+
 def test_decoding_overlaps_the_model(dataset, monkeypatch):
     """Batch i+1 is decoded and preprocessed *while* the model runs batch i: preparing batch
     i+1 waits until the model has started batch i, and the model's call on batch i waits until

@@ -188,3 +188,27 @@ def test_conv2d_errors_name_layer_argument_and_shapes():
         K.conv2d(torch.zeros((1, 2, 2, 3), device=DEVICE), w3)
     with pytest.raises(K.KernelArgumentError, match=r"unknown activation 'gelu'"):
         K.conv2d(x, w3, act="gelu")
+
+
+def test_gemm_weights_are_packed_with_zero_padded_aligned_rows():
+    """conv2d / conv2d_transpose / matmul weights are packed [K, Cout] with rows padded by zeros
+    to a multiple of 16 elements (so a 1001-class weight's rows are 16-byte aligned for the
+    async copies); the kernels read them at that row stride, with the same results as an
+    unpadded packing (a PackedWeight built by hand, or by an engine saved before)."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((3, 3, 5, 1001)).astype(np.float32)
+    want = w.reshape(45, 1001)
+    for pw in (K.prepack_conv2d(w), K.prepack_conv2d_transpose(w.transpose(0, 1, 3, 2)), K.prepack_matmul(want)):
+        assert pw.row_stride == 1008 and tuple(pw.data.shape) == (45, 1008) and pw.data.is_contiguous()
+        assert np.array_equal(pw.data[:, :1001].cpu().numpy(), want) and not pw.data[:, 1001:].any()
+    assert K.prepack_matmul(np.zeros((4, 64), np.float32)).row_stride == 64
+    assert K.prepack_depthwise(np.zeros((3, 3, 5, 1), np.float32)).row_stride == 5  # not a GEMM operand
+
+    x = torch.tensor(rng.standard_normal((3, 5)), dtype=torch.float32, device=DEVICE)
+    wm = torch.tensor(rng.standard_normal((5, 7)), dtype=torch.float32, device=DEVICE)
+    unpadded = K.PackedWeight("matmul", wm, 1, 1, 5, 7)
+    assert K.prepack_matmul(wm).row_stride == 16 and unpadded.row_stride == 7
+    assert torch.equal(K.matmul(x, K.prepack_matmul(wm)), K.matmul(x, unpadded))
+    with pytest.raises(K.KernelArgumentError, match=r"fc: packed matmul data of shape \(5, 6\) .* \[5, >= 7\]"):
+        K.matmul(x, K.PackedWeight("matmul", wm[:, :6].contiguous(), 1, 1, 5, 7), name="fc")
+

@@ -19,7 +19,7 @@ from tests.helpers import assert_close, assert_close_nonfinite
 
 from .nonfinite import nonfinite_cells, plant
 
-from .util import (ACTS, DEVICE, DTYPES, TORCH_DTYPES, check_untouched, dev, epilogue_kwargs,
+from .util import (ACTS, DEVICE, DTYPES, TORCH_COMPUTE_DTYPES, check_untouched, dev, epilogue_kwargs,
                    epilogues, rounded, vec, wide_out)
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,

@@ -138,6 +138,9 @@ def test_mean_matmul_gpu_plan(batch, cout):
     if batch == 1:
         assert c["BLOCK_N"] == 16 and int(np.prod(gemm.grid)) == -(-cout // 16)
     assert c["N_ALIGN"] == (8 if cout == 1000 else 1)
+    # W's rows are padded to 1008 elements (packing.ROW_ALIGN): 16-byte aligned for both
+    runtime = [p for p in gemm.param_names() if p not in gemm.constexprs]
+    assert dict(zip(runtime, gemm.args))["w_row_stride"] == 1008
     # the perf model's bytes: x + pooled for the mean; pooled + W + out for the GEMM
     assert mean.meta["bytes"] == (batch * 49 * 2048 + batch * 2048) * 2
     assert gemm.meta["bytes"] == (batch * 2048 + 2048 * cout + batch * cout) * 2

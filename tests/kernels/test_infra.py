@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,6 +114,25 @@ def test_audit_writes_the_sass_of_each_specialization(tmp_path):
     text = path.read_text()
     assert "HGMMA" in text and "LDGSTS" in text
     assert A.analyze_sass_loops(text)["pipelined"] is row.pipelined is True
+
+
+def test_1001_class_logits_load_their_weights_by_async_copy(tmp_path):
+    """A 1001-wide weight row is 2-byte aligned: packed as is, the B loads of the GEMV / GEMM
+    were 2-byte synchronous LDGs (LDG.E.U16) beside the A operand's copies. Packed rows are
+    padded to a multiple of 16 elements (packing.ROW_ALIGN), so on sm_90 every W load is a
+    16-byte cp.async (LDGSTS.E.BYPASS.128) of the pipelined main loop."""
+    meta = dict(device="meta", dtype=torch.float16)
+    with K.record_launches(execute=False) as launches:
+        K.matmul(torch.empty((1, 1024), **meta), K.prepack_matmul(torch.empty((1024, 1001), **meta)), name="fc")
+        K.mean_matmul(torch.empty((1, 7, 7, 1024), **meta), K.prepack_conv2d(torch.empty((1, 1, 1024, 1001), **meta)),
+                      name="logits")
+    gemms = [la for la in launches if la.kind == "gemm"]
+    rows = A.audit_launches(gemms, 90, sass_dir=tmp_path)
+    assert [r.kernel for r in rows] == ["conv_gemm_kernel", "pooled_gemm_kernel"]
+    for row in rows:
+        assert not row.error and row.pipelined is True, row
+        sass = Path(row.sass).read_text()
+        assert "LDGSTS.E.BYPASS.128" in sass and "LDG.E.U16" not in sass, row.kernel
 
 
 def test_audit_rule_flags_spills_and_missing_tensor_cores():

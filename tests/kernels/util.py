@@ -11,7 +11,7 @@ from slimtriton.reference import numpy_ops as R
 
 ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
-from slimtriton.kernels.common import DTYPES as TORCH_DTYPES
+from slimtriton.kernels.common import TORCH_COMPUTE_DTYPES
 # Stock Triton's interpreter multiplies bf16 tl.dot operands as raw integers and truncates
 # fp32->bf16 casts; slimtriton.kernels.config patches both (decode to fp32, round to nearest
 # even, as a GPU does), so bf16 runs here too. That checks our kernels' bf16 logic (casts,
@@ -23,11 +23,11 @@ SENTINEL = 7.25  # value of the channels of a wider `out` buffer a kernel must n
 
 def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
     """`a` rounded to `dtype` (the values the kernel actually sees), as float64."""
-    return torch.tensor(a, dtype=TORCH_DTYPES[dtype]).double().numpy()
+    return torch.tensor(a, dtype=TORCH_COMPUTE_DTYPES[dtype]).double().numpy()
 
 
 def dev(a: np.ndarray, dtype: str) -> torch.Tensor:
-    return torch.tensor(a, dtype=TORCH_DTYPES[dtype], device=DEVICE)
+    return torch.tensor(a, dtype=TORCH_COMPUTE_DTYPES[dtype], device=DEVICE)
 
 
 def vec(a: np.ndarray) -> torch.Tensor:
@@ -66,7 +66,7 @@ def epilogue_kwargs(ep: dict, cout: int, out_lead: tuple, dtype: str, rng):
 def wide_out(lead: tuple, cout: int, offset_extra: tuple[int, int], dtype: str):
     """A wider NHWC buffer filled with SENTINEL: `before` channels, the result, `after`."""
     before, after = offset_extra
-    return torch.full((*lead, before + cout + after), SENTINEL, dtype=TORCH_DTYPES[dtype], device=DEVICE)
+    return torch.full((*lead, before + cout + after), SENTINEL, dtype=TORCH_COMPUTE_DTYPES[dtype], device=DEVICE)
 
 
 def check_untouched(out: torch.Tensor, offset: int, cout: int) -> None:
