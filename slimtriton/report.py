@@ -173,16 +173,6 @@ def step_layer_and_ops(program, step, prefix: str = "") -> tuple[str, str]:
     return layer, "+".join(kinds)
 
 
-def _outputs_text(step) -> str:
-    """'[1, 11, 11, 64]'; a step writing several outputs that differ in channels only (a routed
-    conv writing its sibling convs' column ranges): their channels summed, the wide GEMM's
-    output (the JSON lists each output)."""
-    shapes = [list(o.shape) for o in step.outputs]
-    if len(shapes) > 1 and all(sh[:-1] == shapes[0][:-1] for sh in shapes):
-        return str(shapes[0][:-1] + [sum(sh[-1] for sh in shapes)])
-    return " ".join(str(sh) for sh in shapes)
-
-
 def _repeats_folded(kinds: str) -> str:
     """'3x(conv2d+batch_norm+relu)' for 'conv2d+batch_norm+relu' three times over (sibling convs
     in one routed kernel); other op-kind lists as they are."""
@@ -241,7 +231,7 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
     ktile = max([len(t) for *_, t in rows] + [len("triton kernel")])
     layer_w = min(max([len(layer) for _, layer, _, _ in rows] + [5]), 48)
     kind_w = max([len(s.kernel) for s, *_ in rows] + [len("kernel")])
-    out_w = max([len(_outputs_text(s)) for s, *_ in rows] + [len("output")])
+    out_w = max([len(str(list(s.output_shape))) for s, *_ in rows] + [len("output")])
     lines.append(f"{'#':>3}  {'kernel':<{kind_w}} {'triton kernel':<{ktile}} {'output':<{out_w}} {'MFLOP':>9} "
                  f"{'read':>10} {'written':>10}  {'layer':<{layer_w}}  ops")
     steps_json = []
@@ -254,7 +244,7 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
                 full = f"{prefix}/{layer}/x" if prefix else f"{layer}/x"
                 shared = common_scope([full, o.target[0].name])
                 where += f" -> {o.target[0].name[len(shared) + 1 if shared else 0:]}[+{o.target[1]}]"
-        lines.append(f"{k:>3}  {s.kernel:<{kind_w}} {tile:<{ktile}} {_outputs_text(s):<{out_w}} {s.flops / 1e6:>9.2f} "
+        lines.append(f"{k:>3}  {s.kernel:<{kind_w}} {tile:<{ktile}} {str(list(s.output_shape)):<{out_w}} {s.flops / 1e6:>9.2f} "
                      f"{_fmt_bytes(s.bytes_read):>10} {_fmt_bytes(s.bytes_written):>10}  "
                      f"{layer:<{layer_w}}  {_repeats_folded(kinds)}{where}")
         steps_json.append({"index": k, "name": s.node.name, "kernel": s.kernel,

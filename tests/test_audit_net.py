@@ -128,3 +128,23 @@ def test_audit_batch_list_errors(capsys):
         assert main(["audit", "vgg_a", "--batch", bad]) == 2
         assert "--batch" in capsys.readouterr().err
     assert audit_cmd.parse_batches("1,32,256,32") == [1, 32, 256]
+
+
+def test_audit_help_names_exactly_the_supported_archs_and_gpus(capsys):
+    # commands/audit.py writes these out so that `slimtriton --help` does not import torch/triton
+    from slimtriton.kernels.audit import SUPPORTED_ARCHS
+    from slimtriton.kernels.perf_model import GPUS
+    assert audit_cmd.ARCHS_HELP == ", ".join(map(str, SUPPORTED_ARCHS))
+    assert tuple(audit_cmd.GPUS_HELP) == tuple(sorted(GPUS))
+    assert main(["audit", "resnet_v1_50", "--gpu", "a100"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--gpu 'a100'" in err and "h100, h200" in err
+
+
+def test_the_cli_starts_without_importing_torch():
+    import subprocess
+    import sys
+    code = ("import sys; from slimtriton.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'triton') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

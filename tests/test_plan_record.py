@@ -85,7 +85,7 @@ def test_kernel_info_is_a_view_of_its_step():
         assert (info.name, info.kernel, info.fused_ops, info.flops, info.bytes_read, info.bytes_written) == \
             (s.node.name, s.kernel, s.fused_ops, s.flops, s.bytes_read, s.bytes_written)
         assert info.input_shapes == [tuple(n.shape) for n in s.reads]
-        assert info.output_shape == tuple(s.outputs[0].shape)
+        assert info.output_shape == s.output_shape
 
 
 def test_a_step_with_two_outputs_is_planned_and_run_per_output():
@@ -104,6 +104,7 @@ def test_a_step_with_two_outputs_is_planned_and_run_per_output():
     p = model.plan
     (routed,) = [s for s in p.steps if len(s.outputs) > 1]
     assert [o.shape[-1] for o in routed.outputs] == [5, 7]
+    assert routed.output_shape == (1, 4, 4, 12)  # the wide GEMM it computes (KernelInfo.output_shape)
     assert [o.target[1] for o in routed.outputs] == [0, 5]  # both written in place into the concat
     concat_key = p.memory.alias[routed.outputs[0].target[0].name]
     assert {p.memory.alias[o.node.name] for o in routed.outputs} == {concat_key}

@@ -40,11 +40,15 @@ from pathlib import Path
 import slimtriton as st
 
 
+# What --arch and --gpu take, as the help says it. register runs at every CLI start, and the
+# tables they come from (kernels.audit.SUPPORTED_ARCHS, kernels.perf_model.GPUS) import torch and
+# triton (~4 s); run checks the values against those tables, and tests/test_audit_net.py checks
+# that these two lines name exactly what the tables hold.
+ARCHS_HELP = "80, 86, 89, 90"
+GPUS_HELP = ("h100", "h200")
+
+
 def register(subparsers) -> None:
-    # lazy, but register runs at every CLI start: these choices import torch and triton there (~4 s)
-    # lazy, but register runs at every CLI start: these choices import torch and triton there (~4 s)
-    from slimtriton.kernels.audit import SUPPORTED_ARCHS
-    from slimtriton.kernels.perf_model import GPUS
     parser = subparsers.add_parser(
         "audit", help="static audit and performance model of a net's kernels (registers, spills, "
                       "tensor cores, pipelining, modeled images/s)",
@@ -62,8 +66,8 @@ def register(subparsers) -> None:
     parser.add_argument("--precision", default="ieee", choices=["ieee", "tf32"],
                         help="float32 dot precision of the GEMM kernels (default ieee)")
     parser.add_argument("--arch", type=int, default=90,
-                        help=f"CUDA compute capability: one of {', '.join(map(str, SUPPORTED_ARCHS))} (default 90)")
-    parser.add_argument("--gpu", default="h100", choices=sorted(GPUS),
+                        help=f"CUDA compute capability: one of {ARCHS_HELP} (default 90)")
+    parser.add_argument("--gpu", default="h100", metavar="{" + ",".join(GPUS_HELP) + "}",
                         help="ceilings of the performance model (sm_90 only): h100 = datasheet, "
                              "h200 = measured (default h100)")
     parser.add_argument("--shapes", nargs="+", metavar="SPEC", default=[],
@@ -248,6 +252,8 @@ def run(args) -> int:
     reason = A.check_arch(args.arch)
     if reason:
         return _fail(reason)
+    if args.gpu not in P.GPUS:
+        return _fail(f"--gpu {args.gpu!r}: the performance model knows {', '.join(sorted(P.GPUS))}")
     if args.net is None and not args.shapes:
         return _fail("give a NET or --shapes")
     graph = None  # GRAPH's (graph, outputs)

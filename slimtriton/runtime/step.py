@@ -91,7 +91,12 @@ class Step:
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        return self.outputs[0].shape
+        """The shape it writes: its output's; for outputs that differ in channels only (a routed
+        conv writing its sibling convs' column ranges), their channels summed (the wide GEMM)."""
+        shapes = [o.shape for o in self.outputs]
+        if len(shapes) > 1 and all(sh[:-1] == shapes[0][:-1] for sh in shapes):
+            return (*shapes[0][:-1], sum(sh[-1] for sh in shapes))
+        return shapes[0]
 
     # -- derived --------------------------------------------------------------------------
     @property
