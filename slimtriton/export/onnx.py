@@ -590,6 +590,9 @@ def _concat(ex: _Exporter, node: Node) -> None:
 def _channel_slice(ex: _Exporter, node: Node) -> None:
     """x[..., begin:begin + size] as ONNX Slice along the channel axis, in the layout x has."""
     (x,) = node.inputs
+    if node.attrs.get("act", "none") != "none":
+        raise NotImplementedError(f"{node.name}: a channel slice with an activation ({node.attrs['act']!r}) is made "
+                                  f"only by the horizontal fusion pass; export_onnx exports recorded graphs")
     layout = ex.layout_of(x)
     begin, size = node.attrs["begin"], node.attrs["size"]
     axis = _axis_in(layout, len(x.shape) - 1)

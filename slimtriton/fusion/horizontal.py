@@ -1,8 +1,11 @@
 """Pass 8: horizontal fusion -- sibling convs reading the same tensor become one GEMM.
 
-    FUSED_CONV2D(x, w_a, s_a, t_a), FUSED_CONV2D(x, w_b, s_b, t_b), ...   (same x, kernel, geometry, act)
+    FUSED_CONV2D(x, w_a, s_a, t_a), FUSED_CONV2D(x, w_b, s_b, t_b), ...   (same x, kernel, geometry, prologue)
     ->  wide = FUSED_CONV2D(x, [w_a | w_b | ...], [s_a | s_b | ...], [t_a | t_b | ...])
         a = CHANNEL_SLICE(wide, begin=0, size=Ca)   b = CHANNEL_SLICE(wide, begin=Ca, size=Cb)  ...
+
+The wide conv keeps the siblings' activation when they share one; otherwise it has none and each
+slice carries its branch's (`act` attr: the kernel applies it per column range).
 
 Inception blocks start two to four branches with a 1x1 conv of the block input; one GEMM over
 the concatenated weights reads the input once instead of once per branch and launches one
@@ -14,8 +17,10 @@ launches the wide conv once with one destination per slice -- its own buffer or 
 range of a concat -- so the wide tensor is never stored (kernels.conv2d_routed).
 
 A sibling joins a group when it is a FUSED_CONV2D of the same tensor with parameter weights and
-epilogue vectors, no prologue, no residual, and the same kernel size, strides, padding,
-dilations, dtype and activation as the group. Groups hold at most MAX_SIBLINGS convs (the
+epilogue vectors, no residual, and the same kernel size, strides, padding, dilations, dtype and
+prologue (none, or the same in_scale / in_shift parameters and prologue_act: ResNet v2's
+pre-activation read by its shortcut and conv1) as the group. Activations may differ (ResNet v1's
+shortcut has none, conv1 relu). Groups hold at most MAX_SIBLINGS convs (the
 kernel has that many destinations), formed in program order. A conv with a conv sibling that
 cannot join any group is declined in the fusion log with what differs; a conv without conv
 siblings is not logged.
@@ -42,23 +47,27 @@ def _why_not(conv, consumers) -> str | None:
     a = conv.attrs
     if _is_wide(conv, consumers):
         return "it is already a merged sibling GEMM"
-    if a["prologue"]:
-        return "it has a prologue"
     if a["residual"]:
         return "it has a residual"
-    if not all(is_var(p) for p in conv.inputs[1:4]):
-        return "its weights or epilogue vectors are computed at run time"
+    if not all(is_var(p) for p in conv.inputs[1:4] + _prologue_inputs(conv)):
+        return "its weights, epilogue or prologue vectors are computed at run time"
     return None
+
+
+def _prologue_inputs(conv) -> tuple:
+    """(in_scale, in_shift) of a conv with a prologue (no residual: they follow the shift), else ()."""
+    return tuple(conv.inputs[4:6]) if conv.attrs["prologue"] else ()
 
 
 def _key(conv) -> tuple:
     """What siblings of one group share (besides the input)."""
     a = conv.attrs
+    prologue = (a["prologue_act"],) + tuple(var(p) for p in _prologue_inputs(conv)) if a["prologue"] else None
     return (tuple(conv.inputs[1].shape[:2]), tuple(a["strides"]), tuple(map(tuple, a["padding"])),
-            tuple(a["dilations"]), conv.dtype, a["act"])
+            tuple(a["dilations"]), conv.dtype, prologue)
 
 
-_KEY_NAMES = ("kernel", "strides", "padding", "dilations", "dtype", "activation")
+_KEY_NAMES = ("kernel", "strides", "padding", "dilations", "dtype", "prologue")
 
 
 def _differs(conv, other) -> str:
@@ -157,7 +166,10 @@ def _merge(match, ctx):
                           SCALE_WHY, root.inputs[2].dtype)
     shift = _concat_param(ctx, f"{base}/epilogue_shift", [c.inputs[3] for c in group],
                           "sibling epilogue shifts side by side", root.inputs[3].dtype)
-    wide = ctx.node(Op.FUSED_CONV2D, (x, w, scale, shift), dict(root.attrs), base)
+    acts = [c.attrs["act"] for c in group]
+    shared = acts[0] if len(set(acts)) == 1 else "none"  # else each slice applies its own
+    wide = ctx.node(Op.FUSED_CONV2D, (x, w, scale, shift) + _prologue_inputs(root), dict(root.attrs, act=shared),
+                    base)
     ctx.emit(wide)
     origin = []
     for c in group:
@@ -166,7 +178,8 @@ def _merge(match, ctx):
     begin = 0
     first = None
     for c in group:
-        s = ctx.node(Op.CHANNEL_SLICE, (wide,), {"begin": begin, "size": c.shape[-1]}, c.name)
+        s = ctx.node(Op.CHANNEL_SLICE, (wide,), {"begin": begin, "size": c.shape[-1],
+                                                 "act": "none" if shared != "none" else c.attrs["act"]}, c.name)
         ctx.emit(s)  # emitted here, right after the wide conv: the rewrite then leaves its origin alone
         ctx.program.origin[s.name] = ()  # the wide conv computes it (its FLOPs are counted there)
         begin += c.shape[-1]

@@ -136,7 +136,7 @@ FLOPS = {
     Op.REDUCE_MEAN: _reduce_mean,
     Op.RESHAPE: _zero,
     Op.CONCAT: _zero,
-    Op.CHANNEL_SLICE: _zero,
+    Op.CHANNEL_SLICE: lambda n: prod(n.shape) * parse_act(n.attrs.get("act", "none"))[0].flops,
     Op.PAD: _zero,
     Op.TILE: _zero,
     Op.ONE_HOT: _zero,

@@ -27,9 +27,10 @@ Attributes per op (all values immutable: ints, floats, strs, bools, tuples):
   UNIT_NORM         axis (non-negative), epsilon: x / sqrt(eps + sum(x^2, axis))
   RESHAPE           shape
   CONCAT            axis (non-negative), variadic inputs
-  CHANNEL_SLICE     begin, size: x[..., begin:begin + size] (the last axis). Made by the horizontal
-                    fusion pass: each branch's channels of a wide sibling-conv GEMM, which writes
-                    every slice to its own destination (the wide tensor is never stored)
+  CHANNEL_SLICE     begin, size, act: act(x[..., begin:begin + size]) (the last axis; act "none" or any
+                    activation value). Made by the horizontal fusion pass: each branch's channels of a
+                    wide sibling-conv GEMM, which writes every slice to its own destination (the wide
+                    tensor is never stored); act is the branch's own activation when siblings differ
   PAD               paddings ((before, after) per axis), value
   TILE              multiples
   ONE_HOT           depth, on_value, off_value, dtype (input: integer labels)

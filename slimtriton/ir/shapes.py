@@ -274,7 +274,7 @@ def _concat(name, inputs, attrs):
 
 
 def _channel_slice(name, inputs, attrs):
-    """x[..., begin:begin + size]: a non-empty range of the last axis."""
+    """act(x[..., begin:begin + size]): a non-empty range of the last axis."""
     _arity(name, inputs, 1)
     x = inputs[0]
     begin, size = attrs["begin"], attrs["size"]
@@ -282,6 +282,7 @@ def _channel_slice(name, inputs, attrs):
             or begin + size > x.shape[-1]:
         _fail(name, f"channel slice [{begin}:{begin}+{size}] is not a non-empty range of the last axis of "
                     f"{x.name}{list(x.shape)}")
+    parse_act(attrs.get("act", "none"), f"{name}: act")
     return x.shape[:-1] + (size,), x.dtype
 
 

@@ -84,6 +84,7 @@ def conv_gemm_kernel(
     HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, RES_STRIDED: tl.constexpr,
     HAS_PROLOGUE: tl.constexpr, PROLOGUE_ACT: tl.constexpr, DOT_PRECISION: tl.constexpr,
     SPLIT: tl.constexpr, RES_PREFETCH: tl.constexpr, NUM_OUT: tl.constexpr,
+    OUT_ACT0: tl.constexpr, OUT_ACT1: tl.constexpr, OUT_ACT2: tl.constexpr, OUT_ACT3: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     # -- grouped program ordering (L2 reuse); axis 1 is the K split -----------------------
@@ -202,7 +203,8 @@ def conv_gemm_kernel(
         epilogue_store_routed(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total,
                               out_c_offset, residual_scale, out1_ptr, out2_ptr, out3_ptr, out1_c_total,
                               out2_c_total, out3_c_total, out1_c_offset, out2_c_offset, out3_c_offset,
-                              col1, col2, col3, C_out, HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2, NUM_OUT)
+                              col1, col2, col3, C_out, HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2, NUM_OUT,
+                              OUT_ACT0, OUT_ACT1, OUT_ACT2, OUT_ACT3)
 
 
 # ---------------------------------------------------------------------------------------
@@ -225,10 +227,12 @@ def _gemm_plan(dtype: str, m: int, n: int, k_steps_of, spec_key: str, device, be
 
 def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, geometry, flags,
                    scale, shift, residual, residual_scale, in_scale, in_shift, prologue_act,
-                   precision: str, transposed: bool, residual_strides=(1, 1), routes=()) -> list[KernelLaunch]:
+                   precision: str, transposed: bool, residual_strides=(1, 1), routes=(),
+                   out_acts=()) -> list[KernelLaunch]:
     """The launches of one conv / matmul: the GEMM kernel, and with split-K the reduction.
     `routes`: destinations 1.. of a routed store, (buffer, c_total, c_offset, first column) each
-    (destination 0 is `out` for columns [0, routes[0][3]))."""
+    (destination 0 is `out` for columns [0, routes[0][3])); `out_acts`: each destination's activation
+    code (OUT_ACT0..3; the code of "none" for the others)."""
     n, h, w, cin = x.shape
     oh, ow = geometry["out_hw"]
     (sh, sw), (pt, pl), (dh, dw) = geometry["strides"], geometry["pad_before"], geometry["dilations"]
@@ -245,7 +249,8 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
     constexprs = dict(IS_1X1=is_1x1, FLAT_K=flat_k, TRANSPOSED=transposed, **flags, RES_STRIDED=res_strided,
                       HAS_PROLOGUE=in_scale is not None,
                       PROLOGUE_ACT=act_code(prologue_act, f"{what}: prologue_act"),
-                      DOT_PRECISION=dot_precision, NUM_OUT=1 + len(routes))
+                      DOT_PRECISION=dot_precision, NUM_OUT=1 + len(routes),
+                      **{f"OUT_ACT{d}": code for d, code in enumerate(_out_act_codes(out_acts, what))})
     k_total = pw.kh * pw.kw * cin
 
     def route_args(out_buf, route_bufs):
@@ -294,7 +299,8 @@ def _conv_launches(what: str, x, pw: PackedWeight, out, out_total, out_offset, g
                        *residual_strides, *route_args(out_buf, route_bufs))
         reduce = KernelLaunch(f"{what}/splitk_reduce", splitk_reduce_kernel, reduce_args,
                               {**{k: constexprs[k] for k in ("HAS_SCALE", "HAS_SHIFT", "ACT", "HAS_RESIDUAL",
-                                                             "ACT2", "RES_STRIDED", "NUM_OUT")},
+                                                             "ACT2", "RES_STRIDED", "NUM_OUT", "OUT_ACT0", "OUT_ACT1",
+                                                             "OUT_ACT2", "OUT_ACT3")},
                                **red.constexprs()},
                               (triton.cdiv(m, red.BLOCK_R), triton.cdiv(cout, red.BLOCK_C)), red.num_warps, 1,
                               kind="splitk_reduce", meta={"M": m, "N": cout, "splits": split, "dtype": dtype})
@@ -353,13 +359,21 @@ def conv2d(x, w_packed, *, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(
 MAX_DESTINATIONS = 4  # destinations of a routed store (the kernel's out, out1..out3 pointers)
 
 
+def _out_act_codes(out_acts, what) -> list:
+    """OUT_ACT0..3 of a routed store: each destination's activation code, "none" past the last."""
+    acts = list(out_acts) + ["none"] * (MAX_DESTINATIONS - len(out_acts))
+    return [act_code(a, f"{what}: acts[{d}]") for d, a in enumerate(acts)]
+
+
 def conv2d_routed(x, w_packed, *, destinations, strides=(1, 1), padding=((0, 0), (0, 0)), dilations=(1, 1),
-                  scale=None, shift=None, act="none", precision="ieee", name="conv2d_routed") -> list:
+                  scale=None, shift=None, act="none", acts=None, in_scale=None, in_shift=None, prologue_act="none",
+                  precision="ieee", name="conv2d_routed") -> list:
     """One conv whose output channels go to several destinations (sibling convs merged into one
     GEMM, fusion/horizontal.py): `destinations` is a list of (out or None, out_channel_offset,
     channels), in column order -- destination d receives the next `channels` output channels
-    of act(conv(x, w)*scale + shift) into out[..., offset:offset + channels] (a new
-    [N, OH, OW, channels] tensor when out is None). The channel counts must add up to the
+    of act(conv(x, w)*scale + shift) -- then its own activation acts[d] when `acts` is given --
+    into out[..., offset:offset + channels] (a new [N, OH, OW, channels] tensor when out is
+    None). The prologue (in_scale, in_shift, prologue_act) is conv2d's. The channel counts must add up to the
     weight's Cout, so the ranges cover [0, Cout) once. Returns the destination tensors."""
     what = name
     pw = check_packed(w_packed, "conv2d", what)
@@ -381,6 +395,10 @@ def conv2d_routed(x, w_packed, *, destinations, strides=(1, 1), padding=((0, 0),
                                                                   dilations)
     check_channel_vector(scale, f"{what}: scale", pw.cout, x.device)
     check_channel_vector(shift, f"{what}: shift", pw.cout, x.device)
+    check_prologue(what, x, in_scale, in_shift, prologue_act)
+    out_acts = ["none"] * len(dests) if acts is None else list(acts)
+    if len(out_acts) != len(dests):
+        raise KernelArgumentError(f"{what}: {len(out_acts)} acts for {len(dests)} destinations")
     lead = (x.shape[0], oh, ow)
     bufs, col = [], 0
     for d, ((out, offset, _), channels) in enumerate(zip(dests, counts)):
@@ -397,7 +415,8 @@ def conv2d_routed(x, w_packed, *, destinations, strides=(1, 1), padding=((0, 0),
     geometry = {"out_hw": (oh, ow), "strides": (sh, sw), "pad_before": (pt, pl), "dilations": (dh, dw)}
     first = bufs[0]
     _run(_conv_launches(what, x, pw, first[0], first[1], first[2], geometry, flags, scale, shift, None, 1.0,
-                        None, None, "none", precision, transposed=False, routes=[b[:4] for b in bufs[1:]]))
+                        in_scale, in_shift, prologue_act, precision, transposed=False,
+                        routes=[b[:4] for b in bufs[1:]], out_acts=out_acts))
     return [b[0] for b in bufs]
 
 

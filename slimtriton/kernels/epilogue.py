@@ -18,7 +18,8 @@ that every kernel above takes under the same names.
 
 Routed store (NUM_OUT > 1, `epilogue_store_routed`; the wide GEMM of sibling convs merged by the
 horizontal fusion pass): the channels are split into NUM_OUT consecutive ranges, destination d
-holding columns [col_d, col_{d+1}) (col_0 = 0, col_NUM_OUT = C_out) and writing column j to
+holding columns [col_d, col_{d+1}) (col_0 = 0, col_NUM_OUT = C_out) and writing column j,
+after its own activation OUT_ACT_d (on top of ACT; "none" for none), to
 out_d[m, out_d_c_offset + j - col_d] of its own [M, out_d_c_total] buffer -- a branch's
 tensor or its slice of a concat. One masked store per destination; a tile inside one range
 stores nothing through the others' masks. The wide tensor itself is never stored.
@@ -100,26 +101,33 @@ def epilogue_store_routed(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, sca
                           out1_ptr, out2_ptr, out3_ptr, out1_c_total, out2_c_total, out3_c_total,
                           out1_c_offset, out2_c_offset, out3_c_offset, col1, col2, col3, C_out,
                           HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
-                          HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, NUM_OUT: tl.constexpr):
+                          HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, NUM_OUT: tl.constexpr,
+                          OUT_ACT0: tl.constexpr, OUT_ACT1: tl.constexpr, OUT_ACT2: tl.constexpr,
+                          OUT_ACT3: tl.constexpr):
     """`epilogue_store`, or with NUM_OUT > 1 (no residual) the routed store of the module docstring:
     destination 0 is (out_ptr, out_c_total, out_c_offset) for columns [0, col1), destination d
-    (out{d}_ptr, ...) for [col_d, col_{d+1})."""
+    (out{d}_ptr, ...) for [col_d, col_{d+1}); destination d's columns get OUT_ACT{d} too."""
     if NUM_OUT == 1:
         epilogue_store(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total,
                        out_c_offset, residual_scale, HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2)
     else:
         y = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
         mask = m_mask[:, None] & n_mask[None, :]
-        _store_columns(y, offs_m, offs_n, mask, out_ptr, out_c_total, out_c_offset, 0, col1)
+        _store_columns(apply_act(y, OUT_ACT0), offs_m, offs_n, mask, out_ptr, out_c_total, out_c_offset, 0, col1)
         if NUM_OUT == 2:
-            _store_columns(y, offs_m, offs_n, mask, out1_ptr, out1_c_total, out1_c_offset, col1, C_out)
+            _store_columns(apply_act(y, OUT_ACT1), offs_m, offs_n, mask, out1_ptr, out1_c_total, out1_c_offset,
+                           col1, C_out)
         else:
-            _store_columns(y, offs_m, offs_n, mask, out1_ptr, out1_c_total, out1_c_offset, col1, col2)
+            _store_columns(apply_act(y, OUT_ACT1), offs_m, offs_n, mask, out1_ptr, out1_c_total, out1_c_offset,
+                           col1, col2)
             if NUM_OUT == 3:
-                _store_columns(y, offs_m, offs_n, mask, out2_ptr, out2_c_total, out2_c_offset, col2, C_out)
+                _store_columns(apply_act(y, OUT_ACT2), offs_m, offs_n, mask, out2_ptr, out2_c_total, out2_c_offset,
+                               col2, C_out)
             else:
-                _store_columns(y, offs_m, offs_n, mask, out2_ptr, out2_c_total, out2_c_offset, col2, col3)
-                _store_columns(y, offs_m, offs_n, mask, out3_ptr, out3_c_total, out3_c_offset, col3, C_out)
+                _store_columns(apply_act(y, OUT_ACT2), offs_m, offs_n, mask, out2_ptr, out2_c_total, out2_c_offset,
+                               col2, col3)
+                _store_columns(apply_act(y, OUT_ACT3), offs_m, offs_n, mask, out3_ptr, out3_c_total, out3_c_offset,
+                               col3, C_out)
 
 
 @triton.jit
@@ -131,6 +139,7 @@ def splitk_reduce_kernel(
     out1_c_offset, out2_c_offset, out3_c_offset, col1, col2, col3,
     HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, ACT: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, ACT2: tl.constexpr, RES_STRIDED: tl.constexpr, NUM_OUT: tl.constexpr,
+    OUT_ACT0: tl.constexpr, OUT_ACT1: tl.constexpr, OUT_ACT2: tl.constexpr, OUT_ACT3: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """out = epilogue(sum over s = 0..SPLITS-1, in order, of partial[s, m, j])."""
@@ -150,7 +159,8 @@ def splitk_reduce_kernel(
     epilogue_store_routed(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, scale_ptr, shift_ptr, out_c_total,
                           out_c_offset, residual_scale, out1_ptr, out2_ptr, out3_ptr, out1_c_total, out2_c_total,
                           out3_c_total, out1_c_offset, out2_c_offset, out3_c_offset, col1, col2, col3, C_out,
-                          HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2, NUM_OUT)
+                          HAS_SCALE, HAS_SHIFT, ACT, HAS_RESIDUAL, ACT2, NUM_OUT, OUT_ACT0, OUT_ACT1, OUT_ACT2,
+                          OUT_ACT3)
 
 
 # ---------------------------------------------------------------------------------------

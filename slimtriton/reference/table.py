@@ -59,6 +59,12 @@ def _one_hot(node, inputs):
     return as_value(np.where(hot, a["on_value"], a["off_value"]), a["dtype"])
 
 
+def _channel_slice(node, inputs):
+    b, act = node.attrs["begin"], node.attrs.get("act", "none")
+    y = np.ascontiguousarray(inputs[0][..., b:b + node.attrs["size"]])
+    return y if act == "none" else ref.activation(y, act)
+
+
 def _pad(node, inputs):
     (x,) = inputs
     return np.pad(x, node.attrs["paddings"], mode="constant", constant_values=node.attrs["value"])
@@ -157,7 +163,7 @@ REFERENCE = {
     Op.REDUCE_MEAN: lambda n, i: ref.reduce_mean(i[0], n.attrs["axes"], n.attrs["keepdims"]),
     Op.RESHAPE: lambda n, i: np.reshape(i[0], n.attrs["shape"]),
     Op.CONCAT: lambda n, i: np.concatenate(i, axis=n.attrs["axis"]),
-    Op.CHANNEL_SLICE: lambda n, i: np.ascontiguousarray(i[0][..., n.attrs["begin"]:n.attrs["begin"] + n.attrs["size"]]),
+    Op.CHANNEL_SLICE: _channel_slice,
     Op.PAD: _pad,
     Op.TILE: lambda n, i: np.tile(i[0], n.attrs["multiples"]),
     Op.ONE_HOT: _one_hot,

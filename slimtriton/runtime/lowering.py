@@ -129,8 +129,8 @@ def _lower_channel_slice(node: Node) -> Step:
     of its wide conv (fusion/horizontal.py), which writes it; a CHANNEL_SLICE of anything else is
     refused there (NotImplementedError naming it)."""
     x = node.inputs[0]
-    return Step(SLICE, (Output.of(node),), (x,), {"begin": node.attrs["begin"], "size": node.attrs["size"]},
-                inputs=(x,))
+    return Step(SLICE, (Output.of(node),), (x,), {"begin": node.attrs["begin"], "size": node.attrs["size"],
+                                                  "act": node.attrs.get("act", "none")}, inputs=(x,))
 
 
 def _conv_geometry(a):

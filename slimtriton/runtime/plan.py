@@ -125,8 +125,12 @@ def route_channel_slices(plan: Plan) -> Plan:
 
 
 def _routed_step(conv: Step, slices, dtype: str) -> Step:
-    """kernels.conv2d_routed of the conv step `conv`, writing `slices` (no residual: IR pass 8 merges none)."""
+    """kernels.conv2d_routed of the conv step `conv`, writing `slices`, each with its own activation (the
+    slice's `act`) after the conv's (no residual: IR pass 8 merges none)."""
     kwargs = {k: v for k, v in conv.kwargs.items() if k not in ("act2", "residual_scale")}
+    acts = tuple(s.attrs.get("act", "none") for s in slices)
+    if any(a != "none" for a in acts):  # siblings with different activations: each range its own
+        kwargs["acts"] = acts
     step = Step("conv2d_routed", tuple(Output.of(s) for s in slices), conv.args, kwargs, takes_out=True,
                 takes_precision=conv.takes_precision, inputs=conv.inputs, read_shapes=conv.read_shapes,
                 prep=dict(conv.prep), index=conv.index, fused_ops=conv.fused_ops, flops=conv.flops,

@@ -25,8 +25,8 @@ def compute_nodes(program):
 
 
 def sibling_graph():
-    """x feeds three 1x1 conv+BN+ReLU (one group), a 1x1 conv+BN without ReLU (another activation)
-    and a 3x3 conv+ReLU (another kernel size)."""
+    """x feeds three 1x1 conv+BN+ReLU and a 1x1 conv+BN without ReLU (one group: activations may
+    differ) and a 3x3 conv+ReLU (another kernel size)."""
     b = Builder()
     x = b.placeholder((2, 5, 6, 8))
     outs = [b.relu(b.bn(b.conv(x, c, k=1, padding=VALID, scope=f"B{i}"), f"B{i}/BatchNorm"), f"B{i}/Relu")
@@ -43,19 +43,30 @@ def test_siblings_become_one_wide_conv_and_slices():
     after = run_passes(Program.from_graph(b.g.nodes, outs))
     nodes = compute_nodes(after)
     (wide,) = [n for n in nodes if n.op is Op.FUSED_CONV2D and n.name.endswith("siblings_1x1")]
-    assert wide.shape == (2, 5, 6, 16) and wide.attrs["act"] == "relu" and wide.inputs[0].name == "x"
+    assert wide.shape == (2, 5, 6, 22) and wide.inputs[0].name == "x"
+    assert wide.attrs["act"] == "none"  # the activations differ: each slice applies its own
     slices = [n for n in nodes if n.op is Op.CHANNEL_SLICE]
-    assert [(s.name, s.attrs["begin"], s.attrs["size"]) for s in slices] == [
-        ("B0/Relu", 0, 4), ("B1/Relu", 4, 7), ("B2/Relu", 11, 5)]
+    assert [(s.name, s.attrs["begin"], s.attrs["size"], s.attrs["act"]) for s in slices] == [
+        ("B0/Relu", 0, 4, "relu"), ("B1/Relu", 4, 7, "relu"), ("B2/Relu", 11, 5, "relu"),
+        ("lin/BatchNorm/FusedBatchNorm", 16, 6, "none")]
     assert all(s.inputs[0] is wide for s in slices)
-    # the declined siblings keep their own convs; the wide conv carries the three branches' FLOPs
-    assert {n.name for n in nodes if n.op is Op.FUSED_CONV2D} == {wide.name, "lin/BatchNorm/FusedBatchNorm",
-                                                                    "c3/Relu"}
-    assert set(after.origin_of(wide)) >= {"B0/Conv2D", "B1/Relu", "B2/BatchNorm/FusedBatchNorm"}
+    # the 3x3 sibling keeps its own conv; the wide conv carries the four branches' FLOPs
+    assert {n.name for n in nodes if n.op is Op.FUSED_CONV2D} == {wide.name, "c3/Relu"}
+    assert set(after.origin_of(wide)) >= {"B0/Conv2D", "B1/Relu", "B2/BatchNorm/FusedBatchNorm", "lin/Conv2D"}
     assert after.origin_of(slices[0]) == ()
     got = reference_of_program(after, feeds, b.weights)
     for g_, w_ in zip(got, want):
         assert_close(g_, w_, "float64", tol=1e-12)
+
+
+def test_a_shared_activation_stays_on_the_wide_conv():
+    b = Builder()
+    x = b.placeholder((1, 4, 4, 6))
+    outs = [b.relu(b.conv(x, 3 + i, k=1, padding=VALID, scope=f"B{i}"), f"B{i}/Relu") for i in range(2)]
+    after = run_passes(Program.from_graph(b.g.nodes, outs))
+    (wide,) = [n for n in after.nodes if n.op is Op.FUSED_CONV2D]
+    assert wide.attrs["act"] == "relu"
+    assert [n.attrs["act"] for n in after.nodes if n.op is Op.CHANNEL_SLICE] == ["none", "none"]
 
 
 def test_fusion_log_names_each_group_and_why_a_sibling_stayed_out():
@@ -63,14 +74,15 @@ def test_fusion_log_names_each_group_and_why_a_sibling_stayed_out():
     log = run_passes(Program.from_graph(b.g.nodes, outs)).fusion_log
     mine = [r for r in log if r.pass_name == "horizontal"]
     fused = {r.node: r.why for r in mine if r.fused}
-    assert set(fused) == {"B0/Relu", "B1/Relu", "B2/Relu"}
-    assert "channels [4:11] of x/siblings_1x1 (3 siblings: B0/Relu, B1/Relu, B2/Relu)" in fused["B1/Relu"]
+    assert set(fused) == {"B0/Relu", "B1/Relu", "B2/Relu", "lin/BatchNorm/FusedBatchNorm"}
+    assert ("channels [4:11] of x/siblings_1x1 (4 siblings: B0/Relu, B1/Relu, B2/Relu, "
+            "lin/BatchNorm/FusedBatchNorm)") in fused["B1/Relu"]
     declined = {r.node: r.why for r in mine if not r.fused}
-    assert set(declined) == {"lin/BatchNorm/FusedBatchNorm", "c3/Relu"}
-    assert "x/siblings_1x1: activation 'none' vs 'relu'" in declined["lin/BatchNorm/FusedBatchNorm"]
-    assert "kernel (3, 3) vs (1, 1)" in declined["c3/Relu"]
+    assert set(declined) == {"c3/Relu"}
+    assert "x/siblings_1x1: kernel (3, 3) vs (1, 1), padding ((1, 1), (1, 1)) vs ((0, 0), (0, 0))" \
+        in declined["c3/Relu"]
     text = format_fusion_log(log)
-    assert "horizontal: fused sibling_convs_one_gemm x3; declined 2" in text
+    assert "horizontal: fused sibling_convs_one_gemm x4; declined 1" in text
 
 
 def test_at_most_four_siblings_per_gemm():
@@ -87,7 +99,7 @@ def test_at_most_four_siblings_per_gemm():
         assert_close(g_, w_, "float64", tol=1e-12)
 
 
-def test_prologue_residual_and_lone_convs_do_not_merge():
+def test_residual_and_lone_convs_do_not_merge():
     b = Builder()
     x = b.placeholder((1, 4, 4, 6))
     y = b.conv(x, 6, k=1, padding=VALID, scope="a")
@@ -200,3 +212,50 @@ def test_a_member_whose_folding_loses_precision_keeps_its_scale():
     assert key == "stem/Relu/siblings_1x1:Branch_1/Conv2d_0a_1x1/BatchNorm/FusedBatchNormV3"
     assert [k.kernel for k in model.kernels].count("conv2d_routed") == 1
     assert_close(model(images), want, "float16")
+
+
+def test_saved_engine_keeps_the_routed_step(tmp_path):
+    """The saved engine's plan record holds the multi-output step; loading rebuilds and checks it."""
+    g, out = inception_block()
+    weights = st.init_weights(g, seed=0)
+    model = st.compile(g, out, weights, dtype="float32")
+    x = [n for n in g.nodes if n.op is Op.PLACEHOLDER][0]
+    images = np.random.default_rng(3).standard_normal(x.shape).astype(np.float32)
+    expected = model(images)
+    path = model.save(tmp_path / "block.engine")
+    loaded = st.load_compiled(path, device="cpu")
+    (routed,) = [k for k in loaded.kernels if k.kernel == "conv2d_routed"]
+    assert len(routed.step.outputs) == 3
+    np.testing.assert_array_equal(loaded(images), expected)
+
+
+def resnet_unit(version=1, batch=2, hw=6):
+    """The first unit of a ResNet block: the 1x1 projection shortcut (no activation) and conv1
+    (BN + ReLU) read the same tensor -- v1: the block input; v2: its pre-activation BN + ReLU,
+    which both convs apply as their prologue."""
+    with st.Graph() as g:
+        x = st.placeholder([batch, hw, hw, 3], name="images")
+        with slim.arg_scope([slim.conv2d], activation_fn=tf.nn.relu, **BN):
+            net = slim.conv2d(x, 8, [3, 3], scope="stem")
+            if version == 2:
+                net = slim.batch_norm(net, activation_fn=tf.nn.relu, scope="preact", is_training=False)
+                shortcut = slim.conv2d(net, 16, [1, 1], activation_fn=None, normalizer_fn=None, scope="shortcut")
+            else:
+                shortcut = slim.conv2d(net, 16, [1, 1], activation_fn=None, scope="shortcut")
+            r = slim.conv2d(net, 4, [1, 1], scope="conv1")
+            r = slim.conv2d(r, 4, [3, 3], scope="conv2")
+            r = slim.conv2d(r, 16, [1, 1], activation_fn=None, scope="conv3")
+            out = tf.nn.relu(shortcut + r)
+    return g, out
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_resnet_shortcut_and_conv1_share_one_gemm(version, dtype):
+    g, out = resnet_unit(version)
+    model = check_numerics(g, out, dtype=dtype)
+    (routed,) = [s for s in model.plan.steps if s.kernel == "conv2d_routed"]
+    assert [o.node.name.split("/")[0] for o in routed.outputs] == ["shortcut", "conv1"]
+    assert routed.kwargs["act"] == "none" and routed.kwargs["acts"] == ("none", "relu")
+    assert (routed.kwargs.get("in_scale") is not None) == (version == 2)  # v2: the shared prologue
+    assert len(model.kernels) == 4  # stem, shortcut+conv1, conv2, conv3 (+ residual, relu)

@@ -40,6 +40,10 @@ def routed_cases(draw):
         "slices": draw(st.lists(st.sampled_from([None, (0, 0), (5, 0), (2, 7)]), min_size=n_dest,
                                 max_size=n_dest)),
         "dtype": draw(st.sampled_from(DTYPES)), "act": draw(st.sampled_from(ACTS)),
+        # per destination: its own activation after `act` (None: no acts argument)
+        "acts": draw(st.one_of(st.none(), st.lists(st.sampled_from(ACTS + [("leaky_relu", 0.2)]),
+                                                    min_size=n_dest, max_size=n_dest))),
+        "prologue": draw(st.sampled_from([None, "relu", "none"])),
         "scale": draw(st.booleans()), "shift": draw(st.booleans()),
         "nonfinite": draw(nonfinite_cells()),
     }
@@ -55,6 +59,14 @@ def run_routed_case(c, rng) -> bool:
     x = rounded(plant(rng.standard_normal((c["n"], c["h"], c["w"], c["cin"])), c["nonfinite"]), dtype)
     w = rounded(rng.standard_normal((c["kh"], c["kw"], c["cin"], cout)) / np.sqrt(c["kh"] * c["kw"] * c["cin"]),
                 dtype)
+    kwargs = {}
+    x_ref = x
+    if c.get("prologue") is not None:
+        in_scale, in_shift = rng.uniform(0.5, 1.5, c["cin"]), rng.standard_normal(c["cin"])
+        kwargs.update(in_scale=vec(in_scale), in_shift=vec(in_shift), prologue_act=c["prologue"])
+        x_ref = R.prologue(x, rounded(in_scale, "float32"), rounded(in_shift, "float32"), c["prologue"])
+    if c.get("acts") is not None:
+        kwargs["acts"] = c["acts"]
     scale = rng.uniform(0.5, 1.5, cout) if c["scale"] else None
     shift = rng.standard_normal(cout) if c["shift"] else None
     lead = (c["n"], oh, ow)
@@ -68,13 +80,13 @@ def run_routed_case(c, rng) -> bool:
     got = K.conv2d_routed(dev(x, dtype), K.prepack_conv2d(dev(w, dtype)), destinations=dests,
                           strides=c["strides"], padding=c["padding"],
                           scale=None if scale is None else vec(scale), shift=None if shift is None else vec(shift),
-                          act=c["act"])
-    acc = R.conv2d(x, w, c["strides"], c["padding"], (1, 1))
+                          act=c["act"], **kwargs)
+    acc = R.conv2d(x_ref, w, c["strides"], c["padding"], (1, 1))
     s = np.ones(cout) if scale is None else rounded(scale, "float32")
     b = np.zeros(cout) if shift is None else rounded(shift, "float32")
     expected = R.epilogue(acc, s, b, c["act"], None, 1.0, "none")
     col = 0
-    for (buf, offset, ch), out in zip(dests, got):
+    for d, ((buf, offset, ch), out) in enumerate(zip(dests, got)):
         if buf is not None:
             assert out is buf
             o = out.detach().float().cpu().numpy()
@@ -82,7 +94,10 @@ def run_routed_case(c, rng) -> bool:
             assert np.all(rest == SENTINEL), "channels outside a destination's slice were modified"
             out = out[..., offset:offset + ch]
         assert tuple(out.shape) == (*lead, ch)
-        assert_close_nonfinite(out, expected[..., col:col + ch], dtype, what=f"destination at column {col} of {c}")
+        want = expected[..., col:col + ch]
+        if c.get("acts") is not None:
+            want = R.activation(want, c["acts"][d])
+        assert_close_nonfinite(out, want, dtype, what=f"destination {d} (columns {col}..) of {c}")
         col += ch
     return True
 
