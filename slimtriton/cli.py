@@ -70,9 +70,9 @@ def exit_status(exc: BaseException) -> int | None:
 
 
 def _version() -> str:
-    try:  # lazy: torch and triton take seconds to import; only --version shows theirs
-        import torch
-        import triton
+    try:  # torch and triton take seconds to import; only --version shows theirs
+        import torch  # lazy: torch, seconds to import
+        import triton  # lazy: triton, seconds to import
         return f"slimtriton {__version__} (triton {triton.__version__}, torch {torch.__version__})"
     except ImportError:
         return f"slimtriton {__version__}"

@@ -58,10 +58,19 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 
+from . import __version__
+from .fusion.program import Program
+from .ir import ops
 from .ir.node import Node
 from .ir.ops import Op
+from .ir.shapes import infer
 from .runtime.plan import build_plan, plan_to_json
+
+# Imports marked `# lazy` stay inside their functions: torch, safetensors.torch and the kernel
+# and runtime modules that import torch and triton load only when an engine is saved or
+# loaded, as compiler.py imports this module and `plan`/`report` work without them.
 
 FORMAT = "slimtriton-engine/1"
 MANIFEST = "manifest.json"
@@ -99,7 +108,6 @@ def _decode(value):
         if "$float" in value:
             return float(value["$float"])
         if "$enum" in value:
-            from .ir import ops
             return getattr(getattr(ops, value["$enum"]), value["name"])
         raise ValueError(f"unknown encoded value {value!r}")
     return value
@@ -128,8 +136,6 @@ def program_to_json(program) -> dict:
 
 def program_from_json(data: dict):
     """The Program of `program_to_json`, every node re-checked by its shape rule and the verifier."""
-    from .fusion.program import Program
-    from .ir.shapes import infer
     by_name: dict[str, Node] = {}
     nodes = []
     for d in data["nodes"]:
@@ -188,7 +194,7 @@ def _sha256_file(path: Path) -> str:
 
 
 def _sha256_tensor(t) -> str:
-    import torch
+    import torch  # lazy: torch
     data = t.detach().cpu().contiguous()
     if data.dtype == torch.bfloat16:
         data = data.view(torch.int16)
@@ -196,10 +202,8 @@ def _sha256_tensor(t) -> str:
 
 
 def _versions() -> dict:
-    import torch
-    import triton
-
-    from . import __version__
+    import torch  # lazy: torch
+    import triton  # lazy: triton
     return {"slimtriton": __version__, "triton": triton.__version__, "torch": torch.__version__}
 
 
@@ -211,10 +215,10 @@ def save(model, path, archs=(), overwrite: bool = False, meta: dict | None = Non
     archs: compute capabilities (e.g. (80, 90)) to compile every kernel specialization for ahead
     of time, on this machine (no GPU needed). meta: JSON-able facts kept in the manifest (the
     `slimtriton compile` command records the net's name and which output it planned)."""
-    import torch
-    from safetensors.torch import save_file
+    import torch  # lazy: torch
+    from safetensors.torch import save_file  # lazy: imports torch
 
-    from .kernels.conv import PackedWeight
+    from .kernels.conv import PackedWeight  # lazy: kernels import torch and triton
 
     if model.analysis_only:
         raise ValueError("this model was compiled without weights (analysis only): there is nothing to save; "
@@ -301,16 +305,16 @@ def _bucket_launches(model) -> list[tuple]:
     """[(batch bucket or None, KernelLaunch)] of every plan of `model`, recorded on meta tensors."""
     if not model.plans:
         return [(None, launch) for step in model.launches() for launch in step]
-    from .runtime.launches import record_plan_launches
+    from .runtime.launches import record_plan_launches  # lazy: imports torch and the kernels
     return [(b, launch) for b, p in model.plans.items()
             for step in record_plan_launches(p, model.precision) for launch in step]
 
 
 def _tile_entries() -> dict:
     """The autotune cache's entries for this Triton version (GPU tile winners)."""
-    import triton
+    import triton  # lazy: triton
 
-    from .kernels import config
+    from .kernels import config  # lazy: kernels import torch and triton
     tag = f"|triton-{triton.__version__}|"
     return {k: v for k, v in config._load_cache().items() if tag in k}
 
@@ -320,7 +324,7 @@ def _compile_ahead_of_time(launches, cache_dir: Path, arch: int) -> list[dict]:
     KernelLaunch)]) for sm_`arch` into a Triton cache directory (a subprocess with the
     interpreter off, as the audit does); one entry per specialization, with the batch buckets
     that launch it for a dynamic-batch model."""
-    from .kernels import audit
+    from .kernels import audit  # lazy: kernels import torch and triton
 
     specs, names, batches, index = [], [], [], {}
     for bucket, launch in launches:
@@ -474,11 +478,10 @@ def _load_bucket_plans(path: Path, manifest: dict) -> tuple[dict, list]:
 def load(path, device) -> LoadedEngine:
     """The plan(s), output spec, prepared parameters (on `device`, a torch.device) and precision
     of the engine at `path`; `slimtriton.compiler.load_compiled` makes the model of them."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: imports torch
 
-    from .kernels import config
-    from .kernels.conv import PackedWeight
+    from .kernels import config  # lazy: kernels import torch and triton
+    from .kernels.conv import PackedWeight  # lazy: kernels import torch and triton
 
     path = Path(path)
     manifest = read_manifest(path)
@@ -524,7 +527,7 @@ def load(path, device) -> LoadedEngine:
 
 def _install_aot_kernels(path: Path, manifest: dict, device) -> None:
     """Copy the engine's sm_XX Triton cache entries for this GPU into Triton's cache directory."""
-    import torch
+    import torch  # lazy: torch
     major, minor = torch.cuda.get_device_capability(device)
     arch = major * 10 + minor
     source = path / "aot" / f"sm_{arch}"

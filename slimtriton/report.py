@@ -20,8 +20,12 @@ those of the recorded ops it computes.
 from __future__ import annotations
 
 import json
+import sys
 from collections import OrderedDict
 
+from .fusion import prologue as prologue_pass
+from .fusion.common import FUSED_OPS, PROLOGUE_OPS
+from .fusion.mean_gemm import is_global_mean
 from .ir.cost import flops, fused_flops, kernel_bytes, node_flops, tensor_bytes  # noqa: F401 - the byte model lives in ir/cost.py
 from .ir.ops import POINTWISE_OPS, SOURCE_OPS, VIEW_OPS, Op
 
@@ -213,7 +217,7 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
     `launches`: per plan step, its `KernelLaunch`es (default: recorded on meta tensors here)."""
     summary = plan_summary(plan)
     if launches is None:
-        from .runtime.launches import record_plan_launches
+        from .runtime.launches import record_plan_launches  # lazy: torch, kernels (only when launches not given)
         launches = record_plan_launches(plan)
     program = plan.baseline if plan.baseline is not None else plan.program
     recorded = getattr(program, "recorded", None) and program
@@ -272,7 +276,6 @@ def fusion_report(plan, json_path=None, max_ops_shown: int = 6, launches=None) -
     if json_path is not None:
         document = {**summary, "outputs": [o.name for o in plan.outputs], "steps": steps_json}
         if str(json_path) == "-":
-            import sys
             json.dump(document, sys.stdout, indent=1)
             sys.stdout.write("\n")
         else:
@@ -297,9 +300,6 @@ def second_output_bytes(program, dtype: str) -> dict:
     kernel) against a second output of x's producer (e written by the producer's epilogue
     too; consumers read e). Costs count only what differs: e's kernel, the extra
     write, the consumers' reads of x or e and of the vectors. Returns per-node rows and totals."""
-    from .fusion import prologue as prologue_pass
-    from .fusion.common import FUSED_OPS, PROLOGUE_OPS
-    from .fusion.mean_gemm import is_global_mean
     consumers = program.consumers()
     rows = []
     for e in program.nodes:

@@ -47,7 +47,7 @@ def _used_names(source: str) -> list[str]:
 
 def _constant_literal(value) -> str | None:
     """Python source for a plain constant (tl.constexpr wrapped), else None."""
-    import triton.language as tl
+    import triton.language as tl  # lazy: triton after slimtriton.kernels has set TRITON_INTERPRET (kernels/__init__.py)
     if isinstance(value, tl.constexpr):
         inner = _constant_literal(value.value)
         return None if inner is None else f"tl.constexpr({inner})"

@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles, and no module imports a layer above its own.
+"""The package's import graph: no cycles, no module imports a layer above its own, and every
+import inside a function says why it must stay lazy (`# lazy: <why>`).
 
 Every module under slimtriton/ is parsed (ast, nothing is imported); every `import` and
 `from ... import` naming a slimtriton module -- at module level or inside a function -- is
@@ -165,6 +166,41 @@ def test_the_ir_imports_nothing_from_fusion_runtime_or_kernels():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT.parent, env={"PYTHONPATH": str(ROOT.parent), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, f"import slimtriton.ir imported {done.stdout.strip()} {done.stderr[-500:]}"
+
+
+def unexplained_function_level_imports(source: str, filename: str = "<source>") -> list[str]:
+    """`filename:line: statement` for every import inside a function body without a `# lazy: <why>`
+    comment on its line or on a comment line right above it."""
+    lines = source.splitlines()
+    found = set()
+    for fn in ast.walk(ast.parse(source, filename)):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                line = lines[node.lineno - 1]
+                above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+                if "# lazy:" not in line and not above.startswith("# lazy:"):
+                    found.add((node.lineno, line.strip()))  # a nested function's imports are met twice
+    return [f"{filename}:{n}: {text}" for n, text in sorted(found)]
+
+
+def test_every_function_level_import_says_why_it_is_lazy():
+    """Imports belong at the top of the module; one that must stay inside its function (torch or
+    triton kept off a torch-free path, an optional extra, a command's own dependencies) says
+    why with `# lazy: <why>`. An import cycle is not a reason: restructure instead."""
+    found = [hit for path in sorted(MODULES.values())
+             for hit in unexplained_function_level_imports(path.read_text(), str(path.relative_to(ROOT.parent)))]
+    assert not found, "function-level imports without a `# lazy: <why>` comment:\n" + "\n".join(found)
+
+
+def test_the_lazy_import_checker_flags_an_unexplained_import():
+    source = ("import os\n"
+              "def f():\n    import json\n"
+              "def g():\n    import torch  # lazy: torch\n"
+              "def h():\n    # lazy: optional extra onnx\n    import onnx\n"
+              "class C:\n    def m(self):\n        from . import x\n")
+    assert unexplained_function_level_imports(source) == ["<source>:3: import json", "<source>:11: from . import x"]
 
 
 def test_the_checker_finds_a_cycle_and_resolves_relative_imports():

@@ -5,7 +5,7 @@ A TFRecord file is a sequence of records, each framed as
     uint64 length | uint32 masked_crc32c(length bytes) | data[length] | uint32 masked_crc32c(data)
 
 (little endian; mask(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8 mod 2**32, the same mask
-as TensorFlow checkpoints, so the crc helpers of `slimtriton.weights.tf_checkpoint` are reused).
+as TensorFlow checkpoints, so the crc helpers of `slimtriton.weights.tf_table` are reused).
 A record whose length or data fails its crc, or that runs past the end of the file, is a
 `DamagedRecordError` naming the shard and the byte offset where the record starts. With
 `skip_bad=True` the reader counts a damaged record and moves on when it can: a bad data crc

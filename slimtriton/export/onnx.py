@@ -53,11 +53,14 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .. import __version__
 from ..executor import needed_nodes
 from ..extras import require
 from ..fusion.folding import batch_norm_affine, fold_batch_norm
 from ..ir.node import Node, Tensor
 from ..ir.ops import Op, lookup
+from ..session import used_variables
+from ..weights import check_weights
 
 OPSET = 17
 IR_VERSION = 8  # the ONNX IR version of opset 17 (onnx 1.12): older runtimes load the file too
@@ -726,8 +729,6 @@ def _output_nodes(outputs, graph) -> list[tuple[str, Node]]:
 def _check_weights(graph, order: list[Node], weights: Mapping[str, Any]) -> None:
     """One error listing every variable the outputs read that is missing or mis-shaped (extra
     names, as a checkpoint's global_step or optimizer slots, are ignored)."""
-    from ..session import used_variables
-    from ..weights import check_weights
     used = used_variables(graph, order)
     check_weights(used, {k: weights[k] for k in used if k in weights})
 
@@ -823,5 +824,4 @@ def _graph_name(pairs) -> str:
 
 
 def _version() -> str:
-    from .. import __version__
     return __version__

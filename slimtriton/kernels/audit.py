@@ -42,6 +42,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from .common import DTYPE_NAMES, TORCH_COMPUTE_DTYPES
+from .conv import conv2d
+from .launch import record_launches
+
 SIXTEEN_BIT = ("float16", "bfloat16")
 SUPPORTED_ARCHS = (80, 86, 89, 90)
 
@@ -107,7 +116,6 @@ class AuditRow:
 def _launch_dtype(launch) -> str:
     if "dtype" in launch.meta:
         return launch.meta["dtype"]
-    from .common import DTYPE_NAMES
     for a in launch.args:
         if hasattr(a, "dtype") and a.dtype in DTYPE_NAMES:
             return DTYPE_NAMES[a.dtype]
@@ -215,7 +223,6 @@ def _compile_in_subprocess(specs: list[dict], jobs: int | None = None) -> list[d
 # Worker side (interpreter off).
 
 def _tool(name: str) -> str:
-    import triton
     return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
 
 
@@ -327,10 +334,6 @@ def analyze_sass_loops(sass: str) -> dict:
 
 
 def compile_spec(spec: dict) -> dict:
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     fn = getattr(importlib.import_module(spec["module"]), spec["fn"])
     attrs = {tuple(k): v for k, v in spec["attrs"]}
     src = ASTSource(fn, spec["signature"], spec["constexprs"], attrs)
@@ -488,12 +491,6 @@ def resnet_v1_50_conv_shapes(image_size: int = 224, batch: int = 1) -> list[Conv
 def conv_launches(shapes, dtype: str = "float16") -> list:
     """Record (without running) the conv2d launches of `shapes` with GPU tile choices, each
     with a folded-BN epilogue (scale, shift, relu; residual + relu for `residual` layers)."""
-    import torch
-
-    from . import conv2d
-    from .common import TORCH_COMPUTE_DTYPES
-    from .launch import record_launches
-
     meta = {"dtype": TORCH_COMPUTE_DTYPES[dtype], "device": "meta"}
     with record_launches(execute=False) as launches:
         for sh in shapes:

@@ -7,6 +7,7 @@ import triton.language as tl
 
 from ..ir.node import COMPUTE_DTYPES
 from ..ir.ops import Act, parse_act
+from . import config as cfg
 from .launch import alloc
 
 # The activation constexpr of the kernels (`ACT`, `ACT2`, `PROLOGUE_ACT`, compared at compile
@@ -285,8 +286,6 @@ def filled_tile_2d(rows: int, cols: int, device=None, *, gpu_elems: int = 2048, 
     Rows are halved first (down to 4), then channels (down to `min_cols`: 16 channels are one
     32-byte sector in 16-bit), then rows again (down to 1); warps follow the tile size
     (one warp per 512 elements, 1..4)."""
-    from . import config as cfg
-
     tile = cfg.tile_2d(rows, cols, gpu_elems=gpu_elems, max_cols=max_cols)
     if not cfg.gpu_tiles_active():
         return tile

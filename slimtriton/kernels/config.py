@@ -24,12 +24,21 @@ then, uncached).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import tempfile
 import threading
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+from triton.testing import do_bench
 
 
 def interpreting() -> bool:
@@ -155,10 +164,9 @@ SPLIT_TRAFFIC_RATIO = 8.0
 def sm_count(device=None) -> int:
     """Streaming multiprocessors of the CUDA device (132 without one)."""
     try:
-        import torch
         if torch.cuda.is_available() and (device is None or getattr(device, "type", device) == "cuda"):
             return int(torch.cuda.get_device_properties(device).multi_processor_count)
-    except (ImportError, RuntimeError, AssertionError):
+    except (RuntimeError, AssertionError):
         pass
     return SM_COUNT_DEFAULT
 
@@ -261,7 +269,6 @@ def interpreter_gemm_config(m: int, n: int, k: int) -> TileConfig:
 
 
 def gpu_name(device=None) -> str:
-    import torch
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(device)
     return "cpu"
@@ -303,7 +310,7 @@ def _load_cache() -> dict[str, dict]:
 def _file_lock(path: Path):
     """An exclusive advisory lock between processes (no-op where `fcntl` is missing)."""
     try:
-        import fcntl
+        import fcntl  # lazy: POSIX only; its ImportError is handled here
     except ImportError:  # not POSIX: os.replace still keeps the file whole
         yield
         return
@@ -317,8 +324,6 @@ def _file_lock(path: Path):
 
 def _store_cache(key: str, config: TileConfig, timings_ms: dict) -> None:
     """Record a winner in memory and merge it into the on-disk cache (see the module docstring)."""
-    import tempfile
-    import warnings
     path = cache_path()
     entry = {"config": asdict(config), "timings_ms": timings_ms}
     with _CACHE_LOCK:
@@ -360,7 +365,6 @@ def cached_config(key: str, candidates: Sequence[TileConfig] | None = None) -> T
 
 
 def autotune_key(kernel: str, signature: str, shapes, device=None) -> str:
-    import triton
     return f"{gpu_name(device)}|triton-{triton.__version__}|{kernel}|{signature}|{shapes}"
 
 
@@ -370,7 +374,6 @@ def autotune_enabled() -> bool:
 
 def _capturing() -> bool:
     """True while the current CUDA stream records a CUDA graph (nothing can be timed then)."""
-    import torch
     return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
 
@@ -378,7 +381,6 @@ def time_ms(fn: Callable[[], object]) -> float:
     """Median time of `fn()` in ms on the current CUDA stream: `triton.testing.do_bench`
     (CUDA events, the L2 cache flushed before each run; the first call, which compiles,
     is outside the timed runs)."""
-    from triton.testing import do_bench
     return float(do_bench(fn, warmup=5, rep=20, return_mode="median"))
 
 
@@ -462,17 +464,12 @@ def _speed_up_interpreter() -> None:
       GPU build checks nothing unless in debug mode, and the interpreter cannot hold
       tensors big enough to overflow the int32 offsets anyway.
     """
-    import dataclasses
-
-    import numpy as np
-    import triton.language as tl
-    from triton.runtime import interpreter
+    from triton.runtime import interpreter  # lazy: Triton's interpreter module, loaded only when interpreting
 
     builder_cls = getattr(interpreter, "InterpreterBuilder", None)
     if builder_cls is None or not all(hasattr(builder_cls, a) for a in ("create_dot", "cast_impl")):
         # Another Triton than the one pinned by `make setup` (3.9.0): say so rather than fail
         # at import; interpreted bf16 then computes wrongly (the bf16 kernel tests will show it).
-        import warnings
         warnings.warn("slimtriton: this Triton's interpreter has no InterpreterBuilder.create_dot/cast_impl "
                       "to patch; interpreted bfloat16 dots and casts keep Triton's own (wrong) behaviour")
         return

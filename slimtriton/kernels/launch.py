@@ -13,11 +13,15 @@ enumerate the launches of a model without a GPU.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from triton.backends.compiler import BaseBackend
+
+from .config import gpu_tiles
 
 _RECORDERS: list[tuple[list, bool]] = []
 _POISON = [os.environ.get("SLIMTRITON_POISON", "0") not in ("", "0", "false", "False")]
@@ -46,8 +50,6 @@ def record_launches(execute: bool = True):
     `execute=False` the launches are recorded but not run (for meta tensors / audits) and
     the wrappers choose GPU tile configurations (cached autotune winner, else the default)
     even under the interpreter, so the recorded launches are those a GPU would run."""
-    from .config import gpu_tiles
-
     launches: list[KernelLaunch] = []
     _RECORDERS.append((launches, execute))
     try:
@@ -96,15 +98,13 @@ class KernelLaunch:
     # -- specialization, as the Triton JIT computes it ----------------------------------
     def param_names(self) -> list[str]:
         fn = getattr(self.fn, "fn", self.fn)  # JITFunction / InterpretedFunction wrap .fn
-        import inspect
         return list(inspect.signature(fn).parameters)
 
     def specialization(self) -> tuple[dict, dict, dict]:
         """(signature, constexprs, attrs) for `triton.compiler.ASTSource`, built with the
         JIT's own rule (`native_specialize_impl`): ints equal to 1 become constexprs,
         ints and 16-byte-aligned pointers divisible by 16 get `tt.divisibility`."""
-        from triton._C.libtriton import native_specialize_impl
-        from triton.backends.compiler import BaseBackend
+        from triton._C.libtriton import native_specialize_impl  # lazy: private Triton API; only the audit needs it
 
         names = self.param_names()
         runtime = [n for n in names if n not in self.constexprs]

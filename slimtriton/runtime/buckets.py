@@ -25,5 +25,5 @@ def pad_batch(t, bucket: int):
     to `bucket`."""
     if t.shape[0] == bucket:
         return t
-    import torch
+    import torch  # lazy: torch; compiler.py imports this module, and planning works without torch
     return torch.cat([t, t.new_zeros((bucket - t.shape[0], *t.shape[1:]))])

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import warnings
 
+import torch
+
 
 class CudaGraphRunner:
     def __init__(self, executor, plan, pool=None):
@@ -59,7 +61,6 @@ class CudaGraphRunner:
         self.failed = False
 
     def run(self, inputs: dict) -> list:
-        import torch
         if self.failed or torch.cuda.is_current_stream_capturing():
             return self.executor.run(inputs)
         if self.graph is None:
@@ -90,7 +91,6 @@ class CudaGraphRunner:
                                  f"{s.device}, got {t.dtype}{list(t.shape)} on {t.device}")
 
     def _capture(self, inputs: dict) -> None:
-        import torch
         self.static_inputs = {k: v.clone() for k, v in inputs.items()}
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -112,7 +112,6 @@ class StreamOrder:
         self.last = None
 
     def __call__(self) -> None:
-        import torch
         current = torch.cuda.current_stream()
         if self.last is not None and self.last != current:
             current.wait_stream(self.last)

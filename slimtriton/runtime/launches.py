@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import torch
 
+from .. import kernels
 from ..ir.ops import Op
 from .executor import TORCH_COMPUTE_DTYPES, PlanExecutor, prepare_parameters
 
 
 def record_plan_launches(plan, precision: str = "ieee") -> list[list]:
     """For each plan step (by index), the list of `KernelLaunch`es it makes."""
-    from .. import kernels
     values = {n.attrs["var"]: torch.empty(n.shape, device="meta") for n in plan.params.values() if n.op is Op.VARIABLE}
     params = prepare_parameters(plan, values, "meta")
     executor = PlanExecutor(plan, params, "meta", precision, poison=False)

@@ -32,9 +32,9 @@ PREP_SCALAR = "scalar"          # a CONSTANT, as a 0-d tensor of the compute dty
 
 
 def _k():
-    # Lazy on purpose: importing the kernels imports torch and triton (and sets the interpreter
-    # without a GPU); planning and `slimtriton report` lower a net without either.
-    from .. import kernels
+    # Importing the kernels imports torch and triton (and sets the interpreter without a GPU);
+    # planning and `slimtriton report` lower a net without either.
+    from .. import kernels  # lazy: imports torch and triton
     return kernels
 
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import operator
 import re
+
+import numpy as np
 
 from ..ir.graph import VariableSpec, get_default_graph, graph_of
 from ..ir.node import NODE_DTYPES, FLOAT_DTYPES, Tensor
@@ -251,7 +254,6 @@ def _dedupe(items):
 
 
 def _check_shape(name, shape):
-    import operator
     if shape is None:
         raise ValueError(f"Shape of a new variable ({name}) must be fully defined, but instead was None.")
     try:
@@ -286,7 +288,6 @@ def _true_getter(name, shape=None, dtype=None, initializer=None, regularizer=Non
     initializer = as_initializer(initializer, f"variable {name}")
     if shape is None and initializer is not None and hasattr(initializer, "value") \
             and getattr(initializer, "value", None) is not None:
-        import numpy as np
         value = np.asarray(initializer.value)
         if value.ndim > 0:
             shape = value.shape

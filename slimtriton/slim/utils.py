@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 from collections import OrderedDict
 
+from ..ir.graph import get_default_graph
 from ..ir.node import Tensor, TensorShape
 from .scopes import _dedupe, _state
 
@@ -56,7 +57,6 @@ def collect_named_outputs(collections, alias, outputs):
 
 def convert_collection_to_dict(collection, clear_collection=False, graph=None) -> "OrderedDict[str, Tensor]":
     """{alias: tensor} for every tensor of `collection`, in insertion order."""
-    from ..ir.graph import get_default_graph
     g = graph or get_default_graph()
     output = OrderedDict((alias, tensor) for tensor in g.get_collection(collection)
                          for alias in get_tensor_aliases(tensor))

@@ -44,7 +44,7 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
-from .tf_table import (  # noqa: F401 - re-exported: data/tfrecord.py and the tests import them from here
+from .tf_table import (  # noqa: F401 - some only re-exported: tests/test_tf_checkpoint*.py import them from here
     TABLE_MAGIC, FOOTER_SIZE, BLOCK_TRAILER_SIZE, CRC_MASK_DELTA, _DTYPES, DT_STRING, DT_BFLOAT16,
     DT_RESOURCE, DT_VARIANT, _DTYPE_NAMES, _NON_MODEL_NAMES, _NON_MODEL_PREFIXES, _NON_MODEL_SLOTS,
     CheckpointError, CheckpointEntry, is_non_model_variable, _mask, _CRC_CHUNK, _crc32c, _varint,
