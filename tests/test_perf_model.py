@@ -116,6 +116,16 @@ def test_step_costs_go_to_the_main_launch_and_side_launches_pay_their_arguments(
     assert P.attribute_step_costs([], 1, 1) == []
 
 
+def test_a_tensor_passed_twice_is_charged_once():
+    # the routed conv's split-K reduction passes its output again in the unused destination slots
+    partial = torch.empty((8, 64, 64), dtype=torch.float32, device="meta")
+    out = torch.empty((64, 64), dtype=torch.float16, device="meta")
+    other = torch.empty((64, 64), dtype=torch.float16, device="meta")
+    reduce = KernelLaunch("net/conv/reduce", lambda: None, (partial, out, out, out, other), {"BLOCK": 1024}, (4,),
+                          4, 1, kind="reduction")
+    assert P.tensor_arg_bytes(reduce) == 8 * 64 * 64 * 4 + 2 * 64 * 64 * 2
+
+
 def test_totals_weight_fill_by_gemm_flops():
     rows = [{"kind": "gemm", "flops": 300, "bytes": 10, "fill": 1.0, "pipelined": True,
              "modeled_us": 10.0, "roofline_us": 2.0},

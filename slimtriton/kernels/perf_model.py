@@ -181,7 +181,11 @@ def _numel(t) -> int:
 
 
 def tensor_arg_bytes(launch) -> int:
-    return sum(_numel(a) * a.element_size() for a in launch.args if hasattr(a, "element_size"))
+    """Bytes of the launch's distinct tensor arguments. A tensor passed twice counts once: the
+    routed conv fills its unused destination slots with the output buffer, and a meta tensor's
+    data_ptr is 0, so identity is what tells two arguments apart."""
+    distinct = {id(a): a for a in launch.args if hasattr(a, "element_size")}
+    return sum(_numel(a) * a.element_size() for a in distinct.values())
 
 
 def largest_tensor_elements(launch) -> int:
