@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import triton
 import triton.language as tl
-from triton.testing import do_bench
+import triton.testing
 
 
 def interpreting() -> bool:
@@ -381,7 +381,7 @@ def time_ms(fn: Callable[[], object]) -> float:
     """Median time of `fn()` in ms on the current CUDA stream: `triton.testing.do_bench`
     (CUDA events, the L2 cache flushed before each run; the first call, which compiles,
     is outside the timed runs)."""
-    return float(do_bench(fn, warmup=5, rep=20, return_mode="median"))
+    return float(triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median"))
 
 
 def select_config(key: str, candidates: Sequence[TileConfig],
