@@ -85,3 +85,15 @@ def cli_user_error(capsys, *argv) -> str:
     assert status == 2, f"exit status {status}; stdout {out!r}; stderr {err!r}"
     assert err.startswith(f"slimtriton {argv[0]}: error: ") and "Traceback" not in err, err
     return err
+
+
+def engine_copy_with_a_flipped_byte(engine, victim: str, tmp_path):
+    """A copy of the saved engine directory `engine` in which one bit of the middle byte of its file
+    `victim` is flipped (what a damaged download or disk looks like)."""
+    import shutil
+    copy = tmp_path / "copy.engine"
+    shutil.copytree(engine, copy)
+    data = bytearray((copy / victim).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / victim).write_bytes(bytes(data))
+    return copy

@@ -15,6 +15,7 @@ import pytest
 import slimtriton as st
 from slimtriton import slim, tf
 from slimtriton.engine import EngineError, read_manifest
+from tests.helpers import engine_copy_with_a_flipped_byte
 from tests.test_compile import randomize_bn
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,13 +99,8 @@ def test_loaded_model_keeps_feeds_rules_and_output_structure(saved):
 
 @pytest.mark.parametrize("victim", ["params.safetensors", "program.json", "params.json"])
 def test_a_damaged_file_is_refused_naming_it(saved, tmp_path, victim):
-    import shutil
     path, *_ = saved
-    copy = tmp_path / "copy.engine"
-    shutil.copytree(path, copy)
-    data = bytearray((copy / victim).read_bytes())
-    data[len(data) // 2] ^= 0x01
-    (copy / victim).write_bytes(bytes(data))
+    copy = engine_copy_with_a_flipped_byte(path, victim, tmp_path)
     with pytest.raises(EngineError, match=victim.replace(".", r"\.")):
         st.load_compiled(copy, device="cpu")
 

@@ -19,7 +19,7 @@ import pytest
 
 import slimtriton as st
 from slimtriton.engine import EngineError, read_manifest
-from tests.helpers import assert_close
+from tests.helpers import assert_close, engine_copy_with_a_flipped_byte
 from tests.test_compile import randomize_bn
 from tests.test_engine import small_net
 
@@ -120,11 +120,7 @@ def test_loaded_dynamic_model_matches_the_reference_and_keeps_the_shared_arena(s
 @pytest.mark.parametrize("victim", ["program_batch2.json", "params.safetensors"])
 def test_a_damaged_bucket_program_or_parameter_file_is_refused(saved, tmp_path, victim):
     path, *_ = saved
-    copy = tmp_path / "copy.engine"
-    shutil.copytree(path, copy)
-    data = bytearray((copy / victim).read_bytes())
-    data[len(data) // 2] ^= 0x01
-    (copy / victim).write_bytes(bytes(data))
+    copy = engine_copy_with_a_flipped_byte(path, victim, tmp_path)
     with pytest.raises(EngineError, match=victim.replace(".", r"\.")):
         st.load_compiled(copy, device="cpu")
 
