@@ -113,21 +113,22 @@ def epilogue_store_routed(acc, res, offs_m, offs_n, m_mask, n_mask, out_ptr, sca
     else:
         y = scale_shift_act(acc, scale_ptr, shift_ptr, offs_n, n_mask, HAS_SCALE, HAS_SHIFT, ACT)
         mask = m_mask[:, None] & n_mask[None, :]
+        # destination d's columns end where destination d + 1's begin; the last one's at C_out
+        end1 = C_out
+        if NUM_OUT > 2:
+            end1 = col2
         _store_columns(apply_act(y, OUT_ACT0), offs_m, offs_n, mask, out_ptr, out_c_total, out_c_offset, 0, col1)
-        if NUM_OUT == 2:
-            _store_columns(apply_act(y, OUT_ACT1), offs_m, offs_n, mask, out1_ptr, out1_c_total, out1_c_offset,
-                           col1, C_out)
-        else:
-            _store_columns(apply_act(y, OUT_ACT1), offs_m, offs_n, mask, out1_ptr, out1_c_total, out1_c_offset,
-                           col1, col2)
-            if NUM_OUT == 3:
-                _store_columns(apply_act(y, OUT_ACT2), offs_m, offs_n, mask, out2_ptr, out2_c_total, out2_c_offset,
-                               col2, C_out)
-            else:
-                _store_columns(apply_act(y, OUT_ACT2), offs_m, offs_n, mask, out2_ptr, out2_c_total, out2_c_offset,
-                               col2, col3)
-                _store_columns(apply_act(y, OUT_ACT3), offs_m, offs_n, mask, out3_ptr, out3_c_total, out3_c_offset,
-                               col3, C_out)
+        _store_columns(apply_act(y, OUT_ACT1), offs_m, offs_n, mask, out1_ptr, out1_c_total, out1_c_offset,
+                       col1, end1)
+        if NUM_OUT > 2:
+            end2 = C_out
+            if NUM_OUT > 3:
+                end2 = col3
+            _store_columns(apply_act(y, OUT_ACT2), offs_m, offs_n, mask, out2_ptr, out2_c_total, out2_c_offset,
+                           col2, end2)
+        if NUM_OUT > 3:
+            _store_columns(apply_act(y, OUT_ACT3), offs_m, offs_n, mask, out3_ptr, out3_c_total, out3_c_offset,
+                           col3, C_out)
 
 
 @triton.jit
